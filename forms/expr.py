@@ -1,0 +1,724 @@
+"""Form expressions: the small, safe subset of XLSForm/XPath used for relevance, constraints,
+conditional requirements and calculations.
+
+Pure functions, no eval, no I/O. The semantics are specified in docs/EXPRESSIONS.md and pinned by
+forms/expr_vectors.json, which the PWA's JavaScript twin must pass as well. Internally a value is
+always one of: None (no answer; the empty string is the same value), bool, a finite float, or a
+non-empty str. Select-many answers are seen as their space-separated string, as in XLSForm.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ExprError", "Expr", "parse", "references", "evaluate", "truthy", "FUNCTIONS"]
+
+MAX_DEPTH = 100  # deepest allowed syntax tree; keeps both implementations clear of stack limits
+
+
+class ExprError(ValueError):
+    """A malformed expression (or a call that cannot be answered); the message says where."""
+
+    def __init__(self, message: str, position: int | None = None):
+        if position is not None:
+            message = f"{message} at column {position + 1}"
+        super().__init__(message)
+        self.position = position
+
+
+# ---------------------------------------------------------------- syntax tree
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str | None  # the literal '' is the empty value
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class Current:
+    pass
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Expr, ...]
+
+
+Expr = Num | Str | Ref | Current | Neg | Binary | Call
+
+# name -> (fewest, most) arguments; None means any number
+FUNCTIONS: dict[str, tuple[int, int | None]] = {
+    "if": (3, 3),
+    "selected": (2, 2),
+    "count-selected": (1, 1),
+    "string-length": (1, 1),
+    "today": (0, 0),
+    "true": (0, 0),
+    "false": (0, 0),
+    "not": (1, 1),
+    "number": (1, 1),
+    "int": (1, 1),
+    "round": (1, 2),
+    "coalesce": (2, 2),
+    "concat": (0, None),
+    "regex": (2, 2),
+}
+
+# binding power of binary operators, XPath order; unary minus binds tighter than all of them
+_BINARY = {
+    "or": 1,
+    "and": 2,
+    "=": 3,
+    "!=": 3,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "div": 6,
+    "mod": 6,
+}
+_UNARY_BP = 7
+
+# ---------------------------------------------------------------- tokenizer
+
+_TOKEN = re.compile(
+    r"""(?P<ws>[ \t\r\n]+)
+    |(?P<ref>\$\{[A-Za-z_][A-Za-z0-9_.-]*\})
+    |(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)
+    |(?P<str>'[^']*'|"[^"]*")
+    |(?P<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)
+    |(?P<op>!=|<=|>=|[=<>+\-*(),.])""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # ref, num, str, name, op, end
+    text: str
+    pos: int
+
+
+def _tokenize(source: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(source):
+        m = _TOKEN.match(source, pos)
+        if m is None:
+            ch = source[pos]
+            if ch in "'\"":
+                raise ExprError("unclosed string", pos)
+            if ch == "$":
+                raise ExprError("bad field reference, expected ${name}", pos)
+            raise ExprError(f"unexpected character {ch!r}", pos)
+        if m.lastgroup != "ws":
+            tokens.append(_Token(m.lastgroup, m.group(), pos))
+        pos = m.end()
+    tokens.append(_Token("end", "", len(source)))
+    return tokens
+
+
+# ---------------------------------------------------------------- parser (Pratt)
+
+
+class _Parser:
+    def __init__(self, source: str):
+        self.tokens = _tokenize(source)
+        self.i = 0
+        self.level = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def take(self) -> _Token:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, text: str) -> None:
+        tok = self.take()
+        if tok.text != text or tok.kind not in ("op", "end"):
+            raise ExprError(f"expected {text!r} but found {_describe(tok)}", tok.pos)
+
+    def expression(self, min_bp: int = 0) -> tuple[Expr, int]:
+        """Parse operators binding tighter than min_bp; return the node and its tree depth."""
+        self.level += 1
+        if self.level > MAX_DEPTH:
+            raise ExprError(f"expression nested deeper than {MAX_DEPTH}", self.peek().pos)
+        left, depth = self.prefix()
+        while True:
+            tok = self.peek()
+            op = tok.text if tok.kind in ("op", "name") and tok.text in _BINARY else None
+            if op is None or _BINARY[op] <= min_bp:
+                break
+            self.take()
+            right, right_depth = self.expression(_BINARY[op])
+            left, depth = Binary(op, left, right), _deeper(max(depth, right_depth), tok)
+        self.level -= 1
+        return left, depth
+
+    def prefix(self) -> tuple[Expr, int]:
+        tok = self.take()
+        if tok.kind == "num":
+            value = float(tok.text)
+            if not math.isfinite(value):
+                raise ExprError("number too large", tok.pos)
+            return Num(value), 1
+        if tok.kind == "str":
+            return Str(tok.text[1:-1] or None), 1
+        if tok.kind == "ref":
+            return Ref(tok.text[2:-1]), 1
+        if tok.kind == "op" and tok.text == ".":
+            return Current(), 1
+        if tok.kind == "op" and tok.text == "-":
+            operand, depth = self.expression(_UNARY_BP)
+            return Neg(operand), _deeper(depth, tok)
+        if tok.kind == "op" and tok.text == "(":
+            inner, depth = self.expression(0)
+            self.expect(")")
+            return inner, _deeper(depth, tok)
+        if tok.kind == "name":
+            if self.peek().text == "(" and self.peek().kind == "op":
+                return self.call(tok)
+            if tok.text in _BINARY:
+                raise ExprError(f"operator {tok.text!r} is missing its left operand", tok.pos)
+            raise ExprError(
+                f"bare name {tok.text!r}: write ${{{tok.text}}} for a field or {tok.text}() "
+                "for a function",
+                tok.pos,
+            )
+        if tok.kind == "end":
+            raise ExprError("unexpected end of expression", tok.pos)
+        raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
+
+    def call(self, name: _Token) -> tuple[Expr, int]:
+        if name.text not in FUNCTIONS:
+            raise ExprError(f"unknown function {name.text}()", name.pos)
+        self.take()  # (
+        args, depth = [], 0
+        if self.peek().text != ")" or self.peek().kind != "op":
+            while True:
+                arg, arg_depth = self.expression(0)
+                args.append(arg)
+                depth = max(depth, arg_depth)
+                if self.peek().text == "," and self.peek().kind == "op":
+                    self.take()
+                    continue
+                break
+        self.expect(")")
+        fewest, most = FUNCTIONS[name.text]
+        if len(args) < fewest or (most is not None and len(args) > most):
+            wanted = str(fewest) if fewest == most else f"{fewest} to {most}"
+            if most is None:
+                wanted = f"at least {fewest}"
+            raise ExprError(f"{name.text}() takes {wanted} arguments, got {len(args)}", name.pos)
+        if name.text == "regex":
+            if not isinstance(args[1], Str):
+                raise ExprError("regex() needs a string literal as its pattern", name.pos)
+            try:
+                _compile_regex(args[1].value or "")
+            except _RegexError as e:
+                raise ExprError(f"bad regex pattern ({e.args[0]})", name.pos) from None
+        return Call(name.text, tuple(args)), _deeper(depth, name)
+
+
+def _deeper(depth: int, tok: _Token) -> int:
+    if depth + 1 > MAX_DEPTH:
+        raise ExprError(f"expression nested deeper than {MAX_DEPTH}", tok.pos)
+    return depth + 1
+
+
+def _describe(tok: _Token) -> str:
+    return "end of expression" if tok.kind == "end" else repr(tok.text)
+
+
+@functools.lru_cache(maxsize=2048)
+def parse(source: str) -> Expr:
+    """Parse once and cache, so forms re-evaluated on every keystroke stay cheap."""
+    if not isinstance(source, str):
+        raise ExprError("expression must be a string")
+    parser = _Parser(source)
+    if parser.peek().kind == "end":
+        raise ExprError("empty expression", 0)
+    node, _ = parser.expression(0)
+    tok = parser.peek()
+    if tok.kind != "end":
+        raise ExprError(f"unexpected {_describe(tok)} after a complete expression", tok.pos)
+    return node
+
+
+@functools.lru_cache(maxsize=2048)
+def references(source: str) -> frozenset[str]:
+    """Fields an expression reads, so callers know what to re-evaluate when an answer changes."""
+    found, stack = set(), [parse(source)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Ref):
+            found.add(node.name)
+        elif isinstance(node, Neg):
+            stack.append(node.operand)
+        elif isinstance(node, Binary):
+            stack += [node.left, node.right]
+        elif isinstance(node, Call):
+            stack += node.args
+    return frozenset(found)
+
+
+# ---------------------------------------------------------------- values
+
+_NUMERIC = re.compile(r"[ \t\r\n]*-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*")
+_SPLIT = re.compile(r"[ \t\r\n]+")
+_YES_NO = {"yes": True, "true": True, "no": False, "false": False}
+
+
+def _load(value: Any) -> Any:
+    """Normalise an answer of any type to an internal value; never raises."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list | tuple):
+        items = [_item_text(item) for item in value]
+        return " ".join(item for item in items if item) or None
+    if isinstance(value, dict):
+        return "object" if value else None
+    if isinstance(value, datetime.date):  # Python convenience only; JSON answers are strings
+        return value.isoformat()
+    return None
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, list | tuple | dict):
+        return "object" if item else ""
+    return _text(_load(item))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _number_text(value)
+    return value
+
+
+def _number_text(x: float) -> str:
+    """Format like JavaScript's Number.prototype.toString, so both twins print the same."""
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    m = re.fullmatch(r"([0-9]+)(?:\.([0-9]+))?(?:e([+-][0-9]+))?", repr(abs(x)))
+    whole, frac, exp = m.group(1), m.group(2) or "", int(m.group(3) or 0)
+    digits, point = whole + frac, len(whole) + exp
+    stripped = digits.lstrip("0")
+    point -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0")
+    k, n = len(digits), point
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{sign}{mantissa}e{'+' if e > 0 else '-'}{abs(e)}"
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, float):
+        return value
+    if _NUMERIC.fullmatch(value):
+        return _finite(float(value))
+    return None
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value != 0
+    return value is not None
+
+
+def truthy(value: Any) -> bool:
+    """XPath boolean() of a value: decides relevance, constraints and required-if."""
+    return _bool(_load(value))
+
+
+def _out(value: Any) -> Any:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= 2**53:
+            return int(value)
+        return value
+    return value
+
+
+# ---------------------------------------------------------------- comparisons and arithmetic
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        if isinstance(a, bool) and isinstance(b, bool):
+            return a == b
+        flag, other = (a, b) if isinstance(a, bool) else (b, a)
+        if isinstance(other, float):
+            return (1.0 if flag else 0.0) == other
+        return _YES_NO.get(other) is flag
+    if isinstance(a, float) or isinstance(b, float):
+        x, y = _number(a), _number(b)
+        return x is not None and y is not None and x == y
+    return a == b
+
+
+def _order(op: str, a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    if isinstance(a, str) and isinstance(b, str):
+        x, y = _utf16(a), _utf16(b)
+    else:
+        x, y = _number(a), _number(b)
+        if x is None or y is None:
+            return False
+    if op == "<":
+        return x < y
+    if op == "<=":
+        return x <= y
+    if op == ">":
+        return x > y
+    return x >= y
+
+
+def _utf16(s: str) -> bytes:
+    return s.encode("utf-16-be", "surrogatepass")  # JavaScript compares UTF-16 code units
+
+
+def _arithmetic(op: str, a: Any, b: Any) -> float | None:
+    x, y = _number(a), _number(b)
+    if x is None or y is None:
+        return None
+    if op == "+":
+        return _finite(x + y)
+    if op == "-":
+        return _finite(x - y)
+    if op == "*":
+        return _finite(x * y)
+    if y == 0:
+        return None
+    return _finite(x / y if op == "div" else math.fmod(x, y))
+
+
+def _round(x: float | None, digits: float | None) -> float | None:
+    """Round half away from zero, with the same float steps the JavaScript twin takes."""
+    if x is None or digits is None:
+        return None
+    d = max(-308, min(308, math.trunc(digits)))
+    scale = float(f"1e{abs(d)}")
+    scaled = abs(x) * scale if d >= 0 else abs(x) / scale
+    if not math.isfinite(scaled) or scaled >= 2**52:
+        return x
+    whole = math.floor(scaled)
+    if scaled - whole >= 0.5:
+        whole += 1
+    result = whole / scale if d >= 0 else whole * scale
+    return _finite(math.copysign(result, x) if result else 0.0)
+
+
+def _tokens(value: Any) -> list[str]:
+    return [t for t in _SPLIT.split(_text(value)) if t]
+
+
+# ---------------------------------------------------------------- evaluator
+
+
+@dataclass(frozen=True)
+class _Context:
+    answers: Mapping[str, Any]
+    current: Any
+    today: Any
+
+
+def evaluate(
+    source: str | Expr,
+    answers: Mapping[str, Any],
+    *,
+    current: Any = None,
+    today: datetime.date,
+) -> Any:
+    """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`."""
+    node = parse(source) if isinstance(source, str) else source
+    return _out(_eval(node, _Context(answers, _load(current), today)))
+
+
+def _eval(node: Expr, ctx: _Context) -> Any:
+    if isinstance(node, Num):
+        return node.value
+    if isinstance(node, Str):
+        return node.value
+    if isinstance(node, Ref):
+        return _load(ctx.answers.get(node.name))
+    if isinstance(node, Current):
+        return ctx.current
+    if isinstance(node, Neg):
+        x = _number(_eval(node.operand, ctx))
+        return None if x is None else -x
+    if isinstance(node, Binary):
+        op = node.op
+        left = _eval(node.left, ctx)
+        if op == "and":
+            return _bool(left) and _bool(_eval(node.right, ctx))
+        if op == "or":
+            return _bool(left) or _bool(_eval(node.right, ctx))
+        right = _eval(node.right, ctx)
+        if op == "=":
+            return _equal(left, right)
+        if op == "!=":
+            return not _equal(left, right)
+        if op in ("<", "<=", ">", ">="):
+            return _order(op, left, right)
+        return _arithmetic(op, left, right)
+    if isinstance(node, Call):
+        return _call(node, ctx)
+    raise ExprError(f"not an expression: {node!r}")
+
+
+def _call(node: Call, ctx: _Context) -> Any:
+    name, args = node.name, node.args
+    if name == "if":
+        return _eval(args[1] if _bool(_eval(args[0], ctx)) else args[2], ctx)
+    if name == "coalesce":
+        first = _eval(args[0], ctx)
+        return first if first is not None else _eval(args[1], ctx)
+    if name == "today":
+        today = ctx.today
+        if not isinstance(today, datetime.date):
+            raise ExprError("today() needs evaluate(..., today=<date>)")
+        return datetime.date(today.year, today.month, today.day).isoformat()
+    values = [_eval(arg, ctx) for arg in args]
+    if name == "true":
+        return True
+    if name == "false":
+        return False
+    if name == "not":
+        return not _bool(values[0])
+    if name == "selected":
+        wanted = _text(values[1])
+        return bool(wanted) and wanted in _tokens(values[0])
+    if name == "count-selected":
+        return float(len(_tokens(values[0])))
+    if name == "string-length":
+        return float(len(_text(values[0])))
+    if name == "number":
+        return _number(values[0])
+    if name == "int":
+        x = _number(values[0])
+        return None if x is None else float(math.trunc(x))
+    if name == "round":
+        return _round(_number(values[0]), _number(values[1]) if len(values) > 1 else 0.0)
+    if name == "concat":
+        return "".join(_text(v) for v in values) or None
+    if name == "regex":
+        try:
+            pattern = _compile_regex(args[1].value or "")
+        except (_RegexError, AttributeError) as e:  # only for trees built by hand
+            raise ExprError(f"bad regex pattern ({e})") from None
+        return pattern.search(_text(values[0])) is not None
+    raise ExprError(f"unknown function {name}()")
+
+
+# ---------------------------------------------------------------- regex subset
+# Patterns are checked against a subset that Python's re and JavaScript's RegExp (with the "u"
+# flag) read alike, then translated so that the remaining differences (\d, \w and \s are
+# Unicode-aware in Python; "." and "$" treat line ends differently) disappear.
+
+
+class _RegexError(ValueError):
+    pass
+
+
+_JS_SPACE = (
+    "\\t\\n\\x0b\\f\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+)
+_CLASS_SHORTHANDS = {"d": "0-9", "w": "A-Za-z0-9_", "s": _JS_SPACE}
+_CONTROL = {"n": "\\n", "t": "\\t", "r": "\\r"}
+_SYNTAX = set("\\^$.|?*+()[]{}/")
+_QUANTIFIER = re.compile(r"\{([0-9]{1,4})(?:(,)([0-9]{1,4})?)?\}")
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(_translate_regex(pattern))
+
+
+def _translate_regex(p: str) -> str:
+    out: list[str] = []
+    i, groups, can_repeat = 0, 0, False
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            text, _, i = _escape(p, i, in_class=False)
+            out.append(text)
+            can_repeat = True
+        elif c == "[":
+            text, i = _char_class(p, i)
+            out.append(text)
+            can_repeat = True
+        elif c == "(":
+            if p.startswith("(?:", i):
+                out.append("(?:")
+                i += 3
+            elif p.startswith("(?", i):
+                raise _RegexError(f"only (...) and (?:...) groups are supported, at {i}")
+            else:
+                out.append("(")
+                i += 1
+            groups += 1
+            can_repeat = False
+        elif c == ")":
+            if groups == 0:
+                raise _RegexError(f"unbalanced ) at {i}")
+            groups -= 1
+            out.append(")")
+            i += 1
+            can_repeat = True
+        elif c in "*+?{":
+            if not can_repeat:
+                raise _RegexError(f"nothing to repeat at {i}")
+            if c == "{":
+                m = _QUANTIFIER.match(p, i)
+                if m is None:
+                    raise _RegexError(f"bad {{n,m}} repeat at {i} (write \\{{ for a literal {{)")
+                if m.group(3) is not None and int(m.group(3)) < int(m.group(1)):
+                    raise _RegexError(f"repeat bounds out of order at {i}")
+                text, i = m.group(), m.end()
+            else:
+                text, i = c, i + 1
+            if i < len(p) and p[i] == "?":
+                text, i = text + "?", i + 1
+            out.append(text)
+            can_repeat = False
+        elif c in "|^$":
+            out.append("\\Z" if c == "$" else c)
+            i += 1
+            can_repeat = False
+        elif c in "]}":
+            raise _RegexError(f"write \\{c} for a literal {c}, at {i}")
+        elif c == ".":
+            out.append("[^\\n\\r\\u2028\\u2029]")
+            i += 1
+            can_repeat = True
+        else:
+            out.append(re.escape(c))
+            i += 1
+            can_repeat = True
+    if groups:
+        raise _RegexError("unclosed (")
+    return "".join(out)
+
+
+def _escape(p: str, i: int, *, in_class: bool) -> tuple[str, str | None, int]:
+    """Translate the escape at p[i]; return (python text, the single char or None, next i)."""
+    if i + 1 >= len(p):
+        raise _RegexError("pattern ends with a backslash")
+    c = p[i + 1]
+    if c.lower() in _CLASS_SHORTHANDS:
+        body = _CLASS_SHORTHANDS[c.lower()]
+        if in_class:
+            if c.isupper():
+                raise _RegexError(f"\\{c} is not supported inside [...], at {i}")
+            return body, None, i + 2
+        return f"[{'^' if c.isupper() else ''}{body}]", None, i + 2
+    if c in _CONTROL:
+        return _CONTROL[c], {"n": "\n", "t": "\t", "r": "\r"}[c], i + 2
+    if c == "u":
+        m = re.compile(r"u([0-9A-Fa-f]{4})").match(p, i + 1)
+        if m is None:
+            raise _RegexError(f"\\u needs four hex digits, at {i}")
+        return "\\" + m.group(), chr(int(m.group(1), 16)), m.end()
+    if c in _SYNTAX or (in_class and c == "-"):
+        return "\\" + c, c, i + 2
+    raise _RegexError(f"unsupported escape \\{c} at {i}")
+
+
+def _char_class(p: str, i: int) -> tuple[str, int]:
+    out, j = ["["], i + 1
+    if j < len(p) and p[j] == "^":
+        out.append("^")
+        j += 1
+    first = j
+    while True:
+        if j >= len(p):
+            raise _RegexError("unclosed [")
+        if p[j] == "]":
+            if j == first:
+                raise _RegexError(f"empty [] at {i}")
+            out.append("]")
+            return "".join(out), j + 1
+        text, start, j = _class_atom(p, j, first)
+        if j + 1 < len(p) and p[j] == "-" and p[j + 1] != "]":
+            end_text, end, j = _class_atom(p, j + 1, first)
+            if start is None or end is None:
+                raise _RegexError(f"a range needs single characters at both ends, at {j}")
+            if ord(start) > ord(end):
+                raise _RegexError(f"range out of order at {j}")
+            text = f"{text}-{end_text}"
+        out.append(text)
+
+
+def _class_atom(p: str, j: int, first: int) -> tuple[str, str | None, int]:
+    c = p[j]
+    if c == "\\":
+        return _escape(p, j, in_class=True)
+    if c == "[":
+        raise _RegexError(f"write \\[ for a literal [ inside [...], at {j}")
+    if c == "-" and j != first and p[j + 1 : j + 2] != "]":
+        raise _RegexError(f"write \\- for a literal - inside [...], at {j}")
+    return ("\\" + c if c in "^-&~|" else c), c, j + 1
