@@ -1,0 +1,48 @@
+"""villagecheck's Flask application factory.
+
+`create_app()` sets defaults from server.settings, then the instance folder's config.py, then
+VILLAGECHECK_* environment variables, then the test dict; nothing creates an app at import time.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from . import errors
+from .settings import DEFAULTS
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("VILLAGECHECK")
+    if test_config:
+        app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config["DATABASE_PATH"] = os.path.join(app.instance_path, app.config["DATABASE"])
+    app.config["MEDIA_PATH"] = os.path.join(app.instance_path, app.config["MEDIA_ROOT"])
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_JSON_BYTES"]
+    app.json.ensure_ascii = False
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    from . import api, auth, cli, context
+
+    errors.register(app)
+    app.teardown_appcontext(context.close_storage)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(api.bp)
+    cli.register(app)
+    return app
+
+
+def _instance_secret(folder: Path) -> str:
+    """A random key kept in the instance folder, made on first start."""
+    path = folder / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

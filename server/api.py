@@ -1,0 +1,152 @@
+"""The sync API under /api/v1: pull, push and a record's history.
+
+Views only read the request, call storage and the pure rules, and shape the answer; the push
+rules are in server/push.py and sync/, the merge rule in sync/merge.py.
+"""
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from sync import protocol
+from sync.clock import decode, encode, tick
+
+from . import push
+from .auth import require_token, require_village
+from .context import now_iso, now_ms, storage
+from .errors import ApiError
+from .requests import json_body
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+SERVER_DEVICE = "server"
+
+
+def server_clock(store) -> str:
+    """The server's hybrid logical clock, after everything it holds; phones `receive` it."""
+    newest = store.newest_clock()
+    return encode(tick(decode(newest) if newest else None, now_ms(), SERVER_DEVICE))
+
+
+def _record_out(row: dict, *, task: bool = False) -> dict:
+    state = row["state"]
+    out = {
+        "id": row["id"],
+        "village": row["village_code"],
+        "fields": {k: v["value"] for k, v in sorted(state.items())},
+        "clocks": {k: v["clock"] for k, v in sorted(state.items())},
+    }
+    if task:
+        out.update(
+            month=row["month"], template=row["template"], title=row["title"], due_on=row["due_on"]
+        )
+    else:
+        out.update(kind=row["kind"], name=row["name"], lat=row["lat"], lon=row["lon"])
+    return out
+
+
+def _village_out(row: dict) -> dict:
+    return {
+        k: row[k]
+        for k in ("code", "name", "township", "county", "county_class", "households", "lat", "lon")
+    }
+
+
+@bp.get("/sync/pull")
+@require_token
+def pull():
+    """Changes after the cursor that the caller may see, a page at a time."""
+    config = current_app.config
+    try:
+        limit = int(request.args.get("limit", config["PULL_PAGE_SIZE"]))
+    except ValueError:
+        raise ApiError(400, "invalid_limit", "limit 必须是整数") from None
+    if not 1 <= limit <= config["PULL_PAGE_MAX"]:
+        raise ApiError(400, "invalid_limit", f"limit 必须在 1 到 {config['PULL_PAGE_MAX']} 之间")
+    scope = protocol.scope_key(g.user["id"], g.villages)
+    try:
+        since, reset = protocol.decode_cursor(request.args.get("since"), scope)
+    except ValueError:
+        raise ApiError(400, "bad_cursor", "同步游标无效，请重新同步") from None
+    store = storage()
+    rows = store.changes_after(since, g.villages, g.user["id"], limit)
+    changed = protocol.latest_per_entity(rows)
+    ids = {}
+    for entity, entity_id in changed:
+        ids.setdefault(entity, []).append(entity_id)
+    body = {
+        "forms": store.form_definitions(ids.get("form", [])),
+        "villages": [
+            _village_out(v)
+            for v in store.villages(ids.get("village", []))
+            if v["code"] in g.villages
+        ],
+        "facilities": [
+            _record_out(f)
+            for f in store.facilities_by_ids(ids.get("facility", []))
+            if f["village_code"] in g.villages
+        ],
+        "tasks": [
+            _record_out(t, task=True)
+            for t in store.tasks_by_ids(ids.get("task", []))
+            if t["village_code"] in g.villages
+        ],
+    }
+    last = rows[-1][0] if rows else since
+    return jsonify(
+        **body,
+        cursor=protocol.encode_cursor(last, scope),
+        more=len(rows) == limit,
+        reset=reset,
+        clock=server_clock(store),
+    )
+
+
+_FORMS = push.FormCache()
+
+
+@bp.post("/sync/push")
+@require_token(roles=("inspector", "secretary", "supervisor", "admin"))
+def push_batch():
+    """A batch of new facilities and submissions; one result per item."""
+    body = json_body()
+    try:
+        result = push.process(
+            storage(),
+            body,
+            g.user,
+            g.villages,
+            config=current_app.config,
+            now_iso=now_iso(),
+            now_ms=now_ms(),
+            forms=_FORMS,
+        )
+    except push.PushRefused as refused:
+        raise ApiError(refused.status, refused.code, refused.message) from None
+    result["clock"] = server_clock(storage())
+    return jsonify(result)
+
+
+@bp.get("/facilities/<facility_id>/history")
+@require_token
+def facility_history(facility_id: str):
+    """A facility's current record, every inspection of it, and its conflicts."""
+    store = storage()
+    facility = store.facility(facility_id)
+    if facility is None:
+        raise ApiError(404, "not_found", "找不到该设施")
+    require_village(facility["village_code"])
+    return jsonify(
+        facility=_record_out(facility),
+        submissions=store.submissions_of_record(facility_id),
+        conflicts=store.conflicts(record_id=facility_id),
+    )
+
+
+@bp.get("/submissions/<submission_id>")
+@require_token
+def submission(submission_id: str):
+    """One submission with its state and the photos the server still lacks."""
+    store = storage()
+    row = store.submission(submission_id)
+    if row is None or row["village_code"] not in g.villages:
+        raise ApiError(404, "not_found", "找不到该记录")
+    hashes = store.submission_photo_hashes(submission_id)
+    return jsonify(submission=row, missing=store.missing_media(hashes))

@@ -1,0 +1,58 @@
+"""One error envelope for the API: `{"error": {"code": ..., "message": ...}}`.
+
+Views raise `ApiError`; app-wide handlers turn it, and every HTTP error Flask raises itself
+(bad JSON, oversized body, unknown route), into that envelope on /api/ routes, so a phone
+never has to parse an HTML error page.
+"""
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error a client can act on: HTTP status, a stable code, and a message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra):
+    body = {"error": {"code": code, "message": message, **extra}}
+    return jsonify(body), status
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "请求格式不正确"),
+    401: ("unauthorized", "请先登录"),
+    403: ("forbidden", "没有权限"),
+    404: ("not_found", "找不到该地址"),
+    405: ("method_not_allowed", "不支持该请求方法"),
+    413: ("too_large", "请求内容太大"),
+    415: ("unsupported_media_type", "不支持的内容类型"),
+}
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        return error_response(err.status, err.code, err.message, **err.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        if not request.path.startswith("/api/"):
+            return err
+        code, message = _HTTP_CODES.get(err.code, ("http_error", err.name))
+        return error_response(err.code, code, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        app.logger.exception("unhandled error on %s", request.path)
+        if not request.path.startswith("/api/"):
+            return "服务器内部错误 (internal server error)", 500
+        return error_response(500, "internal", "服务器内部错误，请稍后再试")

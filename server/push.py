@@ -1,0 +1,455 @@
+"""The server side of a push: check each item, then store the good ones and merge them.
+
+Checking needs only reads and pure functions (forms/ validates answers, sync/ decides
+identity); storing happens in one write transaction with a savepoint per item, so one bad
+item never loses the good ones and a failure never leaves half an item behind.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from forms.compiler import compile_form
+from sync import protocol
+from sync.clock import decode, skew_ms, valid_device
+from sync.merge import (
+    Conflict,
+    Observation,
+    conflict_resolved_by,
+    find_conflicts,
+    window_bounds,
+)
+from sync.merge import apply as merge_apply
+
+from .storage import Storage
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+FACILITY_KINDS = {
+    "toilet": ("toilet_type",),
+    "rubbish": ("rubbish_type",),
+    "fire": ("fire_type",),
+    "zone": ("zone_type",),
+}
+
+
+@dataclass
+class Item:
+    """One item of a batch on its way through the push."""
+
+    index: int
+    raw: dict
+    type: str
+    id: str | None
+    result: dict = field(default_factory=dict)
+    row: dict | None = None
+    photos: list = field(default_factory=list)
+    observation: Observation | None = None
+    record_type: str | None = None
+
+
+class PushRefused(Exception):
+    """The batch as a whole cannot be taken (e.g. too many items); nothing was written."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    villages: frozenset
+    device_id: str
+
+
+def _err(code, zh, en=None):
+    return {"code": code, "message": {"zh": zh, "en": en or zh}}
+
+
+def _invalid(item: Item, errors: dict) -> None:
+    item.result = {"status": protocol.INVALID, "errors": errors}
+
+
+def _parse_time(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _clock(value):
+    try:
+        return decode(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(value, lo, hi) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
+    """A facility registered on a phone: shape, scope and its initial fields."""
+    raw, errors = item.raw, {}
+    if raw.get("village") not in caller.villages:
+        errors["village"] = [_err("village_forbidden", "您没有该村的权限", "not your village")]
+    kind = raw.get("kind")
+    if kind not in FACILITY_KINDS:
+        errors["kind"] = [_err("choice", "设施类型不正确", "unknown facility kind")]
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        errors["name"] = [_err("required", "请填写设施名称（100 字以内）", "name required")]
+    if not _number(raw.get("lat"), -90, 90) or not _number(raw.get("lon"), -180, 180):
+        errors["position"] = [_err("required", "请记录设施位置", "position required")]
+    clock = _clock(raw.get("clock"))
+    if clock is None:
+        errors["clock"] = [_err("type", "时钟格式不正确", "bad clock")]
+    fields = raw.get("fields", {})
+    allowed = FACILITY_KINDS.get(kind, ())
+    if not isinstance(fields, dict) or any(k not in allowed for k in fields):
+        errors["fields"] = [
+            _err("unknown_field", f"登记时只能填写：{', '.join(allowed)}", "unknown field")
+        ]
+    if errors:
+        return _invalid(item, errors)
+    item.row = {
+        "id": item.id,
+        "village_code": raw["village"],
+        "kind": kind,
+        "name": name.strip(),
+        "lat": raw["lat"],
+        "lon": raw["lon"],
+        "created_by": caller.user_id,
+        "created_clock": raw["clock"],
+        "content_hash": protocol.content_hash(raw),
+        "state": {
+            k: {"value": v, "clock": raw["clock"], "by": item.id}
+            for k, v in {**fields, "status": "active"}.items()
+        },
+    }
+
+
+class FormCache:
+    """Compiled forms by (id, version), read from storage once per process."""
+
+    def __init__(self):
+        self._compiled = {}
+
+    def get(self, store: Storage, form_id, version):
+        key = (form_id, version)
+        if key not in self._compiled:
+            definition = store.form_definition(form_id, version)
+            if definition is None:
+                return None
+            self._compiled[key] = compile_form(definition)
+        return self._compiled[key]
+
+
+def check_submission(
+    item: Item, caller: Caller, store: Storage, forms: FormCache, new_facilities: dict
+) -> None:
+    """A submission: its form version, its record, scope and every answer."""
+    raw = item.raw
+    form_id, version = raw.get("form"), raw.get("version")
+    if not isinstance(form_id, str) or not isinstance(version, int) or isinstance(version, bool):
+        return _invalid(item, {"form": [_err("unknown_form", "表单或版本不正确", "bad form")]})
+    form = forms.get(store, form_id, version)
+    if form is None:
+        return _invalid(
+            item,
+            {
+                "form": [
+                    _err(
+                        "unknown_form", "服务器没有该表单版本", f"unknown form {form_id} v{version}"
+                    )
+                ]
+            },
+        )
+    errors = {}
+    clock = _clock(raw.get("clock"))
+    if clock is None:
+        errors["clock"] = [_err("type", "时钟格式不正确", "bad clock")]
+    observed = _parse_time(raw.get("observed_at"))
+    if observed is None:
+        errors["observed_at"] = [
+            _err(
+                "type",
+                "检查时间格式不正确（需带时区）",
+                "observed_at must be ISO 8601 with an offset",
+            )
+        ]
+    base_raw = raw.get("base", {})
+    base = {}
+    if not isinstance(base_raw, dict):
+        errors["base"] = [_err("type", "base 格式不正确", "base must be an object")]
+    else:
+        for name, value in base_raw.items():
+            if (decoded := _clock(value)) is None:
+                errors["base"] = [_err("type", "base 时钟格式不正确", f"bad clock for {name}")]
+            else:
+                base[name] = decoded
+    record_type = "task" if form.target == "task" else "facility"
+    record_id = raw.get("record")
+    record = new_facilities.get(record_id) or (
+        store.record(record_type, record_id) if isinstance(record_id, str) else None
+    )
+    if record is None:
+        errors["record"] = [_err("unknown_record", "找不到要检查的设施或任务", "unknown record")]
+    elif record["village_code"] not in caller.villages:
+        errors["record"] = [_err("village_forbidden", "您没有该村的权限", "not your village")]
+    elif record_type == "facility" and record["kind"] != form.target:
+        errors["record"] = [
+            _err(
+                "wrong_kind",
+                "该表单不适用于这个设施",
+                f"form {form_id} is for {form.target} facilities",
+            )
+        ]
+    answers = raw.get("answers")
+    if not isinstance(answers, dict):
+        errors["answers"] = [_err("type", "答案格式不正确", "answers must be an object")]
+    if errors:
+        return _invalid(item, errors)
+    validation = form.validate(answers, observed_on=observed.date())
+    if validation.errors:
+        return _invalid(item, validation.errors)
+    item.record_type = record_type
+    item.photos = validation.photos
+    item.row = {
+        "id": item.id,
+        "form_id": form_id,
+        "form_version": version,
+        "record_id": record_id,
+        "record_type": record_type,
+        "village_code": record["village_code"],
+        "author_id": caller.user_id,
+        "device_id": caller.device_id,
+        "clock": raw["clock"],
+        "observed_at": raw["observed_at"],
+        "answers": validation.answers,
+        "content_hash": protocol.content_hash(raw),
+    }
+    item.observation = Observation(
+        id=item.id, record_id=record_id, clock=clock, fields=validation.updates, base=base
+    )
+    if validation.dropped:
+        item.result["dropped"] = list(validation.dropped)
+
+
+def read_batch(body: dict, *, max_items: int) -> tuple[str, int | None, list[Item]]:
+    """The envelope: device id, the phone's wall time, and the items in order."""
+    device_id = body.get("device_id")
+    if not valid_device(device_id):
+        raise PushRefused(400, "invalid_device_id", "设备编号不正确")
+    device_time = body.get("device_time_ms")
+    if device_time is not None and not _number(device_time, 0, 10**13):
+        raise PushRefused(400, "invalid", "device_time_ms 格式不正确")
+    raw_items = body.get("items")
+    if not isinstance(raw_items, list):
+        raise PushRefused(400, "invalid", "items 必须是列表")
+    if len(raw_items) > max_items:
+        raise PushRefused(413, "batch_too_large", f"每批最多 {max_items} 条，请分批上传")
+    items = []
+    for index, raw in enumerate(raw_items):
+        if not isinstance(raw, dict):
+            raw = {"value": raw}
+        kind, item_id = raw.get("type"), raw.get("id")
+        item = Item(index, raw, kind, item_id if isinstance(item_id, str) else None)
+        if kind not in ("facility", "submission"):
+            _invalid(
+                item,
+                {"type": [_err("type", "未知的记录类型", "type must be facility or submission")]},
+            )
+        elif item.id is None or not UUID.match(item.id):
+            _invalid(item, {"id": [_err("type", "编号必须是 UUID", "id must be a UUID")]})
+        items.append(item)
+    seen = set()
+    for item in items:
+        if item.result.get("status") is None and item.id in seen:
+            _invalid(
+                item,
+                {
+                    "id": [
+                        _err(
+                            "duplicate_in_batch",
+                            "同一批中编号重复",
+                            "the same id twice in one batch",
+                        )
+                    ]
+                },
+            )
+        seen.add(item.id)
+    return device_id, device_time, items
+
+
+def process(
+    store: Storage,
+    body: dict,
+    caller_user: dict,
+    villages,
+    *,
+    config,
+    now_iso: str,
+    now_ms: int,
+    forms: FormCache,
+) -> dict:
+    """Check and store one batch; returns the response body with a result per item."""
+    device_id, device_time, items = read_batch(body, max_items=config["PUSH_BATCH_MAX"])
+    caller = Caller(caller_user["id"], frozenset(villages), device_id)
+    skew = skew_ms(int(device_time), now_ms) if device_time is not None else None
+    pending = [i for i in items if not i.result.get("status")]
+    new_facilities = {}
+    for item in (i for i in pending if i.type == "facility"):
+        check_facility(item, caller, now_iso=now_iso)
+        if item.row:
+            new_facilities[item.id] = item.row
+    for item in (i for i in pending if i.type == "submission"):
+        check_submission(item, caller, store, forms, new_facilities)
+    window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
+    with store.write():
+        store.record_device(
+            device_id=device_id,
+            user_id=caller.user_id,
+            clock=body.get("clock") if isinstance(body.get("clock"), str) else None,
+            skew_ms=skew,
+            at=now_iso,
+        )
+        stored_f = store.facility_hashes(i.id for i in pending if i.type == "facility")
+        stored_s = store.submission_hashes(i.id for i in pending if i.type == "submission")
+        for item in sorted(pending, key=lambda i: (i.type != "facility", i.index)):
+            if item.row is None:
+                continue
+            stored = (stored_f if item.type == "facility" else stored_s).get(item.id)
+            outcome = protocol.classify(stored, item.row["content_hash"])
+            if outcome == protocol.REFUSED:
+                item.result = {
+                    "status": outcome,
+                    "errors": {
+                        "id": [
+                            _err(
+                                "id_reused",
+                                "该编号已用于不同的内容，服务器不会覆盖",
+                                "this id was already used for different content",
+                            )
+                        ]
+                    },
+                }
+                continue
+            if outcome == protocol.ACCEPTED:
+                with store.write():
+                    if item.type == "facility":
+                        store.insert_facility(item.row, at=now_iso)
+                    else:
+                        _store_submission(store, item, skew, window_ms, now_iso)
+            item.result["status"] = outcome
+    _photo_status(store, items)
+    results = []
+    for item in items:
+        results.append({"id": item.id, "type": item.type, "index": item.index, **item.result})
+    return {"results": results, "skew_ms": skew}
+
+
+def _store_submission(store: Storage, item: Item, skew, window_ms, now_iso) -> None:
+    """Insert one submission and merge its observation into the record it is about."""
+    missing = store.missing_media(p["sha256"] for p in item.photos)
+    store.insert_submission(
+        {
+            **item.row,
+            "received_at": now_iso,
+            "skew_ms": skew,
+            "state": "received" if missing else "complete",
+        },
+        item.photos,
+    )
+    obs = item.observation
+    if not obs.fields:
+        return
+    store.insert_observation(
+        {
+            "id": obs.id,
+            "record_id": obs.record_id,
+            "clock": item.row["clock"],
+            "wall_ms": obs.clock.wall_ms,
+            "fields": dict(obs.fields),
+            "base": {k: str(v) for k, v in obs.base.items()},
+        }
+    )
+    record = store.record(item.record_type, obs.record_id)
+    store.set_record_state(
+        item.record_type,
+        obs.record_id,
+        merge_apply(record["state"], obs),
+        village_code=record["village_code"],
+        at=now_iso,
+    )
+    merge_conflicts(store, obs, window_ms, at=now_iso)
+
+
+def _observation(row: dict) -> Observation:
+    return Observation(
+        id=row["id"],
+        record_id=row["record_id"],
+        clock=decode(row["clock"]),
+        fields=row["fields"],
+        base={k: decode(v) for k, v in row["base"].items()},
+    )
+
+
+def merge_conflicts(store: Storage, obs: Observation, window_ms: int, *, at: str) -> None:
+    """Record conflicts the new observation makes, and close those it resolves."""
+    lo, hi = window_bounds(obs.clock, window_ms)
+    candidates = [_observation(r) for r in store.observations_between(obs.record_id, lo, hi)]
+    clocks = {o.id: o.clock for o in candidates}
+    for conflict in find_conflicts(obs, [o for o in candidates if o.id != obs.id], window_ms):
+        pair = (clocks[conflict.a], clocks[conflict.b])
+        later = [_observation(r) for r in store.observations_from(obs.record_id, str(max(pair)))]
+        store.insert_conflict(
+            {
+                "id": conflict.id,
+                "record_id": conflict.record_id,
+                "field": conflict.field,
+                "a": conflict.a,
+                "b": conflict.b,
+                "a_value": conflict.values[0],
+                "b_value": conflict.values[1],
+                "winner": conflict.winner,
+                "resolved_by": conflict_resolved_by(conflict, pair, later),
+            },
+            at=at,
+        )
+    for row in store.open_conflicts_of(obs.record_id):
+        if row["field"] not in obs.fields:
+            continue
+        clocks = store.observation_clocks([row["a"], row["b"]])
+        pair = (decode(clocks[row["a"]]), decode(clocks[row["b"]]))
+        conflict = Conflict(
+            id=row["id"],
+            record_id=row["record_id"],
+            field=row["field"],
+            a=row["a"],
+            b=row["b"],
+            values=(row["a_value"], row["b_value"]),
+            winner=row["winner"],
+        )
+        if resolved := conflict_resolved_by(conflict, pair, [obs]):
+            store.resolve_conflict(row["id"], resolved)
+
+
+def _photo_status(store: Storage, items: list[Item]) -> None:
+    """Accepted and duplicate submissions list the photos the server still lacks."""
+    for item in items:
+        if item.type != "submission" or item.result.get("status") not in (
+            protocol.ACCEPTED,
+            protocol.DUPLICATE,
+        ):
+            continue
+        if item.result["status"] == protocol.DUPLICATE and not item.photos:
+            continue
+        missing = store.missing_media(p["sha256"] for p in item.photos)
+        if missing:
+            item.result["missing"] = missing
+            if item.result["status"] == protocol.ACCEPTED:
+                item.result["status"] = protocol.WAITING

@@ -1,0 +1,206 @@
+"""Fixtures: an app on a real SQLite file holding the demo county, a client, and helpers."""
+
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server import create_app
+from server.bootstrap import init_db
+from server.demo import demo_data, load_demo
+from server.storage import connect
+from sync.clock import Clock, encode
+
+START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+PASSWORDS = {u["username"]: u["password"] for u in demo_data()["users"]}
+YUNYU = "450222101001"  # 云屿村, 桐浦乡
+SHILING = "450222102001"  # 石岭村, 石岭镇: not the inspector's village
+
+
+class FakeClock:
+    """The server's wall clock, fixed unless a test moves it."""
+
+    def __init__(self, start=START):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory):
+    """A database file with the demo county, built once and copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "demo.db"
+    store = connect(path)
+    init_db(store, at=START.isoformat())
+    load_demo(store, now=START)
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return path
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def app(tmp_path, demo_db, clock):
+    shutil.copy(demo_db, tmp_path / "vc.db")
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "vc.db"),
+            "MEDIA_ROOT": str(tmp_path / "media"),
+            "SECRET_KEY": "test",
+            "CLOCK": clock,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def store(app):
+    s = connect(app.config["DATABASE_PATH"])
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def facilities():
+    """Demo facilities by (village, kind): the first of each."""
+    out = {}
+    for f in demo_data()["facilities"]:
+        out.setdefault((f["village"], f["kind"]), f)
+    return out
+
+
+class Phone:
+    """A phone talking to the server through the test client, with its own clock."""
+
+    def __init__(self, client, username, device_id=None):
+        self.client = client
+        self.device_id = device_id or f"phone-{username}-{uuid.uuid4().hex[:6]}"
+        response = client.post(
+            "/api/v1/auth/login",
+            json={
+                "username": username,
+                "password": PASSWORDS[username],
+                "device_id": self.device_id,
+            },
+        )
+        assert response.status_code == 200, response.json
+        self.token = response.json["token"]
+        self.wall_ms = int(START.timestamp() * 1000)
+        self.counter = 0
+        self.cursor = None
+
+    @property
+    def headers(self):
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def clock(self, minutes=0) -> str:
+        """A new clock reading; `minutes` moves the phone's wall clock first."""
+        self.wall_ms += int(minutes * 60_000)
+        self.counter += 1
+        return encode(Clock(self.wall_ms, self.counter, self.device_id))
+
+    def push(self, items, **extra):
+        body = {
+            "device_id": self.device_id,
+            "device_time_ms": self.wall_ms,
+            "items": items,
+            **extra,
+        }
+        return self.client.post("/api/v1/sync/push", json=body, headers=self.headers)
+
+    def pull(self, since=None, **params):
+        query = {"since": since if since is not None else self.cursor, **params}
+        query = {k: v for k, v in query.items() if v is not None}
+        return self.client.get("/api/v1/sync/pull", query_string=query, headers=self.headers)
+
+    def pull_all(self):
+        """Pull every page; returns the merged lists by kind."""
+        seen = {"forms": [], "villages": [], "facilities": [], "tasks": []}
+        while True:
+            response = self.pull()
+            assert response.status_code == 200, response.json
+            for key in seen:
+                seen[key].extend(response.json[key])
+            self.cursor = response.json["cursor"]
+            if not response.json["more"]:
+                return seen
+
+
+@pytest.fixture
+def phone(client):
+    return Phone(client, "inspector")
+
+
+@pytest.fixture
+def make_phone(client):
+    return lambda username="inspector", **kw: Phone(client, username, **kw)
+
+
+def photo(sha=None, **extra):
+    return {
+        "sha256": sha or uuid.uuid4().hex * 2,
+        "captured_at": "2026-11-20T10:31:05+08:00",
+        "position": {"lat": 24.7636, "lon": 109.2947, "accuracy": 8.0},
+        **extra,
+    }
+
+
+def toilet_answers(**overrides):
+    answers = {
+        "toilet_type": "household",
+        "sanitary": True,
+        "harmless": True,
+        "construction": "septic3",
+        "in_use": True,
+        "hazards": [],
+        "usage_notice": True,
+        "phones_posted": True,
+        "manure_emptied": True,
+        "photo_outside": [photo()],
+        "photo_inside": [photo()],
+    }
+    answers.update(overrides)
+    return {k: v for k, v in answers.items() if v is not None}
+
+
+def submission(
+    facility_id,
+    clock,
+    *,
+    form="toilet",
+    version=1,
+    answers=None,
+    base=None,
+    observed_at="2026-11-20T10:35:00+08:00",
+    sub_id=None,
+):
+    return {
+        "type": "submission",
+        "id": sub_id or str(uuid.uuid4()),
+        "form": form,
+        "version": version,
+        "record": facility_id,
+        "clock": clock,
+        "observed_at": observed_at,
+        "answers": toilet_answers() if answers is None else answers,
+        "base": base or {},
+    }
