@@ -29,12 +29,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
-    from . import api, auth, cli, context
+    from . import api, auth, cli, context, web
 
     errors.register(app)
     app.teardown_appcontext(context.close_storage)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
     cli.register(app)
     return app
 

@@ -6,7 +6,7 @@ rules are in server/push.py and sync/, the merge rule in sync/merge.py.
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from sync import protocol
+from sync import protocol, review
 from sync.clock import decode, encode, tick
 
 from . import push
@@ -83,6 +83,7 @@ def pull():
             for f in store.facilities_by_ids(ids.get("facility", []))
             if f["village_code"] in g.villages
         ],
+        "reviews": store.latest_reviews(ids.get("review", [])),
         "tasks": [
             _record_out(t, task=True)
             for t in store.tasks_by_ids(ids.get("task", []))
@@ -150,3 +151,22 @@ def submission(submission_id: str):
         raise ApiError(404, "not_found", "找不到该记录")
     hashes = store.submission_photo_hashes(submission_id)
     return jsonify(submission=row, missing=store.missing_media(hashes))
+
+
+@bp.post("/submissions/<submission_id>/review")
+@require_token(roles=("supervisor", "admin"))
+def review_submission(submission_id: str):
+    """Approve, reject or order a re-inspection; the author's phone sees it on its next pull."""
+    body = json_body()
+    store = storage()
+    row = store.submission(submission_id)
+    if row is None or row["village_code"] not in g.villages:
+        raise ApiError(404, "not_found", "找不到该记录")
+    try:
+        state, reason = review.decide(body.get("decision"), body.get("reason"))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_review", str(exc)) from None
+    store.add_review(submission_id=submission_id, decision=body["decision"], state=state,
+                     reason=reason, reviewer_id=g.user["id"], author_id=row["author_id"],
+                     at=now_iso())
+    return jsonify(submission=submission_id, state=state, reason=reason)

@@ -152,6 +152,8 @@ def _v1(db: sqlite_utils.Database) -> None:
             "content_hash": str,
             "state": str,
             "skew_ms": int,
+            "risk_score": int,
+            "completed_at": str,
         },
         pk="id",
         foreign_keys=[
@@ -162,6 +164,33 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
     db["submissions"].create_index(["record_id"])
     db["submissions"].create_index(["village_code", "form_id"])
+    db["submissions"].create_index(["state", "risk_score"])
+    db["reviews"].create(
+        {
+            "id": int,
+            "submission_id": str,
+            "decision": str,
+            "reason": str,
+            "reviewer_id": int,
+            "at": str,
+        },
+        pk="id",
+        foreign_keys=[("submission_id", "submissions", "id"), ("reviewer_id", "users", "id")],
+        not_null={"submission_id", "decision", "reviewer_id", "at"},
+    )
+    db["reviews"].create_index(["submission_id"])
+    db["flags"].create(
+        {
+            "submission_id": str,
+            "code": str,
+            "photo": str,
+            "figures": str,
+            "message": str,
+        },
+        foreign_keys=[("submission_id", "submissions", "id")],
+        not_null={"submission_id", "code"},
+    )
+    db["flags"].create_index(["submission_id"])
     db["observations"].create(
         {
             "id": str,
@@ -829,6 +858,44 @@ class Storage:
             _conflict(r)
             for r in self.db.query(f"SELECT * FROM conflicts {where} ORDER BY id", params)
         ]
+
+
+    # -- reviews -----------------------------------------------------------------------------
+
+    def add_review(self, *, submission_id, decision, state, reason, reviewer_id, author_id, at):
+        """Record a supervisor's decision; it reaches the author's phone through pull."""
+        with self.write():
+            self.conn.execute(
+                "INSERT INTO reviews (submission_id, decision, reason, reviewer_id, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (submission_id, decision, reason, reviewer_id, at),
+            )
+            self.conn.execute("UPDATE submissions SET state = ? WHERE id = ?",
+                              (state, submission_id))
+            self.audit(f"review.{decision}", at=at, user_id=reviewer_id, entity="submission",
+                       entity_id=submission_id, detail={"reason": reason})
+            self.log_change("review", submission_id, user_id=author_id, at=at)
+
+    def latest_reviews(self, submission_ids: Iterable[str]) -> list[dict]:
+        """The newest review of each of these submissions, with the reviewer's name."""
+        return list(
+            self.db.query(
+                "SELECT r.submission_id, s.state, r.decision, r.reason, r.at,"
+                " u.display_name AS reviewer FROM reviews r"
+                " JOIN submissions s ON s.id = r.submission_id"
+                " JOIN users u ON u.id = r.reviewer_id"
+                " WHERE r.id IN (SELECT max(id) FROM reviews WHERE submission_id IN"
+                " (SELECT value FROM json_each(?)) GROUP BY submission_id)"
+                " ORDER BY r.submission_id",
+                [json.dumps(list(submission_ids))],
+            )
+        )
+
+    # -- media and evidence (photo pipeline) ---------------------------------------------
+
+    # -- scheduler, monthly tasks, samples, indicators, exports --------------------------
+
+    # -- supervisor and admin pages ------------------------------------------------------
 
 
 def _with_state(row: dict) -> dict:

@@ -374,3 +374,59 @@ def test_secretary_reports_a_monthly_task(make_phone, store):
     assert fields["completed_on"]["value"] == "2026-11-18"
     pulled = next(t for t in secretary.pull_all()["tasks"] if t["id"] == task["id"])
     assert pulled["fields"]["status"] == "done"
+
+
+# -- supervisors' reviews reach the author's phone -----------------------------------------
+
+
+def review(client, who, submission_id, **body):
+    return client.post(f"/api/v1/submissions/{submission_id}/review", json=body,
+                       headers=who.headers)
+
+
+def test_rejection_reaches_the_authors_phone_through_pull(make_phone, facilities, client,
+                                                          store):
+    author, other = make_phone("inspector"), make_phone("secretary")
+    author.pull_all()
+    other.pull_all()
+    item = submission(first_toilet(facilities), author.clock())
+    author.push([item])
+    supervisor = make_phone("supervisor")
+    response = review(client, supervisor, item["id"], decision="reject",
+                      reason="照片不是该户厕所，请重新拍摄")
+    assert response.status_code == 200
+    reviews = author.pull().json["reviews"]
+    assert reviews == [{
+        "submission_id": item["id"], "state": "rejected", "decision": "reject",
+        "reason": "照片不是该户厕所，请重新拍摄", "at": reviews[0]["at"],
+        "reviewer": "覃志强（桐浦乡督查）",
+    }]
+    assert other.pull().json["reviews"] == []
+    assert store.submission(item["id"])["state"] == "rejected"
+    assert "review.reject" in [e["action"] for e in store.audit_entries(entity_id=item["id"])]
+
+
+def test_rejecting_needs_a_reason(make_phone, facilities, client, phone):
+    item = submission(first_toilet(facilities), phone.clock())
+    phone.push([item])
+    response = review(client, make_phone("supervisor"), item["id"], decision="reinspect")
+    assert response.status_code == 400
+    assert response.json["error"]["message"] == "退回或要求复查时必须填写原因"
+
+
+def test_inspectors_cannot_review(facilities, client, phone):
+    item = submission(first_toilet(facilities), phone.clock())
+    phone.push([item])
+    response = review(client, phone, item["id"], decision="approve")
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "role_forbidden"
+
+
+def test_supervisor_of_another_township_cannot_see_the_submission(make_phone, facilities,
+                                                                   client, store):
+    author = make_phone("inspector2")
+    item = submission(first_toilet(facilities, SHILING), author.clock())
+    author.push([item])
+    response = review(client, make_phone("supervisor"), item["id"], decision="approve")
+    assert response.status_code == 404
+    assert store.submission(item["id"])["state"] == "received"

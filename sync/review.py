@@ -1,0 +1,23 @@
+"""Supervisors' decisions on a submission, as a pure rule.
+
+A decision moves a submission to a new state; rejecting or ordering a re-inspection needs a
+reason, because the inspector reads it on the phone and must know what to fix.
+"""
+
+STATES = {
+    "approve": "approved",
+    "reject": "rejected",
+    "reinspect": "reinspection_requested",
+}
+
+
+def decide(decision: str, reason: str | None) -> tuple[str, str | None]:
+    """(new state, cleaned reason); ValueError with a Chinese message when not allowed."""
+    if decision not in STATES:
+        raise ValueError("审核结论必须是 通过、退回 或 要求复查")
+    reason = (reason or "").strip() or None
+    if decision != "approve" and not reason:
+        raise ValueError("退回或要求复查时必须填写原因")
+    if reason and len(reason) > 500:
+        raise ValueError("原因不能超过 500 字")
+    return STATES[decision], reason
