@@ -7,7 +7,7 @@ rules are in server/push.py and sync/, the merge rule in sync/merge.py.
 from flask import Blueprint, current_app, g, jsonify, request
 
 from sync import protocol, review
-from sync.clock import decode, encode, tick
+from sync.clock import encode
 
 from . import push
 from .auth import require_token, require_village
@@ -16,13 +16,11 @@ from .errors import ApiError
 from .requests import json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-SERVER_DEVICE = "server"
 
 
 def server_clock(store) -> str:
-    """The server's hybrid logical clock, after everything it holds; phones `receive` it."""
-    newest = store.newest_clock()
-    return encode(tick(decode(newest) if newest else None, now_ms(), SERVER_DEVICE))
+    """The server's clock reading for phones to `receive`."""
+    return encode(push.next_server_clock(store, now_ms()))
 
 
 def _record_out(row: dict, *, task: bool = False) -> dict:

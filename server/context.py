@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from flask import current_app, g
 
+from media.store import LocalMediaStore
+
 from .storage import Storage, connect
 
 
@@ -15,6 +17,12 @@ def storage() -> Storage:
     if "storage" not in g:
         g.storage = connect(current_app.config["DATABASE_PATH"])
     return g.storage
+
+
+def media_store() -> LocalMediaStore:
+    """The photo store (a local folder; an S3-compatible store would slot in here)."""
+    return LocalMediaStore(current_app.config["MEDIA_PATH"],
+                           max_bytes=current_app.config["MAX_PHOTO_BYTES"])
 
 
 def close_storage(_exc=None) -> None:

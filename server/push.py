@@ -11,7 +11,7 @@ from datetime import datetime
 
 from forms.compiler import compile_form
 from sync import protocol
-from sync.clock import decode, skew_ms, valid_device
+from sync.clock import Clock, decode, skew_ms, tick, valid_device
 from sync.merge import (
     Conflict,
     Observation,
@@ -23,6 +23,7 @@ from sync.merge import apply as merge_apply
 
 from .storage import Storage
 
+SERVER_DEVICE = "server"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FACILITY_KINDS = {
     "toilet": ("toilet_type",),
@@ -364,28 +365,32 @@ def _store_submission(store: Storage, item: Item, skew, window_ms, now_iso) -> N
         },
         item.photos,
     )
-    obs = item.observation
-    if not obs.fields:
-        return
-    store.insert_observation(
-        {
-            "id": obs.id,
-            "record_id": obs.record_id,
-            "clock": item.row["clock"],
-            "wall_ms": obs.clock.wall_ms,
-            "fields": dict(obs.fields),
-            "base": {k: str(v) for k, v in obs.base.items()},
-        }
-    )
-    record = store.record(item.record_type, obs.record_id)
-    store.set_record_state(
-        item.record_type,
-        obs.record_id,
-        merge_apply(record["state"], obs),
-        village_code=record["village_code"],
-        at=now_iso,
-    )
-    merge_conflicts(store, obs, window_ms, at=now_iso)
+    if item.observation.fields:
+        apply_observation(store, item.record_type, item.observation, window_ms, at=now_iso)
+
+
+def next_server_clock(store: Storage, now_ms: int) -> Clock:
+    """The server's hybrid logical clock: after every observation it holds."""
+    newest = store.newest_clock()
+    return tick(decode(newest) if newest else None, now_ms, SERVER_DEVICE)
+
+
+def apply_observation(store: Storage, record_type: str, obs: Observation, window_ms: int, *,
+                      at: str) -> None:
+    """Store an observation, merge it into its record and update the record's conflicts.
+
+    Every writer of record fields comes through here: pushes from phones, and the server's own
+    observations (a supervisor's conflict resolution, a task marked overdue).
+    """
+    store.insert_observation({
+        "id": obs.id, "record_id": obs.record_id, "clock": str(obs.clock),
+        "wall_ms": obs.clock.wall_ms, "fields": dict(obs.fields),
+        "base": {k: str(v) for k, v in obs.base.items()},
+    })
+    record = store.record(record_type, obs.record_id)
+    store.set_record_state(record_type, obs.record_id, merge_apply(record["state"], obs),
+                           village_code=record["village_code"], at=at)
+    merge_conflicts(store, obs, window_ms, at=at)
 
 
 def _observation(row: dict) -> Observation:
