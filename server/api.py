@@ -164,7 +164,13 @@ def review_submission(submission_id: str):
         state, reason = review.decide(body.get("decision"), body.get("reason"))
     except ValueError as exc:
         raise ApiError(400, "invalid_review", str(exc)) from None
-    store.add_review(submission_id=submission_id, decision=body["decision"], state=state,
-                     reason=reason, reviewer_id=g.user["id"], author_id=row["author_id"],
-                     at=now_iso())
+    store.add_review(
+        submission_id=submission_id,
+        decision=body["decision"],
+        state=state,
+        reason=reason,
+        reviewer_id=g.user["id"],
+        author_id=row["author_id"],
+        at=now_iso(),
+    )
     return jsonify(submission=submission_id, state=state, reason=reason)

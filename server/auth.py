@@ -39,6 +39,12 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
+def check_password(user: dict | None, password: str) -> bool:
+    """True for the right password; as slow for an unknown user as for a wrong password."""
+    valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
+    return bool(user) and valid
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -122,8 +128,7 @@ def login():
     label = str(body.get("label") or "")[:100]
     store = storage()
     user = store.user(username=username.strip())
-    valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
-    if not user or not valid or not user["active"]:
+    if not check_password(user, password) or not user["active"]:
         raise ApiError(401, "login_failed", "用户名或密码错误")
     token = secrets.token_urlsafe(32)
     token_id = store.create_token(

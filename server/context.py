@@ -21,8 +21,9 @@ def storage() -> Storage:
 
 def media_store() -> LocalMediaStore:
     """The photo store (a local folder; an S3-compatible store would slot in here)."""
-    return LocalMediaStore(current_app.config["MEDIA_PATH"],
-                           max_bytes=current_app.config["MAX_PHOTO_BYTES"])
+    return LocalMediaStore(
+        current_app.config["MEDIA_PATH"], max_bytes=current_app.config["MAX_PHOTO_BYTES"]
+    )
 
 
 def close_storage(_exc=None) -> None:

@@ -375,21 +375,32 @@ def next_server_clock(store: Storage, now_ms: int) -> Clock:
     return tick(decode(newest) if newest else None, now_ms, SERVER_DEVICE)
 
 
-def apply_observation(store: Storage, record_type: str, obs: Observation, window_ms: int, *,
-                      at: str) -> None:
+def apply_observation(
+    store: Storage, record_type: str, obs: Observation, window_ms: int, *, at: str
+) -> None:
     """Store an observation, merge it into its record and update the record's conflicts.
 
     Every writer of record fields comes through here: pushes from phones, and the server's own
     observations (a supervisor's conflict resolution, a task marked overdue).
     """
-    store.insert_observation({
-        "id": obs.id, "record_id": obs.record_id, "clock": str(obs.clock),
-        "wall_ms": obs.clock.wall_ms, "fields": dict(obs.fields),
-        "base": {k: str(v) for k, v in obs.base.items()},
-    })
+    store.insert_observation(
+        {
+            "id": obs.id,
+            "record_id": obs.record_id,
+            "clock": str(obs.clock),
+            "wall_ms": obs.clock.wall_ms,
+            "fields": dict(obs.fields),
+            "base": {k: str(v) for k, v in obs.base.items()},
+        }
+    )
     record = store.record(record_type, obs.record_id)
-    store.set_record_state(record_type, obs.record_id, merge_apply(record["state"], obs),
-                           village_code=record["village_code"], at=at)
+    store.set_record_state(
+        record_type,
+        obs.record_id,
+        merge_apply(record["state"], obs),
+        village_code=record["village_code"],
+        at=at,
+    )
     merge_conflicts(store, obs, window_ms, at=at)
 
 

@@ -859,7 +859,6 @@ class Storage:
             for r in self.db.query(f"SELECT * FROM conflicts {where} ORDER BY id", params)
         ]
 
-
     # -- reviews -----------------------------------------------------------------------------
 
     def add_review(self, *, submission_id, decision, state, reason, reviewer_id, author_id, at):
@@ -870,10 +869,17 @@ class Storage:
                 " VALUES (?, ?, ?, ?, ?)",
                 (submission_id, decision, reason, reviewer_id, at),
             )
-            self.conn.execute("UPDATE submissions SET state = ? WHERE id = ?",
-                              (state, submission_id))
-            self.audit(f"review.{decision}", at=at, user_id=reviewer_id, entity="submission",
-                       entity_id=submission_id, detail={"reason": reason})
+            self.conn.execute(
+                "UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id)
+            )
+            self.audit(
+                f"review.{decision}",
+                at=at,
+                user_id=reviewer_id,
+                entity="submission",
+                entity_id=submission_id,
+                detail={"reason": reason},
+            )
             self.log_change("review", submission_id, user_id=author_id, at=at)
 
     def latest_reviews(self, submission_ids: Iterable[str]) -> list[dict]:

@@ -10,9 +10,8 @@ import hmac
 import secrets
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
-from werkzeug.security import check_password_hash
 
-from .auth import ROLE_NAMES, _DUMMY_HASH, scope_villages
+from .auth import ROLE_NAMES, check_password, scope_villages
 from .context import now_iso, storage
 
 bp = Blueprint("web", __name__)
@@ -71,15 +70,18 @@ def login():
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
         user = storage().user(username=username) if username else None
-        valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
+        valid = check_password(user, password)
         if user and valid and user["active"] and user["role"] in PAGE_ROLES:
             session.clear()
             session["user_id"] = user["id"]
             session.permanent = True
             storage().audit("web.login", at=now_iso(), user_id=user["id"])
             target = request.args.get("next", "")
-            return redirect(target if target.startswith("/") and not target.startswith("//")
-                            else url_for("web.home"))
+            return redirect(
+                target
+                if target.startswith("/") and not target.startswith("//")
+                else url_for("web.home")
+            )
         if user and valid and user["role"] not in PAGE_ROLES:
             flash("工作队员和第一书记请使用手机应用登录")
         else:
