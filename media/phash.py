@@ -21,35 +21,23 @@ Measurements (corpus photos, 320 px display version, see ``tests/test_media_imag
 * A 10% crop moves whole-image hashes a lot: pHash 16 (centre 90%) to 26 (10% off one side),
   overlapping distinct photos (>= 22). Hence ``crop_hashes``: the centre-90% region and the four
   "10% off one side" regions are hashed too, and a lookup compares full-vs-crop both ways
-  (``NearDuplicateIndex(crops=...)``): then 10% crops are at 0-2 bits (on the regions) and <= 10
+  (``media.near_dup.NearDuplicateIndex``): then 10% crops are at 0-2 bits (on the regions) and <= 10
   bits for uneven crops (7% left + 3% right), while distinct content stays >= 20 (photos >= 22).
   Heavier crops (20% area and more) are not reliably caught.
 
-Near-duplicate lookup: multi-index hashing. The 64 bits are cut into ``n`` contiguous bands
-(``bands``). If two hashes differ in at most ``d`` bits, then at least one band differs in at most
-``floor(d / n)`` bits (pigeonhole). ``NearDuplicateIndex`` keeps one dict per band
-(band value -> keys) and, for a query, probes every band value within ``floor(d / n)`` bits of the
-query's band (``band_probes``), then verifies the full Hamming distance of the candidates. With
-``n = 4`` 16-bit bands and the default ``d = 12`` that is 4 x 697 exact lookups. A storage layer
-can do the same with four indexed integer columns: ``WHERE b0 IN (...) OR b1 IN (...) ...`` with
-the values from ``band_probes`` and a final ``hamming`` check in Python.
+Near-duplicate lookup over the archive is in ``media.near_dup``.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from array import array
-from collections.abc import Sequence
-from functools import lru_cache
-from itertools import combinations
 from operator import mul
 from typing import BinaryIO
 
 from PIL import Image
 
 HASH_BITS = 64
-DEFAULT_BANDS = 4
 
 # Default near-duplicate threshold (bits out of 64) for "the same scene, re-used as evidence",
 # with crop hashes on both sides. Measured on the corpus (tests/test_media_images.py):
@@ -155,148 +143,3 @@ def to_signed64(h: int) -> int:
 
 def from_signed64(v: int) -> int:
     return v + (1 << 64) if v < 0 else v
-
-
-# --------------------------------------------------------------------------------------------
-# multi-index hashing
-
-
-def _band_widths(n: int) -> list[int]:
-    if not 1 <= n <= 16:
-        raise ValueError("n must be between 1 and 16")
-    base, extra = divmod(HASH_BITS, n)
-    return [base + 1 if i < extra else base for i in range(n)]
-
-
-def bands(h: int, n: int = DEFAULT_BANDS) -> list[int]:
-    """Split a 64-bit hash into ``n`` contiguous bands, most significant first.
-
-    Band ``i`` is a non-negative int of ``64 // n`` (or one more) bits; store each in its own
-    indexed column. Stable: the storage layer and ``NearDuplicateIndex`` use the same split.
-    """
-    if not 0 <= h < 1 << HASH_BITS:
-        raise ValueError("hash must be an unsigned 64-bit int")
-    out = []
-    shift = HASH_BITS
-    for width in _band_widths(n):
-        shift -= width
-        out.append((h >> shift) & ((1 << width) - 1))
-    return out
-
-
-@lru_cache(maxsize=64)
-def _flip_masks(width: int, radius: int) -> tuple[int, ...]:
-    masks = [0]
-    for r in range(1, min(radius, width) + 1):
-        for positions in combinations(range(width), r):
-            m = 0
-            for p in positions:
-                m |= 1 << p
-            masks.append(m)
-    return tuple(masks)
-
-
-def band_probes(h: int, max_distance: int, n: int = DEFAULT_BANDS) -> list[list[int]]:
-    """For each band, the band values a hash within ``max_distance`` of ``h`` may have there.
-
-    Every hash within ``max_distance`` of ``h`` has, in at least one band, one of the listed values
-    (pigeonhole: some band differs in <= max_distance // n bits). Candidates still need a full
-    ``hamming`` check. Values per band = sum over r <= max_distance // n of C(band width, r);
-    with 4 bands and max_distance 12 that is 697 per band.
-    """
-    if max_distance < 0:
-        raise ValueError("max_distance must be >= 0")
-    radius = max_distance // n
-    return [
-        [v ^ m for m in _flip_masks(w, radius)]
-        for v, w in zip(bands(h, n), _band_widths(n), strict=True)
-    ]
-
-
-class _MultiIndex:
-    """Band tables over a list of hashes; each entry points at an owner (photo slot)."""
-
-    def __init__(self, n_bands: int) -> None:
-        self.n_bands = n_bands
-        self.hashes = array("Q")
-        self.owners = array("I")
-        self.tables: list[dict[int, array]] = [{} for _ in range(n_bands)]
-
-    def add(self, owner: int, h: int) -> None:
-        entry = len(self.hashes)
-        self.hashes.append(h)
-        self.owners.append(owner)
-        for table, band in zip(self.tables, bands(h, self.n_bands), strict=True):
-            bucket = table.get(band)
-            if bucket is None:
-                table[band] = array("I", (entry,))
-            else:
-                bucket.append(entry)
-
-    def probe(self, h: int, max_distance: int, best: dict[int, int]) -> None:
-        """Record min distance per owner into ``best`` for entries within ``max_distance``."""
-        if not self.hashes:
-            return
-        hashes, owners = self.hashes, self.owners
-        seen: set[int] = set()
-        for table, probes in zip(
-            self.tables, band_probes(h, max_distance, self.n_bands), strict=True
-        ):
-            get = table.get
-            for value in probes:
-                bucket = get(value)
-                if bucket is None:
-                    continue
-                for entry in bucket:
-                    if entry in seen:
-                        continue
-                    seen.add(entry)
-                    d = (hashes[entry] ^ h).bit_count()
-                    if d <= max_distance:
-                        owner = owners[entry]
-                        if d < best.get(owner, 65):
-                            best[owner] = d
-
-
-class NearDuplicateIndex:
-    """In-memory near-duplicate lookup over 64-bit pHashes; exact (no false negatives).
-
-    ``add(key, hash)`` / ``query(hash, max_distance)`` compare whole-image hashes. To also catch
-    ~10% crops, pass the photo's ``crop_hashes`` as ``crops=`` to both: then a query matches when
-    the new photo's full hash is near a stored photo's full or crop hash (the new photo is a crop
-    of an archived one) or one of the new photo's crop hashes is near a stored full hash (an
-    archived photo is a crop of the new one). The reported distance is the minimum of those.
-    """
-
-    def __init__(self, n_bands: int = DEFAULT_BANDS) -> None:
-        self.n_bands = n_bands
-        self._keys: list[object] = []
-        self._full = _MultiIndex(n_bands)
-        self._crops = _MultiIndex(n_bands)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def add(self, key: object, h: int, *, crops: Sequence[int] = ()) -> None:
-        slot = len(self._keys)
-        self._keys.append(key)
-        self._full.add(slot, h)
-        for c in crops:
-            self._crops.add(slot, c)
-
-    def query(
-        self,
-        h: int,
-        max_distance: int = DEFAULT_MAX_DISTANCE,
-        *,
-        crops: Sequence[int] = (),
-    ) -> list[tuple[object, int]]:
-        """All (key, distance) with distance <= max_distance, nearest first."""
-        best: dict[int, int] = {}
-        self._full.probe(h, max_distance, best)
-        self._crops.probe(h, max_distance, best)
-        for c in crops:
-            self._full.probe(c, max_distance, best)
-        return [
-            (self._keys[slot], d) for slot, d in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))
-        ]

@@ -28,11 +28,9 @@ from media.images import (
     process_image,
     sniff_type,
 )
+from media.near_dup import NearDuplicateIndex
 from media.phash import (
     DEFAULT_MAX_DISTANCE,
-    NearDuplicateIndex,
-    band_probes,
-    bands,
     crop_hashes,
     hamming,
     phash,
@@ -467,25 +465,38 @@ def test_phash_matches_imagehash_algorithm(processed):
         assert crop_hashes(small) == list(processed[name].crop_phashes)
 
 
-def test_bands_and_probes():
-    h = 0x0123_4567_89AB_CDEF
-    assert bands(h, 4) == [0x0123, 0x4567, 0x89AB, 0xCDEF]
-    assert bands(h, 8) == [0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]
-    assert sum(len(p) for p in band_probes(h, 12, 4)) == 4 * (1 + 16 + 120 + 560)
-    with pytest.raises(ValueError):
-        bands(1 << 64, 4)
-
-
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=60), st.integers(0, 2**64 - 1),
-       st.integers(0, 16), st.sampled_from([2, 3, 4, 8]))  # fmt: skip
-def test_index_query_equals_brute_force(stored, query, max_distance, n_bands):
+       st.integers(0, 16))  # fmt: skip
+def test_index_query_equals_brute_force(stored, query, max_distance):
     # plant a few near neighbours so the query finds something
     stored = stored + [query ^ (1 << b) for b in range(0, 64, 9)] + [query ^ ((1 << 13) - 1)]
-    index = NearDuplicateIndex(n_bands=n_bands)
+    index = NearDuplicateIndex(capacity=4)
     for i, h in enumerate(stored):
         index.add(i, h)
     expected = sorted(
         ((hamming(h, query), i) for i, h in enumerate(stored) if hamming(h, query) <= max_distance)
     )
     assert index.query(query, max_distance) == [(i, d) for d, i in expected]
+
+
+_hash = st.integers(0, 2**64 - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(_hash, st.lists(_hash, min_size=5, max_size=5)), min_size=1, max_size=20),
+    _hash,
+    st.lists(_hash, min_size=5, max_size=5),
+    st.integers(0, 64),
+)
+def test_index_with_crops_equals_the_pairwise_distance(stored, h, crops, max_distance):
+    index = NearDuplicateIndex(capacity=2)
+    for i, (full, its_crops) in enumerate(stored):
+        index.add(i, full, crops=its_crops)
+    expected = sorted(
+        (d, i)
+        for i, (full, its_crops) in enumerate(stored)
+        if (d := _near((h, tuple(crops)), (full, tuple(its_crops)))) <= max_distance
+    )
+    assert index.query(h, max_distance, crops=crops) == [(i, d) for d, i in expected]

@@ -1,6 +1,6 @@
 """Benchmark: NearDuplicateIndex over 1,000,000 synthetic 64-bit hashes (run on demand).
 
-    .venv/bin/python tests/bench/bench_phash.py [--n 1000000] [--bands 4] [--crops]
+    .venv/bin/python tests/bench/bench_phash.py [--n 1000000] [--crops]
 
 Synthetic hashes are uniform random, which is the best case for bucket sizes; real pHashes are
 less uniform, so treat the figures as a lower bound. Half of the 200 queries are planted
@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from media.phash import DEFAULT_MAX_DISTANCE, NearDuplicateIndex  # noqa: E402
+from media.near_dup import NearDuplicateIndex  # noqa: E402
+from media.phash import DEFAULT_MAX_DISTANCE  # noqa: E402
 
 
 def flip(h: int, k: int, rng: random.Random) -> int:
@@ -33,7 +34,6 @@ def flip(h: int, k: int, rng: random.Random) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--bands", type=int, default=4)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--max-distance", type=int, default=DEFAULT_MAX_DISTANCE)
     ap.add_argument("--crops", action="store_true")
@@ -42,7 +42,7 @@ def main() -> None:
     hashes = [rng.getrandbits(64) for _ in range(args.n)]
     tracemalloc.start()
     t = time.perf_counter()
-    index = NearDuplicateIndex(n_bands=args.bands)
+    index = NearDuplicateIndex()
     for i, h in enumerate(hashes):
         crops = [rng.getrandbits(64) for _ in range(5)] if args.crops else ()
         index.add(i, h, crops=crops)
@@ -51,7 +51,7 @@ def main() -> None:
     tracemalloc.stop()
     print(
         f"built index of {len(index):,} hashes{' (+5 crop hashes each)' if args.crops else ''}, "
-        f"{args.bands} bands, in {build:.1f} s, ~{peak / 1e6:.0f} MB"
+        f"in {build:.1f} s, ~{peak / 1e6:.0f} MB"
     )
     times, found, planted = [], 0, 0
     for q in range(args.queries):
