@@ -226,6 +226,8 @@ class MediaStore(Protocol):
         self, sha256: str, offset: int, chunk: bytes, total_length: int
     ) -> AppendResult: ...
 
+    def discard(self, sha256: str) -> None: ...
+
     def remove_partials_older_than(self, seconds: float, *, now: float) -> list[str]: ...
 
 
@@ -475,6 +477,17 @@ class LocalMediaStore:
             os.unlink(meta)
         _fsync_dir(self._partials)
         return Completed(sha256, size)
+
+    def discard(self, sha256: str) -> None:
+        """Remove an object and its derived files (an upload that failed the image checks)."""
+        path = self._object_path(validate_sha256(sha256))
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        derived = self._derived_path(sha256, "x.jpg").parent
+        if derived.is_dir():
+            for child in derived.iterdir():
+                child.unlink()
+            derived.rmdir()
 
     def remove_partials_older_than(self, seconds: float, *, now: float) -> list[str]:
         """Remove unfinished uploads not touched for more than ``seconds`` before ``now``.

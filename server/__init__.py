@@ -29,13 +29,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
-    from . import api, auth, cli, context, web
+    from . import api, auth, cli, context, media_api, supervisor, web
 
     errors.register(app)
     app.teardown_appcontext(context.close_storage)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(media_api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(supervisor.bp)
     cli.register(app)
     return app
 

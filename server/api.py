@@ -148,7 +148,12 @@ def submission(submission_id: str):
     if row is None or row["village_code"] not in g.villages:
         raise ApiError(404, "not_found", "找不到该记录")
     hashes = store.submission_photo_hashes(submission_id)
-    return jsonify(submission=row, missing=store.missing_media(hashes))
+    body = {"submission": row, "missing": store.missing_media(hashes)}
+    if g.user["role"] in ("supervisor", "admin"):
+        body["flags"] = store.flags_of(submission_id)
+    else:
+        row.pop("risk_score", None)
+    return jsonify(body)
 
 
 @bp.post("/submissions/<submission_id>/review")

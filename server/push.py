@@ -21,6 +21,7 @@ from sync.merge import (
 )
 from sync.merge import apply as merge_apply
 
+from .evidence import judge_complete
 from .storage import Storage
 
 SERVER_DEVICE = "server"
@@ -367,6 +368,8 @@ def _store_submission(store: Storage, item: Item, skew, window_ms, now_iso) -> N
     )
     if item.observation.fields:
         apply_observation(store, item.record_type, item.observation, window_ms, at=now_iso)
+    if not missing:
+        judge_complete(store, [item.id], at=now_iso)
 
 
 def next_server_clock(store: Storage, now_ms: int) -> Clock:

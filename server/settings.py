@@ -19,6 +19,23 @@ SETTINGS = (
     Setting("MEDIA_ROOT", "media", "photo store folder, relative to the instance folder"),
     Setting("MAX_JSON_BYTES", 8 * 1024 * 1024, "largest JSON request body accepted (413 above)"),
     Setting("MAX_PHOTO_BYTES", 20 * 1024 * 1024, "largest photo accepted (413 above)"),
+    Setting("MAX_CHUNK_BYTES", 4 * 1024 * 1024, "largest photo upload chunk (413 above)"),
+    Setting(
+        "MAX_PHOTO_PIXELS", 50_000_000, "photos with more pixels are refused (decompression bombs)"
+    ),
+    Setting("EVIDENCE_FAR_METRES", 200, "photo further than this from its facility is flagged"),
+    Setting(
+        "EVIDENCE_TAKEN_BEFORE_HOURS", 48, "photo taken this long before the inspection is flagged"
+    ),
+    Setting(
+        "EVIDENCE_TAKEN_AFTER_MINUTES", 30, "photo taken this long after the inspection is flagged"
+    ),
+    Setting(
+        "EVIDENCE_NEAR_DUPLICATE_BITS",
+        12,
+        "perceptual-hash distance at or below this is a near-duplicate",
+    ),
+    Setting("HIGH_RISK_SCORE", 50, "risk score at or above this is always spot-checked"),
     Setting("PULL_PAGE_SIZE", 500, "changes per pull page when the phone does not ask"),
     Setting("PULL_PAGE_MAX", 2000, "largest pull page a phone may ask for"),
     Setting("PUSH_BATCH_MAX", 200, "most items in one push"),

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def dumps(value) -> str:
@@ -215,6 +215,7 @@ def _v1(db: sqlite_utils.Database) -> None:
             "height": int,
             "exif": str,
             "phash": str,
+            "crop_hashes": str,
             "created_at": str,
         },
         pk="sha256",
@@ -274,7 +275,63 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _v1}
+def _v2(db: sqlite_utils.Database) -> None:
+    """Scheduled work: job leases and their run log, spot-check samples, indicator snapshots."""
+    db["job_leases"].create(
+        {"job": str, "holder": str, "expires_at": str, "last_slot": str},
+        pk="job",
+        not_null={"holder", "expires_at"},
+    )
+    db["job_runs"].create(
+        {
+            "id": int,
+            "job": str,
+            "holder": str,
+            "slot": str,
+            "started_at": str,
+            "finished_at": str,
+            "ok": int,
+            "summary": str,
+            "error": str,
+        },
+        pk="id",
+        not_null={"job", "holder", "started_at"},
+    )
+    db["job_runs"].create_index(["job", "id"])
+    db["samples"].create(
+        {
+            "id": int,
+            "drawn_at": str,
+            "seed": int,
+            "rule": str,
+            "pool_size": int,
+            "picked_count": int,
+        },
+        pk="id",
+        not_null={"drawn_at", "seed", "rule"},
+    )
+    db["sample_members"].create(
+        {
+            "sample_id": int,
+            "submission_id": str,
+            "village_code": str,
+            "risk_score": int,
+            "picked": int,
+            "reason": str,
+        },
+        pk=("sample_id", "submission_id"),
+        foreign_keys=[("sample_id", "samples", "id"), ("submission_id", "submissions", "id")],
+        not_null={"picked"},
+    )
+    db["sample_members"].create_index(["submission_id"])
+    db["indicator_snapshots"].create(
+        {"month": str, "computed_at": str, "data": str},
+        pk="month",
+        not_null={"computed_at", "data"},
+    )
+
+
+MIGRATIONS = {1: _v1, 2: _v2}
 
 
 class Storage:
@@ -899,9 +956,611 @@ class Storage:
 
     # -- media and evidence (photo pipeline) ---------------------------------------------
 
+    def insert_media(self, row: dict) -> None:
+        """Record a photo the server now holds, with its EXIF facts and perceptual hashes."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO media (sha256, size, mime, width, height, exif, phash,"
+            " crop_hashes, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                row["sha256"], row["size"], row["mime"], row["width"], row["height"],
+                dumps(row["exif"]), row["phash"], dumps(row["crop_hashes"]), row["created_at"],
+            ),
+        )
+
+    def media(self, sha256: str) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM media WHERE sha256 = ?", [sha256]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["exif"] = json.loads(row["exif"]) if row["exif"] else None
+        row["crop_hashes"] = json.loads(row["crop_hashes"]) if row["crop_hashes"] else []
+        return row
+
+    def media_hashes_after(self, rowid: int) -> list[tuple]:
+        """(rowid, sha256, phash hex, crop hashes JSON) of photos added after `rowid`."""
+        return self.conn.execute(
+            "SELECT rowid, sha256, phash, crop_hashes FROM media WHERE rowid > ? AND phash"
+            " IS NOT NULL ORDER BY rowid",
+            (rowid,),
+        ).fetchall()
+
+    def photo_in_villages(self, sha256: str, village_codes: Iterable[str]) -> bool:
+        """Whether a submission in one of these villages uses this photo."""
+        return self.conn.execute(
+            "SELECT 1 FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
+            " WHERE m.sha256 = ? AND s.village_code IN (SELECT value FROM json_each(?)) LIMIT 1",
+            (sha256, json.dumps(sorted(village_codes))),
+        ).fetchone() is not None
+
+    def submissions_using(self, hashes: Iterable[str]) -> list[dict]:
+        """Every use of these photos: sha256, submission, its record and state."""
+        return list(
+            self.db.query(
+                "SELECT m.sha256, m.submission_id, s.record_id, s.state FROM submission_media m"
+                " JOIN submissions s ON s.id = m.submission_id"
+                " WHERE m.sha256 IN (SELECT value FROM json_each(?)) ORDER BY m.submission_id",
+                [json.dumps(sorted(set(hashes)))],
+            )
+        )
+
+    def evidence_inputs(self, submission_id: str) -> dict | None:
+        """What the evidence checks need about one submission: its photos and its record."""
+        sub = self.conn.execute(
+            "SELECT s.id, s.record_id, s.record_type, s.observed_at, s.skew_ms, s.state,"
+            " f.lat, f.lon FROM submissions s LEFT JOIN facilities f ON f.id = s.record_id"
+            " WHERE s.id = ?",
+            (submission_id,),
+        ).fetchone()
+        if sub is None:
+            return None
+        photos = list(
+            self.db.query(
+                "SELECT m.field, m.sha256, m.captured_at, m.position, media.exif, media.phash,"
+                " media.crop_hashes FROM submission_media m"
+                " LEFT JOIN media ON media.sha256 = m.sha256 WHERE m.submission_id = ?"
+                " ORDER BY m.field, m.sha256",
+                [submission_id],
+            )
+        )
+        for photo in photos:
+            for key in ("position", "exif", "crop_hashes"):
+                photo[key] = json.loads(photo[key]) if photo[key] else None
+        keys = ("id", "record_id", "record_type", "observed_at", "skew_ms", "state", "lat", "lon")
+        return {**dict(zip(keys, sub, strict=True)), "photos": photos}
+
+    def set_evidence(self, submission_id: str, *, flags: list[dict], risk_score: int,
+                     state: str | None, at: str) -> None:
+        """Replace a submission's evidence flags and risk score (and its state if given)."""
+        self.conn.execute("DELETE FROM flags WHERE submission_id = ?", (submission_id,))
+        self.conn.executemany(
+            "INSERT INTO flags (submission_id, code, photo, figures, message)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (submission_id, f["code"], f.get("photo"), dumps(f["figures"]),
+                 dumps(f["message"]))
+                for f in flags
+            ],
+        )
+        if state:
+            self.conn.execute(
+                "UPDATE submissions SET risk_score = ?, state = ?, completed_at = ? WHERE id = ?",
+                (risk_score, state, at, submission_id),
+            )
+        else:
+            self.conn.execute("UPDATE submissions SET risk_score = ? WHERE id = ?",
+                              (risk_score, submission_id))
+
+    def flags_of(self, submission_id: str) -> list[dict]:
+        rows = self.db.query(
+            "SELECT code, photo, figures, message FROM flags WHERE submission_id = ?"
+            " ORDER BY rowid",
+            [submission_id],
+        )
+        return [{**r, "figures": json.loads(r["figures"]), "message": json.loads(r["message"])}
+                for r in rows]
+
     # -- scheduler, monthly tasks, samples, indicators, exports --------------------------
 
+    def take_job_lease(self, job: str, holder: str, *, now: str, until: str, slot=None) -> bool:
+        """Take a job's lease in one atomic upsert; False if another holder's lease is live.
+
+        With a `slot` (the scheduled occurrence, e.g. "2026-12-01") the lease is also refused
+        when that slot, or a later one, has already been run to completion, so two processes
+        whose schedulers fire a few seconds apart still run the occurrence once.
+        """
+        with self.write():
+            cur = self.conn.execute(
+                "INSERT INTO job_leases (job, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(job) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at"
+                " WHERE job_leases.expires_at <= ? AND (? IS NULL"
+                " OR job_leases.last_slot IS NULL OR job_leases.last_slot < ?)",
+                (job, holder, until, now, slot, slot),
+            )
+            return cur.rowcount == 1
+
+    def release_job_lease(self, job: str, holder: str, *, now: str, slot=None) -> None:
+        """Free the lease at once; a completed `slot` is remembered so it never runs again."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE job_leases SET expires_at = ?, last_slot = coalesce(?, last_slot)"
+                " WHERE job = ? AND holder = ?",
+                (now, slot, job, holder),
+            )
+
+    def job_leases(self) -> list[dict]:
+        return list(self.db.query("SELECT * FROM job_leases ORDER BY job"))
+
+    def start_job_run(self, job: str, holder: str, *, slot, at: str) -> int:
+        with self.write():
+            cur = self.conn.execute(
+                "INSERT INTO job_runs (job, holder, slot, started_at) VALUES (?, ?, ?, ?)",
+                (job, holder, slot, at),
+            )
+            return cur.lastrowid
+
+    def finish_job_run(self, run_id: int, *, ok: bool, summary, error, at: str) -> None:
+        with self.write():
+            self.conn.execute(
+                "UPDATE job_runs SET finished_at = ?, ok = ?, summary = ?, error = ? WHERE id = ?",
+                (at, int(ok), dumps(summary) if summary is not None else None, error, run_id),
+            )
+
+    def job_runs(self, job: str | None = None, limit: int = 50) -> list[dict]:
+        where, params = ("WHERE job = ?", [job]) if job else ("", [])
+        rows = self.db.query(
+            f"SELECT * FROM job_runs {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
+        return [{**r, "summary": json.loads(r["summary"]) if r["summary"] else None} for r in rows]
+
+    def tasks_not_done_due_before(self, day: str) -> list[dict]:
+        """Monthly tasks due before `day` (YYYY-MM-DD) and neither done nor already overdue."""
+        return list(
+            self.db.query(
+                "SELECT id, village_code, due_on, json_extract(state, '$.status.clock')"
+                " AS status_clock FROM tasks WHERE due_on < ? AND coalesce(json_extract(state,"
+                " '$.status.value'), 'not_started') NOT IN ('done', 'overdue') ORDER BY id",
+                [day],
+            )
+        )
+
+    def sample_pool(self) -> list[dict]:
+        """Complete, unreviewed submissions that no earlier draw has considered."""
+        return list(
+            self.db.query(
+                "SELECT s.id, s.village_code, s.risk_score FROM submissions s"
+                " WHERE s.state = 'complete' AND NOT EXISTS"
+                " (SELECT 1 FROM sample_members m WHERE m.submission_id = s.id) ORDER BY s.id"
+            )
+        )
+
+    def save_sample(self, *, drawn_at: str, seed: int, rule: dict, members: list[dict]) -> int:
+        """Store a draw: its seed and rule, and every candidate with whether it was picked."""
+        with self.write():
+            picked = sum(1 for m in members if m["picked"])
+            cur = self.conn.execute(
+                "INSERT INTO samples (drawn_at, seed, rule, pool_size, picked_count)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (drawn_at, seed, dumps(rule), len(members), picked),
+            )
+            sample_id = cur.lastrowid
+            self.conn.executemany(
+                "INSERT INTO sample_members (sample_id, submission_id, village_code, risk_score,"
+                " picked, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        sample_id,
+                        m["id"],
+                        m["village_code"],
+                        m["risk_score"],
+                        int(m["picked"]),
+                        m["reason"],
+                    )
+                    for m in members
+                ],
+            )
+            self.audit(
+                "sample.draw",
+                at=drawn_at,
+                entity="sample",
+                entity_id=str(sample_id),
+                detail={"seed": seed, "pool": len(members), "picked": picked},
+            )
+            return sample_id
+
+    def sample(self, sample_id: int) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM samples WHERE id = ?", [sample_id]))
+        if not rows:
+            return None
+        sample = {**rows[0], "rule": json.loads(rows[0]["rule"])}
+        sample["members"] = list(
+            self.db.query(
+                "SELECT submission_id AS id, village_code, risk_score, picked, reason"
+                " FROM sample_members WHERE sample_id = ? ORDER BY submission_id",
+                [sample_id],
+            )
+        )
+        return sample
+
+    def samples(self, limit: int = 50) -> list[dict]:
+        rows = self.db.query("SELECT * FROM samples ORDER BY id DESC LIMIT ?", [limit])
+        return [{**r, "rule": json.loads(r["rule"])} for r in rows]
+
+    def sample_queue(self, village_codes: Iterable[str], limit: int = 500) -> list[dict]:
+        """Picked submissions in these villages still waiting for a supervisor's review."""
+        return list(
+            self.db.query(
+                "SELECT m.submission_id, m.sample_id, m.reason, m.risk_score, s.village_code,"
+                " s.form_id, s.observed_at FROM sample_members m"
+                " JOIN submissions s ON s.id = m.submission_id"
+                " WHERE m.picked = 1 AND s.state = 'complete'"
+                " AND s.village_code IN (SELECT value FROM json_each(?))"
+                " ORDER BY m.risk_score DESC, s.observed_at LIMIT ?",
+                [json.dumps(sorted(village_codes)), limit],
+            )
+        )
+
+    def indicator_facility_rows(self, village_codes: Iterable[str] | None = None) -> list[dict]:
+        """The record fields the indicators read, one plain row per facility."""
+        sql = (
+            "SELECT village_code, kind, json_extract(state, '$.status.value') AS status,"
+            " coalesce(json_extract(state, '$.toilet_type.value'),"
+            " json_extract(state, '$.rubbish_type.value'),"
+            " json_extract(state, '$.fire_type.value'),"
+            " json_extract(state, '$.zone_type.value')) AS type,"
+            " json_extract(state, '$.sanitary.value') AS sanitary,"
+            " json_extract(state, '$.harmless.value') AS harmless,"
+            " json_extract(state, '$.in_use.value') AS in_use,"
+            " json_extract(state, '$.open_to_public.value') AS open_to_public,"
+            " json_extract(state, '$.running.value') AS running,"
+            " json_extract(state, '$.equipment_ok.value') AS equipment_ok,"
+            " json_extract(state, '$.score.value') AS score FROM facilities"
+        )
+        params = []
+        if village_codes is not None:
+            sql += " WHERE village_code IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(village_codes)))
+        return list(self.db.query(sql, params))
+
+    def indicator_task_rows(self, month: str, village_codes: Iterable[str] | None = None):
+        """(village_code, status, due_on, n): the month's tasks counted by status and due date."""
+        sql = (
+            "SELECT village_code, coalesce(json_extract(state, '$.status.value'), 'not_started')"
+            " AS status, due_on, count(*) AS n FROM tasks WHERE month = ?"
+        )
+        params = [month]
+        if village_codes is not None:
+            sql += " AND village_code IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(village_codes)))
+        return list(self.db.query(sql + " GROUP BY 1, 2, 3", params))
+
+    def inspections_by_village(self, month: str) -> dict[str, int]:
+        """Submissions observed in a month (by the phone's local date), per village."""
+        return dict(
+            self.conn.execute(
+                "SELECT village_code, count(*) FROM submissions"
+                " WHERE substr(observed_at, 1, 7) = ? GROUP BY village_code",
+                (month,),
+            ).fetchall()
+        )
+
+    def save_indicator_snapshot(self, month: str, data: dict, *, at: str) -> None:
+        with self.write():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO indicator_snapshots (month, computed_at, data)"
+                " VALUES (?, ?, ?)",
+                (month, at, dumps(data)),
+            )
+
+    def indicator_snapshot(self, month: str) -> dict | None:
+        row = self.conn.execute(
+            "SELECT computed_at, data FROM indicator_snapshots WHERE month = ?", (month,)
+        ).fetchone()
+        return {"month": month, "computed_at": row[0], "data": json.loads(row[1])} if row else None
+
+    def form_versions(self, form_id: str) -> list[dict]:
+        """Every published version of a form, newest first."""
+        return [
+            json.loads(r[0])
+            for r in self.conn.execute(
+                "SELECT definition FROM forms WHERE form_id = ? ORDER BY version DESC", (form_id,)
+            )
+        ]
+
+    def _iter_rows(self, sql: str, params, batch: int) -> Iterator[dict]:
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(batch):
+            for row in rows:
+                yield dict(zip(names, row, strict=True))
+
+    def iter_export_submissions(
+        self, form_id: str, village_codes: Iterable[str], *, month=None, batch: int = 1000
+    ) -> Iterator[dict]:
+        """A form's submissions in these villages, read from a cursor `batch` rows at a time."""
+        sql = (
+            "SELECT s.id, s.form_version, s.village_code, v.name AS village_name, v.township,"
+            " s.record_id, coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name,"
+            " s.observed_at, s.received_at, u.display_name AS author, s.device_id, s.state,"
+            " s.risk_score, s.answers FROM submissions s"
+            " JOIN villages v ON v.code = s.village_code"
+            " LEFT JOIN facilities f ON f.id = s.record_id"
+            " LEFT JOIN tasks t ON t.id = s.record_id"
+            " LEFT JOIN users u ON u.id = s.author_id"
+            " WHERE s.form_id = ? AND s.village_code IN (SELECT value FROM json_each(?))"
+        )
+        params = [form_id, json.dumps(sorted(village_codes))]
+        if month:
+            sql += " AND substr(s.observed_at, 1, 7) = ?"
+            params.append(month)
+        sql += " ORDER BY s.village_code, s.observed_at, s.id"
+        yield from self._iter_rows(sql, params, batch)
+
+    def iter_export_facilities(
+        self, village_codes: Iterable[str], *, kind=None, batch: int = 1000
+    ) -> Iterator[dict]:
+        """Facilities in these villages with their current state, `batch` rows at a time."""
+        sql = (
+            "SELECT f.id, f.village_code, v.name AS village_name, v.township, f.kind, f.name,"
+            " f.lat, f.lon, f.state FROM facilities f JOIN villages v ON v.code = f.village_code"
+            " WHERE f.village_code IN (SELECT value FROM json_each(?))"
+        )
+        params = [json.dumps(sorted(village_codes))]
+        if kind:
+            sql += " AND f.kind = ?"
+            params.append(kind)
+        sql += " ORDER BY f.village_code, f.kind, f.name, f.id"
+        yield from self._iter_rows(sql, params, batch)
+
+    def iter_village_photos(self, village_code: str, *, month=None, batch: int = 500):
+        """Every photo used by a village's submissions, with what the manifest needs."""
+        sql = (
+            "SELECT m.sha256, m.field, m.captured_at, m.position, s.id AS submission_id,"
+            " s.form_id, s.observed_at, s.record_id,"
+            " coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name,"
+            " u.display_name AS author, media.mime, media.size FROM submission_media m"
+            " JOIN submissions s ON s.id = m.submission_id"
+            " LEFT JOIN facilities f ON f.id = s.record_id"
+            " LEFT JOIN tasks t ON t.id = s.record_id"
+            " LEFT JOIN users u ON u.id = s.author_id"
+            " LEFT JOIN media ON media.sha256 = m.sha256 WHERE s.village_code = ?"
+        )
+        params = [village_code]
+        if month:
+            sql += " AND substr(s.observed_at, 1, 7) = ?"
+            params.append(month)
+        yield from self._iter_rows(
+            sql + " ORDER BY s.observed_at, s.id, m.field, m.sha256", params, batch
+        )
+
+    def users(self) -> list[dict]:
+        """Every user with the number of assigned villages and live device tokens."""
+        return list(
+            self.db.query(
+                "SELECT u.id, u.username, u.display_name, u.role, u.scope_township,"
+                " u.scope_county, u.active, u.created_at,"
+                " (SELECT count(*) FROM assignments a WHERE a.user_id = u.id) AS villages,"
+                " (SELECT count(*) FROM tokens t WHERE t.user_id = u.id"
+                " AND t.revoked_at IS NULL) AS live_tokens FROM users u ORDER BY u.username"
+            )
+        )
+
+    def set_user_role(self, user_id: int, role: str, *, scope_township, scope_county, at, by=None):
+        with self.write():
+            self.conn.execute(
+                "UPDATE users SET role = ?, scope_township = ?, scope_county = ? WHERE id = ?",
+                (role, scope_township, scope_county, user_id),
+            )
+            self.audit(
+                "user.role",
+                at=at,
+                user_id=by,
+                entity="user",
+                entity_id=str(user_id),
+                detail={"role": role, "township": scope_township, "county": scope_county},
+            )
+
+    def unassign(self, user_id: int, village_codes: Iterable[str], *, at: str, by=None) -> int:
+        """Remove village assignments; returns how many there were."""
+        codes = sorted(village_codes)
+        with self.write():
+            cur = self.conn.execute(
+                "DELETE FROM assignments WHERE user_id = ?"
+                " AND village_code IN (SELECT value FROM json_each(?))",
+                (user_id, json.dumps(codes)),
+            )
+            self.audit(
+                "user.unassign",
+                at=at,
+                user_id=by,
+                entity="user",
+                entity_id=str(user_id),
+                detail={"villages": codes},
+            )
+            return cur.rowcount
+
+    def set_user_active(self, user_id: int, active: bool, *, at: str, by=None) -> int:
+        """(De)activate a user; deactivating also revokes every live device token (returned)."""
+        with self.write():
+            self.conn.execute("UPDATE users SET active = ? WHERE id = ?", (int(active), user_id))
+            revoked = 0
+            if not active:
+                revoked = self.conn.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                    (at, user_id),
+                ).rowcount
+            self.audit(
+                "user.activate" if active else "user.deactivate",
+                at=at,
+                user_id=by,
+                entity="user",
+                entity_id=str(user_id),
+                detail={"tokens_revoked": revoked} if revoked else None,
+            )
+            return revoked
+
     # -- supervisor and admin pages ------------------------------------------------------
+
+    def desk_queue(
+        self,
+        village_codes: Iterable[str],
+        *,
+        township: str | None = None,
+        village: str | None = None,
+        form: str | None = None,
+        flag: str | None = None,
+        states: Iterable[str] | None = None,
+        sampled: bool = False,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[dict], int]:
+        """The spot-check queue in these villages, riskiest first then newest: (page, total)."""
+        where = ["s.village_code IN (SELECT value FROM json_each(?))"]
+        params: list = [json.dumps(sorted(village_codes))]
+        if township:
+            where.append("v.township = ?")
+            params.append(township)
+        if village:
+            where.append("s.village_code = ?")
+            params.append(village)
+        if form:
+            where.append("s.form_id = ?")
+            params.append(form)
+        if flag:
+            where.append(
+                "EXISTS (SELECT 1 FROM flags x WHERE x.submission_id = s.id AND x.code = ?)"
+            )
+            params.append(flag)
+        if states is not None:
+            where.append("s.state IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(states)))
+        if sampled:
+            where.append(
+                "EXISTS (SELECT 1 FROM sample_members m WHERE m.submission_id = s.id"
+                " AND m.picked = 1)"
+            )
+        clause = " AND ".join(where)
+        total = self.conn.execute(
+            "SELECT count(*) FROM submissions s JOIN villages v ON v.code = s.village_code"
+            f" WHERE {clause}",
+            params,
+        ).fetchone()[0]
+        rows = self.db.query(
+            "SELECT s.id, s.form_id, s.form_version, s.record_id, s.record_type, s.village_code,"
+            " v.name AS village_name, v.township, s.author_id, u.display_name AS author,"
+            " s.observed_at, s.received_at, s.state, s.risk_score,"
+            " coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name,"
+            " (SELECT json_group_array(DISTINCT x.code) FROM flags x"
+            "  WHERE x.submission_id = s.id) AS flag_codes,"
+            " EXISTS (SELECT 1 FROM sample_members m WHERE m.submission_id = s.id"
+            "  AND m.picked = 1) AS sampled"
+            " FROM submissions s JOIN villages v ON v.code = s.village_code"
+            " LEFT JOIN users u ON u.id = s.author_id"
+            " LEFT JOIN facilities f ON f.id = s.record_id AND s.record_type = 'facility'"
+            " LEFT JOIN tasks t ON t.id = s.record_id AND s.record_type = 'task'"
+            f" WHERE {clause}"
+            " ORDER BY coalesce(s.risk_score, -1) DESC, s.received_at DESC, s.id"
+            " LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [{**r, "flag_codes": json.loads(r["flag_codes"] or "[]")} for r in rows], total
+
+    def desk_photos(self, submission_ids: Iterable[str]) -> list[dict]:
+        """Photos of these submissions with what the server knows of each (media row if held)."""
+        rows = self.db.query(
+            "SELECT sm.submission_id, sm.field, sm.sha256, sm.captured_at, sm.position,"
+            " m.sha256 IS NOT NULL AS held, m.mime, m.width, m.height, m.size, m.exif"
+            " FROM submission_media sm LEFT JOIN media m ON m.sha256 = sm.sha256"
+            " WHERE sm.submission_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY sm.submission_id, sm.rowid",
+            [json.dumps(list(submission_ids))],
+        )
+        return [
+            {
+                **r,
+                "held": bool(r["held"]),
+                "position": json.loads(r["position"]) if r["position"] else None,
+                "exif": json.loads(r["exif"]) if r["exif"] else None,
+            }
+            for r in rows
+        ]
+
+    def desk_reviews(self, submission_id: str) -> list[dict]:
+        """Every review of a submission, oldest first, with the reviewer's name."""
+        return list(
+            self.db.query(
+                "SELECT r.id, r.decision, r.reason, r.at, r.reviewer_id,"
+                " u.display_name AS reviewer FROM reviews r"
+                " LEFT JOIN users u ON u.id = r.reviewer_id"
+                " WHERE r.submission_id = ? ORDER BY r.id",
+                [submission_id],
+            )
+        )
+
+    def desk_user_names(self, ids: Iterable[int]) -> dict[int, str]:
+        return dict(
+            self.conn.execute(
+                "SELECT id, coalesce(display_name, username) FROM users"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted({i for i in ids if i is not None})),),
+            ).fetchall()
+        )
+
+    _DESK_CONFLICT_SQL = (
+        "SELECT c.*, coalesce(f.village_code, t.village_code) AS village_code,"
+        " v.name AS village_name, v.township,"
+        " CASE WHEN f.id IS NOT NULL THEN 'facility' ELSE 'task' END AS record_type,"
+        " coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name, f.kind"
+        " FROM conflicts c LEFT JOIN facilities f ON f.id = c.record_id"
+        " LEFT JOIN tasks t ON t.id = c.record_id"
+        " JOIN villages v ON v.code = coalesce(f.village_code, t.village_code)"
+    )
+
+    def desk_conflicts(
+        self, village_codes: Iterable[str], *, open_only=True, limit=50, offset=0
+    ) -> tuple[list[dict], int]:
+        """Conflicts about records in these villages, newest first: (page, total)."""
+        clause = " WHERE v.code IN (SELECT value FROM json_each(?))"
+        if open_only:
+            clause += " AND c.resolved_by IS NULL"
+        params = [json.dumps(sorted(village_codes))]
+        total = self.conn.execute(
+            f"SELECT count(*) FROM ({self._DESK_CONFLICT_SQL}{clause})", params
+        ).fetchone()[0]
+        rows = self.db.query(
+            f"{self._DESK_CONFLICT_SQL}{clause} ORDER BY c.created_at DESC, c.id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_conflict(r) for r in rows], total
+
+    def desk_conflict(self, conflict_id: str) -> dict | None:
+        rows = list(self.db.query(f"{self._DESK_CONFLICT_SQL} WHERE c.id = ?", [conflict_id]))
+        return _conflict(rows[0]) if rows else None
+
+    def desk_tasks(self, village_codes: Iterable[str], month: str) -> list[dict]:
+        """Monthly tasks of these villages for one month ("YYYY-MM"), by township and village."""
+        rows = self.db.query(
+            "SELECT t.*, v.name AS village_name, v.township FROM tasks t"
+            " JOIN villages v ON v.code = t.village_code"
+            " WHERE t.month = ? AND t.village_code IN (SELECT value FROM json_each(?))"
+            " ORDER BY v.township, v.code, t.due_on, t.id",
+            [month, json.dumps(sorted(village_codes))],
+        )
+        return [_task(r) for r in rows]
+
+    def desk_task_evidence(self, task_ids: Iterable[str]) -> list[dict]:
+        """Photos of the monthly_task submissions about these tasks, newest submission first."""
+        return list(
+            self.db.query(
+                "SELECT s.record_id AS task_id, s.id AS submission_id, s.state, s.observed_at,"
+                " sm.field, sm.sha256 FROM submissions s"
+                " JOIN submission_media sm ON sm.submission_id = s.id"
+                " WHERE s.record_type = 'task'"
+                " AND s.record_id IN (SELECT value FROM json_each(?))"
+                " ORDER BY s.record_id, s.clock DESC, sm.rowid",
+                [json.dumps(list(task_ids))],
+            )
+        )
 
 
 def _with_state(row: dict) -> dict:
