@@ -104,6 +104,8 @@ RECORD_FIELDS: dict[str, frozenset[str] | None] = {
     ),
     "zone": frozenset({"zone_type", "score", "grade", "failed_items", "last_inspected", "status"}),
     "task": None,
+    # Any kind of facility: only what every facility record has (retiring one, for example).
+    "facility": frozenset({"status", "last_inspected"}),
 }
 TARGETS = frozenset(RECORD_FIELDS)
 

@@ -202,7 +202,7 @@ def check_submission(
         errors["record"] = [_err("unknown_record", "找不到要检查的设施或任务", "unknown record")]
     elif record["village_code"] not in caller.villages:
         errors["record"] = [_err("village_forbidden", "您没有该村的权限", "not your village")]
-    elif record_type == "facility" and record["kind"] != form.target:
+    elif form.target not in ("task", "facility") and record["kind"] != form.target:
         errors["record"] = [
             _err(
                 "wrong_kind",

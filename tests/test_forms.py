@@ -28,6 +28,7 @@ DAY = datetime.date(2026, 11, 20)
 # A published version never changes. Editing one of these files fails this pin on purpose:
 # add <id>.v<N+1>.json instead (and pin it here).
 PINNED_SHA256 = {
+    "facility_status.v1.json": "8f124e9a291a90c2e18e8c0298fb23badc19838d8d781512905b61f15ae1ae87",
     "fire.v1.json": "573ef3591a8f8b97a898a19cad7d3a6097e63a1df82b671737e89cbbc48d64cc",
     "monthly_task.v1.json": "5bd6c727129741612ff81cced85fe1d33c840d841f7ea2813b2f3831f8d29211",
     "rubbish.v1.json": "f815d550b49bc985848a486db2fcc6236315406111e4c7f7d9c77dc6e41d7ad0",
@@ -112,6 +113,7 @@ def test_builtin_forms_load_sorted_and_compile():
     keys = [(d["id"], d["version"]) for d in definitions]
     assert keys == sorted(keys)
     assert {d["id"] for d in definitions} == {
+        "facility_status",
         "toilet",
         "rubbish",
         "fire",
@@ -124,6 +126,7 @@ def test_builtin_forms_load_sorted_and_compile():
         "rubbish": "rubbish",
         "fire": "fire",
         "tidiness": "zone",
+        "facility_status": "facility",
         "monthly_task": "task",
     }
     for definition in definitions:
@@ -816,4 +819,4 @@ def test_validate_never_raises(form_id, answers, day):
 
 def test_compiler_module_exports():
     assert compiler.FIELD_TYPES >= {"photo", "calculate", "note", "geopoint", "datetime"}
-    assert compiler.TARGETS == {"toilet", "rubbish", "fire", "zone", "task"}
+    assert compiler.TARGETS == {"toilet", "rubbish", "fire", "zone", "task", "facility"}

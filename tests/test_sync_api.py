@@ -430,3 +430,39 @@ def test_supervisor_of_another_township_cannot_see_the_submission(make_phone, fa
     response = review(client, make_phone("supervisor"), item["id"], decision="approve")
     assert response.status_code == 404
     assert store.submission(item["id"])["state"] == "received"
+
+
+# -- retiring a facility -------------------------------------------------------------------
+
+
+def retire(phone, facility_id, minutes=0):
+    answers = {"status": "retired", "reason": "demolished", "photo": [photo()]}
+    return submission(facility_id, phone.clock(minutes=minutes), form="facility_status",
+                      answers=answers)
+
+
+def test_a_facility_is_retired_by_an_observation_never_deleted(phone, facilities, store):
+    toilet = first_toilet(facilities)
+    item = retire(phone, toilet)
+    assert phone.push([item]).json["results"][0]["status"] == "waiting_for_photos"
+    record = next(f for f in phone.pull_all()["facilities"] if f["id"] == toilet)
+    assert record["fields"]["status"] == "retired"
+    assert store.facility(toilet) is not None
+
+
+def test_an_older_inspection_arriving_late_does_not_revive_a_retired_facility(
+        make_phone, facilities, store):
+    toilet = first_toilet(facilities)
+    late, retirer = make_phone(), make_phone()
+    older = submission(toilet, late.clock(minutes=-60))
+    retirer.push([retire(retirer, toilet)])
+    late.push([older])
+    state = store.facility(toilet)["state"]
+    assert state["status"]["value"] == "retired"
+    assert len(store.submissions_of_record(toilet)) == 2
+
+
+def test_the_retire_form_works_on_any_kind_of_facility(phone, facilities, store):
+    rubbish = facilities[(YUNYU, "rubbish")]["id"]
+    assert phone.push([retire(phone, rubbish)]).json["results"][0]["status"] != "invalid"
+    assert store.facility(rubbish)["state"]["status"]["value"] == "retired"
