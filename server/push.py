@@ -47,6 +47,7 @@ class Item:
     photos: list = field(default_factory=list)
     observation: Observation | None = None
     record_type: str | None = None
+    missing: list | None = None
 
 
 class PushRefused(Exception):
@@ -357,6 +358,7 @@ def process(
 def _store_submission(store: Storage, item: Item, skew, window_ms, now_iso) -> None:
     """Insert one submission and merge its observation into the record it is about."""
     missing = store.missing_media(p["sha256"] for p in item.photos)
+    item.missing = missing
     store.insert_submission(
         {
             **item.row,
@@ -467,7 +469,9 @@ def _photo_status(store: Storage, items: list[Item]) -> None:
             continue
         if item.result["status"] == protocol.DUPLICATE and not item.photos:
             continue
-        missing = store.missing_media(p["sha256"] for p in item.photos)
+        missing = item.missing
+        if missing is None:
+            missing = store.missing_media(p["sha256"] for p in item.photos)
         if missing:
             item.result["missing"] = missing
             if item.result["status"] == protocol.ACCEPTED:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -36,6 +36,11 @@ from sync.clock import Clock, encode  # noqa: E402
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 VILLAGES = ["450222101001", "450222101002", "450222101003"]
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
 
 
 class Api:
@@ -170,7 +175,7 @@ def main():
     app = create_app(
         {"DATABASE": str(tmp / "vc.db"), "MEDIA_ROOT": str(tmp / "media"), "SECRET_KEY": "bench"}
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_port
 
