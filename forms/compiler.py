@@ -114,7 +114,7 @@ RESERVED_NAMES = frozenset({OBSERVED_ON})
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 FORM_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 TOP_LEVEL_KEYS = frozenset({"id", "version", "target", "title", "description", "fields", "updates"})
@@ -373,7 +373,7 @@ class PhotoAnswer(_Strict):
             if not item.keys() <= {"sha256", "captured_at", "position"}:
                 raise ValidationError("type")
             sha = item["sha256"]
-            if not isinstance(sha, str) or not SHA256_RE.match(sha):
+            if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
                 raise ValidationError("type")
             if sha in seen:
                 raise ValidationError("duplicate")
@@ -626,6 +626,7 @@ def _order(deps: Mapping[str, set[str]]) -> list[str]:
     """Fields in definition order, moved after whatever their relevance/calculation reads."""
     order: list[str] = []
     state: dict[str, int] = {}
+    position = {name: i for i, name in enumerate(deps)}
 
     def visit(name: str, path: list[str]) -> None:
         if state.get(name) == 2:
@@ -634,7 +635,8 @@ def _order(deps: Mapping[str, set[str]]) -> list[str]:
             cycle = path[path.index(name) :] + [name]
             raise ValueError("circular relevance/calculation: " + " -> ".join(cycle))
         state[name] = 1
-        for dep in deps.get(name, ()):  # dict order is definition order
+        # Sets have no stable order across runs: visit dependencies in definition order.
+        for dep in sorted(deps.get(name, ()), key=lambda d: position.get(d, len(position))):
             visit(dep, path + [name])
         state[name] = 2
         order.append(name)

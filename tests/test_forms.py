@@ -820,3 +820,10 @@ def test_validate_never_raises(form_id, answers, day):
 def test_compiler_module_exports():
     assert compiler.FIELD_TYPES >= {"photo", "calculate", "note", "geopoint", "datetime"}
     assert compiler.TARGETS == {"toilet", "rubbish", "fire", "zone", "task", "facility"}
+
+
+def test_photo_hash_with_a_trailing_newline_is_refused():
+    form = compile_form(next(d for d in load_builtin() if d["id"] == "toilet"))
+    bad = [{"sha256": "a" * 64 + "\n", "captured_at": None, "position": None}]
+    result = form.validate({"photo_outside": bad}, observed_on=datetime.date(2026, 11, 20))
+    assert "photo_outside" in result.errors

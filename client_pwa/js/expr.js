@@ -1,0 +1,615 @@
+// Form expressions: the JavaScript twin of forms/expr.py (see docs/EXPRESSIONS.md).
+//
+// Same syntax, same values, same errors: both twins pass forms/expr_vectors.json. Internally a
+// value is one of: null (no answer; '' is the same value), a boolean, a finite number or a
+// non-empty string. Select-many answers are seen as their space-separated string, as in XLSForm.
+
+const MAX_DEPTH = 100; // deepest allowed syntax tree; keeps both twins clear of stack limits
+
+export class ExprError extends Error {
+  constructor(message, position = null) {
+    super(position === null ? message : `${message} at column ${position + 1}`);
+    this.name = 'ExprError';
+    this.position = position;
+  }
+}
+
+// name -> [fewest, most] arguments; null means any number
+export const FUNCTIONS = Object.freeze({
+  if: [3, 3],
+  selected: [2, 2],
+  'count-selected': [1, 1],
+  'string-length': [1, 1],
+  today: [0, 0],
+  true: [0, 0],
+  false: [0, 0],
+  not: [1, 1],
+  number: [1, 1],
+  int: [1, 1],
+  round: [1, 2],
+  coalesce: [2, 2],
+  concat: [0, null],
+  regex: [2, 2],
+});
+
+// binding power of binary operators, XPath order; unary minus binds tighter than all of them
+const BINARY = {
+  or: 1, and: 2, '=': 3, '!=': 3, '<': 4, '<=': 4, '>': 4, '>=': 4,
+  '+': 5, '-': 5, '*': 6, div: 6, mod: 6,
+};
+const UNARY_BP = 7;
+const has = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
+
+// ---------------------------------------------------------------- tokenizer
+
+const TOKEN = new RegExp(
+  [
+    '(?<ws>[ \\t\\r\\n]+)',
+    '(?<ref>\\$\\{[A-Za-z_][A-Za-z0-9_.-]*\\})',
+    '(?<num>[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)',
+    `(?<str>'[^']*'|"[^"]*")`,
+    '(?<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)',
+    '(?<op>!=|<=|>=|[=<>+\\-*(),.])',
+  ].join('|'),
+  'y',
+);
+
+function tokenize(source) {
+  const tokens = [];
+  let pos = 0;
+  while (pos < source.length) {
+    TOKEN.lastIndex = pos;
+    const m = TOKEN.exec(source);
+    if (m === null) {
+      const ch = String.fromCodePoint(source.codePointAt(pos));
+      if (ch === "'" || ch === '"') throw new ExprError('unclosed string', pos);
+      if (ch === '$') throw new ExprError('bad field reference, expected ${name}', pos);
+      throw new ExprError(`unexpected character '${ch}'`, pos);
+    }
+    const kind = Object.keys(m.groups).find((k) => m.groups[k] !== undefined);
+    if (kind !== 'ws') tokens.push({ kind, text: m[0], pos });
+    pos = TOKEN.lastIndex;
+  }
+  tokens.push({ kind: 'end', text: '', pos: source.length });
+  return tokens;
+}
+
+// ---------------------------------------------------------------- parser (Pratt)
+
+const describe = (tok) => (tok.kind === 'end' ? 'end of expression' : `'${tok.text}'`);
+const isOp = (tok, text) => tok.kind === 'op' && tok.text === text;
+
+function deeper(depth, tok) {
+  if (depth + 1 > MAX_DEPTH) {
+    throw new ExprError(`expression nested deeper than ${MAX_DEPTH}`, tok.pos);
+  }
+  return depth + 1;
+}
+
+class Parser {
+  constructor(source) {
+    this.tokens = tokenize(source);
+    this.i = 0;
+    this.level = 0;
+  }
+
+  peek() {
+    return this.tokens[this.i];
+  }
+
+  take() {
+    return this.tokens[this.i++];
+  }
+
+  expect(text) {
+    const tok = this.take();
+    if (tok.text !== text || (tok.kind !== 'op' && tok.kind !== 'end')) {
+      throw new ExprError(`expected '${text}' but found ${describe(tok)}`, tok.pos);
+    }
+  }
+
+  // Parse operators binding tighter than minBp; return [node, tree depth].
+  expression(minBp = 0) {
+    this.level += 1;
+    if (this.level > MAX_DEPTH) {
+      throw new ExprError(`expression nested deeper than ${MAX_DEPTH}`, this.peek().pos);
+    }
+    let [left, depth] = this.prefix();
+    for (;;) {
+      const tok = this.peek();
+      const op = (tok.kind === 'op' || tok.kind === 'name') && has(BINARY, tok.text) ? tok.text : null;
+      if (op === null || BINARY[op] <= minBp) break;
+      this.take();
+      const [right, rightDepth] = this.expression(BINARY[op]);
+      left = Object.freeze({ type: 'binary', op, left, right });
+      depth = deeper(Math.max(depth, rightDepth), tok);
+    }
+    this.level -= 1;
+    return [left, depth];
+  }
+
+  prefix() {
+    const tok = this.take();
+    if (tok.kind === 'num') {
+      const value = Number(tok.text);
+      if (!Number.isFinite(value)) throw new ExprError('number too large', tok.pos);
+      return [Object.freeze({ type: 'num', value }), 1];
+    }
+    if (tok.kind === 'str') {
+      return [Object.freeze({ type: 'str', value: tok.text.slice(1, -1) || null }), 1];
+    }
+    if (tok.kind === 'ref') return [Object.freeze({ type: 'ref', name: tok.text.slice(2, -1) }), 1];
+    if (isOp(tok, '.')) return [Object.freeze({ type: 'current' }), 1];
+    if (isOp(tok, '-')) {
+      const [operand, depth] = this.expression(UNARY_BP);
+      return [Object.freeze({ type: 'neg', operand }), deeper(depth, tok)];
+    }
+    if (isOp(tok, '(')) {
+      const [inner, depth] = this.expression(0);
+      this.expect(')');
+      return [inner, deeper(depth, tok)];
+    }
+    if (tok.kind === 'name') {
+      if (isOp(this.peek(), '(')) return this.call(tok);
+      if (has(BINARY, tok.text)) {
+        throw new ExprError(`operator '${tok.text}' is missing its left operand`, tok.pos);
+      }
+      throw new ExprError(
+        `bare name '${tok.text}': write \${${tok.text}} for a field or ${tok.text}() for a function`,
+        tok.pos,
+      );
+    }
+    if (tok.kind === 'end') throw new ExprError('unexpected end of expression', tok.pos);
+    throw new ExprError(`unexpected ${describe(tok)}`, tok.pos);
+  }
+
+  call(name) {
+    if (!has(FUNCTIONS, name.text)) throw new ExprError(`unknown function ${name.text}()`, name.pos);
+    this.take(); // (
+    const args = [];
+    let depth = 0;
+    if (!isOp(this.peek(), ')')) {
+      for (;;) {
+        const [arg, argDepth] = this.expression(0);
+        args.push(arg);
+        depth = Math.max(depth, argDepth);
+        if (!isOp(this.peek(), ',')) break;
+        this.take();
+      }
+    }
+    this.expect(')');
+    const [fewest, most] = FUNCTIONS[name.text];
+    if (args.length < fewest || (most !== null && args.length > most)) {
+      let wanted = fewest === most ? String(fewest) : `${fewest} to ${most}`;
+      if (most === null) wanted = `at least ${fewest}`;
+      throw new ExprError(`${name.text}() takes ${wanted} arguments, got ${args.length}`, name.pos);
+    }
+    if (name.text === 'regex') {
+      if (args[1].type !== 'str') {
+        throw new ExprError('regex() needs a string literal as its pattern', name.pos);
+      }
+      try {
+        compileRegex(args[1].value || '');
+      } catch (e) {
+        if (!(e instanceof RegexSubsetError)) throw e;
+        throw new ExprError(`bad regex pattern (${e.message})`, name.pos);
+      }
+    }
+    return [Object.freeze({ type: 'call', name: name.text, args: Object.freeze(args) }), deeper(depth, name)];
+  }
+}
+
+// A small cache, like Python's lru_cache: forms re-evaluate on every keystroke.
+function memo(limit, fn) {
+  const cache = new Map();
+  return (key) => {
+    if (cache.has(key)) return cache.get(key);
+    const value = fn(key);
+    if (cache.size >= limit) cache.delete(cache.keys().next().value);
+    cache.set(key, value);
+    return value;
+  };
+}
+
+const parseCached = memo(2048, (source) => {
+  const parser = new Parser(source);
+  if (parser.peek().kind === 'end') throw new ExprError('empty expression', 0);
+  const [node] = parser.expression(0);
+  const tok = parser.peek();
+  if (tok.kind !== 'end') {
+    throw new ExprError(`unexpected ${describe(tok)} after a complete expression`, tok.pos);
+  }
+  return node;
+});
+
+/** Parse once and cache; returns a frozen syntax tree. Throws ExprError. */
+export function parse(source) {
+  if (typeof source !== 'string') throw new ExprError('expression must be a string');
+  return parseCached(source);
+}
+
+const referencesCached = memo(2048, (source) => {
+  const found = new Set();
+  const stack = [parse(source)];
+  while (stack.length) {
+    const node = stack.pop();
+    if (node.type === 'ref') found.add(node.name);
+    else if (node.type === 'neg') stack.push(node.operand);
+    else if (node.type === 'binary') stack.push(node.left, node.right);
+    else if (node.type === 'call') stack.push(...node.args);
+  }
+  return found;
+});
+
+/** The field names an expression reads (a new Set), so callers know what to re-evaluate. */
+export function references(source) {
+  return new Set(referencesCached(source));
+}
+
+// ---------------------------------------------------------------- values
+
+const NUMERIC = /^[ \t\r\n]*-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*$/;
+const SPLIT = /[ \t\r\n]+/;
+const YES_NO = { yes: true, true: true, no: false, false: false };
+
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// Normalise an answer of any type to an internal value; never throws.
+function load(value) {
+  if (value === null || typeof value === 'boolean') return value;
+  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
+  if (typeof value === 'string') return value || null;
+  if (Array.isArray(value)) return value.map(itemText).filter(Boolean).join(' ') || null;
+  if (isObject(value)) return Object.keys(value).length ? 'object' : null;
+  return null;
+}
+
+function itemText(item) {
+  if (Array.isArray(item)) return item.length ? 'object' : '';
+  if (isObject(item)) return Object.keys(item).length ? 'object' : '';
+  return text(load(item));
+}
+
+function text(value) {
+  if (value === null) return '';
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  return String(value); // numbers: JavaScript's own printing is the reference
+}
+
+function number(value) {
+  if (value === null) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value === 'number') return value;
+  return NUMERIC.test(value) ? finite(Number(value)) : null;
+}
+
+const finite = (x) => (Number.isFinite(x) ? x : null);
+
+function bool(value) {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') return value !== 0;
+  return value !== null;
+}
+
+/** XPath boolean() of a value: decides relevance, constraints and required-if. */
+export function truthy(value) {
+  return bool(load(value));
+}
+
+const out = (value) => (value === 0 ? 0 : value); // -0 leaves as 0, like Python's int(-0.0)
+
+// ---------------------------------------------------------------- comparisons and arithmetic
+
+function equal(a, b) {
+  if (a === null || b === null) return a === null && b === null;
+  if (typeof a === 'boolean' || typeof b === 'boolean') {
+    if (typeof a === 'boolean' && typeof b === 'boolean') return a === b;
+    const [flag, other] = typeof a === 'boolean' ? [a, b] : [b, a];
+    if (typeof other === 'number') return (flag ? 1 : 0) === other;
+    return has(YES_NO, other) && YES_NO[other] === flag;
+  }
+  if (typeof a === 'number' || typeof b === 'number') {
+    const x = number(a);
+    const y = number(b);
+    return x !== null && y !== null && x === y;
+  }
+  return a === b;
+}
+
+function order(op, a, b) {
+  if (a === null || b === null) return false;
+  let x = a;
+  let y = b;
+  if (typeof a !== 'string' || typeof b !== 'string') {
+    x = number(a);
+    y = number(b);
+    if (x === null || y === null) return false;
+  } // two texts compare by UTF-16 code units, which is what < does on strings
+  if (op === '<') return x < y;
+  if (op === '<=') return x <= y;
+  if (op === '>') return x > y;
+  return x >= y;
+}
+
+function arithmetic(op, a, b) {
+  const x = number(a);
+  const y = number(b);
+  if (x === null || y === null) return null;
+  if (op === '+') return finite(x + y);
+  if (op === '-') return finite(x - y);
+  if (op === '*') return finite(x * y);
+  if (y === 0) return null;
+  return finite(op === 'div' ? x / y : x % y); // % is C fmod: the sign of the dividend
+}
+
+// Round half away from zero, with exactly the double steps forms/expr.py takes.
+function round(x, digits) {
+  if (x === null || digits === null) return null;
+  const d = Math.max(-308, Math.min(308, Math.trunc(digits)));
+  const scale = Number(`1e${Math.abs(d)}`);
+  const scaled = d >= 0 ? Math.abs(x) * scale : Math.abs(x) / scale;
+  if (!Number.isFinite(scaled) || scaled >= 2 ** 52) return x;
+  let whole = Math.floor(scaled);
+  if (scaled - whole >= 0.5) whole += 1;
+  const result = d >= 0 ? whole / scale : whole * scale;
+  return finite(result ? (x < 0 ? -result : result) : 0);
+}
+
+const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
+
+// ---------------------------------------------------------------- evaluator
+
+/**
+ * Evaluate to a JSON value (null, boolean, finite number or non-empty string).
+ * `current` is `.`; `today` is "YYYY-MM-DD" (needed only if today() is reached).
+ */
+export function evaluate(source, answers, { current = null, today = null } = {}) {
+  const node = typeof source === 'string' ? parse(source) : source;
+  return out(evalNode(node, { answers: answers || {}, current: load(current), today }));
+}
+
+function evalNode(node, ctx) {
+  switch (node.type) {
+    case 'num':
+    case 'str':
+      return node.value;
+    case 'ref':
+      return load(has(ctx.answers, node.name) ? ctx.answers[node.name] : null);
+    case 'current':
+      return ctx.current;
+    case 'neg': {
+      const x = number(evalNode(node.operand, ctx));
+      return x === null ? null : -x;
+    }
+    case 'binary': {
+      const { op } = node;
+      const left = evalNode(node.left, ctx);
+      if (op === 'and') return bool(left) && bool(evalNode(node.right, ctx));
+      if (op === 'or') return bool(left) || bool(evalNode(node.right, ctx));
+      const right = evalNode(node.right, ctx);
+      if (op === '=') return equal(left, right);
+      if (op === '!=') return !equal(left, right);
+      if (op === '<' || op === '<=' || op === '>' || op === '>=') return order(op, left, right);
+      return arithmetic(op, left, right);
+    }
+    case 'call':
+      return call(node, ctx);
+    default:
+      throw new ExprError(`not an expression: ${JSON.stringify(node)}`);
+  }
+}
+
+const ISO_DATE = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
+
+function call(node, ctx) {
+  const { name, args } = node;
+  if (name === 'if') return evalNode(bool(evalNode(args[0], ctx)) ? args[1] : args[2], ctx);
+  if (name === 'coalesce') {
+    const first = evalNode(args[0], ctx);
+    return first !== null ? first : evalNode(args[1], ctx);
+  }
+  if (name === 'today') {
+    if (typeof ctx.today !== 'string' || !ISO_DATE.test(ctx.today)) {
+      throw new ExprError('today() needs evaluate(..., {today: "YYYY-MM-DD"})');
+    }
+    return ctx.today;
+  }
+  const values = args.map((arg) => evalNode(arg, ctx));
+  switch (name) {
+    case 'true':
+      return true;
+    case 'false':
+      return false;
+    case 'not':
+      return !bool(values[0]);
+    case 'selected': {
+      const wanted = text(values[1]);
+      return Boolean(wanted) && tokens(values[0]).includes(wanted);
+    }
+    case 'count-selected':
+      return tokens(values[0]).length;
+    case 'string-length':
+      return [...text(values[0])].length; // code points, like Python's len()
+    case 'number':
+      return number(values[0]);
+    case 'int': {
+      const x = number(values[0]);
+      return x === null ? null : Math.trunc(x);
+    }
+    case 'round':
+      return round(number(values[0]), values.length > 1 ? number(values[1]) : 0);
+    case 'concat':
+      return values.map(text).join('') || null;
+    case 'regex': {
+      let pattern;
+      try {
+        pattern = compileRegex(args[1].value || '');
+      } catch (e) { // only for trees built by hand
+        throw new ExprError(`bad regex pattern (${e.message})`);
+      }
+      return pattern.test(text(values[0]));
+    }
+    default:
+      throw new ExprError(`unknown function ${name}()`);
+  }
+}
+
+// ---------------------------------------------------------------- regex subset
+// The same subset and the same checks as forms/expr.py, translated for RegExp with the "u"
+// flag: \d \w \s become explicit ASCII / JavaScript-whitespace classes, exactly as Python's
+// translation spells them. The pattern is walked by code points, as Python walks its str.
+
+class RegexSubsetError extends Error {}
+
+const JS_SPACE = '\\t\\n\\x0b\\f\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff';
+const CLASS_SHORTHANDS = { d: '0-9', w: 'A-Za-z0-9_', s: JS_SPACE };
+const CONTROL = { n: ['\\n', '\n'], t: ['\\t', '\t'], r: ['\\r', '\r'] };
+const SYNTAX = new Set('\\^$.|?*+()[]{}/');
+const QUANTIFIER = /^\{([0-9]{1,4})(?:(,)([0-9]{1,4})?)?\}/;
+const HEX4 = /^u([0-9A-Fa-f]{4})/;
+
+const compileRegex = memo(256, (pattern) => new RegExp(translateRegex([...pattern]), 'u'));
+
+function translateRegex(p) {
+  const out = [];
+  let i = 0;
+  let groups = 0;
+  let canRepeat = false;
+  while (i < p.length) {
+    const c = p[i];
+    if (c === '\\') {
+      let textOut;
+      [textOut, , i] = escape(p, i, false);
+      out.push(textOut);
+      canRepeat = true;
+    } else if (c === '[') {
+      let textOut;
+      [textOut, i] = charClass(p, i);
+      out.push(textOut);
+      canRepeat = true;
+    } else if (c === '(') {
+      if (p[i + 1] === '?' && p[i + 2] === ':') {
+        out.push('(?:');
+        i += 3;
+      } else if (p[i + 1] === '?') {
+        throw new RegexSubsetError(`only (...) and (?:...) groups are supported, at ${i}`);
+      } else {
+        out.push('(');
+        i += 1;
+      }
+      groups += 1;
+      canRepeat = false;
+    } else if (c === ')') {
+      if (groups === 0) throw new RegexSubsetError(`unbalanced ) at ${i}`);
+      groups -= 1;
+      out.push(')');
+      i += 1;
+      canRepeat = true;
+    } else if ('*+?{'.includes(c)) {
+      if (!canRepeat) throw new RegexSubsetError(`nothing to repeat at ${i}`);
+      let q = c;
+      if (c === '{') {
+        const m = QUANTIFIER.exec(p.slice(i, i + 12).join(''));
+        if (m === null) {
+          throw new RegexSubsetError(`bad {n,m} repeat at ${i} (write \\{ for a literal {)`);
+        }
+        if (m[3] !== undefined && Number(m[3]) < Number(m[1])) {
+          throw new RegexSubsetError(`repeat bounds out of order at ${i}`);
+        }
+        q = m[0];
+      }
+      i += q.length; // a quantifier is ASCII: one code point per character
+      if (p[i] === '?') {
+        q += '?';
+        i += 1;
+      }
+      out.push(q);
+      canRepeat = false;
+    } else if ('|^$'.includes(c)) {
+      out.push(c); // without the m flag, $ is the end of text only (Python needs \Z)
+      i += 1;
+      canRepeat = false;
+    } else if (c === ']' || c === '}') {
+      throw new RegexSubsetError(`write \\${c} for a literal ${c}, at ${i}`);
+    } else if (c === '.') {
+      out.push('.'); // with the u flag: one code point other than \n \r \u2028 \u2029
+      i += 1;
+      canRepeat = true;
+    } else {
+      out.push(c); // a literal; with the u flag only syntax characters may be escaped
+      i += 1;
+      canRepeat = true;
+    }
+  }
+  if (groups) throw new RegexSubsetError('unclosed (');
+  return out.join('');
+}
+
+// Translate the escape at p[i]; returns [RegExp text, the single character or null, next i].
+function escape(p, i, inClass) {
+  if (i + 1 >= p.length) throw new RegexSubsetError('pattern ends with a backslash');
+  const c = p[i + 1];
+  const lower = c.toLowerCase();
+  if (has(CLASS_SHORTHANDS, lower)) {
+    const body = CLASS_SHORTHANDS[lower];
+    const upper = c !== lower;
+    if (inClass) {
+      if (upper) throw new RegexSubsetError(`\\${c} is not supported inside [...], at ${i}`);
+      return [body, null, i + 2];
+    }
+    return [`[${upper ? '^' : ''}${body}]`, null, i + 2];
+  }
+  if (has(CONTROL, c)) return [CONTROL[c][0], CONTROL[c][1], i + 2];
+  if (c === 'u') {
+    const m = HEX4.exec(p.slice(i + 1, i + 6).join(''));
+    if (m === null) throw new RegexSubsetError(`\\u needs four hex digits, at ${i}`);
+    const code = parseInt(m[1], 16);
+    // \u{...}: a surrogate stays one lone code point, as in Python, never half of a pair
+    return [`\\u{${m[1]}}`, String.fromCharCode(code), i + 6];
+  }
+  if (SYNTAX.has(c) || (inClass && c === '-')) return [`\\${c}`, c, i + 2];
+  throw new RegexSubsetError(`unsupported escape \\${c} at ${i}`);
+}
+
+function charClass(p, i) {
+  const out = ['['];
+  let j = i + 1;
+  if (p[j] === '^') {
+    out.push('^');
+    j += 1;
+  }
+  const first = j;
+  for (;;) {
+    if (j >= p.length) throw new RegexSubsetError('unclosed [');
+    if (p[j] === ']') {
+      if (j === first) throw new RegexSubsetError(`empty [] at ${i}`);
+      out.push(']');
+      return [out.join(''), j + 1];
+    }
+    let [textOut, start, next] = classAtom(p, j, first);
+    j = next;
+    if (j + 1 < p.length && p[j] === '-' && p[j + 1] !== ']') {
+      const [endText, end, afterEnd] = classAtom(p, j + 1, first);
+      j = afterEnd;
+      if (start === null || end === null) {
+        throw new RegexSubsetError(`a range needs single characters at both ends, at ${j}`);
+      }
+      if (start.codePointAt(0) > end.codePointAt(0)) {
+        throw new RegexSubsetError(`range out of order at ${j}`);
+      }
+      textOut = `${textOut}-${endText}`;
+    }
+    out.push(textOut);
+  }
+}
+
+function classAtom(p, j, first) {
+  const c = p[j];
+  if (c === '\\') return escape(p, j, true);
+  if (c === '[') throw new RegexSubsetError(`write \\[ for a literal [ inside [...], at ${j}`);
+  if (c === '-' && j !== first && p[j + 1] !== ']') {
+    throw new RegexSubsetError(`write \\- for a literal - inside [...], at ${j}`);
+  }
+  // ^ - | need escaping to stay literal; & and ~ are plain characters without the v flag
+  return ['^-|'.includes(c) ? `\\${c}` : c, c, j + 1];
+}

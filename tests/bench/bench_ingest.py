@@ -1,0 +1,198 @@
+"""Photo ingest benchmark (on demand, not in CI): 200 photos of 12 MP through the HTTP API.
+
+Makes 200 distinct 4000x3000 JPEGs from the corpus, pushes inspections that use them, then
+uploads every photo in 1 MB chunks to a live server on loopback: upload, SHA-256 check, EXIF,
+two display versions, perceptual hashes and evidence checks, end to end. In the same run it
+times Pillow's bare draft-mode decode of the same files, for the ratio, and a second upload
+run on 4 threads for throughput and peak memory.
+
+    .venv/bin/python tests/bench/bench_ingest.py [--photos 200]
+"""
+
+import argparse
+import hashlib
+import http.client
+import json
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from server import create_app  # noqa: E402
+from server.bootstrap import init_db  # noqa: E402
+from server.demo import demo_data, load_demo  # noqa: E402
+from server.storage import connect  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "exif-samples"
+NAMES = ["iphone_hdr_NO.jpg", "HMD_Nokia_8.3_5G.jpg", "87_OSError.jpg", "canon_hdr_NO.jpg"]
+START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+CHUNK = 1024 * 1024
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    """Distinct 12 MP JPEGs with the corpus photos' EXIF (a tinted copy each)."""
+    rng = random.Random(5)
+    bases = []
+    for name in NAMES:
+        img = Image.open(CORPUS / name)
+        exif = img.info.get("exif", b"")
+        bases.append((img.convert("RGB").resize((4000, 3000)), exif))
+    paths = []
+    for n in range(count):
+        img, exif = bases[n % len(bases)]
+        tint = Image.new("RGB", img.size, tuple(rng.randrange(256) for _ in range(3)))
+        path = folder / f"photo{n:03d}.jpg"
+        Image.blend(img, tint, 0.04).save(path, "JPEG", quality=90, exif=exif)
+        paths.append(path)
+    return paths
+
+
+def call(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"{method} {path}: {response.status} {data[:300]}")
+    return json.loads(data)
+
+
+def upload(port, token, path: Path) -> None:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    offset = 0
+    while True:
+        body = call(port, "PATCH", f"/api/v1/media/{digest}", data[offset:offset + CHUNK], {
+            "Authorization": f"Bearer {token}", "Upload-Offset": str(offset),
+            "Upload-Length": str(len(data)), "Content-Type": "application/offset+octet-stream"})
+        offset = body["offset"]
+        if body["complete"]:
+            return
+
+
+def serve_forever(folder: Path) -> None:
+    """The server, in its own process so its memory is measured alone."""
+    folder.mkdir()
+    store = connect(folder / "vc.db")
+    init_db(store, at=START.isoformat())
+    load_demo(store, now=START)
+    store.close()
+    app = create_app({"DATABASE": str(folder / "vc.db"), "MEDIA_ROOT": str(folder / "media"),
+                      "SECRET_KEY": "bench"})
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+
+
+class Server:
+    def __init__(self, folder: Path):
+        self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(folder)],
+                                        stdout=subprocess.PIPE, text=True)
+        self.port = int(self.process.stdout.readline())
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def push_inspections(port, photos: list[Path]) -> str:
+    token = call(port, "POST", "/api/v1/auth/login", json.dumps({
+        "username": "inspector", "password": "demo-inspector-2026", "device_id": "bench"}),
+        {"Content-Type": "application/json"})["token"]
+    toilet = next(f["id"] for f in demo_data()["facilities"] if f["kind"] == "toilet")
+    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in photos]
+    items = []
+    for n in range(0, len(hashes), 2):
+        answers = {"toilet_type": "household", "sanitary": True, "harmless": True,
+                   "construction": "septic3", "in_use": True, "hazards": [],
+                   "usage_notice": True, "phones_posted": True, "manure_emptied": True,
+                   "photo_outside": [{"sha256": hashes[n], "captured_at": None,
+                                      "position": None}],
+                   "photo_inside": [{"sha256": hashes[n + 1], "captured_at": None,
+                                     "position": None}]}
+        items.append({"type": "submission", "id": str(uuid.uuid4()), "form": "toilet",
+                      "version": 1, "record": toilet,
+                      "clock": f"{int(START.timestamp() * 1000) + n:013d}-0000-bench",
+                      "observed_at": "2026-11-20T10:00:00+08:00", "answers": answers})
+    for i in range(0, len(items), 100):
+        call(port, "POST", "/api/v1/sync/push", json.dumps({
+            "device_id": "bench", "items": items[i:i + 100]}),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    return token
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=int, default=200)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vc-ingest-"))
+    (tmp / "photos").mkdir()
+    t = time.perf_counter()
+    photos = make_photos(tmp / "photos", args.photos)
+    size_mb = sum(p.stat().st_size for p in photos) / 2**20
+    print(f"made {len(photos)} photos of 4000x3000 ({size_mb:.0f} MB) in "
+          f"{time.perf_counter() - t:.0f} s")
+
+    t = time.perf_counter()
+    for path in photos:
+        with Image.open(path) as img:
+            img.draft("RGB", (1280, 1280))
+            img.load()
+    bare = time.perf_counter() - t
+
+    server = Server(tmp / "one")
+    token = push_inspections(server.port, photos)
+    t = time.perf_counter()
+    for path in photos:
+        upload(server.port, token, path)
+    pipeline = time.perf_counter() - t
+    rss_one = server.peak_rss_mb()
+    server.stop()
+
+    server = Server(tmp / "four")
+    token = push_inspections(server.port, photos)
+    t = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda p: upload(server.port, token, p), photos))
+    threaded = time.perf_counter() - t
+    rss_four = server.peak_rss_mb()
+    server.stop()
+
+    n = len(photos)
+    print(f"machine: {platform.machine()}, {platform.python_version()}, 2 cores")
+    print(f"bare draft-mode decode: {bare:.1f} s = {n / bare:.1f} photos/s")
+    print(f"end to end over HTTP, 1 client: {pipeline:.1f} s = {n / pipeline:.1f} photos/s; "
+          f"ratio to bare decode {pipeline / bare:.2f} (target <= 1.5)")
+    print(f"end to end over HTTP, 4 clients: {threaded:.1f} s = {n / threaded:.1f} photos/s")
+    print(f"server peak RSS: {rss_one:.0f} MB with 1 client, {rss_four:.0f} MB with 4 clients "
+          f"(target < 300 MB)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve_forever(Path(sys.argv[2]))
+    else:
+        main()
