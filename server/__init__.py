@@ -29,7 +29,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
-    from . import api, auth, cli, context, media_api, web
+    from . import api, auth, cli, context, exports, media_api, scheduler, supervisor, web
 
     errors.register(app)
     app.teardown_appcontext(context.close_storage)
@@ -37,7 +37,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(media_api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(supervisor.bp)
+    app.register_blueprint(exports.bp)
     cli.register(app)
+    if app.config["SCHEDULER_ENABLED"]:
+        scheduler.start(app)
     return app
 
 

@@ -1,5 +1,6 @@
 """The `villagecheck` command: a thin layer that parses options and calls the library."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -8,10 +9,13 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
+from . import scheduler as _scheduler
 from .auth import ROLES, hash_password
 from .bootstrap import init_db
 from .context import now, now_iso, storage
 from .demo import demo_data, load_demo
+from .jobs import JOBS
+from .storage import dumps
 from .villages_csv import decode_csv_bytes, parse_villages_csv
 
 
@@ -27,7 +31,24 @@ def main():
 
 
 def register(app) -> None:
-    for command in (init_db_command, create_user, import_villages, load_demo_command, serve):
+    for command in (
+        init_db_command,
+        create_user,
+        import_villages,
+        load_demo_command,
+        serve,
+        run_job_command,
+        job_runs_command,
+        list_users,
+        set_role,
+        assign_villages,
+        unassign_villages,
+        reset_password,
+        list_tokens,
+        revoke_token,
+        deactivate_user,
+        activate_user,
+    ):
         app.cli.add_command(command)
 
 
@@ -121,8 +142,11 @@ def _load_and_print(store) -> None:
 @click.option(
     "--demo/--no-demo", default=False, help="load the demo county when the database is empty"
 )
+@click.option(
+    "--scheduler/--no-scheduler", default=True, help="run the scheduled jobs in this process"
+)
 @with_appcontext
-def serve(host, port, demo):
+def serve(host, port, demo, scheduler):
     """Create or upgrade the database, then serve the app."""
     store = storage()
     init_db(store, at=now_iso())
@@ -133,6 +157,195 @@ def serve(host, port, demo):
             "数据库已有数据，未重新加载示例数据。demo logins: "
             + ", ".join(f"{u['username']}/{u['password']}" for u in demo_data()["users"])
         )
+    if scheduler:
+        _scheduler.start(current_app._get_current_object())
     click.echo(f"乡村巡检 服务已启动: http://{host}:{port}/")
     sys.stdout.flush()
     run_simple(host, port, current_app._get_current_object(), threaded=True)
+
+
+# -- scheduled jobs -----------------------------------------------------------------------------
+
+
+@click.command("run-job")
+@click.argument("name", type=click.Choice(sorted(JOBS)))
+@click.option("--month", default=None, help="YYYY-MM (generate-tasks, recompute-indicators)")
+@click.option("--seed", type=int, default=None, help="draw-sample: use this seed")
+@with_appcontext
+def run_job_command(name, month, seed):
+    """Run one scheduled job now, under the same lease as the scheduler."""
+    if month and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise click.BadParameter("YYYY-MM", param_hint="--month")
+    store = storage()
+    init_db(store, at=now_iso())
+    outcome = _scheduler.run_job(
+        store,
+        name,
+        clock=now,
+        config=current_app.config,
+        holder=_scheduler.make_holder("cli:"),
+        month=month,
+        seed=seed,
+    )
+    if not outcome.ran:
+        raise click.ClickException(f"{name} 正由另一个进程运行，请稍后再试")
+    if outcome.error:
+        click.echo(outcome.error, err=True)
+        raise click.ClickException(f"{name} 运行失败 (run {outcome.run_id})")
+    click.echo(f"{name} 完成 (run {outcome.run_id}): {dumps(outcome.summary)}")
+
+
+@click.command("job-runs")
+@click.option("--job", default=None, type=click.Choice(sorted(JOBS)))
+@click.option("--limit", default=20, show_default=True)
+@with_appcontext
+def job_runs_command(job, limit):
+    """Show the job run log, newest first."""
+    for run in storage().job_runs(job, limit):
+        status = "运行中" if run["finished_at"] is None else ("成功" if run["ok"] else "失败")
+        click.echo(
+            f"{run['id']:>6} {run['job']:<21} {run['started_at']} {status} slot={run['slot']}"
+            f" {dumps(run['summary']) if run['summary'] else (run['error'] or '').strip()[-200:]}"
+        )
+
+
+# -- user administration ------------------------------------------------------------------------
+
+
+def _user(store, username) -> dict:
+    user = store.user(username=username)
+    if user is None:
+        raise click.ClickException(f"没有用户 {username}")
+    return user
+
+
+def _villages(store, codes) -> list[str]:
+    unknown = [c for c in codes if store.village(c) is None]
+    if unknown:
+        raise click.ClickException(f"没有这些村: {', '.join(unknown)}")
+    return list(codes)
+
+
+@click.command("users")
+@with_appcontext
+def list_users():
+    """List users: role, scope, villages, live device tokens, active."""
+    for u in storage().users():
+        scope = u["scope_township"] or u["scope_county"] or "-"
+        state = "" if u["active"] else "  [已停用]"
+        click.echo(
+            f"{u['username']:<16} {u['role']:<10} 范围 {scope:<10} 村 {u['villages']:>3}"
+            f"  设备 {u['live_tokens']:>2}  {u['display_name'] or ''}{state}"
+        )
+
+
+@click.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+@click.option("--township", default=None, help="supervisor scope: a township name")
+@click.option("--county", default=None, help="admin/supervisor scope: a county code")
+@with_appcontext
+def set_role(username, role, township, county):
+    """Change a user's role (and the township/county scope of a supervisor or admin)."""
+    store = storage()
+    user = _user(store, username)
+    if role in ("inspector", "secretary") and (township or county):
+        raise click.ClickException("工作队员和第一书记按分配的村确定范围，不设乡镇/县")
+    store.set_user_role(
+        user["id"], role, scope_township=township, scope_county=county, at=now_iso()
+    )
+    click.echo(f"{username}: {role}")
+    if role == "supervisor" and not (township or county):
+        click.echo("提示: 督查未设乡镇或县范围，将看不到任何村", err=True)
+
+
+@click.command("assign-villages")
+@click.argument("username")
+@click.argument("codes", nargs=-1, required=True)
+@with_appcontext
+def assign_villages(username, codes):
+    """Assign villages to an inspector or first secretary."""
+    store = storage()
+    user = _user(store, username)
+    store.assign(user["id"], _villages(store, codes), at=now_iso())
+    click.echo(f"{username}: 村 {', '.join(store.assigned_villages(user['id'])) or '无'}")
+
+
+@click.command("unassign-villages")
+@click.argument("username")
+@click.argument("codes", nargs=-1, required=True)
+@with_appcontext
+def unassign_villages(username, codes):
+    """Take villages away from a user."""
+    store = storage()
+    user = _user(store, username)
+    removed = store.unassign(user["id"], codes, at=now_iso())
+    left = len(store.assigned_villages(user["id"]))
+    click.echo(f"{username}: 取消 {removed} 个村, 现有 {left} 个")
+
+
+@click.command("reset-password")
+@click.argument("username")
+@click.password_option(help="prompted for when not given")
+@with_appcontext
+def reset_password(username, password):
+    """Set a new password (the user's phones stay logged in; revoke tokens to log them out)."""
+    store = storage()
+    user = _user(store, username)
+    if len(password) < 8:
+        raise click.ClickException("密码至少 8 位")
+    store.set_password_hash(user["id"], hash_password(password), at=now_iso())
+    click.echo(f"{username}: 密码已重置")
+
+
+@click.command("tokens")
+@click.argument("username")
+@with_appcontext
+def list_tokens(username):
+    """List a user's device logins (never the tokens themselves)."""
+    store = storage()
+    for t in store.tokens_of(_user(store, username)["id"]):
+        state = f"已注销 {t['revoked_at']}" if t["revoked_at"] else "有效"
+        click.echo(
+            f"{t['id']:>5} {t['device_id'] or '-':<24} {t['label'] or '':<16}"
+            f" 创建 {t['created_at']} 最近 {t['last_used_at']} {state}"
+        )
+
+
+@click.command("revoke-token")
+@click.argument("username")
+@click.argument("token_ids", nargs=-1, type=int)
+@click.option("--all", "revoke_all", is_flag=True, help="revoke every live token of the user")
+@with_appcontext
+def revoke_token(username, token_ids, revoke_all):
+    """Revoke device logins (a lost phone): by id, or --all."""
+    store = storage()
+    user = _user(store, username)
+    if revoke_all:
+        token_ids = [t["id"] for t in store.tokens_of(user["id"]) if not t["revoked_at"]]
+    elif not token_ids:
+        raise click.UsageError("give token ids or --all")
+    for token_id in token_ids:
+        if not store.revoke_token(token_id, user_id=user["id"], by=None, at=now_iso()):
+            raise click.ClickException(f"{username} 没有有效的设备登录 {token_id}")
+        click.echo(f"已注销 {token_id}")
+
+
+@click.command("deactivate-user")
+@click.argument("username")
+@with_appcontext
+def deactivate_user(username):
+    """Stop a user from logging in; every device token is revoked. Nothing is deleted."""
+    store = storage()
+    revoked = store.set_user_active(_user(store, username)["id"], False, at=now_iso())
+    click.echo(f"{username}: 已停用, 注销设备登录 {revoked} 个")
+
+
+@click.command("activate-user")
+@click.argument("username")
+@with_appcontext
+def activate_user(username):
+    """Let a deactivated user log in again."""
+    store = storage()
+    store.set_user_active(_user(store, username)["id"], True, at=now_iso())
+    click.echo(f"{username}: 已启用")

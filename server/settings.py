@@ -42,6 +42,20 @@ SETTINGS = (
     Setting("CONFLICT_WINDOW_HOURS", 72, "reports further apart than this never conflict"),
     Setting("SKEW_FLAG_MINUTES", 30, "device clock skew above this is flagged"),
     Setting("TOKEN_TTL_DAYS", 180, "device tokens unused for this long stop working"),
+    Setting(
+        "SCHEDULER_ENABLED",
+        False,
+        "start the job scheduler inside the app (`villagecheck serve` starts it anyway)",
+    ),
+    Setting("TIMEZONE", "Asia/Shanghai", "time zone of job schedules, months and due dates"),
+    Setting("JOB_LEASE_SECONDS", 3600, "a job's lease lasts this long if its runner dies"),
+    Setting("SAMPLE_SHARE", 0.1, "share of each village's low-risk submissions spot-checked"),
+    Setting("PARTIAL_UPLOAD_MAX_AGE_DAYS", 7, "unfinished photo uploads idle this long go"),
+    Setting("TIDINESS_TARGET", 75, "average tidiness score a village needs (75 = 良)"),
+    Setting("EXPORT_BATCH_ROWS", 1000, "rows read from the database at a time by exports"),
+    Setting(
+        "SESSION_COOKIE_SAMESITE", "Lax", "supervisors' session cookie is not sent by other sites"
+    ),
     Setting("SECRET_KEY", None, "session signing key; generated into the instance folder if unset"),
 )
 

@@ -1114,12 +1114,15 @@ class Storage:
         return [{**r, "summary": json.loads(r["summary"]) if r["summary"] else None} for r in rows]
 
     def tasks_not_done_due_before(self, day: str) -> list[dict]:
-        """Monthly tasks due before `day` (YYYY-MM-DD) and neither done nor already overdue."""
+        """Monthly tasks due before `day` (YYYY-MM-DD) and neither done nor already overdue.
+
+        A task created after its due date (a village added late in the month) is left alone."""
         return list(
             self.db.query(
                 "SELECT id, village_code, due_on, json_extract(state, '$.status.clock')"
                 " AS status_clock FROM tasks WHERE due_on < ? AND coalesce(json_extract(state,"
-                " '$.status.value'), 'not_started') NOT IN ('done', 'overdue') ORDER BY id",
+                " '$.status.value'), 'not_started') NOT IN ('done', 'overdue')"
+                " AND (created_at IS NULL OR substr(created_at, 1, 10) <= due_on) ORDER BY id",
                 [day],
             )
         )
@@ -1257,6 +1260,17 @@ class Storage:
             "SELECT computed_at, data FROM indicator_snapshots WHERE month = ?", (month,)
         ).fetchone()
         return {"month": month, "computed_at": row[0], "data": json.loads(row[1])} if row else None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator["Storage"]:
+        """One read transaction: a long export sees one consistent state (WAL: never blocks
+        writers)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
     def form_versions(self, form_id: str) -> list[dict]:
         """Every published version of a form, newest first."""
