@@ -29,7 +29,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
-    from . import api, auth, cli, context, exports, media_api, scheduler, supervisor, web
+    from . import api, auth, cli, context, exports, media_api, pwa, scheduler, supervisor, web
 
     errors.register(app)
     app.teardown_appcontext(context.close_storage)
@@ -39,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(web.bp)
     app.register_blueprint(supervisor.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(pwa.bp)
     cli.register(app)
     if app.config["SCHEDULER_ENABLED"]:
         scheduler.start(app)

@@ -1,0 +1,177 @@
+// Filling in an inspection (or a monthly task): the form rendered from its definition, saved as
+// a draft on every change, checked with form_logic.validate before it may go to the outbox.
+
+import { validate } from '../form_logic.js';
+import { pick, t } from '../i18n.js';
+import { renderForm } from '../render_form.js';
+import * as store from '../store.js';
+import * as sync from '../sync.js';
+import * as rules from '../sync_rules.js';
+import { currentPosition, h, icon, toast } from './ui.js';
+
+const TYPE_FIELDS = ['toilet_type', 'rubbish_type', 'fire_type', 'zone_type'];
+const POSITION_FRESH_MS = 20000;
+
+/** Start (or continue) an inspection of a facility or a monthly task: make the draft, open it. */
+export async function start(app, seq, recordType, recordId) {
+  const existing = await store.draftsOfRecord(recordId);
+  if (existing.length) return app.go(`/inspect/${existing[0].id}`, { replace: true });
+  let draft;
+  if (recordType === 'task') {
+    const task = await store.task(recordId);
+    const form = await store.formForTarget('task');
+    if (!task || !form) throw new Error(t('no_tasks'));
+    draft = await store.newDraft(form, {
+      record: task.id,
+      recordType: 'task',
+      village: task.village,
+      name: pick(task.title),
+      presets: { task_kind: task.template },
+    });
+  } else {
+    const f = await store.facility(recordId);
+    const form = f && (await store.formForTarget(f.kind));
+    if (!f || !form) throw new Error(t('facility_not_found'));
+    // The record's kind of toilet (station, fire point, zone) is a sensible first answer.
+    const names = new Set(form.fields.map((x) => x.name));
+    const presets = {};
+    for (const k of TYPE_FIELDS) if (names.has(k) && f.fields && f.fields[k] != null) presets[k] = f.fields[k];
+    draft = await store.newDraft(form, { record: f.id, recordType: 'facility', village: f.village, name: f.name, presets });
+  }
+  if (seq === app.seq) app.go(`/inspect/${draft.id}`, { replace: true });
+}
+
+export async function show(app, seq, draftId) {
+  const draft = await store.draft(draftId);
+  if (!draft) {
+    app.mount(seq, h('p.empty', t('no_drafts')), { title: t('drafts'), back: '/drafts' });
+    return;
+  }
+  const definition = await store.formDefinition(draft.form, draft.version);
+  const today = store.localDate();
+  const urls = [];
+  const saved = h('p.muted.small', { id: 'saved' });
+
+  // Saves run one after another, so the last change is the one stored.
+  let saving = Promise.resolve();
+  const save = () => {
+    saving = saving.then(() => store.saveDraft(draft, definition)).then(
+      () => { saved.textContent = `✓ ${t('autosaved')}`; },
+      (err) => { saved.textContent = t('error_generic', { msg: err.message }); },
+    );
+    return saving;
+  };
+
+  // Keep a recent fix while the form is open, so a photo gets the position of its moment.
+  let fix = null;
+  let watch = null;
+  const hasPhotos = definition.fields.some((f) => f.type === 'photo');
+  if (hasPhotos && navigator.geolocation) {
+    watch = navigator.geolocation.watchPosition(
+      (p) => { fix = { lat: Number(p.coords.latitude.toFixed(7)), lon: Number(p.coords.longitude.toFixed(7)), accuracy: Math.round(p.coords.accuracy * 10) / 10, at: Date.now() }; },
+      () => {},
+      { enableHighAccuracy: true, maximumAge: 10000, timeout: 30000 },
+    );
+  }
+  async function positionNow() {
+    if (fix && Date.now() - fix.at < POSITION_FRESH_MS) return { lat: fix.lat, lon: fix.lon, accuracy: fix.accuracy };
+    const p = await currentPosition({ timeout: 10000, maximumAge: POSITION_FRESH_MS });
+    return p ? { lat: p.lat, lon: p.lon, accuracy: p.accuracy } : null;
+  }
+
+  const photos = {
+    async add(file) {
+      const capturedAt = store.isoWithOffset();
+      const position = await positionNow();
+      return store.addPhoto(file, { position, capturedAt });
+    },
+    async thumb(sha) {
+      const blob = await store.thumbBlob(sha);
+      if (!blob) return null;
+      const url = URL.createObjectURL(blob);
+      urls.push(url);
+      return url;
+    },
+  };
+
+  const form = renderForm(definition, draft.answers, { today, onChange: save, photos });
+  const head = h('div.form-head',
+    h('div.muted', draft.name || ''),
+    draft.serverErrors ? h('div.card.warn', t('state_invalid')) : null,
+    saved);
+
+  async function submit() {
+    await saving;
+    const day = store.localDate();
+    const checked = validate(definition, draft.answers, { today: day });
+    const count = Object.keys(checked.errors).length;
+    if (count) {
+      const first = form.showErrors(checked.errors);
+      toast(t('fix_errors', { n: count }), { error: true, ms: 4000 });
+      if (first) first.scrollIntoView({ behavior: 'smooth', block: 'center' });
+      return;
+    }
+    const record = draft.recordType === 'task' ? await store.task(draft.record) : await store.facility(draft.record);
+    const item = {
+      type: 'submission',
+      id: draft.id,
+      form: definition.id,
+      version: definition.version,
+      record: draft.record,
+      clock: await sync.nextClock(),
+      observed_at: store.isoWithOffset(),
+      answers: checked.answers,
+      base: baseClocks(definition, record),
+    };
+    await store.draftToOutbox(draft, item, {
+      owner: app.session.user.id,
+      photos: store.photoHashes(definition, checked.answers),
+      state: rules.markQueued({ state: 'draft' }).state,
+    });
+    app.leave = null;
+    cleanup();
+    toast(t(navigator.onLine ? 'submitted_online' : 'submitted'));
+    sync.requestBackgroundSync();
+    if (navigator.onLine) sync.syncNow('submit');
+    app.go('/outbox', { replace: true });
+  }
+
+  async function remove() {
+    if (!confirm(t('delete_draft_confirm'))) return;
+    app.leave = null;
+    cleanup();
+    await store.deleteDraft(draft.id);
+    history.back();
+  }
+
+  function cleanup() {
+    if (watch != null) navigator.geolocation.clearWatch(watch);
+    watch = null;
+    for (const u of urls.splice(0)) URL.revokeObjectURL(u);
+  }
+
+  const el = h('div', head, form.el);
+  const back = draft.recordType === 'task' ? '/tasks' : `/facility/${encodeURIComponent(draft.record)}`;
+  const mounted = app.mount(seq, el, {
+    title: pick(definition.title),
+    back,
+    actions: [
+      h('button.btn.danger.secondary', { type: 'button', onclick: remove, 'aria-label': t('delete_draft'), title: t('delete_draft') }, icon('trash')),
+      h('button.btn.primary', { type: 'button', id: 'submit', onclick: submit }, t('submit_to_outbox')),
+    ],
+  });
+  if (!mounted) return cleanup();
+  if (draft.serverErrors) form.showErrors(draft.serverErrors);
+  app.onLeave(async (stay) => {
+    await save();
+    if (!stay) cleanup();
+  });
+}
+
+/** The clocks of the record's values this phone knew, for the fields this form updates. */
+function baseClocks(definition, record) {
+  const clocks = (record && record.clocks) || {};
+  const base = {};
+  for (const field of Object.keys(definition.updates || {})) if (clocks[field]) base[field] = clocks[field];
+  return base;
+}

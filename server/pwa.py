@@ -1,0 +1,89 @@
+"""Serves the progressive web app (client_pwa/): the shell at `/`, its files under `/app/`.
+
+The app is static ES modules with no build step. Two things need the server's help:
+
+- The service worker lives at /app/sw.js but must control the start page `/`, so it is served
+  with `Service-Worker-Allowed: /` and registered with scope `/`.
+- The browser installs a new worker only when sw.js changes byte for byte, so `/app/sw.js` is
+  served with its `__SHELL_VERSION__` placeholder replaced by a digest of every shell file:
+  changing any file ships a new version (new cache name) without anyone bumping a number.
+
+Every response revalidates (`no-cache` + ETag): the worker's versioned cache is what keeps the
+app working offline, and the HTTP cache must never hold a stale sw.js (browsers cap its
+max-age at 24 hours anyway, but a day-old shell after a fix is a day too long).
+"""
+
+import hashlib
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, redirect, send_from_directory
+
+ROOT = Path(__file__).resolve().parent.parent / "client_pwa"
+SHELL_SUFFIXES = (".html", ".js", ".css", ".webmanifest", ".png", ".json")
+
+bp = Blueprint("pwa", __name__)
+
+_version_cache: dict = {}
+
+
+def shell_files(root: Path = ROOT) -> list[Path]:
+    """The files the app shell is made of (what the service worker may precache)."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in SHELL_SUFFIXES and p.name != "sw.js"
+    )
+
+
+def shell_version(root: Path = ROOT) -> str:
+    """A short digest of every shell file's path and bytes; cached until a file changes."""
+    files = shell_files(root)
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    if _version_cache.get("key") != key:
+        digest = hashlib.sha256()
+        for p in files:
+            digest.update(p.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(p.read_bytes() + b"\0")
+        _version_cache.update(key=key, version=digest.hexdigest()[:12])
+    return _version_cache["version"]
+
+
+def _no_cache(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/")
+def index():
+    """The app's start page (the manifest's start_url)."""
+    return _no_cache(send_from_directory(ROOT, "index.html", mimetype="text/html"))
+
+
+@bp.get("/app/")
+def app_root():
+    return redirect("/", code=302)
+
+
+@bp.get("/app/sw.js")
+def service_worker():
+    """The worker, stamped with the shell version, allowed to control the whole origin."""
+    text = (ROOT / "sw.js").read_text(encoding="utf-8")
+    body = text.replace("__SHELL_VERSION__", shell_version())
+    response = Response(body, mimetype="text/javascript")
+    response.headers["Service-Worker-Allowed"] = "/"
+    response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
+    return response
+
+
+@bp.get("/app/<path:filename>")
+def static_file(filename: str):
+    """A shell file (scripts, styles, icons, the manifest, vendored libraries)."""
+    path = (ROOT / filename).resolve()
+    if ROOT not in path.parents or not path.is_file() or path.name.startswith("."):
+        abort(404)
+    mimetype = None
+    if path.suffix == ".webmanifest":
+        mimetype = "application/manifest+json"
+    elif path.suffix == ".js":
+        mimetype = "text/javascript"
+    return _no_cache(send_from_directory(ROOT, filename, mimetype=mimetype))
