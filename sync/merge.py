@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-from sync.clock import Clock, decode, encode
+from sync.clock import Clock, encode
 
 DAY_MS = 24 * 60 * 60 * 1000
 DEFAULT_CONFLICT_WINDOW_MS = 3 * DAY_MS
@@ -79,18 +79,18 @@ def _key(obs: Observation) -> tuple[Clock, str]:
     return (obs.clock, obs.id)
 
 
-def _entry_key(entry: Mapping[str, Any]) -> tuple[Clock, str]:
-    """The same order for a field already in the state."""
-    return (decode(entry["clock"]), entry["by"])
-
-
 def apply(state: Mapping[str, Mapping[str, Any]], obs: Observation) -> State:
-    """Return a new state with `obs` folded in; the input state is not modified."""
+    """Return a new state with `obs` folded in; the input state is not modified.
+
+    Newest wins by (clock, observation id), the id only breaking (buggy) equal clocks.
+    Encoded clocks sort exactly like clocks, so entries are compared without decoding.
+    """
     new: State = dict(state)
+    key = (encode(obs.clock), obs.id)
     for name, value in obs.fields.items():
         current = new.get(name)
-        if current is None or _entry_key(current) < _key(obs):
-            new[name] = {"value": copy.deepcopy(value), "clock": encode(obs.clock), "by": obs.id}
+        if current is None or (current["clock"], current["by"]) < key:
+            new[name] = {"value": copy.deepcopy(value), "clock": key[0], "by": obs.id}
     return new
 
 

@@ -28,6 +28,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from forms.compiler import compile_form  # noqa: E402
+from forms.definitions import get_builtin  # noqa: E402
 from server import create_app  # noqa: E402
 from server.bootstrap import init_db  # noqa: E402
 from server.demo import demo_data, load_demo  # noqa: E402
@@ -238,6 +240,13 @@ def main():
         raw["submissions"].insert_all(rows[i : i + args.batch], pk="id")
     raw_s = time.perf_counter() - started
 
+    form = compile_form(get_builtin("toilet", 1))
+    started = time.perf_counter()
+    for _, _, items in phones:
+        for item in items:
+            form.validate(item["answers"], observed_on=START.date())
+    validate_s = time.perf_counter() - started
+
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     merge_rate = merged / push_s
     raw_rate = len(rows) / raw_s
@@ -255,6 +264,8 @@ def main():
         f"{raw_s:.3f} s = {raw_rate:.0f} rows/s"
     )
     print(f"  ratio merged/raw = {merge_rate / raw_rate:.3f} (target >= 0.3)")
+    print(f"form validation alone (no HTTP, no SQL): {len(rows) / validate_s:.0f} submissions/s, "
+          f"{validate_s / push_s:.0%} of the push time")
     print(
         f"pull: {len(latencies)} pages of 500, {records} records; page latency median "
         f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
