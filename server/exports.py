@@ -44,6 +44,8 @@ from flask import (
     url_for,
 )
 
+from sync.review import STATE_NAMES
+
 from . import indicators, jobs, scheduler
 from .context import media_store, now, now_iso, storage
 from .storage import connect
@@ -52,13 +54,6 @@ from .web import login_required
 bp = Blueprint("reports", __name__)
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-STATE_NAMES = {
-    "received": "待传照片",
-    "complete": "待审核",
-    "approved": "已通过",
-    "rejected": "已退回",
-    "reinspection_requested": "要求复查",
-}
 BASE_COLUMNS = (
     "提交编号",
     "乡镇",
@@ -333,6 +328,27 @@ def csv_stream(rows, *, bom: bool = True):
     yield buffer.getvalue().encode("utf-8")
 
 
+def _form_export(export: str, form_id: str) -> tuple[list[str], str | None, str | None]:
+    """Check the form, read ?village= and ?month= and log the export: (villages, village, month)."""
+    _form_or_404(form_id)
+    villages, village = _export_scope()
+    month = _month_arg()
+    _audit_export(export, form_id, village=village, month=month, villages=len(villages))
+    return villages, village, month
+
+
+def _form_rows(reader, form_id: str, villages: list[str], month: str | None):
+    """The form's export rows read through `reader`, photo links and batch size fixed now."""
+    return _submission_rows(
+        reader,
+        form_id,
+        villages,
+        month,
+        _photo_url_maker(),
+        current_app.config["EXPORT_BATCH_ROWS"],
+    )
+
+
 def _closing(reader, chunks):
     """Yield the chunks inside one read transaction; close the reader however it ends."""
     try:
@@ -345,19 +361,9 @@ def _closing(reader, chunks):
 @bp.get("/desk/exports/forms/<form_id>.csv")
 @login_required
 def export_form_csv(form_id):
-    _form_or_404(form_id)
-    villages, village = _export_scope()
-    month = _month_arg()
-    _audit_export("csv", form_id, village=village, month=month, villages=len(villages))
+    villages, village, month = _form_export("csv", form_id)
     reader = _open_reader()
-    rows = _submission_rows(
-        reader,
-        form_id,
-        villages,
-        month,
-        _photo_url_maker(),
-        current_app.config["EXPORT_BATCH_ROWS"],
-    )
+    rows = _form_rows(reader, form_id, villages, month)
     return Response(
         _closing(reader, csv_stream(rows)),
         mimetype="text/csv",
@@ -409,23 +415,13 @@ def file_stream(path: str, *, remove: bool = True):
 @bp.get("/desk/exports/forms/<form_id>.xlsx")
 @login_required
 def export_form_xlsx(form_id):
-    _form_or_404(form_id)
-    villages, village = _export_scope()
-    month = _month_arg()
-    _audit_export("xlsx", form_id, village=village, month=month, villages=len(villages))
+    villages, village, month = _form_export("xlsx", form_id)
     fd, path = tempfile.mkstemp(suffix=".xlsx", prefix="villagecheck-export-")
     os.close(fd)
     reader = _open_reader()
     try:
         with reader.reading():
-            rows = _submission_rows(
-                reader,
-                form_id,
-                villages,
-                month,
-                _photo_url_maker(),
-                current_app.config["EXPORT_BATCH_ROWS"],
-            )
+            rows = _form_rows(reader, form_id, villages, month)
             write_xlsx(rows, path, title=_sheet_title(form_id))
     except BaseException:
         os.unlink(path)

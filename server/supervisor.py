@@ -50,13 +50,6 @@ FLAG_LABELS = {
     "near_duplicate": "与其他设施照片相似",
     "edited_by_software": "经修图软件处理",
 }
-STATE_LABELS = {
-    "received": "照片未齐",
-    "complete": "待审核",
-    "approved": "已通过",
-    "rejected": "已退回",
-    "reinspection_requested": "要求复查",
-}
 QUEUE_STATES = {
     "pending": ("待审核（含照片未齐）", ["received", "complete"]),
     "complete": ("待审核（照片已齐）", ["complete"]),
@@ -154,7 +147,7 @@ def photo_url(sha: str, variant: str) -> str:
 def _desk_globals():
     return {
         "FLAG_LABELS": FLAG_LABELS,
-        "STATE_LABELS": STATE_LABELS,
+        "STATE_LABELS": review.STATE_NAMES,
         "DECISION_LABELS": DECISION_LABELS,
         "photo_url": photo_url,
         "HIGH_RISK": current_app.config.get("HIGH_RISK_SCORE", 50),
@@ -416,7 +409,7 @@ def review_submission(submission_id: str):
         author_id=row["author_id"],
         at=now_iso(),
     )
-    flash(f"已{DECISION_LABELS[decision]}：{STATE_LABELS[state]}。作者手机下次同步时会收到。")
+    flash(f"已{DECISION_LABELS[decision]}：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
     return redirect(
         _safe_next(request.form.get("next"))
         or url_for("supervisor.submission", submission_id=submission_id)
@@ -489,6 +482,14 @@ def _spec(conflict: dict, definition: dict | None) -> dict:
     )
 
 
+def _conflict_definition(store, conflict: dict) -> dict | None:
+    """The form side a was reported with, or the newest form for the record's kind."""
+    sub_a = store.submission(conflict["a"])
+    if sub_a:
+        return store.form_definition(sub_a["form_id"], sub_a["form_version"])
+    return _forms_by_target().get(conflict["kind"] or "task")
+
+
 @bp.get("/conflicts")
 @login_required
 def conflicts():
@@ -536,13 +537,7 @@ def _conflict_page(conflict_id: str, *, error=None, status=200):
     store = storage()
     conflict = _conflict_in_scope(conflict_id)
     record = store.record(conflict["record_type"], conflict["record_id"])
-    sub_a = store.submission(conflict["a"])
-    definition = (
-        store.form_definition(sub_a["form_id"], sub_a["form_version"])
-        if sub_a
-        else _forms_by_target().get(conflict["kind"] or "task")
-    )
-    spec = _spec(conflict, definition)
+    spec = _spec(conflict, _conflict_definition(store, conflict))
     clocks = store.observation_clocks([conflict["a"], conflict["b"]])
     sides = [
         _side(store, conflict["a"], conflict["a_value"], spec, clocks.get(conflict["a"])),
@@ -600,13 +595,7 @@ def resolve_conflict(conflict_id: str):
         elif choice == "b":
             value = conflict["b_value"]
         elif choice == "other":
-            sub_a = store.submission(conflict["a"])
-            definition = (
-                store.form_definition(sub_a["form_id"], sub_a["form_version"])
-                if sub_a
-                else _forms_by_target().get(conflict["kind"] or "task")
-            )
-            spec = _spec(conflict, definition)
+            spec = _spec(conflict, _conflict_definition(store, conflict))
             raw = (
                 request.form.getlist("value")
                 if spec["type"] == "multi"

@@ -4,6 +4,15 @@ A decision moves a submission to a new state; rejecting or ordering a re-inspect
 reason, because the inspector reads it on the phone and must know what to fix.
 """
 
+# What a supervisor and an exported spreadsheet call each submission state.
+STATE_NAMES = {
+    "received": "照片未齐",
+    "complete": "待审核",
+    "approved": "已通过",
+    "rejected": "已退回",
+    "reinspection_requested": "要求复查",
+}
+
 STATES = {
     "approve": "approved",
     "reject": "rejected",

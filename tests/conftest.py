@@ -1,10 +1,12 @@
 """Fixtures: an app on a real SQLite file holding the demo county, a client, and helpers."""
 
+import hashlib
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from PIL import Image
 
 from server import create_app
 from server.bootstrap import init_db
@@ -153,6 +155,31 @@ def phone(client):
 @pytest.fixture
 def make_phone(client):
     return lambda username="inspector", **kw: Phone(client, username, **kw)
+
+
+def sha(data: bytes) -> str:
+    """The hex SHA-256 of some bytes (a photo's id)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dms(value: float):
+    value = abs(value)
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    return (degrees, minutes, round(((value - degrees) * 60 - minutes) * 60, 4))
+
+
+def photo_exif(taken: str, *, lat=None, lon=None, camera=("Xiaomi", "Redmi Note 12")):
+    """EXIF for a test photo: camera (unless None), time taken at +08:00, GPS when given."""
+    exif = Image.Exif()
+    if camera:
+        exif[0x010F], exif[0x0110] = camera
+    exif.get_ifd(0x8769)[0x9003] = taken
+    exif.get_ifd(0x8769)[0x9011] = "+08:00"
+    if lat is not None:
+        gps = exif.get_ifd(0x8825)
+        gps[1], gps[2], gps[3], gps[4] = "N", _dms(lat), "E", _dms(lon)
+    return exif
 
 
 def photo(sha=None, **extra):

@@ -1,7 +1,8 @@
-"""Helpers for driving the PWA in real headless Chromium against a live server.
+"""Helpers for the browser tests: the PWA and the desk in real headless Chromium, live server.
 
 `LiveServer` serves `create_app(...)` with werkzeug's `make_server` in a thread on a free port;
-`Phone` is one browser context (its own IndexedDB, service worker and caches) at 360×740.
+`launch_chromium` starts Debian's Chromium (tests marked `needs_chromium` skip without it);
+`new_phone` is one browser context (its own IndexedDB, service worker and caches) at 360×740.
 """
 
 import hashlib
@@ -11,6 +12,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from server import create_app
@@ -28,8 +30,16 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CORPUS = Path("/work/shared/corpus/exif-samples")
 VIEWPORT = {"width": 360, "height": 740}
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium"
+)
 # 云屿村: where the demo inspector and the first secretary both work.
 YUNYU_POSITION = {"latitude": 24.76362, "longitude": 109.29476, "accuracy": 8}
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with the flags every browser test uses."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 def sha256_file(path: Path) -> str:
@@ -71,6 +81,7 @@ class LiveServer:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.thread.join(5)
+        self.server.server_close()
 
     def api(self, method: str, path: str, body=None, token=None):
         """Call the API as another client would (a supervisor's laptop): (status, json)."""
@@ -117,6 +128,14 @@ def open_app(context, server: LiveServer, path: str = "/"):
     page.goto(server.url + path)
     page.wait_for_selector("html[data-ready='1']", timeout=15000)
     return page
+
+
+def logged_in_phone(browser, server: LiveServer, username: str, password: str):
+    """A fresh phone with the app open and `username` logged in: (context, page)."""
+    context = new_phone(browser, server)
+    page = open_app(context, server)
+    log_in(page, username, password)
+    return context, page
 
 
 def log_in(page, username: str, password: str):

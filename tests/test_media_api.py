@@ -1,6 +1,5 @@
 """The photo pipeline through the API: resumable upload, EXIF facts, display versions, flags."""
 
-import hashlib
 import io
 import os
 import random
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import exifread
 import pytest
-from conftest import SHILING, YUNYU, photo, submission, toilet_answers
+from conftest import SHILING, YUNYU, photo, photo_exif, sha, submission, toilet_answers
 from PIL import Image
 
 CORPUS = Path(
@@ -21,20 +20,8 @@ CORPUS = Path(
 TOILET_POS = (24.763623, 109.294765)  # the first household toilet of 云屿村 in the demo
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def corpus(name: str) -> bytes:
     return (CORPUS / name).read_bytes()
-
-
-def _dms(value: float):
-    value = abs(value)
-    degrees = int(value)
-    minutes = int((value - degrees) * 60)
-    seconds = round(((value - degrees) * 60 - minutes) * 60, 4)
-    return (degrees, minutes, seconds)
 
 
 def retagged(
@@ -46,16 +33,8 @@ def retagged(
     if crop:
         w, h = img.size
         img = img.crop((int(w * crop), 0, w, h))
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = "Xiaomi", "Redmi Note 12"
-    exif.get_ifd(0x8769)[0x9003] = taken
-    exif.get_ifd(0x8769)[0x9011] = "+08:00"
-    if lat is not None:
-        gps = exif.get_ifd(0x8825)
-        gps[1], gps[2] = "N", _dms(lat)
-        gps[3], gps[4] = "E", _dms(lon)
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, "JPEG", quality=quality, exif=exif)
+    img.convert("RGB").save(buf, "JPEG", quality=quality, exif=photo_exif(taken, lat=lat, lon=lon))
     return buf.getvalue()
 
 
@@ -65,11 +44,7 @@ def noise_photo(seed: int) -> bytes:
     img = Image.new("RGB", (64, 48))
     img.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range(64 * 48)])
     img = img.resize((640, 480), Image.Resampling.NEAREST)
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9003] = "2026:11:20 10:25:00"
-    exif.get_ifd(0x8769)[0x9011] = "+08:00"
-    gps = exif.get_ifd(0x8825)
-    gps[1], gps[2], gps[3], gps[4] = "N", _dms(TOILET_POS[0]), "E", _dms(TOILET_POS[1])
+    exif = photo_exif("2026:11:20 10:25:00", lat=TOILET_POS[0], lon=TOILET_POS[1], camera=None)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90, exif=exif)
     return buf.getvalue()

@@ -7,18 +7,19 @@ Browser tests are skipped when /usr/bin/chromium is absent; the tests of what th
 import json
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from pwa_helpers import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     CORPUS,
     LiveServer,
     choose,
-    log_in,
+    launch_chromium,
+    logged_in_phone,
     make_app,
-    new_phone,
+    needs_chromium,
     open_app,
     sha256_file,
     shot,
@@ -41,10 +42,7 @@ PHOTO_BIG = CORPUS / "iphone_hdr_YES.jpg"
 PHOTO_BIG2 = CORPUS / "iphone_hdr_NO.jpg"
 PHOTO_C = CORPUS / "87_OSError.jpg"
 TOILET_QIN = "66c164e7-c859-40d2-a844-c762939ae232"  # 覃德明户厕, 云屿村 (a double-urn toilet)
-
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium"
-)
+CHUNK = 512 * 1024  # the phone's upload chunk
 
 
 # ---- what the server serves (no browser needed) ---------------------------------------------
@@ -134,13 +132,25 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
 
+@contextmanager
 def db(live):
-    return connect(live.app.config["DATABASE_PATH"])
+    """The live server's database, closed after the block."""
+    store = connect(live.app.config["DATABASE_PATH"])
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def stored_photo(live, photo: Path) -> bytes:
+    """The bytes the live server holds for a corpus photo."""
+    with LocalMediaStore(live.app.config["MEDIA_PATH"]).open(sha256_file(photo)) as f:
+        return f.read()
 
 
 def fill_toilet(page, photos):
@@ -166,12 +176,23 @@ def entry_state(page, entry_id):
     return page.get_attribute(f"#outbox li[data-id='{entry_id}']", "data-state")
 
 
+def wait_entry(page, entry_id, state: str, timeout=30000):
+    """Until the outbox shows the entry in `state` (synced, rejected …)."""
+    page.wait_for_selector(f"#outbox li[data-id='{entry_id}'][data-state={state}]", timeout=timeout)
+
+
+def submit(page) -> str:
+    """Submit the open form; the id of the entry it puts at the top of the outbox."""
+    page.click("#submit")
+    entry = page.locator("#outbox li").first
+    entry.wait_for()
+    return entry.get_attribute("data-id")
+
+
 @needs_chromium
 def test_offline_inspection_with_photos_reaches_the_server(browser, live):
     """(a) Log in, go offline, reload, inspect with two photos, reopen, submit, go online."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
     shot(page, "a1-villages")
     wait_service_worker(page)
     assert page.evaluate("() => window.villagecheck.store.blobsStore()") is True
@@ -219,7 +240,7 @@ def test_offline_inspection_with_photos_reaches_the_server(browser, live):
     shot(page, "a4-outbox-offline")
 
     context.set_offline(False)
-    page.wait_for_selector(f"#outbox li[data-id='{draft_id}'][data-state=synced]", timeout=30000)
+    wait_entry(page, draft_id, "synced")
     assert "已同步" in page.inner_text(f"#outbox li[data-id='{draft_id}']")
     shot(page, "a5-outbox-synced")
     page.goto(f"{live.url}/#/facility/{TOILET_CHEN}")
@@ -227,22 +248,16 @@ def test_offline_inspection_with_photos_reaches_the_server(browser, live):
     page.wait_for_selector("li:has-text('厕所检查') .badge[data-state=synced]")
     shot(page, "a6-facility-history")
 
-    store = db(live)
-    try:
+    with db(live) as store:
         row = store.submission(draft_id)
         assert row is not None and row["record_id"] == TOILET_CHEN
         assert row["state"] != "received"  # every photo is in
-        media = LocalMediaStore(live.app.config["MEDIA_PATH"])
         for photo in (PHOTO_A, PHOTO_B):
-            sha = sha256_file(photo)
-            assert store.media(sha)["size"] == photo.stat().st_size
-            with media.open(sha) as f:
-                assert f.read() == photo.read_bytes()
+            assert store.media(sha256_file(photo))["size"] == photo.stat().st_size
+            assert stored_photo(live, photo) == photo.read_bytes()
         record = store.facility(TOILET_CHEN)
         assert record["state"]["last_inspected"]["value"] == row["observed_at"][:10]
         assert record["state"]["sanitary"]["clock"] == row["clock"]
-    finally:
-        store.close()
     assert page.errors == []
     context.close()
 
@@ -250,9 +265,7 @@ def test_offline_inspection_with_photos_reaches_the_server(browser, live):
 @needs_chromium
 def test_photo_upload_resumes_after_the_connection_drops(browser, live):
     """(b) The second chunk's connection is cut; sync asks the server and resumes there."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
     patches = []
 
     def cut_second_chunk(route):
@@ -266,29 +279,17 @@ def test_photo_upload_resumes_after_the_connection_drops(browser, live):
     page.route("**/api/v1/media/*", cut_second_chunk)
     page.goto(f"{live.url}/#/new/facility/{TOILET_WEI}")
     fill_toilet(page, [PHOTO_BIG, PHOTO_A])
-    page.click("#submit")
-    page.wait_for_selector("#outbox li")
-    sub_id = page.get_attribute("#outbox li", "data-id")
-    page.wait_for_selector(f"#outbox li[data-id='{sub_id}'][data-state=synced]", timeout=60000)
+    wait_entry(page, submit(page), "synced", timeout=60000)
 
-    chunk = 512 * 1024
-    assert patches[:3] == [0, chunk, chunk], "the cut chunk is sent again from the server's offset"
-    store = db(live)
-    try:
-        media = LocalMediaStore(live.app.config["MEDIA_PATH"])
-        with media.open(sha256_file(PHOTO_BIG)) as f:
-            assert f.read() == PHOTO_BIG.read_bytes()
-    finally:
-        store.close()
+    assert patches[:3] == [0, CHUNK, CHUNK], "the cut chunk is sent again from the server's offset"
+    assert stored_photo(live, PHOTO_BIG) == PHOTO_BIG.read_bytes()
     context.close()
 
 
 @needs_chromium
 def test_a_stale_offset_is_corrected_by_the_servers_409(browser, live):
     """After a cut, the phone is told a wrong offset; the server's 409 puts it right."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
     patches = []
     statuses = []
 
@@ -312,20 +313,16 @@ def test_a_stale_offset_is_corrected_by_the_servers_409(browser, live):
     page.wait_for_selector("#sync-progress .progress", timeout=10000)
     shot(page, "b2-upload-progress")
     page.wait_for_selector("#outbox li[data-state=synced]", timeout=60000)
-    chunk = 512 * 1024
     assert statuses == ["stale"]
-    assert patches[:4] == [0, chunk, 0, chunk], "0 is refused (409); the phone goes on from there"
-    with LocalMediaStore(live.app.config["MEDIA_PATH"]).open(sha256_file(PHOTO_BIG2)) as f:
-        assert f.read() == PHOTO_BIG2.read_bytes()
+    assert patches[:4] == [0, CHUNK, 0, CHUNK], "0 is refused (409); the phone goes on from there"
+    assert stored_photo(live, PHOTO_BIG2) == PHOTO_BIG2.read_bytes()
     context.close()
 
 
 @needs_chromium
 def test_failed_tidiness_item_without_photo_cannot_be_submitted(browser, live):
     """(c) A failed checklist item needs a photo: the reason is shown in Chinese."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
     page.goto(f"{live.url}/#/new/facility/{ZONE_YUNYU}")
     page.wait_for_selector("[data-field=household_rubbish]")
     items = [
@@ -352,9 +349,7 @@ def test_failed_tidiness_item_without_photo_cannot_be_submitted(browser, live):
 @needs_chromium
 def test_supervisor_rejection_reaches_the_phone(browser, live):
     """(d) A secretary's monthly task is rejected through the API; the phone shows why."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "secretary", "demo-secretary-2026")
+    context, page = logged_in_phone(browser, live, "secretary", "demo-secretary-2026")
     page.click(".tabs a[data-tab=tasks]")
     task = page.locator("main a.row:has-text('三会一课')").first
     task.wait_for()
@@ -367,11 +362,8 @@ def test_supervisor_rejection_reaches_the_phone(browser, live):
     assert page.locator("[data-field=task_kind] input").count() == 0  # preset, not editable
     choose(page, "status", "in_progress")
     shot(page, "d2-task-form")
-    page.click("#submit")
-    entry = page.locator("#outbox li").first
-    entry.wait_for()
-    sub_id = entry.get_attribute("data-id")
-    page.wait_for_selector(f"#outbox li[data-id='{sub_id}'][data-state=synced]", timeout=30000)
+    sub_id = submit(page)
+    wait_entry(page, sub_id, "synced")
 
     token = live.token("supervisor", "demo-supervisor-2026")
     reason = "会议记录照片缺失，请补充"
@@ -384,7 +376,7 @@ def test_supervisor_rejection_reaches_the_phone(browser, live):
     assert status == 200, body
 
     page.click("#sync-now")
-    page.wait_for_selector(f"#outbox li[data-id='{sub_id}'][data-state=rejected]", timeout=30000)
+    wait_entry(page, sub_id, "rejected")
     text = page.inner_text(f"#outbox li[data-id='{sub_id}']")
     assert "被退回" in text and reason in text
     shot(page, "d3-rejected")
@@ -392,20 +384,15 @@ def test_supervisor_rejection_reaches_the_phone(browser, live):
     page.wait_for_selector("text=本机已用空间")
     shot(page, "d4-settings")
     wait_sync_idle(page)
-    store = db(live)
-    try:
+    with db(live) as store:
         assert store.task(task_id)["state"]["status"]["value"] == "in_progress"
-    finally:
-        store.close()
     context.close()
 
 
 @needs_chromium
 def test_expired_login_keeps_the_outbox(browser, live):
     """A 401 asks the user to log in again; what waits in the outbox stays and is sent after."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "secretary", "demo-secretary-2026")
+    context, page = logged_in_phone(browser, live, "secretary", "demo-secretary-2026")
     token = page.evaluate("async () => (await window.villagecheck.store.getMeta('session')).token")
     status, _ = live.api("POST", "/api/v1/auth/logout", {}, token)
     assert status == 200
@@ -434,9 +421,7 @@ def test_expired_login_keeps_the_outbox(browser, live):
 @needs_chromium
 def test_registered_facility_and_its_first_inspection_sync_in_english(browser, live):
     """A zone registered on the phone with its position, inspected at once (all items pass)."""
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
     page.click("#lang")
     page.wait_for_selector("text=My villages")
     page.click("main a.row:has-text('云屿村')")
@@ -459,16 +444,13 @@ def test_registered_facility_and_its_first_inspection_sync_in_english(browser, l
     page.wait_for_selector("#outbox li[data-state=synced] >> nth=1", timeout=30000)
     assert page.locator("#outbox li[data-state=synced]").count() == 2
     shot(page, "e2-outbox-en")
-    store = db(live)
-    try:
+    with db(live) as store:
         rows = list(store.db.query("SELECT * FROM facilities WHERE name = '新屯'"))
         assert len(rows) == 1 and rows[0]["kind"] == "zone"
         assert (rows[0]["lat"], rows[0]["lon"]) == (24.76362, 109.29476)
         facility = store.facility(rows[0]["id"])
         assert facility["state"]["score"]["value"] == 100
         assert facility["state"]["grade"]["value"] == "优"
-    finally:
-        store.close()
     context.close()
 
 
@@ -477,9 +459,7 @@ def test_new_version_is_offered_and_taken_on_request(browser, live, monkeypatch)
     """A changed shell makes a new worker wait; 立即更新 activates it and drops the old cache."""
     from server import pwa
 
-    context = new_phone(browser, live)
-    page = open_app(context, live)
-    log_in(page, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
     wait_service_worker(page)
     old = page.evaluate("() => caches.keys()")
     monkeypatch.setattr(pwa, "shell_version", lambda: "0000feedbeef")

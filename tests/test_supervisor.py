@@ -5,14 +5,23 @@ township's supervisor sees nothing of 桐浦乡, inspectors cannot log in to the
 POST without the session's CSRF token is refused and changes nothing.
 """
 
-import hashlib
 import io
 import random
 import re
 import uuid
 
 import pytest
-from conftest import PASSWORDS, START, YUNYU, Phone, photo, submission, toilet_answers
+from conftest import (
+    PASSWORDS,
+    START,
+    YUNYU,
+    Phone,
+    photo,
+    photo_exif,
+    sha,
+    submission,
+    toilet_answers,
+)
 from PIL import Image
 
 from server.auth import hash_password
@@ -58,32 +67,14 @@ def add_user(store, username, *, role="supervisor", township="石岭镇", passwo
     return user_id, password
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _dms(value: float):
-    value = abs(value)
-    degrees = int(value)
-    minutes = int((value - degrees) * 60)
-    return (degrees, minutes, round(((value - degrees) * 60 - minutes) * 60, 4))
-
-
 def jpeg(seed: int, *, lat=None, lon=None, taken="2026:11:20 10:25:00") -> bytes:
     """A distinct small photo with EXIF time (and GPS when given)."""
     rng = random.Random(seed)
     img = Image.new("RGB", (32, 24))
     img.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range(32 * 24)])
     img = img.resize((480, 360), Image.Resampling.NEAREST)
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = "Xiaomi", "Redmi Note 12"
-    exif.get_ifd(0x8769)[0x9003] = taken
-    exif.get_ifd(0x8769)[0x9011] = "+08:00"
-    if lat is not None:
-        gps = exif.get_ifd(0x8825)
-        gps[1], gps[2], gps[3], gps[4] = "N", _dms(lat), "E", _dms(lon)
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=85, exif=exif)
+    img.save(buf, "JPEG", quality=85, exif=photo_exif(taken, lat=lat, lon=lon))
     return buf.getvalue()
 
 
@@ -517,7 +508,9 @@ def test_session_cookie_is_httponly_and_samesite_lax(client):
 
     page = client.get("/login")
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-    response = client.post("/login", data={"username": "supervisor", "csrf_token": token,
-                                           "password": PASSWORDS["supervisor"]})
+    response = client.post(
+        "/login",
+        data={"username": "supervisor", "csrf_token": token, "password": PASSWORDS["supervisor"]},
+    )
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -8,39 +8,18 @@ sizes go to tests/artifacts/ (gitignored) for a person to look at.
 
 import json
 import shutil
-import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, START, YUNYU, FakeClock, Phone
-from test_supervisor import inspect_with_photos, jpeg, quick_submission, sha
-from werkzeug.serving import WSGIRequestHandler, make_server
+from conftest import PASSWORDS, START, YUNYU, FakeClock, Phone, sha
+from pwa_helpers import ARTIFACTS, LiveServer, launch_chromium, needs_chromium
+from test_supervisor import inspect_with_photos, jpeg, quick_submission
 
 from server import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOILET_POS = (24.763623, 109.294765)
 
-
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
-
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -67,19 +46,12 @@ def live(tmp_path, demo_db, facilities):
     ok = [quick_submission(phone, other) for _ in range(2)]
     flagged = inspect_with_photos(phone, toilet, [near, far], construction="double_urn")
     inspect_with_photos(phone, other, [jpeg(103, **at_other), jpeg(104, **at_other)])
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LiveServer(app) as server:
         yield (
-            f"http://127.0.0.1:{server.server_port}",
+            server.url,
             app,
             {"flagged": flagged["id"], "ok": ok, "token": phone.token, "far": sha(far)},
         )
-    finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
 
 
 def http_json(url, token):
@@ -104,7 +76,7 @@ def test_supervisor_rejects_a_flagged_submission_in_chromium(live):
     before = http_json(f"{base}/api/v1/sync/pull", ids["token"])
     assert before["reviews"] == []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = launch_chromium(p)
         try:
             # -- laptop: the whole flow -------------------------------------------------------
             laptop = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")

@@ -151,27 +151,11 @@ const CONTROLS = {
   },
 
   yes_no(field, id, answers, set) {
-    const list = choiceList(field, id, id, {
-      selected: () => answers[field.name],
-      onPick: (value) => {
-        set(value);
-        list.paint();
-      },
-      disabled: field.read_only,
-    });
-    return list;
+    return singleChoice(field, id, answers, set);
   },
 
   select_one(field, id, answers, set) {
-    const list = choiceList(field, id, id, {
-      selected: () => answers[field.name],
-      onPick: (value) => {
-        set(value);
-        list.paint();
-      },
-      disabled: field.read_only,
-    });
-    return list;
+    return singleChoice(field, id, answers, set);
   },
 
   select_many(field, id, answers, set) {
@@ -275,6 +259,19 @@ const CONTROLS = {
     return grid;
   },
 };
+
+/** One choice of a list (yes_no, select_one): picking a value sets it and repaints the list. */
+function singleChoice(field, id, answers, set) {
+  const list = choiceList(field, id, id, {
+    selected: () => answers[field.name],
+    onPick: (value) => {
+      set(value);
+      list.paint();
+    },
+    disabled: field.read_only,
+  });
+  return list;
+}
 
 function numberInput(field, id, answers, set, inputmode, step) {
   const input = h('input', { type: 'number', id, inputMode: inputmode, step, value: answers[field.name] ?? '', disabled: field.read_only });

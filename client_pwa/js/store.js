@@ -328,6 +328,19 @@ async function nextSeq(d) {
   return cursor ? cursor.value.seq + 1 : 1;
 }
 
+/** An outbox row as first queued: the server has asked for no photos, no errors, no review. */
+function queued(entry, state) {
+  return {
+    ...entry,
+    missing: [],
+    state,
+    errors: null,
+    review: null,
+    createdAt: new Date().toISOString(),
+    syncedAt: null,
+  };
+}
+
 /**
  * Move a finished draft to the outbox: `item` is the exact push item (never changed again, so
  * a resend is byte-for-byte the same); the draft is removed in the same transaction.
@@ -337,25 +350,24 @@ export async function draftToOutbox(row, item, { owner, photos, state }) {
   const seq = await nextSeq(d);
   const tx = d.transaction(['drafts', 'outbox'], 'readwrite');
   const previous = await tx.objectStore('outbox').get(row.id);
-  await tx.objectStore('outbox').put({
-    id: row.id,
-    seq: previous ? previous.seq : seq,
-    type: 'submission',
-    owner,
-    record: row.record,
-    recordType: row.recordType,
-    village: row.village,
-    name: row.name,
-    title: row.title,
-    item,
-    photos,
-    missing: [],
-    state,
-    errors: null,
-    review: null,
-    createdAt: new Date().toISOString(),
-    syncedAt: null,
-  });
+  await tx.objectStore('outbox').put(
+    queued(
+      {
+        id: row.id,
+        seq: previous ? previous.seq : seq,
+        type: 'submission',
+        owner,
+        record: row.record,
+        recordType: row.recordType,
+        village: row.village,
+        name: row.name,
+        title: row.title,
+        item,
+        photos,
+      },
+      state,
+    ),
+  );
   await tx.objectStore('drafts').delete(row.id);
   await tx.done;
 }
@@ -376,25 +388,24 @@ export async function registerFacility(item, { owner, state }) {
     clocks: {},
     pending: true,
   });
-  await tx.objectStore('outbox').put({
-    id: item.id,
-    seq,
-    type: 'facility',
-    owner,
-    record: item.id,
-    recordType: 'facility',
-    village: item.village,
-    name: item.name,
-    title: null,
-    item,
-    photos: [],
-    missing: [],
-    state,
-    errors: null,
-    review: null,
-    createdAt: new Date().toISOString(),
-    syncedAt: null,
-  });
+  await tx.objectStore('outbox').put(
+    queued(
+      {
+        id: item.id,
+        seq,
+        type: 'facility',
+        owner,
+        record: item.id,
+        recordType: 'facility',
+        village: item.village,
+        name: item.name,
+        title: null,
+        item,
+        photos: [],
+      },
+      state,
+    ),
+  );
   await tx.done;
 }
 

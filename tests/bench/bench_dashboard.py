@@ -22,7 +22,11 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import toilet_answers  # noqa: E402
 
 from server import create_app  # noqa: E402
 from server.bootstrap import init_db  # noqa: E402
@@ -118,18 +122,9 @@ def build(path: Path, *, submissions: int, seed: int = 1) -> dict:
                     facility_ids.append((fid, village["code"]))
     for month in range(1, 13):
         generate_tasks(JobContext(store, NOW, CONFIG, month=f"2026-{month:02d}"))
-    answers = {
-        "toilet_type": "household",
-        "sanitary": True,
-        "harmless": True,
-        "construction": "septic3",
-        "in_use": True,
-        "hazards": [],
-        "usage_notice": True,
-        "phones_posted": True,
-        "manure_emptied": True,
-        "notes": "户主在家，厕所干净，化粪池盖板完好。",
-    }
+    answers = toilet_answers(
+        photo_outside=None, photo_inside=None, notes="户主在家，厕所干净，化粪池盖板完好。"
+    )
     admin_id = store.user(username="inspector")["id"]
     with store.write():
         for n in range(submissions):

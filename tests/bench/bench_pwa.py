@@ -26,12 +26,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pwa_helpers import (  # noqa: E402
     CHROMIUM,
-    CHROMIUM_ARGS,
     LiveServer,
-    log_in,
+    launch_chromium,
+    logged_in_phone,
     make_app,
-    new_phone,
-    open_app,
     wait_service_worker,
 )
 
@@ -72,10 +70,8 @@ def bench_browser(server, runs: int, drafts: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = new_phone(browser, server)
-        page = open_app(context, server)
-        log_in(page, "inspector", "demo-inspector-2026")
+        browser = launch_chromium(p)
+        context, page = logged_in_phone(browser, server, "inspector", "demo-inspector-2026")
         wait_service_worker(page)
 
         context.set_offline(True)
