@@ -35,7 +35,8 @@ def _checked(sha256: str) -> str:
 def _status(sha256: str) -> dict:
     media = media_store()
     if media.has(sha256):
-        size = storage().media(sha256)["size"] if storage().media(sha256) else None
+        row = storage().media(sha256)
+        size = row["size"] if row else None
         return {"sha256": sha256, "complete": True, "offset": size, "length": size}
     return {
         "sha256": sha256,
