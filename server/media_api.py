@@ -95,14 +95,25 @@ def upload_chunk(sha256: str):
 
 def _ingest(sha256: str) -> None:
     """Check and describe a complete photo; a photo that fails leaves nothing behind."""
-    media, store, config = media_store(), storage(), current_app.config
-    with media.open(sha256) as f:
-        data = f.read()
+    media = media_store()
     try:
-        processed = process_image(data, DISPLAY_SIZES, max_pixels=config["MAX_PHOTO_PIXELS"])
+        _describe(sha256)
     except ImageRejected as rejected:
         media.discard(sha256)
         raise ApiError(422, rejected.code, _REJECTED.get(rejected.code, "照片无法读取")) from None
+    except BaseException:
+        # Without its media row the photo would look held yet never complete a submission;
+        # dropping it lets the phone upload it again.
+        media.discard(sha256)
+        raise
+
+
+def _describe(sha256: str) -> None:
+    """Display versions, EXIF facts and hashes; then judge the submissions now complete."""
+    media, store, config = media_store(), storage(), current_app.config
+    with media.open(sha256) as f:
+        data = f.read()
+    processed = process_image(data, DISPLAY_SIZES, max_pixels=config["MAX_PHOTO_PIXELS"])
     for size, jpeg in processed.versions.items():
         media.put_derived(sha256, f"{size}.jpg", jpeg)
     at = now_iso()
