@@ -962,8 +962,15 @@ class Storage:
             "INSERT OR IGNORE INTO media (sha256, size, mime, width, height, exif, phash,"
             " crop_hashes, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
             (
-                row["sha256"], row["size"], row["mime"], row["width"], row["height"],
-                dumps(row["exif"]), row["phash"], dumps(row["crop_hashes"]), row["created_at"],
+                row["sha256"],
+                row["size"],
+                row["mime"],
+                row["width"],
+                row["height"],
+                dumps(row["exif"]),
+                row["phash"],
+                dumps(row["crop_hashes"]),
+                row["created_at"],
             ),
         )
 
@@ -986,11 +993,15 @@ class Storage:
 
     def photo_in_villages(self, sha256: str, village_codes: Iterable[str]) -> bool:
         """Whether a submission in one of these villages uses this photo."""
-        return self.conn.execute(
-            "SELECT 1 FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
-            " WHERE m.sha256 = ? AND s.village_code IN (SELECT value FROM json_each(?)) LIMIT 1",
-            (sha256, json.dumps(sorted(village_codes))),
-        ).fetchone() is not None
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
+                " WHERE m.sha256 = ? AND s.village_code IN (SELECT value FROM json_each(?))"
+                " LIMIT 1",
+                (sha256, json.dumps(sorted(village_codes))),
+            ).fetchone()
+            is not None
+        )
 
     def submissions_using(self, hashes: Iterable[str]) -> list[dict]:
         """Every use of these photos: sha256, submission, its record and state."""
@@ -1028,16 +1039,16 @@ class Storage:
         keys = ("id", "record_id", "record_type", "observed_at", "skew_ms", "state", "lat", "lon")
         return {**dict(zip(keys, sub, strict=True)), "photos": photos}
 
-    def set_evidence(self, submission_id: str, *, flags: list[dict], risk_score: int,
-                     state: str | None, at: str) -> None:
+    def set_evidence(
+        self, submission_id: str, *, flags: list[dict], risk_score: int, state: str | None, at: str
+    ) -> None:
         """Replace a submission's evidence flags and risk score (and its state if given)."""
         self.conn.execute("DELETE FROM flags WHERE submission_id = ?", (submission_id,))
         self.conn.executemany(
             "INSERT INTO flags (submission_id, code, photo, figures, message)"
             " VALUES (?, ?, ?, ?, ?)",
             [
-                (submission_id, f["code"], f.get("photo"), dumps(f["figures"]),
-                 dumps(f["message"]))
+                (submission_id, f["code"], f.get("photo"), dumps(f["figures"]), dumps(f["message"]))
                 for f in flags
             ],
         )
@@ -1047,8 +1058,9 @@ class Storage:
                 (risk_score, state, at, submission_id),
             )
         else:
-            self.conn.execute("UPDATE submissions SET risk_score = ? WHERE id = ?",
-                              (risk_score, submission_id))
+            self.conn.execute(
+                "UPDATE submissions SET risk_score = ? WHERE id = ?", (risk_score, submission_id)
+            )
 
     def flags_of(self, submission_id: str) -> list[dict]:
         rows = self.db.query(
@@ -1056,8 +1068,10 @@ class Storage:
             " ORDER BY rowid",
             [submission_id],
         )
-        return [{**r, "figures": json.loads(r["figures"]), "message": json.loads(r["message"])}
-                for r in rows]
+        return [
+            {**r, "figures": json.loads(r["figures"]), "message": json.loads(r["message"])}
+            for r in rows
+        ]
 
     # -- scheduler, monthly tasks, samples, indicators, exports --------------------------
 

@@ -1,9 +1,11 @@
 """Fixtures: an app on a real SQLite file holding the demo county, a client, and helpers."""
 
 import hashlib
+import os
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,6 +17,14 @@ from server.storage import connect
 from sync.clock import Clock, encode
 
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+# Real camera photos with real EXIF (shared/corpus beside the checkout, or VILLAGECHECK_CORPUS).
+CORPUS = Path(
+    os.environ.get(
+        "VILLAGECHECK_CORPUS",
+        Path(__file__).resolve().parents[2] / "shared" / "corpus" / "exif-samples",
+    )
+)
+assert CORPUS.is_dir(), f"photo corpus not found at {CORPUS}: set VILLAGECHECK_CORPUS"
 PASSWORDS = {u["username"]: u["password"] for u in demo_data()["users"]}
 YUNYU = "450222101001"  # 云屿村, 桐浦乡
 SHILING = "450222102001"  # 石岭村, 石岭镇: not the inspector's village

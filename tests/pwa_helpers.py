@@ -28,7 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CORPUS = Path("/work/shared/corpus/exif-samples")
 VIEWPORT = {"width": 360, "height": 740}
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium"

@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def empty_app(tmp_path):
-    return create_app({"TESTING": True, "DATABASE": str(tmp_path / "new.db"),
-                       "MEDIA_ROOT": str(tmp_path / "media"), "CLOCK": FakeClock(START)})
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "new.db"),
+            "MEDIA_ROOT": str(tmp_path / "media"),
+            "CLOCK": FakeClock(START),
+        }
+    )
 
 
 def invoke(app, *args, input=None):
@@ -51,26 +57,42 @@ def test_load_demo_fills_an_empty_database_and_prints_logins(empty_app):
 
 def test_create_user_hashes_the_password_and_assigns_villages(empty_app):
     invoke(empty_app, "load-demo")
-    result = invoke(empty_app, "create-user", "liming", "--role", "inspector",
-                    "--display-name", "黎明", "--village", "450222101001",
-                    "--password", "a-long-password")
+    result = invoke(
+        empty_app,
+        "create-user",
+        "liming",
+        "--role",
+        "inspector",
+        "--display-name",
+        "黎明",
+        "--village",
+        "450222101001",
+        "--password",
+        "a-long-password",
+    )
     assert result.exit_code == 0, result.output
     store = connect(empty_app.config["DATABASE_PATH"])
     user = store.user(username="liming")
     assert user["password_hash"].startswith("scrypt:")
     assert store.assigned_villages(user["id"]) == ["450222101001"]
     store.close()
-    login = empty_app.test_client().post("/api/v1/auth/login", json={
-        "username": "liming", "password": "a-long-password"})
+    login = empty_app.test_client().post(
+        "/api/v1/auth/login", json={"username": "liming", "password": "a-long-password"}
+    )
     assert login.status_code == 200
 
 
-@pytest.mark.parametrize("args, message", [
-    (["inspector", "--role", "inspector", "--password", "a-long-password"], "已存在"),
-    (["x1", "--role", "inspector", "--village", "999", "--password", "a-long-password"],
-     "没有这些村"),
-    (["x2", "--role", "inspector", "--password", "short"], "至少 8 位"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inspector", "--role", "inspector", "--password", "a-long-password"], "已存在"),
+        (
+            ["x1", "--role", "inspector", "--village", "999", "--password", "a-long-password"],
+            "没有这些村",
+        ),
+        (["x2", "--role", "inspector", "--password", "short"], "至少 8 位"),
+    ],
+)
 def test_create_user_refuses_bad_input(empty_app, args, message):
     invoke(empty_app, "load-demo")
     result = invoke(empty_app, "create-user", *args)
@@ -80,9 +102,12 @@ def test_create_user_refuses_bad_input(empty_app, args, message):
 
 def test_import_villages_from_csv(empty_app, tmp_path):
     path = tmp_path / "villages.csv"
-    path.write_text("代码,村名,乡镇,县,县类别,户数,纬度,经度\n"
-                    "450222103001,龙头村,龙头镇,柳城县,2,188,24.70,109.20\n"
-                    "450222103002,沙埔村,龙头镇,柳城县,2,240,,\n", encoding="utf-8-sig")
+    path.write_text(
+        "代码,村名,乡镇,县,县类别,户数,纬度,经度\n"
+        "450222103001,龙头村,龙头镇,柳城县,2,188,24.70,109.20\n"
+        "450222103002,沙埔村,龙头镇,柳城县,2,240,,\n",
+        encoding="utf-8-sig",
+    )
     result = invoke(empty_app, "import-villages", str(path))
     assert result.exit_code == 0, result.output
     assert "已导入 2 个村" in result.output
@@ -93,9 +118,12 @@ def test_import_villages_from_csv(empty_app, tmp_path):
 
 def test_import_villages_refuses_the_whole_file_on_any_bad_row(empty_app, tmp_path):
     path = tmp_path / "villages.csv"
-    path.write_text("code,name,township,county,county_class\n"
-                    "450222103001,龙头村,龙头镇,柳城县,2\n"
-                    "450222103002,沙埔村,龙头镇,柳城县,5\n", encoding="utf-8")
+    path.write_text(
+        "code,name,township,county,county_class\n"
+        "450222103001,龙头村,龙头镇,柳城县,2\n"
+        "450222103002,沙埔村,龙头镇,柳城县,5\n",
+        encoding="utf-8",
+    )
     result = invoke(empty_app, "import-villages", str(path))
     assert result.exit_code != 0
     assert "第 3 行" in result.output

@@ -1,22 +1,15 @@
 """The photo pipeline through the API: resumable upload, EXIF facts, display versions, flags."""
 
 import io
-import os
 import random
 from datetime import datetime
 from pathlib import Path
 
 import exifread
 import pytest
-from conftest import SHILING, YUNYU, photo, photo_exif, sha, submission, toilet_answers
+from conftest import CORPUS, SHILING, YUNYU, photo, photo_exif, sha, submission, toilet_answers
 from PIL import Image
 
-CORPUS = Path(
-    os.environ.get(
-        "VILLAGECHECK_CORPUS",
-        Path(__file__).resolve().parents[2] / "shared" / "corpus" / "exif-samples",
-    )
-)
 TOILET_POS = (24.763623, 109.294765)  # the first household toilet of 云屿村 in the demo
 
 

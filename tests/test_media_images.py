@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import struct
 import time
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import exifread
 import pytest
+from conftest import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
@@ -36,17 +35,6 @@ from media.phash import (
     phash,
     phash_of_image,
 )
-
-
-def _corpus() -> Path:
-    env = os.environ.get("VILLAGECHECK_CORPUS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "corpus" / "exif-samples"
-
-
-CORPUS = _corpus()
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
 
 # From SOURCE.md: (make, model, software, orientation, lat, lon, DateTimeOriginal or None,
 # Image DateTime fallback, JPEG frame size)
@@ -455,7 +443,8 @@ def test_phash_standalone_equals_pipeline(originals, processed):
 
 
 def test_phash_matches_imagehash_algorithm(processed):
-    imagehash = pytest.importorskip("imagehash")
+    import imagehash
+
     from media.images import decode_versions
 
     for name in DISTINCT:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,11 +30,8 @@ from media.store import (
     is_sha256,
 )
 
-CORPUS = Path("/work/shared/corpus/exif-samples")
 SMALL = CORPUS / "67-0_length_string.jpg"  # 162,716 bytes
 LARGE = CORPUS / "HMD_Nokia_8.3_5G.jpg"  # 2,190,194 bytes (> 2 hash blocks)
-
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="photo corpus not available")
 
 
 def _photo(path: Path) -> tuple[bytes, str]:

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 from pwa_helpers import (
     CHROMIUM,
-    CORPUS,
     LiveServer,
     choose,
     launch_chromium,

@@ -380,27 +380,33 @@ def test_secretary_reports_a_monthly_task(make_phone, store):
 
 
 def review(client, who, submission_id, **body):
-    return client.post(f"/api/v1/submissions/{submission_id}/review", json=body,
-                       headers=who.headers)
+    return client.post(
+        f"/api/v1/submissions/{submission_id}/review", json=body, headers=who.headers
+    )
 
 
-def test_rejection_reaches_the_authors_phone_through_pull(make_phone, facilities, client,
-                                                          store):
+def test_rejection_reaches_the_authors_phone_through_pull(make_phone, facilities, client, store):
     author, other = make_phone("inspector"), make_phone("secretary")
     author.pull_all()
     other.pull_all()
     item = submission(first_toilet(facilities), author.clock())
     author.push([item])
     supervisor = make_phone("supervisor")
-    response = review(client, supervisor, item["id"], decision="reject",
-                      reason="照片不是该户厕所，请重新拍摄")
+    response = review(
+        client, supervisor, item["id"], decision="reject", reason="照片不是该户厕所，请重新拍摄"
+    )
     assert response.status_code == 200
     reviews = author.pull().json["reviews"]
-    assert reviews == [{
-        "submission_id": item["id"], "state": "rejected", "decision": "reject",
-        "reason": "照片不是该户厕所，请重新拍摄", "at": reviews[0]["at"],
-        "reviewer": "覃志强（桐浦乡督查）",
-    }]
+    assert reviews == [
+        {
+            "submission_id": item["id"],
+            "state": "rejected",
+            "decision": "reject",
+            "reason": "照片不是该户厕所，请重新拍摄",
+            "at": reviews[0]["at"],
+            "reviewer": "覃志强（桐浦乡督查）",
+        }
+    ]
     assert other.pull().json["reviews"] == []
     assert store.submission(item["id"])["state"] == "rejected"
     assert "review.reject" in [e["action"] for e in store.audit_entries(entity_id=item["id"])]
@@ -422,8 +428,9 @@ def test_inspectors_cannot_review(facilities, client, phone):
     assert response.json["error"]["code"] == "role_forbidden"
 
 
-def test_supervisor_of_another_township_cannot_see_the_submission(make_phone, facilities,
-                                                                   client, store):
+def test_supervisor_of_another_township_cannot_see_the_submission(
+    make_phone, facilities, client, store
+):
     author = make_phone("inspector2")
     item = submission(first_toilet(facilities, SHILING), author.clock())
     author.push([item])
@@ -437,8 +444,9 @@ def test_supervisor_of_another_township_cannot_see_the_submission(make_phone, fa
 
 def retire(phone, facility_id, minutes=0):
     answers = {"status": "retired", "reason": "demolished", "photo": [photo()]}
-    return submission(facility_id, phone.clock(minutes=minutes), form="facility_status",
-                      answers=answers)
+    return submission(
+        facility_id, phone.clock(minutes=minutes), form="facility_status", answers=answers
+    )
 
 
 def test_a_facility_is_retired_by_an_observation_never_deleted(phone, facilities, store):
@@ -451,7 +459,8 @@ def test_a_facility_is_retired_by_an_observation_never_deleted(phone, facilities
 
 
 def test_an_older_inspection_arriving_late_does_not_revive_a_retired_facility(
-        make_phone, facilities, store):
+    make_phone, facilities, store
+):
     toilet = first_toilet(facilities)
     late, retirer = make_phone(), make_phone()
     older = submission(toilet, late.clock(minutes=-60))

@@ -81,9 +81,18 @@ def upload(port, token, path: Path) -> None:
     digest = hashlib.sha256(data).hexdigest()
     offset = 0
     while True:
-        body = call(port, "PATCH", f"/api/v1/media/{digest}", data[offset:offset + CHUNK], {
-            "Authorization": f"Bearer {token}", "Upload-Offset": str(offset),
-            "Upload-Length": str(len(data)), "Content-Type": "application/offset+octet-stream"})
+        body = call(
+            port,
+            "PATCH",
+            f"/api/v1/media/{digest}",
+            data[offset : offset + CHUNK],
+            {
+                "Authorization": f"Bearer {token}",
+                "Upload-Offset": str(offset),
+                "Upload-Length": str(len(data)),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
         offset = body["offset"]
         if body["complete"]:
             return
@@ -96,8 +105,13 @@ def serve_forever(folder: Path) -> None:
     init_db(store, at=START.isoformat())
     load_demo(store, now=START)
     store.close()
-    app = create_app({"DATABASE": str(folder / "vc.db"), "MEDIA_ROOT": str(folder / "media"),
-                      "SECRET_KEY": "bench"})
+    app = create_app(
+        {
+            "DATABASE": str(folder / "vc.db"),
+            "MEDIA_ROOT": str(folder / "media"),
+            "SECRET_KEY": "bench",
+        }
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     print(server.server_port, flush=True)
     server.serve_forever()
@@ -105,8 +119,9 @@ def serve_forever(folder: Path) -> None:
 
 class Server:
     def __init__(self, folder: Path):
-        self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(folder)],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(folder)], stdout=subprocess.PIPE, text=True
+        )
         self.port = int(self.process.stdout.readline())
 
     def peak_rss_mb(self) -> float:
@@ -119,28 +134,52 @@ class Server:
 
 
 def push_inspections(port, photos: list[Path]) -> str:
-    token = call(port, "POST", "/api/v1/auth/login", json.dumps({
-        "username": "inspector", "password": "demo-inspector-2026", "device_id": "bench"}),
-        {"Content-Type": "application/json"})["token"]
+    token = call(
+        port,
+        "POST",
+        "/api/v1/auth/login",
+        json.dumps(
+            {"username": "inspector", "password": "demo-inspector-2026", "device_id": "bench"}
+        ),
+        {"Content-Type": "application/json"},
+    )["token"]
     toilet = next(f["id"] for f in demo_data()["facilities"] if f["kind"] == "toilet")
     hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in photos]
     items = []
     for n in range(0, len(hashes), 2):
-        answers = {"toilet_type": "household", "sanitary": True, "harmless": True,
-                   "construction": "septic3", "in_use": True, "hazards": [],
-                   "usage_notice": True, "phones_posted": True, "manure_emptied": True,
-                   "photo_outside": [{"sha256": hashes[n], "captured_at": None,
-                                      "position": None}],
-                   "photo_inside": [{"sha256": hashes[n + 1], "captured_at": None,
-                                     "position": None}]}
-        items.append({"type": "submission", "id": str(uuid.uuid4()), "form": "toilet",
-                      "version": 1, "record": toilet,
-                      "clock": f"{int(START.timestamp() * 1000) + n:013d}-0000-bench",
-                      "observed_at": "2026-11-20T10:00:00+08:00", "answers": answers})
+        answers = {
+            "toilet_type": "household",
+            "sanitary": True,
+            "harmless": True,
+            "construction": "septic3",
+            "in_use": True,
+            "hazards": [],
+            "usage_notice": True,
+            "phones_posted": True,
+            "manure_emptied": True,
+            "photo_outside": [{"sha256": hashes[n], "captured_at": None, "position": None}],
+            "photo_inside": [{"sha256": hashes[n + 1], "captured_at": None, "position": None}],
+        }
+        items.append(
+            {
+                "type": "submission",
+                "id": str(uuid.uuid4()),
+                "form": "toilet",
+                "version": 1,
+                "record": toilet,
+                "clock": f"{int(START.timestamp() * 1000) + n:013d}-0000-bench",
+                "observed_at": "2026-11-20T10:00:00+08:00",
+                "answers": answers,
+            }
+        )
     for i in range(0, len(items), 100):
-        call(port, "POST", "/api/v1/sync/push", json.dumps({
-            "device_id": "bench", "items": items[i:i + 100]}),
-            {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        call(
+            port,
+            "POST",
+            "/api/v1/sync/push",
+            json.dumps({"device_id": "bench", "items": items[i : i + 100]}),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
     return token
 
 
@@ -153,8 +192,10 @@ def main():
     t = time.perf_counter()
     photos = make_photos(tmp / "photos", args.photos)
     size_mb = sum(p.stat().st_size for p in photos) / 2**20
-    print(f"made {len(photos)} photos of 4000x3000 ({size_mb:.0f} MB) in "
-          f"{time.perf_counter() - t:.0f} s")
+    print(
+        f"made {len(photos)} photos of 4000x3000 ({size_mb:.0f} MB) in "
+        f"{time.perf_counter() - t:.0f} s"
+    )
 
     t = time.perf_counter()
     for path in photos:
@@ -184,11 +225,15 @@ def main():
     n = len(photos)
     print(f"machine: {platform.machine()}, {platform.python_version()}, 2 cores")
     print(f"bare draft-mode decode: {bare:.1f} s = {n / bare:.1f} photos/s")
-    print(f"end to end over HTTP, 1 client: {pipeline:.1f} s = {n / pipeline:.1f} photos/s; "
-          f"ratio to bare decode {pipeline / bare:.2f} (target <= 1.5)")
+    print(
+        f"end to end over HTTP, 1 client: {pipeline:.1f} s = {n / pipeline:.1f} photos/s; "
+        f"ratio to bare decode {pipeline / bare:.2f} (target <= 1.5)"
+    )
     print(f"end to end over HTTP, 4 clients: {threaded:.1f} s = {n / threaded:.1f} photos/s")
-    print(f"server peak RSS: {rss_one:.0f} MB with 1 client, {rss_four:.0f} MB with 4 clients "
-          f"(target < 300 MB)")
+    print(
+        f"server peak RSS: {rss_one:.0f} MB with 1 client, {rss_four:.0f} MB with 4 clients "
+        f"(target < 300 MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -264,8 +264,10 @@ def main():
         f"{raw_s:.3f} s = {raw_rate:.0f} rows/s"
     )
     print(f"  ratio merged/raw = {merge_rate / raw_rate:.3f} (target >= 0.3)")
-    print(f"form validation alone (no HTTP, no SQL): {len(rows) / validate_s:.0f} submissions/s, "
-          f"{validate_s / push_s:.0%} of the push time")
+    print(
+        f"form validation alone (no HTTP, no SQL): {len(rows) / validate_s:.0f} submissions/s, "
+        f"{validate_s / push_s:.0%} of the push time"
+    )
     print(
         f"pull: {len(latencies)} pages of 500, {records} records; page latency median "
         f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
