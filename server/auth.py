@@ -45,6 +45,28 @@ def check_password(user: dict | None, password: str) -> bool:
     return bool(user) and valid
 
 
+def login_locked(store, username: str) -> bool:
+    """Too many recent failed logins for this username: refuse even the right password."""
+    config = current_app.config
+    since = (now() - timedelta(minutes=config["LOGIN_LOCK_MINUTES"])).isoformat()
+    return store.login_failures_since(username, since) >= config["LOGIN_MAX_FAILURES"]
+
+
+def attempt_login(store, username: str, password: str) -> dict | None:
+    """The user if the password is right and the username not locked; failures are counted.
+
+    Counting by username, not by address: a village's phones often share one carrier address.
+    """
+    if login_locked(store, username):
+        return None
+    user = store.user(username=username)
+    if not check_password(user, password) or not user["active"]:
+        store.record_login_failure(username, at=now_iso())
+        return None
+    store.clear_login_failures(username)
+    return user
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -127,8 +149,12 @@ def login():
         raise ApiError(400, "invalid_device_id", "设备编号不正确")
     label = str(body.get("label") or "")[:100]
     store = storage()
-    user = store.user(username=username.strip())
-    if not check_password(user, password) or not user["active"]:
+    username = username.strip()
+    if login_locked(store, username):
+        minutes = current_app.config["LOGIN_LOCK_MINUTES"]
+        raise ApiError(429, "login_locked", f"登录失败次数过多，请 {minutes} 分钟后再试")
+    user = attempt_login(store, username, password)
+    if user is None:
         raise ApiError(401, "login_failed", "用户名或密码错误")
     token = secrets.token_urlsafe(32)
     token_id = store.create_token(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def dumps(value) -> str:
@@ -331,7 +331,13 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _v1, 2: _v2}
+def _v3(db: sqlite_utils.Database) -> None:
+    """Failed logins, so guessing a password is throttled per username."""
+    db["login_failures"].create({"username": str, "at": str}, not_null={"username", "at"})
+    db["login_failures"].create_index(["username", "at"])
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 
 
 class Storage:
@@ -572,6 +578,22 @@ class Storage:
                     "token.revoke", at=at, user_id=by, entity="token", entity_id=str(token_id)
                 )
             return cur.rowcount == 1
+
+    def login_failures_since(self, username: str, since: str) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM login_failures WHERE username = ? AND at >= ?",
+            (username, since),
+        ).fetchone()[0]
+
+    def record_login_failure(self, username: str, *, at: str) -> None:
+        with self.write():
+            self.conn.execute(
+                "INSERT INTO login_failures (username, at) VALUES (?, ?)", (username, at)
+            )
+            self.audit("login.failed", at=at, entity="user", entity_id=username)
+
+    def clear_login_failures(self, username: str) -> None:
+        self.conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
 
     def record_device(self, *, device_id, user_id, clock, skew_ms, at) -> None:
         """Remember each device's latest clock and skew (set at every push)."""

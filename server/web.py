@@ -9,9 +9,20 @@ import functools
 import hmac
 import secrets
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
-from .auth import ROLE_NAMES, check_password, scope_villages
+from .auth import ROLE_NAMES, attempt_login, login_locked, scope_villages
 from .context import now_iso, storage
 
 bp = Blueprint("web", __name__)
@@ -69,9 +80,9 @@ def login():
         check_csrf()
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
-        user = storage().user(username=username) if username else None
-        valid = check_password(user, password)
-        if user and valid and user["active"] and user["role"] in PAGE_ROLES:
+        locked = bool(username) and login_locked(storage(), username)
+        user = attempt_login(storage(), username, password) if username and not locked else None
+        if user and user["role"] in PAGE_ROLES:
             session.clear()
             session["user_id"] = user["id"]
             session.permanent = True
@@ -82,8 +93,10 @@ def login():
                 if target.startswith("/") and not target.startswith("//")
                 else url_for("web.home")
             )
-        if user and valid and user["role"] not in PAGE_ROLES:
+        if user:
             flash("工作队员和第一书记请使用手机应用登录")
+        elif locked:
+            flash(f"登录失败次数过多，请 {current_app.config['LOGIN_LOCK_MINUTES']} 分钟后再试")
         else:
             flash("用户名或密码错误")
     return render_template("login.html")

@@ -8,7 +8,7 @@ import pytest
 
 from server import create_app, scheduler, storage
 from server.jobs import JOBS, JobSpec
-from server.storage import connect
+from server.storage import SCHEMA_VERSION, connect
 
 T0 = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 CONFIG = {"JOB_LEASE_SECONDS": 600, "TIMEZONE": "Asia/Shanghai"}
@@ -52,13 +52,14 @@ def test_a_version_1_database_is_upgraded_in_place_without_losing_data(tmp_path)
     old.close()
 
     store = connect(path)
-    assert store.migrate() == 2
-    assert store.schema_version() == 2
+    assert store.migrate() == SCHEMA_VERSION == 3
+    assert store.schema_version() == 3
+    assert store.login_failures_since("anyone", "") == 0
     assert store.village("450222101001")["name"] == "云屿村"
     assert store.user(username="w")["role"] == "inspector"
     for table in ("job_leases", "job_runs", "samples", "sample_members", "indicator_snapshots"):
         assert store.db[table].exists(), table
-    assert store.migrate() == 2  # running it again changes nothing
+    assert store.migrate() == 3  # running it again changes nothing
     store.close()
 
 
