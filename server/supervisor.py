@@ -27,6 +27,7 @@ from sync import review
 
 from . import resolve as resolving
 from .context import media_store, now, now_iso, now_ms, storage
+from .media_api import stream_file
 from .plot import Point, distance_m, position_plot, valid
 from .web import login_required
 
@@ -419,13 +420,6 @@ def review_submission(submission_id: str):
 # -- photos ----------------------------------------------------------------------------------
 
 
-def _stream(handle, block: int = 1 << 16):
-    """A file's bytes a block at a time, closing it even when the client goes away."""
-    with handle:
-        while chunk := handle.read(block):
-            yield chunk
-
-
 @bp.get("/media/<sha>/<variant>")
 @login_required
 def media(sha: str, variant: str):
@@ -448,7 +442,7 @@ def media(sha: str, variant: str):
         store.audit(
             "media.original", at=now_iso(), user_id=g.user["id"], entity="media", entity_id=sha
         )
-        response = Response(_stream(photos.open(sha)), mimetype=mimetype)
+        response = Response(stream_file(photos.open(sha)), mimetype=mimetype)
         extension = {"image/png": "png", "image/webp": "webp"}.get(mimetype, "jpg")
         response.headers["Content-Disposition"] = f'inline; filename="{sha}.{extension}"'
     else:
