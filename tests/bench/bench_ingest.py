@@ -30,13 +30,15 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import CORPUS, toilet_answers  # noqa: E402
 
 from server import create_app  # noqa: E402
 from server.bootstrap import init_db  # noqa: E402
 from server.demo import demo_data, load_demo  # noqa: E402
 from server.storage import connect  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpus" / "exif-samples"
 NAMES = ["iphone_hdr_NO.jpg", "HMD_Nokia_8.3_5G.jpg", "87_OSError.jpg", "canon_hdr_NO.jpg"]
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 CHUNK = 1024 * 1024
@@ -147,19 +149,10 @@ def push_inspections(port, photos: list[Path]) -> str:
     hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in photos]
     items = []
     for n in range(0, len(hashes), 2):
-        answers = {
-            "toilet_type": "household",
-            "sanitary": True,
-            "harmless": True,
-            "construction": "septic3",
-            "in_use": True,
-            "hazards": [],
-            "usage_notice": True,
-            "phones_posted": True,
-            "manure_emptied": True,
-            "photo_outside": [{"sha256": hashes[n], "captured_at": None, "position": None}],
-            "photo_inside": [{"sha256": hashes[n + 1], "captured_at": None, "position": None}],
-        }
+        answers = toilet_answers(
+            photo_outside=[{"sha256": hashes[n], "captured_at": None, "position": None}],
+            photo_inside=[{"sha256": hashes[n + 1], "captured_at": None, "position": None}],
+        )
         items.append(
             {
                 "type": "submission",
