@@ -64,6 +64,19 @@ def check_csrf() -> None:
         abort(400, description="页面已过期，请刷新后重试 (CSRF token missing or wrong)")
 
 
+def safe_next(target: str | None, prefix: str = "/") -> str | None:
+    """A local path to go back to, or None: never another site ("//x", "/\\x") and never a
+    control character (which cannot go into a Location header)."""
+    if (
+        not target
+        or not target.startswith(prefix)
+        or target.startswith(("//", "/\\"))
+        or not target.isprintable()
+    ):
+        return None
+    return target
+
+
 def start_session(user: dict) -> None:
     """Log `user` in: a fresh cookie (new CSRF token) naming a new server-side session."""
     session_id = secrets.token_urlsafe(32)
@@ -139,12 +152,7 @@ def login():
         user, wait = attempt_login(storage(), username, password) if username else (None, 0)
         if user and user["role"] in PAGE_ROLES:
             start_session(user)
-            target = request.args.get("next", "")
-            return redirect(
-                target
-                if target.startswith("/") and not target.startswith("//")
-                else url_for("web.home")
-            )
+            return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
         if user:
             flash("工作队员和第一书记请使用手机应用登录")
         elif wait:
