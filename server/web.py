@@ -77,10 +77,23 @@ def safe_next(target: str | None, prefix: str = "/") -> str | None:
     return target
 
 
+def _session_cutoffs() -> tuple[str, str]:
+    """(idle_before, created_before): sessions last seen or begun before these have ended."""
+    config, current = current_app.config, now()
+    idle = current - timedelta(minutes=config["DESK_IDLE_MINUTES"])
+    created = current - timedelta(hours=config["DESK_SESSION_HOURS"])
+    return idle.isoformat(timespec="milliseconds"), created.isoformat(timespec="milliseconds")
+
+
 def start_session(user: dict) -> None:
-    """Log `user` in: a fresh cookie (new CSRF token) naming a new server-side session."""
+    """Log `user` in: a fresh cookie (new CSRF token) naming a new server-side session.
+    Ended sessions nobody came back to are deleted here, so the table stays small."""
     session_id = secrets.token_urlsafe(32)
-    storage().create_desk_session(hash_token(session_id), user["id"], at=now_iso())
+    store = storage()
+    idle_before, created_before = _session_cutoffs()
+    with store.write():
+        store.prune_desk_sessions(idle_before=idle_before, created_before=created_before)
+        store.create_desk_session(hash_token(session_id), user["id"], at=now_iso())
     session.clear()
     session["sid"] = session_id
     session.permanent = True
@@ -102,9 +115,7 @@ def session_user() -> dict | None:
     row = store.desk_session(hash_token(session_id))
     if row is None:
         return None
-    config, current = current_app.config, now()
-    idle_before = (current - timedelta(minutes=config["DESK_IDLE_MINUTES"])).isoformat()
-    created_before = (current - timedelta(hours=config["DESK_SESSION_HOURS"])).isoformat()
+    idle_before, created_before = _session_cutoffs()
     if row["last_seen_at"] < idle_before or row["created_at"] < created_before:
         store.prune_desk_sessions(idle_before=idle_before, created_before=created_before)
         return None
