@@ -139,6 +139,15 @@ def require_village(code: str) -> None:
         raise ApiError(403, "village_forbidden", "您没有该村的权限", village=code)
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding a lone surrogate (half an emoji), which no database can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @bp.post("/login")
 def login():
     """Exchange a username and password for a device token."""
@@ -150,6 +159,8 @@ def login():
     if not valid_device(device_id):
         raise ApiError(400, "invalid_device_id", "设备编号不正确")
     label = str(body.get("label") or "")[:100]
+    if not _is_utf8(username + password + label):
+        raise ApiError(400, "invalid_text", "用户名、密码或设备名称含有无法识别的字符")
     store = storage()
     user, wait = attempt_login(store, username.strip(), password)
     if wait:

@@ -171,3 +171,17 @@ def test_after_the_free_tries_no_two_counted_tries_are_closer_than_the_wait(gaps
             user = {**updates["user"]}
     for (_, allowed_from), (later, _) in zip(counted, counted[1:], strict=False):
         assert later >= allowed_from
+
+
+@pytest.mark.parametrize("field", ["username", "password", "label"])
+def test_half_an_emoji_in_a_login_is_a_400_and_counts_nothing(client, store, field):
+    body = {"username": "admin", "password": PASSWORDS["admin"], "label": "phone"}
+    text = '{"username": "%s", "password": "%s", "label": "%s"}'
+    values = [("\\ud83d" if name == field else body[name]) for name in body]
+    response = client.post(
+        "/api/v1/auth/login", data=text % tuple(values), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_text"
+    assert store.conn.execute("SELECT count(*) FROM login_throttle").fetchone()[0] == 0
+    assert store.conn.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
