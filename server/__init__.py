@@ -56,7 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 # The desk and the app load scripts, styles and images from this origin only (photo previews
 # in the app are blob: URLs), and no page may be framed: approve/reject cannot be clickjacked.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'self';"
+    "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'self';"
     " form-action 'self'; frame-ancestors 'none'"
 )
 
