@@ -6,9 +6,11 @@ VILLAGECHECK_* environment variables, then the test dict; nothing creates an app
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors
 from .settings import DEFAULTS
@@ -28,10 +30,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["DESK_SESSION_HOURS"])
+    if app.config["TRUSTED_PROXY"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
     from . import api, auth, cli, context, exports, media_api, pwa, scheduler, supervisor, web
 
     errors.register(app)
+    app.session_interface = web.DeskCookieInterface()
+    app.after_request(_security_headers)
     app.teardown_appcontext(context.close_storage)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
@@ -44,6 +51,22 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["SCHEDULER_ENABLED"]:
         scheduler.start(app)
     return app
+
+
+# The desk and the app load scripts, styles and images from this origin only (photo previews
+# in the app are blob: URLs), and no page may be framed: approve/reject cannot be clickjacked.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'self';"
+    " form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
 
 
 def _instance_secret(folder: Path) -> str:

@@ -7,6 +7,7 @@ runs with `g.user` and `g.villages`, the caller's scope, and must limit reads an
 
 import functools
 import hashlib
+import math
 import secrets
 from datetime import timedelta
 
@@ -15,8 +16,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from sync.clock import valid_device
 
+from . import login_throttle
 from .context import now, now_iso, storage
-from .errors import ApiError
+from .errors import ApiError, error_response
 from .requests import json_body
 
 ROLES = ("inspector", "secretary", "supervisor", "admin")
@@ -45,26 +47,26 @@ def check_password(user: dict | None, password: str) -> bool:
     return bool(user) and valid
 
 
-def login_locked(store, username: str) -> bool:
-    """Too many recent failed logins for this username: refuse even the right password."""
-    config = current_app.config
-    since = (now() - timedelta(minutes=config["LOGIN_LOCK_MINUTES"])).isoformat()
-    return store.login_failures_since(username, since) >= config["LOGIN_MAX_FAILURES"]
+def attempt_login(store, username: str, password: str) -> tuple[dict | None, int]:
+    """(user, 0) for the right password of an active user, (None, 0) for a wrong one, or
+    (None, seconds) when this address or username must wait before trying again.
 
-
-def attempt_login(store, username: str, password: str) -> dict | None:
-    """The user if the password is right and the username not locked; failures are counted.
-
-    Counting by username, not by address: a village's phones often share one carrier address.
+    The try is counted before the password is checked (server/login_throttle.py), so
+    parallel guesses cannot all be checked.
     """
-    if login_locked(store, username):
-        return None
+    attempt = login_throttle.count_attempt(store, username)
+    if attempt.refused:
+        return None, attempt.retry_after
     user = store.user(username=username)
     if not check_password(user, password) or not user["active"]:
-        store.record_login_failure(username, at=now_iso())
-        return None
-    store.clear_login_failures(username)
-    return user
+        return None, 0
+    attempt.succeeded()
+    return user, 0
+
+
+def throttled_message(seconds: int) -> str:
+    wait = f"{seconds} 秒" if seconds < 120 else f"{math.ceil(seconds / 60)} 分钟"
+    return f"登录失败次数过多，请 {wait}后再试"
 
 
 def hash_token(token: str) -> str:
@@ -137,6 +139,15 @@ def require_village(code: str) -> None:
         raise ApiError(403, "village_forbidden", "您没有该村的权限", village=code)
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding a lone surrogate (half an emoji), which no database can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @bp.post("/login")
 def login():
     """Exchange a username and password for a device token."""
@@ -148,12 +159,16 @@ def login():
     if not valid_device(device_id):
         raise ApiError(400, "invalid_device_id", "设备编号不正确")
     label = str(body.get("label") or "")[:100]
+    if not _is_utf8(username + password + label):
+        raise ApiError(400, "invalid_text", "用户名、密码或设备名称含有无法识别的字符")
     store = storage()
-    username = username.strip()
-    if login_locked(store, username):
-        minutes = current_app.config["LOGIN_LOCK_MINUTES"]
-        raise ApiError(429, "login_locked", f"登录失败次数过多，请 {minutes} 分钟后再试")
-    user = attempt_login(store, username, password)
+    user, wait = attempt_login(store, username.strip(), password)
+    if wait:
+        response, status = error_response(
+            429, "login_throttled", throttled_message(wait), retry_after=wait
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response, status
     if user is None:
         raise ApiError(401, "login_failed", "用户名或密码错误")
     token = secrets.token_urlsafe(32)

@@ -287,15 +287,23 @@ def unassign_villages(username, codes):
 @click.command("reset-password")
 @click.argument("username")
 @click.password_option(help="prompted for when not given")
+@click.option(
+    "--keep-tokens",
+    is_flag=True,
+    help="leave the user's phones logged in (by default every device token is revoked)",
+)
 @with_appcontext
-def reset_password(username, password):
-    """Set a new password (the user's phones stay logged in; revoke tokens to log them out)."""
+def reset_password(username, password, keep_tokens):
+    """Set a new password; ends desk sessions and, unless --keep-tokens, logs out every phone."""
     store = storage()
     user = _user(store, username)
     if len(password) < 8:
         raise click.ClickException("密码至少 8 位")
-    store.set_password_hash(user["id"], hash_password(password), at=now_iso())
-    click.echo(f"{username}: 密码已重置")
+    revoked = store.set_password_hash(
+        user["id"], hash_password(password), at=now_iso(), revoke_tokens=not keep_tokens
+    )
+    kept = "，手机保持登录" if keep_tokens else f"，注销设备登录 {revoked} 个"
+    click.echo(f"{username}: 密码已重置{kept}")
 
 
 @click.command("tokens")

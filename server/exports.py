@@ -53,7 +53,7 @@ from .web import login_required
 
 bp = Blueprint("reports", __name__)
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 BASE_COLUMNS = (
     "提交编号",
     "乡镇",
@@ -80,7 +80,7 @@ def _local_month() -> str:
 
 def _month_arg() -> str | None:
     month = request.args.get("month") or None
-    if month is not None and not MONTH.match(month):
+    if month is not None and not MONTH.fullmatch(month):
         abort(400, description="月份格式应为 YYYY-MM")
     return month
 
@@ -130,7 +130,7 @@ def indicators_page():
 def recompute_indicators():
     """Recompute the month's snapshot now (under the job's lease, logged like a scheduled run)."""
     month = request.form.get("month") or _local_month()
-    if not MONTH.match(month):
+    if not MONTH.fullmatch(month):
         abort(400, description="月份格式应为 YYYY-MM")
     outcome = scheduler.run_job(
         storage(),

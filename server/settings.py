@@ -41,8 +41,39 @@ SETTINGS = (
     Setting("PUSH_BATCH_MAX", 200, "most items in one push"),
     Setting("CONFLICT_WINDOW_HOURS", 72, "reports further apart than this never conflict"),
     Setting("SKEW_FLAG_MINUTES", 30, "device clock skew above this is flagged"),
-    Setting("LOGIN_MAX_FAILURES", 5, "failed logins for one username before it is locked"),
-    Setting("LOGIN_LOCK_MINUTES", 15, "how long those failures count, and the lock lasts"),
+    Setting(
+        "LOGIN_MAX_FAILURES",
+        5,
+        "failed logins for one username from one address before each further try must wait"
+        " (1 s, then doubling)",
+    ),
+    Setting(
+        "LOGIN_LOCK_MINUTES",
+        15,
+        "longest wait for one username and address; failures are forgotten after this quiet",
+    ),
+    Setting(
+        "LOGIN_USER_MAX_FAILURES",
+        20,
+        "failed logins for one username from all addresses before every address is slowed",
+    ),
+    Setting(
+        "LOGIN_USER_DELAY_MAX_SECONDS",
+        60,
+        "longest wait that slowdown imposes (addresses the user logged in from are exempt)",
+    ),
+    Setting(
+        "TRUSTED_PROXY",
+        False,
+        "behind your own reverse proxy: take the client address and https from X-Forwarded-*",
+    ),
+    Setting("DESK_IDLE_MINUTES", 30, "a desk login ends after this long without a page load"),
+    Setting("DESK_SESSION_HOURS", 12, "a desk login ends this long after it began, used or not"),
+    Setting(
+        "SESSION_COOKIE_SECURE",
+        False,
+        "always mark the desk cookie Secure (it is anyway on requests that came over HTTPS)",
+    ),
     Setting("TOKEN_TTL_DAYS", 180, "device tokens unused for this long stop working"),
     Setting(
         "SCHEDULER_ENABLED",

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def dumps(value) -> str:
@@ -337,7 +337,38 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["login_failures"].create_index(["username", "at"])
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+def _v4_desk(db: sqlite_utils.Database) -> None:
+    """Server-side desk sessions, and login throttling buckets instead of a failure log.
+
+    A desk session row is what makes a desk cookie valid: deleting it (logout, password reset,
+    deactivation, role change) ends the session at once. Only the SHA-256 of the session id is
+    kept, as for device tokens. Throttle rows are keyed by a digest of (kind, username, address),
+    so guessed usernames never reach the table, and rows are pruned once their window passes.
+    """
+    db["desk_sessions"].create(
+        {
+            "id": int,
+            "session_hash": str,
+            "user_id": int,
+            "created_at": str,
+            "last_seen_at": str,
+        },
+        pk="id",
+        not_null={"session_hash", "user_id", "created_at", "last_seen_at"},
+        foreign_keys=[("user_id", "users", "id")],
+    )
+    db["desk_sessions"].create_index(["session_hash"], unique=True)
+    db["desk_sessions"].create_index(["user_id"])
+    db["login_throttle"].create(
+        {"key": str, "kind": str, "failures": int, "last_at": float, "next_at": float},
+        pk="key",
+        not_null={"kind", "failures", "last_at", "next_at"},
+    )
+    db["login_throttle"].create_index(["kind", "last_at"])
+    db["login_failures"].drop()
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4_desk}
 
 
 class Storage:
@@ -497,12 +528,26 @@ class Storage:
         rows = list(self.db.query(f"SELECT * FROM users WHERE {column} = ?", [value]))
         return rows[0] if rows else None
 
-    def set_password_hash(self, user_id: int, password_hash: str, *, at: str) -> None:
+    def set_password_hash(
+        self, user_id: int, password_hash: str, *, at: str, revoke_tokens: bool = True
+    ) -> int:
+        """Set a new password and end the user's desk sessions; by default also revoke every
+        device token (whoever knew the old password may have logged a phone in). Returns the
+        number of tokens revoked."""
         with self.write():
             self.conn.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
             )
-            self.audit("user.password", at=at, entity="user", entity_id=str(user_id))
+            sessions = self.end_desk_sessions_of(user_id)
+            revoked = self.revoke_tokens_of(user_id, at=at) if revoke_tokens else 0
+            self.audit(
+                "user.password",
+                at=at,
+                entity="user",
+                entity_id=str(user_id),
+                detail={"tokens_revoked": revoked, "desk_sessions_ended": sessions},
+            )
+            return revoked
 
     def assign(self, user_id: int, village_codes: Iterable[str], *, at: str) -> None:
         with self.write():
@@ -579,21 +624,90 @@ class Storage:
                 )
             return cur.rowcount == 1
 
-    def login_failures_since(self, username: str, since: str) -> int:
-        return self.conn.execute(
-            "SELECT count(*) FROM login_failures WHERE username = ? AND at >= ?",
-            (username, since),
-        ).fetchone()[0]
-
-    def record_login_failure(self, username: str, *, at: str) -> None:
-        with self.write():
-            self.conn.execute(
-                "INSERT INTO login_failures (username, at) VALUES (?, ?)", (username, at)
+    def throttle_rows(self, keys: Iterable[str]) -> dict[str, dict]:
+        """The login throttle buckets with these keys (missing ones are absent)."""
+        return {
+            r["key"]: r
+            for r in self.db.query(
+                "SELECT * FROM login_throttle WHERE key IN (SELECT value FROM json_each(?))",
+                [json.dumps(sorted(keys))],
             )
-            self.audit("login.failed", at=at, entity="user", entity_id=username)
+        }
 
-    def clear_login_failures(self, username: str) -> None:
-        self.conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+    def save_throttle(self, key: str, kind: str, *, failures: int, last_at: float, next_at: float):
+        self.conn.execute(
+            "INSERT OR REPLACE INTO login_throttle (key, kind, failures, last_at, next_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (key, kind, failures, last_at, next_at),
+        )
+
+    def delete_throttle(self, key: str) -> None:
+        self.conn.execute("DELETE FROM login_throttle WHERE key = ?", (key,))
+
+    def prune_throttle(self, *, now: float, failures_before: float, good_before: float) -> None:
+        """Forget failure buckets quiet since `failures_before`, and old known-good logins."""
+        self.conn.execute(
+            "DELETE FROM login_throttle WHERE kind != 'good' AND last_at < ? AND next_at <= ?",
+            (failures_before, now),
+        )
+        self.conn.execute(
+            "DELETE FROM login_throttle WHERE kind = 'good' AND last_at < ?", (good_before,)
+        )
+
+    def login_alerts(self, since: str, limit: int = 20) -> list[dict]:
+        """Recent `login_throttled` audit entries, newest first (shown to admins)."""
+        return list(
+            self.db.query(
+                "SELECT at, entity_id AS username, detail FROM audit"
+                " WHERE action = 'login_throttled' AND at >= ? ORDER BY id DESC LIMIT ?",
+                [since, limit],
+            )
+        )
+
+    # -- desk sessions (the supervisors' and admins' pages) ------------------------------------
+
+    def create_desk_session(self, session_hash: str, user_id: int, *, at: str) -> int:
+        with self.write():
+            cur = self.conn.execute(
+                "INSERT INTO desk_sessions (session_hash, user_id, created_at, last_seen_at)"
+                " VALUES (?, ?, ?, ?)",
+                (session_hash, user_id, at, at),
+            )
+            self.audit("web.login", at=at, user_id=user_id, entity="user", entity_id=str(user_id))
+            return cur.lastrowid
+
+    def desk_session(self, session_hash: str) -> dict | None:
+        rows = list(
+            self.db.query("SELECT * FROM desk_sessions WHERE session_hash = ?", [session_hash])
+        )
+        return rows[0] if rows else None
+
+    def touch_desk_session(self, session_id: int, at: str) -> None:
+        """Record activity, at most once a minute per session so page loads stay cheap."""
+        self.conn.execute(
+            "UPDATE desk_sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?",
+            (at, session_id, at[:16]),
+        )
+
+    def end_desk_session(self, session_hash: str) -> None:
+        self.conn.execute("DELETE FROM desk_sessions WHERE session_hash = ?", (session_hash,))
+
+    def end_desk_sessions_of(self, user_id: int) -> int:
+        """End every desk session of a user (password reset, deactivation, role change)."""
+        return self.conn.execute("DELETE FROM desk_sessions WHERE user_id = ?", (user_id,)).rowcount
+
+    def prune_desk_sessions(self, *, idle_before: str, created_before: str) -> None:
+        self.conn.execute(
+            "DELETE FROM desk_sessions WHERE last_seen_at < ? OR created_at < ?",
+            (idle_before, created_before),
+        )
+
+    def revoke_tokens_of(self, user_id: int, *, at: str) -> int:
+        """Revoke every live device token of a user; returns how many there were."""
+        return self.conn.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            (at, user_id),
+        ).rowcount
 
     def record_device(self, *, device_id, user_id, clock, skew_ms, at) -> None:
         """Remember each device's latest clock and skew (set at every push)."""
@@ -1401,6 +1515,7 @@ class Storage:
                 "UPDATE users SET role = ?, scope_township = ?, scope_county = ? WHERE id = ?",
                 (role, scope_township, scope_county, user_id),
             )
+            self.end_desk_sessions_of(user_id)
             self.audit(
                 "user.role",
                 at=at,
@@ -1435,10 +1550,8 @@ class Storage:
             self.conn.execute("UPDATE users SET active = ? WHERE id = ?", (int(active), user_id))
             revoked = 0
             if not active:
-                revoked = self.conn.execute(
-                    "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                    (at, user_id),
-                ).rowcount
+                revoked = self.revoke_tokens_of(user_id, at=at)
+                self.end_desk_sessions_of(user_id)
             self.audit(
                 "user.activate" if active else "user.deactivate",
                 at=at,

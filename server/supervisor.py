@@ -29,14 +29,15 @@ from . import resolve as resolving
 from .context import media_store, now, now_iso, now_ms, storage
 from .media_api import stream_file
 from .plot import Point, distance_m, position_plot, valid
-from .web import login_required
+from .web import login_required, safe_next
 
 bp = Blueprint("supervisor", __name__, url_prefix="/desk")
 
 CHINA = timezone(timedelta(hours=8))
 PAGE_SIZE = 20
+PAGE_MAX = 2**31 - 1
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 VARIANTS = {"320": "320.jpg", "1280": "1280.jpg", "original": None}
 CACHE = "private, max-age=31536000, immutable"
 
@@ -128,14 +129,13 @@ def _forms_by_target() -> dict[str, dict]:
 
 
 def _safe_next(target: str | None) -> str | None:
-    if target and target.startswith("/desk/") and not target.startswith("//"):
-        return target
-    return None
+    return safe_next(target, "/desk/")
 
 
 def _int_arg(name: str, default: int = 1) -> int:
+    """A positive whole number from the query, at most PAGE_MAX (SQLite integers are 64-bit)."""
     try:
-        return max(1, int(request.args.get(name, default)))
+        return min(PAGE_MAX, max(1, int(request.args.get(name, default))))
     except ValueError:
         return default
 
@@ -631,7 +631,7 @@ def tasks():
     store = storage()
     today = today_china()
     month = request.args.get("month", "")
-    if not MONTH.match(month):
+    if not MONTH.fullmatch(month):
         month = today.strftime("%Y-%m")
     rows = store.desk_tasks(g.villages, month)
     evidence = {}

@@ -1,13 +1,24 @@
-"""Cookie sessions for the server-rendered pages (supervisors and admins), with CSRF checks.
+"""Sessions for the server-rendered pages (supervisors and admins), with CSRF checks.
 
-Phones use device tokens (server/auth.py); people at a laptop log in here. Every POST from a
-page must carry the session's CSRF token (a hidden `csrf_token` field or an X-CSRF-Token
-header), so another site cannot make a logged-in supervisor's browser approve a submission.
+Phones use device tokens (server/auth.py); people at a laptop log in here. A desk login is a
+row in `desk_sessions`: the signed cookie carries only a random session id (the database keeps
+its SHA-256), so logout, a password reset, deactivation or a role change end the session at
+once, even for a copied cookie. Sessions also end after DESK_IDLE_MINUTES without a page load
+and DESK_SESSION_HOURS after login. Flask's own signed cookie still carries the CSRF token and
+flashed messages, which anonymous visitors need too, so a stranger loading the login page never
+writes a row. (Flask-Session would swap the whole cookie for a store with its own tables and
+expiry, and a new dependency, to get the same.)
+
+Every POST from a page must carry the session's CSRF token (a hidden `csrf_token` field or an
+X-CSRF-Token header), so another site cannot make a logged-in supervisor's browser approve a
+submission.
 """
 
 import functools
 import hmac
+import json
 import secrets
+from datetime import timedelta
 
 from flask import (
     Blueprint,
@@ -21,12 +32,20 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 
-from .auth import ROLE_NAMES, attempt_login, login_locked, scope_villages
-from .context import now_iso, storage
+from .auth import ROLE_NAMES, attempt_login, hash_token, scope_villages, throttled_message
+from .context import now, now_iso, storage
 
 bp = Blueprint("web", __name__)
 PAGE_ROLES = ("supervisor", "admin")
+
+
+class DeskCookieInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure whenever the page was served over HTTPS."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
 
 def csrf_token() -> str:
@@ -45,15 +64,76 @@ def check_csrf() -> None:
         abort(400, description="页面已过期，请刷新后重试 (CSRF token missing or wrong)")
 
 
+def safe_next(target: str | None, prefix: str = "/") -> str | None:
+    """A local path to go back to, or None: never another site ("//x", "/\\x") and never a
+    control character (which cannot go into a Location header)."""
+    if (
+        not target
+        or not target.startswith(prefix)
+        or target.startswith(("//", "/\\"))
+        or not target.isprintable()
+    ):
+        return None
+    return target
+
+
+def _session_cutoffs() -> tuple[str, str]:
+    """(idle_before, created_before): sessions last seen or begun before these have ended."""
+    config, current = current_app.config, now()
+    idle = current - timedelta(minutes=config["DESK_IDLE_MINUTES"])
+    created = current - timedelta(hours=config["DESK_SESSION_HOURS"])
+    return idle.isoformat(timespec="milliseconds"), created.isoformat(timespec="milliseconds")
+
+
+def start_session(user: dict) -> None:
+    """Log `user` in: a fresh cookie (new CSRF token) naming a new server-side session.
+    Ended sessions nobody came back to are deleted here, so the table stays small."""
+    session_id = secrets.token_urlsafe(32)
+    store = storage()
+    idle_before, created_before = _session_cutoffs()
+    with store.write():
+        store.prune_desk_sessions(idle_before=idle_before, created_before=created_before)
+        store.create_desk_session(hash_token(session_id), user["id"], at=now_iso())
+    session.clear()
+    session["sid"] = session_id
+    session.permanent = True
+
+
+def end_session() -> None:
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        storage().end_desk_session(hash_token(session_id))
+    session.clear()
+
+
+def session_user() -> dict | None:
+    """The active user of this cookie's live desk session, touching it; None otherwise."""
+    session_id = session.get("sid")
+    if not isinstance(session_id, str):
+        return None
+    store = storage()
+    row = store.desk_session(hash_token(session_id))
+    if row is None:
+        return None
+    idle_before, created_before = _session_cutoffs()
+    if row["last_seen_at"] < idle_before or row["created_at"] < created_before:
+        store.prune_desk_sessions(idle_before=idle_before, created_before=created_before)
+        return None
+    user = store.user(id=row["user_id"])
+    if user is None or not user["active"]:
+        return None
+    store.touch_desk_session(row["id"], now_iso())
+    return user
+
+
 def login_required(view=None, *, roles: tuple[str, ...] = PAGE_ROLES):
     """Decorator for pages: a logged-in user with one of `roles`; sets g.user and g.villages."""
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            user_id = session.get("user_id")
-            user = storage().user(id=user_id) if user_id else None
-            if user is None or not user["active"]:
+            user = session_user()
+            if user is None:
                 session.clear()
                 return redirect(url_for("web.login", next=request.full_path))
             if user["role"] not in roles:
@@ -80,23 +160,15 @@ def login():
         check_csrf()
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
-        locked = bool(username) and login_locked(storage(), username)
-        user = attempt_login(storage(), username, password) if username and not locked else None
+        user, wait = attempt_login(storage(), username, password) if username else (None, 0)
         if user and user["role"] in PAGE_ROLES:
-            session.clear()
-            session["user_id"] = user["id"]
-            session.permanent = True
-            storage().audit("web.login", at=now_iso(), user_id=user["id"])
-            target = request.args.get("next", "")
-            return redirect(
-                target
-                if target.startswith("/") and not target.startswith("//")
-                else url_for("web.home")
-            )
+            start_session(user)
+            return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
         if user:
             flash("工作队员和第一书记请使用手机应用登录")
-        elif locked:
-            flash(f"登录失败次数过多，请 {current_app.config['LOGIN_LOCK_MINUTES']} 分钟后再试")
+        elif wait:
+            flash(throttled_message(wait))
+            return render_template("login.html"), 429, {"Retry-After": str(wait)}
         else:
             flash("用户名或密码错误")
     return render_template("login.html")
@@ -105,12 +177,19 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    session.clear()
+    end_session()
     return redirect(url_for("web.login"))
 
 
 @bp.get("/desk")
 @login_required
 def home():
-    """The landing page after login: links to the supervisor's and admin's work."""
-    return render_template("home.html")
+    """The landing page after login: links to the supervisor's and admin's work, and for
+    admins the last day's throttled logins (someone guessing passwords)."""
+    alerts = []
+    if g.user["role"] == "admin":
+        since = (now() - timedelta(days=1)).isoformat(timespec="milliseconds")
+        alerts = [
+            {**a, "detail": json.loads(a["detail"] or "{}")} for a in storage().login_alerts(since)
+        ]
+    return render_template("home.html", login_alerts=alerts)

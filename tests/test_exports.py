@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 from conftest import SHILING, YUNYU, photo, submission, toilet_answers
+from desk_helpers import desk_session
 from openpyxl import load_workbook
 from PIL import Image
 
@@ -18,9 +19,7 @@ TONGPU = {YUNYU, "450222101002", "450222101003"}
 
 
 def login(client, store, username):
-    with client.session_transaction() as session:
-        session["user_id"] = store.user(username=username)["id"]
-        session["csrf"] = "token"
+    desk_session(client, store, username)
 
 
 def jpeg(color) -> bytes:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import SHILING, YUNYU
+from desk_helpers import desk_session
 
 from server import indicators
 from server.jobs import JobContext, recompute_indicators
@@ -157,9 +158,7 @@ def test_a_viewer_sees_only_their_villages_and_no_county_total():
 
 
 def login(client, store, username):
-    with client.session_transaction() as session:
-        session["user_id"] = store.user(username=username)["id"]
-        session["csrf"] = "token"
+    desk_session(client, store, username)
 
 
 def village_names(html):

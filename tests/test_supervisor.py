@@ -482,6 +482,7 @@ def test_monthly_tasks_by_village_with_overdue_and_evidence(client, store, clock
     # three task rows and the three villages' summary rows.
     assert html.count('class="overdue"') == 3 + 3
     clock.advance(days=26)  # 12-16: every November task not done is overdue
+    login_page(client, "supervisor")  # the desk session of 26 days ago has long ended
     html = client.get("/desk/tasks?month=2026-11").get_data(as_text=True)
     assert html.count('class="overdue"') == (7 + 8 + 8) + 3
     assert "逾期 7" in html
