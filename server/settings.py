@@ -41,6 +41,11 @@ SETTINGS = (
     Setting("PUSH_BATCH_MAX", 200, "most items in one push"),
     Setting("CONFLICT_WINDOW_HOURS", 72, "reports further apart than this never conflict"),
     Setting("SKEW_FLAG_MINUTES", 30, "device clock skew above this is flagged"),
+    Setting(
+        "CLOCK_AHEAD_MAX_HOURS",
+        24,
+        "reports stamped further ahead of server time are re-stamped at receipt (and flagged)",
+    ),
     Setting("LOGIN_MAX_FAILURES", 5, "failed logins for one username before it is locked"),
     Setting("LOGIN_LOCK_MINUTES", 15, "how long those failures count, and the lock lasts"),
     Setting("TOKEN_TTL_DAYS", 180, "device tokens unused for this long stop working"),

@@ -893,9 +893,18 @@ class Storage:
             ).fetchall()
         )
 
-    def newest_clock(self) -> str | None:
-        """The newest observation clock the server holds (the server's clock never goes back)."""
-        return self.conn.execute("SELECT max(clock) FROM observations").fetchone()[0]
+    def newest_clock(self, *, max_wall_ms: int) -> str | None:
+        """The newest observation clock whose wall time is at most `max_wall_ms`.
+
+        Encoded clocks start with 13 digits of wall time, so the bound is a string comparison
+        that the index on `clock` answers.
+        """
+        if max_wall_ms >= 10**13 - 1:
+            return self.conn.execute("SELECT max(clock) FROM observations").fetchone()[0]
+        bound = f"{max(max_wall_ms, -1) + 1:013d}"
+        return self.conn.execute(
+            "SELECT max(clock) FROM observations WHERE clock < ?", (bound,)
+        ).fetchone()[0]
 
     def open_conflicts_of(self, record_id: str) -> list[dict]:
         return [
