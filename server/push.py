@@ -29,7 +29,7 @@ from sync.merge import (
 from sync.merge import apply as merge_apply
 
 from .evidence import judge_complete
-from .requests import MESSAGES, Unusable, unusable_code
+from .requests import MESSAGES, unusable_code
 from .settings import DEFAULTS
 from .storage import Storage
 
