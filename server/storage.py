@@ -817,11 +817,16 @@ class Storage:
         return row
 
     def submissions_of_record(self, record_id: str) -> list[dict]:
-        """A record's history: every submission about it, newest observation first."""
+        """A record's history: every submission about it, newest observation first.
+
+        Ordered by the observation's clock, which differs from the clock sent when the server
+        re-stamped a far-ahead one (server/push.py).
+        """
         rows = self.db.query(
-            "SELECT id, form_id, form_version, author_id, device_id, clock, observed_at,"
-            " received_at, state, answers FROM submissions WHERE record_id = ?"
-            " ORDER BY clock DESC",
+            "SELECT s.id, s.form_id, s.form_version, s.author_id, s.device_id, s.clock,"
+            " s.observed_at, s.received_at, s.state, s.answers FROM submissions s"
+            " LEFT JOIN observations o ON o.id = s.id WHERE s.record_id = ?"
+            " ORDER BY coalesce(o.clock, s.clock) DESC",
             [record_id],
         )
         return [{**r, "answers": json.loads(r["answers"])} for r in rows]
