@@ -11,7 +11,7 @@ never stored in a mended form.
 
 import json
 import re
-from json.decoder import scanstring
+import secrets
 
 from flask import current_app, request
 
@@ -71,125 +71,88 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def _object(pairs):
-    if any(_bad_text(k) for k, _ in pairs):
-        return BAD_TEXT
-    return dict(pairs)
+# A JSON string, or a run of opening or of closing brackets: what depth counting needs.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+')
 
 
-_WS = re.compile(r"[ \t\n\r]*")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
-_LITERALS = {"true": True, "false": False, "null": None}
+def _cut_deep(text: str, marker: str) -> str:
+    """The text with each array or object nested deeper than MAX_DEPTH replaced by `marker`.
 
-
-def _skip(text: str, pos: int) -> int:
-    return _WS.match(text, pos).end()
-
-
-def _key(text: str, pos: int) -> tuple[str, int]:
-    """An object key and the ':' after it; returns the position of the member's value."""
-    if text[pos : pos + 1] != '"':
-        raise ValueError(f"expected a key at {pos}")
-    key, pos = scanstring(text, pos + 1, True)
-    pos = _skip(text, pos)
-    if text[pos : pos + 1] != ":":
-        raise ValueError(f"expected ':' at {pos}")
-    return key, _skip(text, pos + 1)
-
-
-def _scalar(text: str, pos: int):
-    if text[pos : pos + 1] == '"':
-        return scanstring(text, pos + 1, True)
-    for literal, value in _LITERALS.items():
-        if text.startswith(literal, pos):
-            return value, pos + len(literal)
-    match = _NUMBER.match(text, pos)
-    if match is None or match.end() == pos:
-        raise ValueError(f"expected a value at {pos}")
-    number = match.group()
-    return (_float if match.group(1) or match.group(2) else _int)(number), match.end()
-
-
-def _parse_deep(text: str):
-    """json.loads without recursion, for bodies nested too deep for it; the same values."""
-    stack: list = []  # open containers, outermost first: ("[", items) or ("{", [pairs, key])
-    pos = _skip(text, 0)
-    while True:
-        opener = text[pos : pos + 1]
-        if opener in ("{", "["):
-            closer = "}" if opener == "{" else "]"
-            pos = _skip(text, pos + 1)
-            if text[pos : pos + 1] == closer:
-                value, pos = (_object([]) if opener == "{" else []), pos + 1
-            elif opener == "[":
-                stack.append(("[", []))
-                continue
-            else:
-                key, pos = _key(text, pos)
-                stack.append(("{", [[], key]))
-                continue
+    For bodies too deep for json.loads (it recurses): brackets are counted outside strings,
+    a run at a time, without recursion. What is cut out is refused as `too_deep` anyway, so it
+    does not matter whether it was well-formed.
+    """
+    out, depth, start, last = [], 0, None, 0
+    for match in _TOKENS.finditer(text):
+        run = match.group()
+        if run[0] == '"':
+            continue
+        if run[0] in "[{":
+            if depth <= MAX_DEPTH < depth + len(run) and start is None:
+                start = match.start() + MAX_DEPTH - depth
+            depth += len(run)
         else:
-            value, pos = _scalar(text, pos)
-        while True:  # a value is complete: add it to its container, closing what ends here
-            pos = _skip(text, pos)
-            if not stack:
-                if pos != len(text):
-                    raise ValueError(f"extra data at {pos}")
-                return value
-            kind, top = stack[-1]
-            if kind == "{":
-                top[0].append((top[1], value))
-            else:
-                top.append(value)
-            char = text[pos : pos + 1]
-            if char == ",":
-                pos = _skip(text, pos + 1)
-                if kind == "{":
-                    top[1], pos = _key(text, pos)
-                break
-            if char != ("}" if kind == "{" else "]"):
-                raise ValueError(f"expected ',' or a closing bracket at {pos}")
-            stack.pop()
-            value, pos = (_object(top[0]) if kind == "{" else top), pos + 1
+            if start is not None and depth - len(run) <= MAX_DEPTH:
+                end = match.start() + depth - MAX_DEPTH  # just after the closing bracket
+                out += (text[last:start], marker)
+                last, start = end, None
+            depth -= len(run)
+    out.append(text[last:])
+    return "".join(out)
 
 
-def _mark(value) -> tuple[object, set[str]]:
-    """Replace lone-surrogate text and containers deeper than MAX_DEPTH by markers.
+def _mark(value, marker: str | None, check_text: bool) -> tuple[object, set[str]]:
+    """Replace lone-surrogate text (values and keys), containers deeper than MAX_DEPTH and
+    `marker` strings by markers; a dict with a bad key becomes BAD_TEXT as a whole.
 
     Iterative, so any depth is safe; returns the value and the codes of the markers in it.
     """
     found: set[str] = set()
-
-    def check(v, depth: int):
-        if isinstance(v, str) and _bad_text(v):
-            v = BAD_TEXT
-        elif isinstance(v, dict | list) and depth > MAX_DEPTH:
-            v = TOO_DEEP
-        elif isinstance(v, dict | list):
-            todo.append((v, depth))
-        if isinstance(v, Unusable):
-            found.add(v.code)
-        return v
-
-    todo: list = []
-    value = check(value, 1)
+    holder = [value]
+    todo: list = [(holder, 0, None, None)]  # (container, depth, its parent, its key there)
     while todo:
-        container, depth = todo.pop()
-        keys = container.keys() if isinstance(container, dict) else range(len(container))
-        for k in keys:
-            container[k] = check(container[k], depth + 1)
-    return value, found
+        container, depth, parent, at = todo.pop()
+        if type(container) is dict:
+            if check_text and any(_bad_text(k) for k in container):
+                parent[at] = BAD_TEXT
+                found.add(BAD_TEXT.code)
+                continue
+            pairs = container.items()
+        else:
+            pairs = enumerate(container)
+        for key, v in pairs:
+            kind = type(v)
+            if kind is dict or kind is list:
+                if depth < MAX_DEPTH:
+                    todo.append((v, depth + 1, container, key))
+                    continue
+                v = container[key] = TOO_DEEP
+            elif kind is str and (v == marker or (check_text and _bad_text(v))):
+                v = container[key] = TOO_DEEP if v == marker else BAD_TEXT
+            if type(v) is Unusable:
+                found.add(v.code)
+    return holder[0], found
+
+
+# A JSON escape of a UTF-16 surrogate: without one, the text cannot hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_json(data: bytes) -> tuple[object, set[str]]:
     """Parse a JSON body; ValueError when it is not JSON at all (or not UTF-8)."""
-    text = data.decode("utf-8-sig")
+    text = data.decode("utf-8-sig")  # UTF-8 itself cannot carry a surrogate
+    check_text = _SURROGATE_ESCAPE.search(text) is not None
     hooks = {"parse_int": _int, "parse_float": _float, "parse_constant": _refuse_constant}
     try:
-        value = json.loads(text, object_pairs_hook=_object, **hooks)
+        return _mark(json.loads(text, **hooks), None, check_text)
     except RecursionError:
-        value = _parse_deep(text)
-    return _mark(value)
+        pass
+    marker = f"\0too_deep:{secrets.token_hex(16)}"  # a string no client can guess
+    try:
+        value = json.loads(_cut_deep(text, json.dumps(marker)), **hooks)
+    except RecursionError:  # brackets that never close
+        raise ValueError("JSON nested too deep") from None
+    return _mark(value, marker, check_text)
 
 
 def unusable_code(value) -> str | None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from server.demo import demo_data
-from server.requests import MAX_DEPTH, _parse_deep
+from server.requests import MAX_DEPTH, TOO_DEEP, parse_json
 from sync.clock import MAX_COUNTER, MAX_WALL_MS, Clock, decode, encode
 
 TONGPU = "450222101002"  # 桐浦村: the inspector's and the supervisor's, not the secretary's
@@ -441,9 +441,41 @@ def test_envelope_clock_with_a_lone_surrogate_does_not_fail_the_push(phone, clie
     assert store.submission(item["id"]) is not None
 
 
-def test_bounded_parser_gives_json_loads_values():
-    for text in ('{"a": [1, 2.5, "x", null, true, false, {}], "b": {"c": []}}', "[]", '"s"', "-0"):
-        assert _parse_deep(text) == json.loads(text)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",))), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(json_values, st.integers(0, 1500), st.booleans())
+def test_parse_json_gives_json_loads_values_and_marks_only_what_is_too_deep(
+    value, levels, ascii_only
+):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert parse_json(text.encode()) == (value, set())
+    wrapped = '{"s": "[[{\\"", "v": ' + "[" * levels + text + "]" * levels + "}"
+    parsed, found = parse_json(wrapped.encode())
+    assert parsed["s"] == '[[{"'  # brackets in strings do not count
+    if levels < MAX_DEPTH - 2:  # the wrappers and the value fit in MAX_DEPTH
+        inner = parsed["v"]
+        for _ in range(levels):
+            inner = inner[0]
+        assert inner == value and not found
+    elif levels >= MAX_DEPTH:  # the wrappers alone are too deep
+        assert found == {"too_deep"}
+        inner = parsed["v"]
+        for _ in range(MAX_DEPTH - 1):  # parsed["v"] is at depth 2
+            inner = inner[0]
+        assert inner is TOO_DEEP
 
 
 # -- property: any mix of good and malformed items stores exactly the good ones --------------
