@@ -317,7 +317,10 @@ def read_batch(body: dict, *, max_items: int) -> tuple[str, int | None, list[Ite
         if kind is None:
             _invalid(
                 item,
-                {"type": [_err("type", "未知的记录类型", "type must be facility or submission")]},
+                _unusable_errors(raw)
+                or {
+                    "type": [_err("type", "未知的记录类型", "type must be facility or submission")]
+                },
             )
         elif item.id is None:
             _invalid(item, {"id": [_err("type", "编号必须是 UUID", "id must be a UUID")]})

@@ -324,6 +324,7 @@ def bad_items(phone):
         (submission(target, phone.clock(), version=2**40), "form", "unknown_form"),
         (nested, "answers", "too_deep"),
         (new_facility(phone, lat=10**400), "lat", "bad_number"),
+        ({"type": "facility", "id": str(uuid.uuid4()), "名\udc00": 1}, "value", "bad_text"),
     ]
 
 
