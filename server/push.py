@@ -137,6 +137,8 @@ def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
         errors["fields"] = [
             _err("unknown_field", f"登记时只能填写：{', '.join(allowed)}", "unknown field")
         ]
+    elif not all(_ref(v) and len(v) <= 64 for v in fields.values()):
+        errors["fields"] = [_err("type", "设施类型填写不正确", "a type must be a short text")]
     if errors:
         return _invalid(item, errors)
     item.clock = clock

@@ -325,6 +325,7 @@ def bad_items(phone):
         (nested, "answers", "too_deep"),
         (new_facility(phone, lat=10**400), "lat", "bad_number"),
         ({"type": "facility", "id": str(uuid.uuid4()), "名\udc00": 1}, "value", "bad_text"),
+        (new_facility(phone, fields={"toilet_type": {"x": [1] * 1000}}), "fields", "type"),
     ]
 
 
