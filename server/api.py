@@ -20,7 +20,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def server_clock(store) -> str:
     """The server's clock reading for phones to `receive`."""
-    return encode(push.next_server_clock(store, now_ms()))
+    ahead_ms = int(current_app.config["CLOCK_AHEAD_MAX_HOURS"] * push.HOUR_MS)
+    return encode(push.next_server_clock(store, now_ms(), ahead_ms))
 
 
 def _record_out(row: dict, *, task: bool = False) -> dict:
@@ -105,7 +106,7 @@ _FORMS = push.FormCache()
 @require_token(roles=("inspector", "secretary", "supervisor", "admin"))
 def push_batch():
     """A batch of new facilities and submissions; one result per item."""
-    body = json_body()
+    body = json_body(keep_unusable=True)
     try:
         result = push.process(
             storage(),
@@ -119,7 +120,6 @@ def push_batch():
         )
     except push.PushRefused as refused:
         raise ApiError(refused.status, refused.code, refused.message) from None
-    result["clock"] = server_clock(storage())
     return jsonify(result)
 
 

@@ -3,15 +3,22 @@
 Checking needs only reads and pure functions (forms/ validates answers, sync/ decides
 identity); storing happens in one write transaction with a savepoint per item, so one bad
 item never loses the good ones and a failure never leaves half an item behind.
+
+What an item may touch is decided at store time, inside the transaction, against what is
+stored: never against what the batch claims (a "new facility" reusing another village's id is
+refused, and no later item of the batch may use an id that was refused or invalid). The whole
+answer, the server's clock included, is built and encoded before the transaction commits, so
+nothing is stored by a push that answers 5xx.
 """
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from forms.compiler import compile_form
 from sync import protocol
-from sync.clock import Clock, decode, skew_ms, tick, valid_device
+from sync.clock import Clock, decode, encode, skew_ms, tick, valid_device
 from sync.merge import (
     Conflict,
     Observation,
@@ -22,10 +29,16 @@ from sync.merge import (
 from sync.merge import apply as merge_apply
 
 from .evidence import judge_complete
+from .requests import MESSAGES, unusable_code
+from .settings import DEFAULTS
 from .storage import Storage
 
 SERVER_DEVICE = "server"
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_FORM_VERSION = 2**31 - 1
+MAX_REF_LEN = 200  # form ids and record ids
+HOUR_MS = 3600 * 1000
+DEFAULT_AHEAD_MS = int(DEFAULTS["CLOCK_AHEAD_MAX_HOURS"] * HOUR_MS)
 FACILITY_KINDS = {
     "toilet": ("toilet_type",),
     "rubbish": ("rubbish_type",),
@@ -47,6 +60,8 @@ class Item:
     photos: list = field(default_factory=list)
     observation: Observation | None = None
     record_type: str | None = None
+    form: object = None
+    clock: Clock | None = None
     missing: list | None = None
 
 
@@ -94,10 +109,16 @@ def _number(value, lo, hi) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and lo <= value <= hi
 
 
+def _ref(value) -> bool:
+    """A form or record id as an item may name it."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_REF_LEN
+
+
 def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
     """A facility registered on a phone: shape, scope and its initial fields."""
     raw, errors = item.raw, {}
-    if raw.get("village") not in caller.villages:
+    village = raw.get("village")
+    if not isinstance(village, str) or village not in caller.villages:
         errors["village"] = [_err("village_forbidden", "您没有该村的权限", "not your village")]
     kind = raw.get("kind")
     if kind not in FACILITY_KINDS:
@@ -116,8 +137,11 @@ def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
         errors["fields"] = [
             _err("unknown_field", f"登记时只能填写：{', '.join(allowed)}", "unknown field")
         ]
+    elif not all(_ref(v) and len(v) <= 64 for v in fields.values()):
+        errors["fields"] = [_err("type", "设施类型填写不正确", "a type must be a short text")]
     if errors:
         return _invalid(item, errors)
+    item.clock = clock
     item.row = {
         "id": item.id,
         "village_code": raw["village"],
@@ -151,13 +175,19 @@ class FormCache:
         return self._compiled[key]
 
 
-def check_submission(
-    item: Item, caller: Caller, store: Storage, forms: FormCache, new_facilities: dict
-) -> None:
-    """A submission: its form version, its record, scope and every answer."""
+def check_submission(item: Item, caller: Caller, store: Storage, forms: FormCache) -> None:
+    """A submission: its form version, its shape and every answer.
+
+    The record it is about is checked at store time (`_record_errors`), against what is stored.
+    """
     raw = item.raw
     form_id, version = raw.get("form"), raw.get("version")
-    if not isinstance(form_id, str) or not isinstance(version, int) or isinstance(version, bool):
+    if (
+        not _ref(form_id)
+        or not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 0 < version <= MAX_FORM_VERSION
+    ):
         return _invalid(item, {"form": [_err("unknown_form", "表单或版本不正确", "bad form")]})
     form = forms.get(store, form_id, version)
     if form is None:
@@ -196,21 +226,8 @@ def check_submission(
                 base[name] = decoded
     record_type = "task" if form.target == "task" else "facility"
     record_id = raw.get("record")
-    record = new_facilities.get(record_id) or (
-        store.record(record_type, record_id) if isinstance(record_id, str) else None
-    )
-    if record is None:
+    if not _ref(record_id):
         errors["record"] = [_err("unknown_record", "找不到要检查的设施或任务", "unknown record")]
-    elif record["village_code"] not in caller.villages:
-        errors["record"] = [_err("village_forbidden", "您没有该村的权限", "not your village")]
-    elif form.target not in ("task", "facility") and record["kind"] != form.target:
-        errors["record"] = [
-            _err(
-                "wrong_kind",
-                "该表单不适用于这个设施",
-                f"form {form_id} is for {form.target} facilities",
-            )
-        ]
     answers = raw.get("answers")
     if not isinstance(answers, dict):
         errors["answers"] = [_err("type", "答案格式不正确", "answers must be an object")]
@@ -220,6 +237,8 @@ def check_submission(
     if validation.errors:
         return _invalid(item, validation.errors)
     item.record_type = record_type
+    item.form = form
+    item.clock = clock
     item.photos = validation.photos
     item.row = {
         "id": item.id,
@@ -227,7 +246,6 @@ def check_submission(
         "form_version": version,
         "record_id": record_id,
         "record_type": record_type,
-        "village_code": record["village_code"],
         "author_id": caller.user_id,
         "device_id": caller.device_id,
         "clock": raw["clock"],
@@ -240,6 +258,41 @@ def check_submission(
     )
     if validation.dropped:
         item.result["dropped"] = list(validation.dropped)
+
+
+def _record_errors(record: dict | None, caller: Caller, form) -> dict:
+    """May this caller report on this stored record with this form? Empty when yes."""
+    if record is None:
+        return {"record": [_err("unknown_record", "找不到要检查的设施或任务", "unknown record")]}
+    if record["village_code"] not in caller.villages:
+        return {"record": [_err("village_forbidden", "您没有该村的权限", "not your village")]}
+    if form.target not in ("task", "facility") and record["kind"] != form.target:
+        return {
+            "record": [
+                _err(
+                    "wrong_kind",
+                    "该表单不适用于这个设施",
+                    f"form {form.id} is for {form.target} facilities",
+                )
+            ]
+        }
+    return {}
+
+
+RECORD_REFUSED = _err(
+    "record_refused",
+    "该设施在本批中未被接受，不能对它提交检查",
+    "the record was refused or invalid earlier in this batch",
+)
+
+
+def _unusable_errors(raw: dict) -> dict:
+    """Per field, the values the server cannot hold (see server/requests.py)."""
+    errors = {}
+    for name, value in raw.items():
+        if code := unusable_code(value):
+            errors[name] = [_err(code, MESSAGES[code], f"{name}: {code}")]
+    return errors
 
 
 def read_batch(body: dict, *, max_items: int) -> tuple[str, int | None, list[Item]]:
@@ -260,14 +313,21 @@ def read_batch(body: dict, *, max_items: int) -> tuple[str, int | None, list[Ite
         if not isinstance(raw, dict):
             raw = {"value": raw}
         kind, item_id = raw.get("type"), raw.get("id")
-        item = Item(index, raw, kind, item_id if isinstance(item_id, str) else None)
-        if kind not in ("facility", "submission"):
+        kind = kind if kind in ("facility", "submission") else None
+        valid_id = isinstance(item_id, str) and UUID.fullmatch(item_id)
+        item = Item(index, raw, kind, item_id if valid_id else None)
+        if kind is None:
             _invalid(
                 item,
-                {"type": [_err("type", "未知的记录类型", "type must be facility or submission")]},
+                _unusable_errors(raw)
+                or {
+                    "type": [_err("type", "未知的记录类型", "type must be facility or submission")]
+                },
             )
-        elif item.id is None or not UUID.match(item.id):
+        elif item.id is None:
             _invalid(item, {"id": [_err("type", "编号必须是 UUID", "id must be a UUID")]})
+        elif errors := _unusable_errors(raw):
+            _invalid(item, errors)
         items.append(item)
     seen = set()
     for item in items:
@@ -299,31 +359,35 @@ def process(
     now_ms: int,
     forms: FormCache,
 ) -> dict:
-    """Check and store one batch; returns the response body with a result per item."""
+    """Check and store one batch; returns the whole answer: a result per item, skew and clock."""
     device_id, device_time, items = read_batch(body, max_items=config["PUSH_BATCH_MAX"])
     caller = Caller(caller_user["id"], frozenset(villages), device_id)
     skew = skew_ms(int(device_time), now_ms) if device_time is not None else None
     pending = [i for i in items if not i.result.get("status")]
-    new_facilities = {}
     for item in (i for i in pending if i.type == "facility"):
         check_facility(item, caller, now_iso=now_iso)
-        if item.row:
-            new_facilities[item.id] = item.row
     for item in (i for i in pending if i.type == "submission"):
-        check_submission(item, caller, store, forms, new_facilities)
+        check_submission(item, caller, store, forms)
+    clocks = _ServerClock(store, now_ms, int(config["CLOCK_AHEAD_MAX_HOURS"] * HOUR_MS))
     window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
+    envelope_clock = _clock(body.get("clock"))
     with store.write():
         store.record_device(
             device_id=device_id,
             user_id=caller.user_id,
-            clock=body.get("clock") if isinstance(body.get("clock"), str) else None,
+            clock=encode(envelope_clock) if envelope_clock else None,
             skew_ms=skew,
             at=now_iso,
         )
         stored_f = store.facility_hashes(i.id for i in pending if i.type == "facility")
         stored_s = store.submission_hashes(i.id for i in pending if i.type == "submission")
+        blocked = {i.id for i in items if i.id and i.result.get("status") == protocol.INVALID}
         for item in sorted(pending, key=lambda i: (i.type != "facility", i.index)):
             if item.row is None:
+                continue
+            if item.type == "submission" and item.row["record_id"] in blocked:
+                _invalid(item, {"record": [RECORD_REFUSED]})
+                blocked.add(item.id)
                 continue
             stored = (stored_f if item.type == "facility" else stored_s).get(item.id)
             outcome = protocol.classify(stored, item.row["content_hash"])
@@ -340,28 +404,83 @@ def process(
                         ]
                     },
                 }
+                blocked.add(item.id)
                 continue
             if outcome == protocol.ACCEPTED:
                 with store.write():
                     if item.type == "facility":
-                        store.insert_facility(item.row, at=now_iso)
+                        _store_facility(store, item, clocks, now_iso)
                     else:
-                        _store_submission(store, item, skew, window_ms, now_iso)
+                        _store_submission(store, item, caller, clocks, skew, window_ms, now_iso)
+                if item.result.get("status") == protocol.INVALID:
+                    blocked.add(item.id)
+                    continue
             item.result["status"] = outcome
-    _photo_status(store, items)
-    results = []
-    for item in items:
-        results.append({"id": item.id, "type": item.type, "index": item.index, **item.result})
-    return {"results": results, "skew_ms": skew}
+        _photo_status(store, items)
+        answer = {
+            "results": [
+                {"id": item.id, "type": item.type, "index": item.index, **item.result}
+                for item in items
+            ],
+            "skew_ms": skew,
+            "clock": encode(clocks.now()),
+        }
+        json.dumps(answer, ensure_ascii=False, allow_nan=False).encode()  # fails before commit
+    return answer
 
 
-def _store_submission(store: Storage, item: Item, skew, window_ms, now_iso) -> None:
-    """Insert one submission and merge its observation into the record it is about."""
+class _ServerClock:
+    """The server's clock for one push: what a far-ahead report is re-stamped with."""
+
+    def __init__(self, store: Storage, now_ms: int, ahead_ms: int):
+        self.store, self.now_ms, self.ahead_ms = store, now_ms, ahead_ms
+
+    def now(self) -> Clock:
+        return next_server_clock(self.store, self.now_ms, self.ahead_ms)
+
+    def admit(self, item: Item) -> Clock:
+        """The clock the item's fields are ordered at; marks the result when it was re-stamped."""
+        if not protocol.too_far_ahead(item.clock, self.now_ms, self.ahead_ms):
+            return item.clock
+        clock = protocol.restamp(item.clock, self.now())
+        item.result["clock_adjusted"] = True
+        item.result["stored_clock"] = encode(clock)
+        return clock
+
+
+def _store_facility(store: Storage, item: Item, clocks: _ServerClock, now_iso) -> None:
+    """Insert a facility registered on a phone; a far-ahead clock is re-stamped."""
+    clock = encode(clocks.admit(item))
+    state = {k: {**entry, "clock": clock} for k, entry in item.row["state"].items()}
+    store.insert_facility({**item.row, "state": state}, at=now_iso)
+
+
+def _store_submission(
+    store: Storage, item: Item, caller: Caller, clocks: _ServerClock, skew, window_ms, now_iso
+) -> None:
+    """Insert one submission and merge its observation into the record it is about.
+
+    The record is read here, inside the transaction: its stored village decides the scope.
+    A far-ahead clock is re-stamped (docs/PROTOCOL.md, Clocks), and the submission then keeps
+    the larger of the two skews, so that the evidence checks flag it even when the phone sent
+    no (or a false) device time.
+    """
+    record = store.record(item.record_type, item.row["record_id"])
+    if errors := _record_errors(record, caller, item.form):
+        return _invalid(item, errors)
+    clock = clocks.admit(item)
+    if item.result.get("clock_adjusted"):
+        clock_skew = skew_ms(item.clock.wall_ms, clocks.now_ms)
+        if skew is None or abs(clock_skew) > abs(skew):
+            skew = clock_skew
+    obs = item.observation
+    item.observation = replace(obs, clock=clock, base=protocol.cap_base(obs.base, clock))
     missing = store.missing_media(p["sha256"] for p in item.photos)
     item.missing = missing
     store.insert_submission(
         {
             **item.row,
+            "village_code": record["village_code"],
             "received_at": now_iso,
             "skew_ms": skew,
             "state": "received" if missing else "complete",
@@ -374,9 +493,14 @@ def _store_submission(store: Storage, item: Item, skew, window_ms, now_iso) -> N
         judge_complete(store, [item.id], at=now_iso)
 
 
-def next_server_clock(store: Storage, now_ms: int) -> Clock:
-    """The server's hybrid logical clock: after every observation it holds."""
-    newest = store.newest_clock()
+def next_server_clock(store: Storage, now_ms: int, ahead_ms: int = DEFAULT_AHEAD_MS) -> Clock:
+    """The server's hybrid logical clock: after every observation it holds.
+
+    Observations more than `ahead_ms` ahead of now are ignored: the server never adopts a clock
+    it has not vouched for, so one stored by older code before re-stamping existed (or written
+    by hand) cannot drag it towards the end of the clock range, and pull and push keep working.
+    """
+    newest = store.newest_clock(max_wall_ms=now_ms + ahead_ms)
     return tick(decode(newest) if newest else None, now_ms, SERVER_DEVICE)
 
 

@@ -42,6 +42,11 @@ SETTINGS = (
     Setting("CONFLICT_WINDOW_HOURS", 72, "reports further apart than this never conflict"),
     Setting("SKEW_FLAG_MINUTES", 30, "device clock skew above this is flagged"),
     Setting(
+        "CLOCK_AHEAD_MAX_HOURS",
+        24,
+        "reports stamped further ahead of server time are re-stamped at receipt (and flagged)",
+    ),
+    Setting(
         "LOGIN_MAX_FAILURES",
         5,
         "failed logins for one username from one address before each further try must wait"

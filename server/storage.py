@@ -931,11 +931,16 @@ class Storage:
         return row
 
     def submissions_of_record(self, record_id: str) -> list[dict]:
-        """A record's history: every submission about it, newest observation first."""
+        """A record's history: every submission about it, newest observation first.
+
+        Ordered by the observation's clock, which differs from the clock sent when the server
+        re-stamped a far-ahead one (server/push.py).
+        """
         rows = self.db.query(
-            "SELECT id, form_id, form_version, author_id, device_id, clock, observed_at,"
-            " received_at, state, answers FROM submissions WHERE record_id = ?"
-            " ORDER BY clock DESC",
+            "SELECT s.id, s.form_id, s.form_version, s.author_id, s.device_id, s.clock,"
+            " s.observed_at, s.received_at, s.state, s.answers FROM submissions s"
+            " LEFT JOIN observations o ON o.id = s.id WHERE s.record_id = ?"
+            " ORDER BY coalesce(o.clock, s.clock) DESC",
             [record_id],
         )
         return [{**r, "answers": json.loads(r["answers"])} for r in rows]
@@ -1007,9 +1012,18 @@ class Storage:
             ).fetchall()
         )
 
-    def newest_clock(self) -> str | None:
-        """The newest observation clock the server holds (the server's clock never goes back)."""
-        return self.conn.execute("SELECT max(clock) FROM observations").fetchone()[0]
+    def newest_clock(self, *, max_wall_ms: int) -> str | None:
+        """The newest observation clock whose wall time is at most `max_wall_ms`.
+
+        Encoded clocks start with 13 digits of wall time, so the bound is a string comparison
+        that the index on `clock` answers.
+        """
+        if max_wall_ms >= 10**13 - 1:
+            return self.conn.execute("SELECT max(clock) FROM observations").fetchone()[0]
+        bound = f"{max(max_wall_ms, -1) + 1:013d}"
+        return self.conn.execute(
+            "SELECT max(clock) FROM observations WHERE clock < ?", (bound,)
+        ).fetchone()[0]
 
     def open_conflicts_of(self, record_id: str) -> list[dict]:
         return [

@@ -10,6 +10,12 @@ The counter is bounded to 0..0xFFFF so the encoding keeps a fixed width. When it
 overflow, wall_ms is advanced by 1 ms and the counter restarts at 0; the clock then runs at
 most 1 ms ahead of physical time per 65 536 events within one millisecond, which is harmless.
 
+At the very top of the range (MAX_WALL_MS, the year 2286) there is nothing left to advance to:
+`tick` and `receive` then saturate at the largest clock of the device instead of raising, and
+a wall time beyond the range is read as MAX_WALL_MS. Only a wildly wrong or hostile clock gets
+there; the server refuses to adopt such clocks (server/push.py re-stamps anything more than
+CLOCK_AHEAD_MAX_HOURS ahead), so saturation is a last resort that keeps every caller working.
+
 Device ids are 1..64 printable ASCII characters without whitespace (0x21..0x7E). They may
 contain '-'. Keeping them ASCII makes encoded clocks sort identically in Python, SQLite
 (BINARY collation) and JavaScript (UTF-16 comparison).
@@ -74,21 +80,33 @@ def decode(s: str) -> Clock:
 
 
 def _make(wall_ms: int, counter: int, device: str) -> Clock:
-    """Build a clock, carrying a counter overflow into wall_ms."""
+    """Build a clock, carrying a counter overflow into wall_ms (saturating at the top)."""
     if counter > MAX_COUNTER:
+        if wall_ms >= MAX_WALL_MS:
+            return Clock(MAX_WALL_MS, MAX_COUNTER, device)
         wall_ms, counter = wall_ms + 1, 0
     return Clock(wall_ms, counter, device)
 
 
+def _wall(now_ms: int) -> int:
+    """A wall time inside the encodable range."""
+    return min(max(now_ms, 0), MAX_WALL_MS)
+
+
 def tick(last: Clock | None, now_ms: int, device: str) -> Clock:
-    """Stamp a local or send event: later than `last` even if the wall clock went backwards."""
+    """Stamp a local or send event: later than `last` even if the wall clock went backwards.
+
+    Strictly later unless `last` is already the largest clock (see the module docstring).
+    """
+    now_ms = _wall(now_ms)
     if last is None or now_ms > last.wall_ms:
         return Clock(now_ms, 0, device)
     return _make(last.wall_ms, last.counter + 1, device)
 
 
 def receive(last: Clock | None, remote: Clock, now_ms: int, device: str) -> Clock:
-    """Stamp the receipt of `remote`: later than both `last` and `remote`."""
+    """Stamp the receipt of `remote`: later than both `last` and `remote` (or saturated)."""
+    now_ms = _wall(now_ms)
     if last is None:
         last = remote
     wall = max(last.wall_ms, remote.wall_ms, now_ms)

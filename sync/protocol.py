@@ -11,7 +11,10 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+
+from sync.clock import Clock
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -37,10 +40,32 @@ def classify(stored_hash: str | None, new_hash: str) -> str:
     return DUPLICATE if stored_hash == new_hash else REFUSED
 
 
+def too_far_ahead(sent: Clock, now_ms: int, ahead_ms: int) -> bool:
+    """A clock the server will not adopt: more than `ahead_ms` ahead of its own time."""
+    return sent.wall_ms > now_ms + ahead_ms
+
+
+def restamp(sent: Clock, server_now: Clock) -> Clock:
+    """Order a far-ahead report at the server's clock on receipt, keeping the phone's device.
+
+    The device stays so that "a phone has seen its own earlier reports" (sync/merge.py) still
+    holds, and two re-stamped reports from different phones can still conflict.
+    """
+    return Clock(server_now.wall_ms, server_now.counter, sent.device)
+
+
+def cap_base(base: Mapping[str, Clock], clock: Clock) -> dict[str, Clock]:
+    """Base clocks later than the observation's own are capped to it: no report saw its future."""
+    return {name: min(seen, clock) for name, seen in base.items()}
+
+
 def scope_key(user_id: int, villages: Iterable[str]) -> str:
     """A short fingerprint of who is pulling and which villages they see."""
     raw = f"{user_id}:" + ",".join(sorted(villages))
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit SQLite's 64-bit integers
 
 
 def encode_cursor(seq: int, scope: str) -> str:
@@ -59,7 +84,7 @@ def decode_cursor(cursor: str | None, scope: str) -> tuple[int, bool]:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError("cursor is not one this server issued") from exc
     parts = raw.split(":")
-    if len(parts) != 3 or parts[0] != "v1" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "v1" or not _SEQ.fullmatch(parts[1]):
         raise ValueError("cursor is not one this server issued")
     if parts[2] != scope:
         return 0, True

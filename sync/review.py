@@ -20,10 +20,15 @@ STATES = {
 }
 
 
-def decide(decision: str, reason: str | None) -> tuple[str, str | None]:
-    """(new state, cleaned reason); ValueError with a Chinese message when not allowed."""
-    if decision not in STATES:
+def decide(decision: object, reason: object) -> tuple[str, str | None]:
+    """(new state, cleaned reason); ValueError with a Chinese message when not allowed.
+
+    Both come straight from a request body, so any JSON value must give an answer, not a crash.
+    """
+    if not isinstance(decision, str) or decision not in STATES:
         raise ValueError("审核结论必须是 通过、退回 或 要求复查")
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError("原因必须是文字")
     reason = (reason or "").strip() or None
     if decision != "approve" and not reason:
         raise ValueError("退回或要求复查时必须填写原因")

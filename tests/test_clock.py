@@ -155,6 +155,36 @@ def test_device_years_behind_still_stamps_after_what_it_received(remote, years, 
         c = nxt
 
 
+TOP = Clock(MAX_WALL_MS, MAX_COUNTER, "p")
+near_top = st.builds(
+    Clock,
+    st.integers(MAX_WALL_MS - 3, MAX_WALL_MS),
+    st.integers(MAX_COUNTER - 3, MAX_COUNTER),
+    devices,
+)
+any_now = st.integers(-(10**14), 10**15)
+
+
+def test_the_largest_clock_saturates_instead_of_overflowing():
+    assert tick(TOP, NOW, "p") == TOP
+    assert receive(None, TOP, NOW, "p") == TOP
+    assert receive(TOP, Clock(MAX_WALL_MS, MAX_COUNTER, "q"), NOW, "p") == TOP
+    assert tick(None, 10**15, "p") == Clock(MAX_WALL_MS, 0, "p")
+    assert tick(None, -5, "p") == Clock(0, 0, "p")
+
+
+@given(st.none() | near_top | clocks, near_top | clocks, any_now, devices, st.booleans())
+def test_tick_and_receive_never_raise_and_stay_ordered_below_the_top(
+    last, remote, now_ms, device, is_receive
+):
+    new = receive(last, remote, now_ms, device) if is_receive else tick(last, now_ms, device)
+    assert decode(encode(new)) == new
+    saturated = (new.wall_ms, new.counter) == (MAX_WALL_MS, MAX_COUNTER)
+    seen = [c for c in (last, remote if is_receive else None) if c is not None]
+    assert all(new > c for c in seen) or saturated
+    assert new.wall_ms >= min(max(now_ms, 0), MAX_WALL_MS)
+
+
 def test_skew_is_device_minus_server():
     assert skew_ms(NOW + 1500, NOW) == 1500
     assert skew_ms(NOW - 2 * YEAR_MS, NOW) == -2 * YEAR_MS

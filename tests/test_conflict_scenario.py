@@ -110,6 +110,7 @@ def test_reports_days_apart_do_not_conflict(tmp_path, demo_db, facilities):
         toilet, b.clock(minutes=60 * 24 * 10), base=base, answers=toilet_answers(in_use=False)
     )
     a.push([first])
+    client.application.config["CLOCK"].advance(days=10)  # B reports ten days later
     b.push([later])
     history = client.get(f"/api/v1/facilities/{toilet}/history", headers=a.headers).json
     assert history["conflicts"] == []

@@ -151,11 +151,12 @@ def test_a_later_done_from_the_secretary_wins_over_overdue(store, make_phone, cl
 
 
 def test_a_done_made_before_the_mark_but_synced_after_is_a_conflict_for_a_supervisor(
-    store, make_phone
+    store, make_phone, clock
 ):
     mark_overdue(ctx(store, DEC01_0015_BJ))
     record = task_id()
     phone = make_phone("secretary")
+    clock.now = DEC01_0015_BJ + timedelta(hours=2)  # it syncs after the mark, not in the past
     phone.wall_ms = int(datetime(2026, 11, 29, 2, 0, tzinfo=UTC).timestamp() * 1000)
     assert phone.push([done_item(phone, record, phone.clock())]).json["results"][0]["status"] in (
         "accepted",

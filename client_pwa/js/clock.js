@@ -45,13 +45,21 @@ export function decode(text) {
 const asClock = (c) => (typeof c === 'string' ? decode(c) : c);
 
 // Build a clock, carrying a counter overflow into wallMs (at most 1 ms ahead per 65 536 events).
+// At the top of the range (year 2286) there is nothing left to advance to: saturate at the
+// largest clock of the device rather than throw, as sync/clock.py does.
 function carry(wallMs, counter, device) {
-  return counter > MAX_COUNTER ? make(wallMs + 1, 0, device) : make(wallMs, counter, device);
+  if (counter <= MAX_COUNTER) return make(wallMs, counter, device);
+  if (wallMs >= MAX_WALL_MS) return make(MAX_WALL_MS, MAX_COUNTER, device);
+  return make(wallMs + 1, 0, device);
 }
+
+// A wall time inside the encodable range (a phone clock set absurdly far ahead reads as the top).
+const wall = (nowMs) => Math.min(Math.max(nowMs, 0), MAX_WALL_MS);
 
 /** Stamp a local event: later than `last` even if the wall clock went backwards. */
 export function tick(last, nowMs, device) {
   const prev = last == null ? null : asClock(last);
+  nowMs = wall(nowMs);
   if (prev === null || nowMs > prev.wallMs) return encode(make(nowMs, 0, device));
   return encode(carry(prev.wallMs, prev.counter + 1, device));
 }
@@ -60,10 +68,10 @@ export function tick(last, nowMs, device) {
 export function receive(last, remote, nowMs, device) {
   const r = asClock(remote);
   const l = last == null ? r : asClock(last);
-  const wall = Math.max(l.wallMs, r.wallMs, nowMs);
+  const w = Math.max(l.wallMs, r.wallMs, wall(nowMs));
   let counter = 0;
-  if (wall === l.wallMs && wall === r.wallMs) counter = Math.max(l.counter, r.counter) + 1;
-  else if (wall === l.wallMs) counter = l.counter + 1;
-  else if (wall === r.wallMs) counter = r.counter + 1;
-  return encode(carry(wall, counter, device));
+  if (w === l.wallMs && w === r.wallMs) counter = Math.max(l.counter, r.counter) + 1;
+  else if (w === l.wallMs) counter = l.counter + 1;
+  else if (w === r.wallMs) counter = r.counter + 1;
+  return encode(carry(w, counter, device));
 }

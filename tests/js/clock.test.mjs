@@ -51,6 +51,15 @@ test('counter overflow advances the wall by 1 ms and restarts the counter', () =
   assert.equal(receive(null, last, NOW - 5, 'q'), encode({ wallMs: NOW + 1, counter: 0, device: 'q' }));
 });
 
+test('at the top of the range tick and receive saturate instead of throwing', () => {
+  const top = encode({ wallMs: MAX_WALL_MS, counter: MAX_COUNTER, device: 'p' });
+  assert.equal(tick(top, NOW, 'p'), top);
+  assert.equal(tick(null, 10 ** 15, 'p'), encode({ wallMs: MAX_WALL_MS, counter: 0, device: 'p' }));
+  assert.equal(receive(null, top, NOW, 'p'), top);
+  assert.equal(receive(top, encode({ wallMs: MAX_WALL_MS, counter: MAX_COUNTER, device: 'q' }), 10 ** 15, 'p'), top);
+  assert.equal(tick(null, -5, 'p'), encode({ wallMs: 0, counter: 0, device: 'p' }));
+});
+
 test('receive: max counter on a tie, counter reset on fresh wall time', () => {
   const last = encode({ wallMs: NOW, counter: 3, device: 'p' });
   const remote = encode({ wallMs: NOW, counter: 7, device: 'q' });
