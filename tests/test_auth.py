@@ -132,3 +132,21 @@ def test_a_right_password_clears_earlier_failures(client):
     for _ in range(4):
         login(client, "inspector", "guess")
     assert login(client, "inspector", PASSWORDS["inspector"]).status_code == 200
+
+
+def test_a_token_id_beyond_64_bits_is_not_found_not_a_server_error(client):
+    token = login(client, "inspector", PASSWORDS["inspector"]).json["token"]
+    response = client.delete(
+        "/api/v1/auth/tokens/99999999999999999999999",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+def test_a_device_label_must_be_short_text(client, store):
+    for label in ({"a": 1}, ["phone"], "长" * 101):
+        response = login(client, "inspector", PASSWORDS["inspector"], label=label)
+        assert response.status_code == 400
+        assert response.json["error"]["code"] == "invalid_label"
+    assert store.conn.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0

@@ -182,6 +182,6 @@ def test_half_an_emoji_in_a_login_is_a_400_and_counts_nothing(client, store, fie
         "/api/v1/auth/login", data=text % tuple(values), content_type="application/json"
     )
     assert response.status_code == 400
-    assert response.json["error"]["code"] == "invalid_text"
+    assert response.json["error"]["code"] == "bad_text"
     assert store.conn.execute("SELECT count(*) FROM login_throttle").fetchone()[0] == 0
     assert store.conn.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
