@@ -20,7 +20,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def server_clock(store) -> str:
     """The server's clock reading for phones to `receive`."""
-    ahead_ms = int(current_app.config["CLOCK_AHEAD_MAX_HOURS"] * push.HOUR_MS)
+    ahead_ms = push.clock_ahead_ms(current_app.config)
     return encode(push.next_server_clock(store, now_ms(), ahead_ms))
 
 

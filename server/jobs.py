@@ -24,7 +24,7 @@ from sync.clock import decode
 from sync.merge import Observation
 
 from . import indicators, sampling
-from .push import apply_observation, next_server_clock
+from .push import apply_observation, clock_ahead_ms, next_server_clock
 from .storage import Storage
 from .tasks import month_tasks
 
@@ -82,7 +82,7 @@ def mark_overdue(ctx: JobContext) -> dict:
     marked = []
     with ctx.store.write():
         for task in ctx.store.tasks_not_done_due_before(today):
-            clock = next_server_clock(ctx.store, now_ms)
+            clock = next_server_clock(ctx.store, now_ms, clock_ahead_ms(ctx.config))
             base = {"status": decode(task["status_clock"])} if task["status_clock"] else {}
             obs = Observation(
                 id=f"overdue:{task['id']}:{clock}",

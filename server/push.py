@@ -30,7 +30,6 @@ from sync.merge import apply as merge_apply
 
 from .evidence import judge_complete
 from .requests import MESSAGES, unusable_code
-from .settings import DEFAULTS
 from .storage import Storage
 
 SERVER_DEVICE = "server"
@@ -38,7 +37,13 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 MAX_FORM_VERSION = 2**31 - 1
 MAX_REF_LEN = 200  # form ids and record ids
 HOUR_MS = 3600 * 1000
-DEFAULT_AHEAD_MS = int(DEFAULTS["CLOCK_AHEAD_MAX_HOURS"] * HOUR_MS)
+
+
+def clock_ahead_ms(config) -> int:
+    """How far ahead of server time a clock may be before it is re-stamped."""
+    return int(config["CLOCK_AHEAD_MAX_HOURS"] * HOUR_MS)
+
+
 FACILITY_KINDS = {
     "toilet": ("toilet_type",),
     "rubbish": ("rubbish_type",),
@@ -493,7 +498,7 @@ def _store_submission(
         judge_complete(store, [item.id], at=now_iso)
 
 
-def next_server_clock(store: Storage, now_ms: int, ahead_ms: int = DEFAULT_AHEAD_MS) -> Clock:
+def next_server_clock(store: Storage, now_ms: int, ahead_ms: int) -> Clock:
     """The server's hybrid logical clock: after every observation it holds.
 
     Observations more than `ahead_ms` ahead of now are ignored: the server never adopts a clock

@@ -221,6 +221,7 @@ def resolve(
     now_ms: int,
     now_iso: str,
     window_ms: int,
+    ahead_ms: int,
     seen: str | None = None,
 ) -> str:
     """Apply the supervisor's value as a server observation; returns its id.
@@ -245,7 +246,7 @@ def resolve(
             conflict,
             value,
             clocks=clocks,
-            server_clock=push.next_server_clock(store, now_ms),
+            server_clock=push.next_server_clock(store, now_ms, ahead_ms),
             seen=seen,
         )
         push.apply_observation(store, conflict["record_type"], obs, window_ms, at=now_iso)

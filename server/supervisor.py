@@ -29,6 +29,7 @@ from . import resolve as resolving
 from .context import media_store, now, now_iso, now_ms, storage
 from .media_api import stream_file
 from .plot import Point, distance_m, position_plot, valid
+from .push import clock_ahead_ms
 from .web import login_required, safe_next
 
 bp = Blueprint("supervisor", __name__, url_prefix="/desk")
@@ -607,6 +608,7 @@ def resolve_conflict(conflict_id: str):
             now_ms=now_ms(),
             now_iso=now_iso(),
             window_ms=int(current_app.config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000),
+            ahead_ms=clock_ahead_ms(current_app.config),
             seen=request.form.get("seen") or None,
         )
     except resolving.ResolveError as exc:

@@ -18,6 +18,7 @@ from sync.clock import Clock, encode
 CONFIG = {
     "TIMEZONE": "Asia/Shanghai",
     "CONFLICT_WINDOW_HOURS": 72,
+    "CLOCK_AHEAD_MAX_HOURS": 24,
     "SAMPLE_SHARE": 0.25,
     "HIGH_RISK_SCORE": 50,
     "PARTIAL_UPLOAD_MAX_AGE_DAYS": 7,
