@@ -129,6 +129,8 @@ def start(app):
             id=name,
             name=spec.help,
         )
+        if spec.at_start:
+            scheduler.add_job(_scheduled, args=[app, name, holder], id=f"{name}@start")
     scheduler.start()
     app.extensions[EXTENSION] = scheduler
     atexit.register(_shutdown, scheduler)

@@ -849,6 +849,18 @@ class Storage:
         }
         return [h for h in wanted if h not in held]
 
+    def photos_without_media(self) -> list[str]:
+        """Photos submissions use that have no media row: not uploaded yet, or held but not
+        processed (a crash between the upload and its row; the photo store tells which)."""
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT sm.sha256 FROM submission_media sm"
+                " LEFT JOIN media m ON m.sha256 = sm.sha256 WHERE m.sha256 IS NULL"
+                " ORDER BY sm.sha256"
+            )
+        ]
+
     def insert_observation(self, obs: dict) -> None:
         self.conn.execute(
             "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"
