@@ -1,0 +1,172 @@
+"""A server killed between receiving a photo and processing it: nothing stays stuck.
+
+Each test leaves the photo store and database as a kill at one point of the ingest would
+(the real store's own steps, stopped early), then checks what the phone and the desk see.
+"""
+
+import time
+
+import pytest
+from conftest import photo, sha, submission, toilet_answers
+from test_media_api import corpus, noise_photo, toilets, upload  # noqa: F401 (fixture)
+
+from media.images import process_image
+from server import scheduler
+from server.context import media_store
+from server.ingest import DISPLAY_SIZES
+from server.jobs import JOBS
+
+
+def push_two(phone, facility_id, outside: bytes, inside: bytes) -> dict:
+    answers = toilet_answers(photo_outside=[photo(sha(outside))], photo_inside=[photo(sha(inside))])
+    item = submission(facility_id, phone.clock(), answers=answers)
+    result = phone.push([item]).json["results"][0]
+    assert sorted(result["missing"]) == sorted([sha(outside), sha(inside)])
+    return item
+
+
+def killed_after_file_in_place(app, data: bytes, *, versions: bool = False) -> str:
+    """The photo file is in the store (upload complete, hash checked), but no media row:
+    the server died before processing it, or (versions=True) after writing its versions."""
+    with app.app_context():
+        media = media_store()
+        result = media.append_chunk(sha(data), 0, data, len(data))
+        assert type(result).__name__ == "Completed"
+        if versions:
+            for size, jpeg in process_image(data, DISPLAY_SIZES).versions.items():
+                media.put_derived(sha(data), f"{size}.jpg", jpeg)
+    return sha(data)
+
+
+def status(client, phone, digest):
+    return client.get(f"/api/v1/media/{digest}", headers=phone.headers)
+
+
+def display(client, phone, digest, size=320):
+    return client.get(f"/api/v1/media/{digest}/display/{size}", headers=phone.headers)
+
+
+@pytest.fixture
+def half_done(app, phone, toilets, client):  # noqa: F811
+    """An inspection whose first photo was processed and whose second is held, unprocessed."""
+    outside, inside = corpus("iphone_hdr_NO.jpg"), noise_photo(7)
+    item = push_two(phone, toilets[0], outside, inside)
+    assert upload(client, phone, outside).json["complete"] is True
+    killed_after_file_in_place(app, inside)
+    return item, sha(inside)
+
+
+def test_asking_about_a_held_photo_processes_it_and_completes_the_inspection(
+    half_done, phone, client, store
+):
+    item, digest = half_done
+    assert store.submission(item["id"])["state"] == "received"
+    answer = status(client, phone, digest)
+    assert answer.status_code == 200
+    assert answer.json["complete"] is True
+    assert store.media(digest) is not None
+    assert display(client, phone, digest).status_code == 200
+    assert store.submission(item["id"])["state"] == "complete"
+    assert store.submission(item["id"])["risk_score"] is not None
+
+
+def test_sending_a_held_photo_again_processes_it(half_done, phone, client, store):
+    item, digest = half_done
+    data = noise_photo(7)
+    answer = upload(client, phone, data)
+    assert answer.status_code == 200 and answer.json["complete"] is True
+    assert answer.json["offset"] == len(data)
+    assert store.media(digest)["size"] == len(data)
+    assert store.submission(item["id"])["state"] == "complete"
+
+
+def test_the_push_still_lists_a_held_but_unprocessed_photo_as_missing(half_done, phone, toilets):  # noqa: F811
+    _, digest = half_done
+    again = toilet_answers(photo_outside=[photo(digest)], photo_inside=[photo(digest)])
+    result = phone.push([submission(toilets[1], phone.clock(), answers=again)]).json
+    assert result["results"][0]["missing"] == [digest]
+
+
+def test_the_job_processes_held_photos_and_judges_what_they_complete(
+    app, phone, toilets, client, store, runner  # noqa: F811
+):
+    first, second = corpus("HMD_Nokia_8.3_5G.jpg"), noise_photo(8)
+    third = noise_photo(9)
+    a = push_two(phone, toilets[0], first, second)
+    b = push_two(phone, toilets[1], third, noise_photo(10))  # its second photo never came
+    killed_after_file_in_place(app, first)
+    killed_after_file_in_place(app, second, versions=True)
+    killed_after_file_in_place(app, third)
+    result = runner.invoke(args=["run-job", "reprocess-held"])
+    assert result.exit_code == 0, result.output
+    assert '"processed":3' in result.output
+    for digest in (sha(first), sha(second), sha(third)):
+        assert store.media(digest) is not None
+        assert display(client, phone, digest, 1280).status_code == 200
+    assert store.submission(a["id"])["state"] == "complete"
+    assert store.submission(b["id"])["state"] == "received"
+    again = runner.invoke(args=["run-job", "reprocess-held"])
+    assert '"processed":0' in again.output
+
+
+def test_a_held_photo_that_cannot_be_read_is_dropped_so_the_phone_sends_it_again(
+    app, phone, toilets, client, store, runner  # noqa: F811
+):
+    broken = corpus("87_OSError.jpg")[:300_000]
+    push_two(phone, toilets[0], broken, noise_photo(12))
+    digest = killed_after_file_in_place(app, broken)
+    result = runner.invoke(args=["run-job", "reprocess-held"])
+    assert '"rejected":1' in result.output
+    assert store.media(digest) is None
+    answer = status(client, phone, digest).json
+    assert answer == {"sha256": digest, "complete": False, "offset": 0, "length": None}
+
+
+def test_the_scheduler_processes_held_photos_as_soon_as_it_starts(half_done, app, store):
+    item, digest = half_done
+    sched = scheduler.start(app)
+    try:
+        deadline = time.monotonic() + 20
+        while store.media(digest) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sched.shutdown(wait=True)
+    assert store.media(digest) is not None
+    assert store.submission(item["id"])["state"] == "complete"
+    assert JOBS["reprocess-held"].at_start
+
+
+@pytest.mark.parametrize(
+    "offset, length",
+    [
+        ("²", "100"),
+        ("0", "²"),
+        ("0", "9" * 5000),
+        ("9" * 5000, "100"),
+        ("³", "100"),
+        ("0", "1²"),
+        ("-1", "100"),
+        ("0", " 100"),
+        ("0", "1e3"),
+        ("0", "9" * 16),
+    ],
+)
+def test_upload_headers_that_are_not_small_ascii_numbers_are_a_400(
+    phone, toilets, client, store, offset, length  # noqa: F811
+):
+    data = noise_photo(13)
+    digest = sha(data)
+    push_two(phone, toilets[0], data, noise_photo(14))
+    response = client.patch(
+        f"/api/v1/media/{digest}",
+        data=data[:100],
+        headers={
+            **phone.headers,
+            "Upload-Offset": offset,
+            "Upload-Length": length,
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad_header"
+    assert status(client, phone, digest).json["offset"] == 0
