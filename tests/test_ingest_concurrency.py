@@ -4,13 +4,24 @@ import io
 import threading
 
 import pytest
-from conftest import CORPUS, photo, sha, submission, toilet_answers
+from conftest import CORPUS, YUNYU, photo, sha, submission, toilet_answers
 from PIL import Image
-from test_media_api import toilets, upload  # noqa: F401 (fixture)
+from test_media_api import upload
 
 import server.ingest
+from server.demo import demo_data
 
 UPLOADS = 6
+
+
+@pytest.fixture
+def toilets():
+    """The household toilets of 云屿村 in the demo county."""
+    return [
+        f["id"]
+        for f in demo_data()["facilities"]
+        if f["village"] == YUNYU and f["kind"] == "toilet"
+    ]
 
 
 def camera_photos(n: int) -> list[bytes]:
@@ -50,7 +61,12 @@ def decodes(monkeypatch):
 
 @pytest.mark.parametrize("limit", [1, 2])
 def test_photos_arriving_together_are_decoded_at_most_limit_at_a_time(
-    app, phone, toilets, store, decodes, limit  # noqa: F811
+    app,
+    phone,
+    toilets,
+    store,
+    decodes,
+    limit,
 ):
     app.config["INGEST_CONCURRENCY"] = limit
     photos = camera_photos(UPLOADS)

@@ -7,14 +7,25 @@ Each test leaves the photo store and database as a kill at one point of the inge
 import time
 
 import pytest
-from conftest import photo, sha, submission, toilet_answers
-from test_media_api import corpus, noise_photo, toilets, upload  # noqa: F401 (fixture)
+from conftest import YUNYU, photo, sha, submission, toilet_answers
+from test_media_api import corpus, noise_photo, upload
 
 from media.images import process_image
 from server import scheduler
 from server.context import media_store
+from server.demo import demo_data
 from server.ingest import DISPLAY_SIZES
 from server.jobs import JOBS
+
+
+@pytest.fixture
+def toilets():
+    """The household toilets of 云屿村 in the demo county."""
+    return [
+        f["id"]
+        for f in demo_data()["facilities"]
+        if f["village"] == YUNYU and f["kind"] == "toilet"
+    ]
 
 
 def push_two(phone, facility_id, outside: bytes, inside: bytes) -> dict:
@@ -47,7 +58,7 @@ def display(client, phone, digest, size=320):
 
 
 @pytest.fixture
-def half_done(app, phone, toilets, client):  # noqa: F811
+def half_done(app, phone, toilets, client):
     """An inspection whose first photo was processed and whose second is held, unprocessed."""
     outside, inside = corpus("iphone_hdr_NO.jpg"), noise_photo(7)
     item = push_two(phone, toilets[0], outside, inside)
@@ -80,7 +91,7 @@ def test_sending_a_held_photo_again_processes_it(half_done, phone, client, store
     assert store.submission(item["id"])["state"] == "complete"
 
 
-def test_the_push_still_lists_a_held_but_unprocessed_photo_as_missing(half_done, phone, toilets):  # noqa: F811
+def test_the_push_still_lists_a_held_but_unprocessed_photo_as_missing(half_done, phone, toilets):
     _, digest = half_done
     again = toilet_answers(photo_outside=[photo(digest)], photo_inside=[photo(digest)])
     result = phone.push([submission(toilets[1], phone.clock(), answers=again)]).json
@@ -88,7 +99,12 @@ def test_the_push_still_lists_a_held_but_unprocessed_photo_as_missing(half_done,
 
 
 def test_the_job_processes_held_photos_and_judges_what_they_complete(
-    app, phone, toilets, client, store, runner  # noqa: F811
+    app,
+    phone,
+    toilets,
+    client,
+    store,
+    runner,
 ):
     first, second = corpus("HMD_Nokia_8.3_5G.jpg"), noise_photo(8)
     third = noise_photo(9)
@@ -110,7 +126,12 @@ def test_the_job_processes_held_photos_and_judges_what_they_complete(
 
 
 def test_a_held_photo_that_cannot_be_read_is_dropped_so_the_phone_sends_it_again(
-    app, phone, toilets, client, store, runner  # noqa: F811
+    app,
+    phone,
+    toilets,
+    client,
+    store,
+    runner,
 ):
     broken = corpus("87_OSError.jpg")[:300_000]
     push_two(phone, toilets[0], broken, noise_photo(12))
@@ -152,7 +173,12 @@ def test_the_scheduler_processes_held_photos_as_soon_as_it_starts(half_done, app
     ],
 )
 def test_upload_headers_that_are_not_small_ascii_numbers_are_a_400(
-    phone, toilets, client, store, offset, length  # noqa: F811
+    phone,
+    toilets,
+    client,
+    store,
+    offset,
+    length,
 ):
     data = noise_photo(13)
     digest = sha(data)
