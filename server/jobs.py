@@ -168,6 +168,7 @@ class JobSpec:
     slot: str  # strftime of local time naming one occurrence: each slot runs once
     help: str
     at_start: bool = False  # also run once when the scheduler starts
+    lease_seconds: int | None = None  # instead of JOB_LEASE_SECONDS
 
 
 JOBS = {
@@ -215,6 +216,7 @@ JOBS = {
             "%Y-%m-%dT%H:%M",
             "照片补处理：启动时和每 10 分钟处理已收到但未处理完的照片",
             at_start=True,
+            lease_seconds=600,  # a crash mid-run delays the next run by one cycle, not an hour
         ),
     )
 }

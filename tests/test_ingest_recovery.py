@@ -4,7 +4,9 @@ Each test leaves the photo store and database as a kill at one point of the inge
 (the real store's own steps, stopped early), then checks what the phone and the desk see.
 """
 
+import dataclasses
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import YUNYU, photo, sha, submission, toilet_answers
@@ -16,6 +18,7 @@ from server.context import media_store
 from server.demo import demo_data
 from server.ingest import DISPLAY_SIZES
 from server.jobs import JOBS
+from server.scheduler import run_job
 
 
 @pytest.fixture
@@ -196,3 +199,23 @@ def test_upload_headers_that_are_not_small_ascii_numbers_are_a_400(
     assert response.status_code == 400
     assert response.json["error"]["code"] == "bad_header"
     assert status(client, phone, digest).json["offset"] == 0
+
+
+def test_a_reprocess_run_killed_midway_blocks_the_next_only_one_cycle(app, store):
+    """A kill during the job leaves its lease taken; the run 10 minutes later still happens."""
+
+    def killed(ctx):
+        raise SystemExit("killed")  # escapes run_job as a kill would: the lease stays taken
+
+    t0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    dying = {"reprocess-held": dataclasses.replace(JOBS["reprocess-held"], run=killed)}
+    with app.app_context(), pytest.raises(SystemExit):
+        run_job(
+            store, "reprocess-held", clock=lambda: t0, config=app.config, holder="a", jobs=dying
+        )
+    later = t0 + timedelta(minutes=11)
+    with app.app_context():
+        outcome = run_job(
+            store, "reprocess-held", clock=lambda: later, config=app.config, holder="b"
+        )
+    assert outcome.ran and outcome.error is None
