@@ -7,6 +7,7 @@ Each test leaves the photo store and database as a kill at one point of the inge
 import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import YUNYU, photo, sha, submission, toilet_answers
@@ -219,3 +220,20 @@ def test_a_reprocess_run_killed_midway_blocks_the_next_only_one_cycle(app, store
             store, "reprocess-held", clock=lambda: later, config=app.config, holder="b"
         )
     assert outcome.ran and outcome.error is None
+
+
+def test_a_held_photo_that_fails_for_another_reason_stays_held_and_answers_503(
+    half_done, app, phone, client, store
+):
+    item, digest = half_done
+    blocker = Path(app.config["MEDIA_PATH"]) / "derived" / digest[:2]
+    blocker.write_text("a file where the versions' folder should be")  # disk trouble
+    answer = status(client, phone, digest)
+    assert answer.status_code == 503
+    assert answer.json["error"]["code"] == "processing"
+    with app.app_context():
+        assert media_store().has(digest)  # kept: the phone need not send it again
+    assert store.media(digest) is None
+    blocker.unlink()
+    assert status(client, phone, digest).json["complete"] is True
+    assert store.submission(item["id"])["state"] == "complete"
