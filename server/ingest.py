@@ -11,7 +11,8 @@ A photo is in one of three durable states, and a kill at any moment leaves it in
 
 Held photos are processed again when a phone asks about or re-sends them, and by the
 `reprocess-held` job (at scheduler start and every 10 minutes), which finds them from the
-photos submissions use that have no media row.
+photos submissions use that have no media row. The job also judges any submission left
+`received` with all its photos in, should judging ever be separated from the row's commit.
 
 Decoding a large photo takes a lot of memory (about 220 MB for 49 MP), so each process decodes
 at most INGEST_CONCURRENCY photos at once; the others wait their turn.
@@ -67,17 +68,13 @@ def decode_gate(config) -> DecodeGate:
         return _gates.setdefault(limit, DecodeGate(limit))
 
 
-def is_processed(store: Storage, sha256: str) -> bool:
-    return store.media(sha256) is not None
-
-
 def ingest(store: Storage, media, sha256: str, *, config, gate: DecodeGate, at: str) -> None:
     """Process a held photo and judge the submissions it completes; nothing if already done.
 
     Raises `ImageRejected` after removing a photo that cannot be read (the phone may send it
     again); any other failure leaves the photo held, to be processed again later.
     """
-    if is_processed(store, sha256):
+    if store.media(sha256) is not None:
         return
     try:
         with gate.slot():
@@ -114,7 +111,8 @@ def ingest(store: Storage, media, sha256: str, *, config, gate: DecodeGate, at: 
 
 
 def reprocess_held(store: Storage, media, *, config, gate: DecodeGate, at: str) -> dict:
-    """Process every photo held but not processed; the summary counts what happened."""
+    """Process every photo held but not processed, then judge any submission left `received`
+    with all its photos in; the summary counts what happened."""
     done, rejected, failed = [], [], []
     for sha256 in store.photos_without_media():
         if not media.has(sha256):
@@ -128,7 +126,12 @@ def reprocess_held(store: Storage, media, *, config, gate: DecodeGate, at: str) 
             failed.append(sha256)
         else:
             done.append(sha256)
+    stranded = store.received_with_all_photos()
+    if stranded:
+        with store.write():
+            judge_complete(store, stranded, at=at)
     return {
+        "judged": len(stranded),
         "processed": len(done),
         "rejected": len(rejected),
         "failed": len(failed),

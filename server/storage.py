@@ -861,6 +861,17 @@ class Storage:
             )
         ]
 
+    def received_with_all_photos(self) -> list[str]:
+        """Submissions still `received` although every photo they use has its media row."""
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT s.id FROM submissions s WHERE s.state = 'received' AND NOT EXISTS"
+                " (SELECT 1 FROM submission_media sm LEFT JOIN media m ON m.sha256 = sm.sha256"
+                " WHERE sm.submission_id = s.id AND m.sha256 IS NULL) ORDER BY s.id"
+            )
+        ]
+
     def insert_observation(self, obs: dict) -> None:
         self.conn.execute(
             "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"

@@ -14,6 +14,7 @@ from conftest import YUNYU, photo, sha, submission, toilet_answers
 from test_media_api import corpus, noise_photo, upload
 
 from media.images import process_image
+from media.phash import to_hex
 from server import scheduler
 from server.context import media_store
 from server.demo import demo_data
@@ -237,3 +238,33 @@ def test_a_held_photo_that_fails_for_another_reason_stays_held_and_answers_503(
     blocker.unlink()
     assert status(client, phone, digest).json["complete"] is True
     assert store.submission(item["id"])["state"] == "complete"
+
+
+def test_the_job_judges_a_submission_left_received_with_all_its_photos_in(
+    app, phone, toilets, store, runner
+):
+    """A media row committed without its submission advanced (were judging ever split off)."""
+    outside, inside = noise_photo(15), noise_photo(16)
+    item = push_two(phone, toilets[0], outside, inside)
+    for data in (outside, inside):
+        killed_after_file_in_place(app, data, versions=True)
+        processed = process_image(data, DISPLAY_SIZES)
+        with store.write():
+            store.insert_media(
+                {
+                    "sha256": sha(data),
+                    "size": len(data),
+                    "mime": processed.mime,
+                    "width": processed.width,
+                    "height": processed.height,
+                    "exif": {},
+                    "phash": to_hex(processed.phash),
+                    "crop_hashes": [],
+                    "created_at": "2026-11-20T02:00:00.000+00:00",
+                }
+            )
+    assert store.submission(item["id"])["state"] == "received"
+    result = runner.invoke(args=["run-job", "reprocess-held"])
+    assert '"judged":1' in result.output, result.output
+    assert store.submission(item["id"])["state"] == "complete"
+    assert store.submission(item["id"])["risk_score"] is not None
