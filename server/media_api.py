@@ -43,6 +43,7 @@ def _status(sha256: str) -> dict:
     recover from a crash between the upload and its processing.
     """
     media = media_store()
+    _finish_full_partial(media, sha256)
     if media.has(sha256):
         _ingest(sha256)
         size = storage().media(sha256)["size"]
@@ -53,6 +54,14 @@ def _status(sha256: str) -> dict:
         "offset": media.partial_offset(sha256) or 0,
         "length": media.partial_length(sha256),
     }
+
+
+def _finish_full_partial(media, sha256: str) -> None:
+    """Check a partial that holds every declared byte (the server stopped between receiving the
+    last chunk and checking it): a phone would otherwise be told to resume at the very end."""
+    length = media.partial_length(sha256)
+    if length is not None and media.partial_offset(sha256) == length:
+        media.append_chunk(sha256, length, b"", length)
 
 
 def _header_int(name: str) -> int:
@@ -81,6 +90,7 @@ def upload_chunk(sha256: str):
     request.max_content_length = config["MAX_CHUNK_BYTES"]
     chunk = request.get_data(cache=False)
     media = media_store()
+    _finish_full_partial(media, sha256)
     if offset == 0 and not media.has(sha256) and sniff_type(chunk[:16]) is None:
         raise ApiError(415, "unsupported_type", "只能上传 JPEG、PNG 或 WebP 照片")
     result = media.append_chunk(sha256, offset, chunk, length)

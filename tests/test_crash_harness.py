@@ -202,6 +202,8 @@ class Phone:
             if body["complete"]:
                 return
             offset = body["offset"]
+            # The PWA has no chunk to send from the very end (chunkPlan is empty): it would stop.
+            assert offset < len(data), f"{digest}: told to resume at the end, yet not complete"
             while True:
                 end = min(len(data), offset + CHUNK)
                 status, body = self.call(
@@ -223,6 +225,7 @@ class Phone:
                 if body["complete"]:
                     return
                 offset = body["offset"]
+                assert offset < len(data), f"{digest}: all bytes sent, yet not complete"
         raise AssertionError(f"photo {digest} never completed")
 
 

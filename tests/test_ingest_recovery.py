@@ -5,6 +5,7 @@ Each test leaves the photo store and database as a kill at one point of the inge
 """
 
 import dataclasses
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,3 +269,40 @@ def test_the_job_judges_a_submission_left_received_with_all_its_photos_in(
     assert '"judged":1' in result.output, result.output
     assert store.submission(item["id"])["state"] == "complete"
     assert store.submission(item["id"])["risk_score"] is not None
+
+
+@pytest.mark.parametrize("ask", ["status", "resend last chunk"])
+def test_a_partial_holding_every_byte_is_checked_and_processed_when_the_phone_comes_back(
+    app, phone, toilets, client, store, ask
+):
+    """Killed after the last chunk was written but before it was checked and moved in place."""
+    outside, inside = noise_photo(17), noise_photo(18)
+    item = push_two(phone, toilets[0], outside, inside)
+    assert upload(client, phone, outside).json["complete"] is True
+    partials = Path(app.config["MEDIA_PATH"]) / "partials"
+    digest = sha(inside)
+    (partials / f"{digest}.part").write_bytes(inside)
+    (partials / f"{digest}.json").write_text(json.dumps({"sha256": digest, "length": len(inside)}))
+    if ask == "status":
+        answer = status(client, phone, digest)
+    else:
+        start = len(inside) - 1000
+        answer = client.patch(
+            f"/api/v1/media/{digest}",
+            data=inside[start:],
+            headers={
+                **phone.headers,
+                "Upload-Offset": str(start),
+                "Upload-Length": str(len(inside)),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+    assert answer.status_code == 200
+    assert answer.json == {
+        "sha256": digest,
+        "complete": True,
+        "offset": len(inside),
+        "length": len(inside),
+    }
+    assert store.submission(item["id"])["state"] == "complete"
+    assert not list(partials.glob(f"{digest}.*"))
