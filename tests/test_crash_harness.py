@@ -202,9 +202,9 @@ class Phone:
             if body["complete"]:
                 return
             offset = body["offset"]
-            # The PWA has no chunk to send from the very end (chunkPlan is empty): it would stop.
-            assert offset < len(data), f"{digest}: told to resume at the end, yet not complete"
             while True:
+                # The PWA has no chunk to send from the very end (chunkPlan is empty): it stops.
+                assert offset < len(data), f"{digest}: told to resume at the end, not complete"
                 end = min(len(data), offset + CHUNK)
                 status, body = self.call(
                     "PATCH",
@@ -225,7 +225,6 @@ class Phone:
                 if body["complete"]:
                     return
                 offset = body["offset"]
-                assert offset < len(data), f"{digest}: all bytes sent, yet not complete"
         raise AssertionError(f"photo {digest} never completed")
 
 
