@@ -43,6 +43,7 @@ SEED = int(os.environ.get("VILLAGECHECK_CRASH_SEED", "20261130"))
 ITEMS_PER_ROUND = 2
 CHUNK = 128 * 1024
 KILL_WITHIN_S = 0.6  # kills fall uniformly in this many seconds from the start of a sync
+PUSH_WITHIN_S = 0.15  # or, for a third of them, in this first part (the push)
 SIZES = (1280, 320)
 CORPUS_PHOTOS = ["iphone_hdr_NO.jpg", "HMD_Nokia_8.3_5G.jpg", "canon_hdr_NO.jpg"]
 
@@ -346,7 +347,9 @@ def test_random_kills_during_push_and_ingest_lose_duplicate_and_strand_nothing(i
                 pair = [photos.next(), phone.photos[inside] if inside else photos.next()]
                 phone.queue(rng.choice(toilets), pair)
             timing["photos"] += time.monotonic() - made
-            killer = threading.Timer(rng.uniform(0, KILL_WITHIN_S), server.kill)
+            early = rng.random() < 0.3  # aim a third of the kills at the push itself
+            delay = rng.uniform(0, PUSH_WITHIN_S if early else KILL_WITHIN_S)
+            killer = threading.Timer(delay, server.kill)
             killer.start()
             try:
                 phone.sync()
