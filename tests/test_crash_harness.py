@@ -43,7 +43,7 @@ SEED = int(os.environ.get("VILLAGECHECK_CRASH_SEED", "20261130"))
 ITEMS_PER_ROUND = 2
 CHUNK = 128 * 1024
 KILL_WITHIN_S = 0.6  # kills fall uniformly in this many seconds from the start of a sync
-PUSH_WITHIN_S = 0.15  # or, for a third of them, in this first part (the push)
+PUSH_WITHIN_S = 0.05  # or, for a third of them, in this first part (the push)
 SIZES = (1280, 320)
 CORPUS_PHOTOS = ["iphone_hdr_NO.jpg", "HMD_Nokia_8.3_5G.jpg", "canon_hdr_NO.jpg"]
 
