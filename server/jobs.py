@@ -24,6 +24,7 @@ from sync.clock import decode
 from sync.merge import Observation
 
 from . import indicators, sampling
+from .ingest import decode_gate, reprocess_held
 from .push import apply_observation, clock_ahead_ms, next_server_clock
 from .storage import Storage
 from .tasks import month_tasks
@@ -139,12 +140,24 @@ def indicator_facts(store: Storage, month: str, *, today: str, villages=None) ->
 
 def clean_partials(ctx: JobContext) -> dict:
     """Remove uploads left unfinished for longer than PARTIAL_UPLOAD_MAX_AGE_DAYS."""
-    media = ctx.media or LocalMediaStore(
-        Path(ctx.config["MEDIA_PATH"]), max_bytes=ctx.config["MAX_PHOTO_BYTES"]
-    )
+    media = _media(ctx)
     seconds = float(ctx.config["PARTIAL_UPLOAD_MAX_AGE_DAYS"]) * 86400
     removed = media.remove_partials_older_than(seconds, now=ctx.now.timestamp())
     return {"removed": len(removed), "sha256": removed[:20]}
+
+
+def reprocess_held_photos(ctx: JobContext) -> dict:
+    """Process photos held but not processed (the server died between upload and processing),
+    and judge the submissions whose photos are then all in."""
+    return reprocess_held(
+        ctx.store, _media(ctx), config=ctx.config, gate=decode_gate(ctx.config), at=ctx.at
+    )
+
+
+def _media(ctx: JobContext):
+    return ctx.media or LocalMediaStore(
+        Path(ctx.config["MEDIA_PATH"]), max_bytes=ctx.config["MAX_PHOTO_BYTES"]
+    )
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,8 @@ class JobSpec:
     cron: dict  # APScheduler CronTrigger fields, in the TIMEZONE setting
     slot: str  # strftime of local time naming one occurrence: each slot runs once
     help: str
+    at_start: bool = False  # also run once when the scheduler starts
+    lease_seconds: int | None = None  # instead of JOB_LEASE_SECONDS
 
 
 JOBS = {
@@ -193,6 +208,15 @@ JOBS = {
             {"hour": 3, "minute": 0},
             "%Y-%m-%d",
             "清理：每天 03:00 删除长期未完成的照片上传",
+        ),
+        JobSpec(
+            "reprocess-held",
+            reprocess_held_photos,
+            {"minute": "*/10"},
+            "%Y-%m-%dT%H:%M",
+            "照片补处理：启动时和每 10 分钟处理已收到但未处理完的照片",
+            at_start=True,
+            lease_seconds=600,  # a crash mid-run delays the next run by one cycle, not an hour
         ),
     )
 }

@@ -1,26 +1,30 @@
 """Photo upload and download under /api/v1/media/<sha256> (see docs/PROTOCOL.md, "Photos").
 
 Uploads are resumable by offset, checked by content type on the first bytes and by SHA-256 when
-complete; a complete photo is ingested at once (EXIF facts, display versions, perceptual
-hashes), and every submission whose photos are now all in is judged for evidence flags.
+complete; a complete photo is processed at once (server/ingest.py: EXIF facts, display versions,
+perceptual hashes, and judging every submission whose photos are now all in). A photo counts as
+complete only once processed: one held but not processed (the server died in between) is
+processed again when the phone asks about it or sends it again.
 """
+
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from media import store as media_results
-from media.exif import read_facts
-from media.images import ImageRejected, process_image, sniff_type
-from media.phash import to_hex
+from media.images import ImageRejected, sniff_type
 from media.store import is_sha256
 
 from .auth import require_token
 from .context import media_store, now_iso, storage
 from .errors import ApiError
-from .evidence import judge_complete
+from .ingest import DISPLAY_SIZES, decode_gate, ingest
 
 bp = Blueprint("media", __name__, url_prefix="/api/v1/media")
-DISPLAY_SIZES = (1280, 320)
 ORIGINAL_ROLES = ("supervisor", "admin")
+# Upload-Offset / Upload-Length: ASCII digits only (str.isdigit() also takes "²" and other
+# digits int() refuses), and at most 15 of them, far above any photo, before int() sees them.
+_HEADER_INT = re.compile(r"[0-9]{1,15}")
 
 
 def _checked(sha256: str) -> str:
@@ -33,10 +37,16 @@ def _checked(sha256: str) -> str:
 
 
 def _status(sha256: str) -> dict:
+    """Complete (with its size) once processed; otherwise the partial upload's progress.
+
+    A photo held but not processed is processed here first, so asking again is enough to
+    recover from a crash between the upload and its processing.
+    """
     media = media_store()
+    _finish_full_partial(media, sha256)
     if media.has(sha256):
-        row = storage().media(sha256)
-        size = row["size"] if row else None
+        _ingest(sha256)
+        size = storage().media(sha256)["size"]
         return {"sha256": sha256, "complete": True, "offset": size, "length": size}
     return {
         "sha256": sha256,
@@ -46,10 +56,18 @@ def _status(sha256: str) -> dict:
     }
 
 
+def _finish_full_partial(media, sha256: str) -> None:
+    """Check a partial that holds every declared byte (the server stopped between receiving the
+    last chunk and checking it): a phone would otherwise be told to resume at the very end."""
+    length = media.partial_length(sha256)
+    if length is not None and media.partial_offset(sha256) == length:
+        media.append_chunk(sha256, length, b"", length)
+
+
 def _header_int(name: str) -> int:
     value = request.headers.get(name, "")
-    if not value.isdigit():
-        raise ApiError(400, "bad_header", f"缺少或错误的 {name} 请求头")
+    if not _HEADER_INT.fullmatch(value):
+        raise ApiError(400, "bad_header", f"缺少或错误的 {name} 请求头（应为不超过 15 位的数字）")
     return int(value)
 
 
@@ -72,6 +90,7 @@ def upload_chunk(sha256: str):
     request.max_content_length = config["MAX_CHUNK_BYTES"]
     chunk = request.get_data(cache=False)
     media = media_store()
+    _finish_full_partial(media, sha256)
     if offset == 0 and not media.has(sha256) and sniff_type(chunk[:16]) is None:
         raise ApiError(415, "unsupported_type", "只能上传 JPEG、PNG 或 WebP 照片")
     result = media.append_chunk(sha256, offset, chunk, length)
@@ -85,8 +104,6 @@ def upload_chunk(sha256: str):
         raise ApiError(413, "too_large", "照片太大")
     if isinstance(result, media_results.LengthMismatch | media_results.PastDeclaredLength):
         raise ApiError(400, "length_mismatch", "照片长度与之前声明的不一致")
-    if isinstance(result, media_results.Completed):
-        _ingest(sha256)
     body = _status(sha256)
     response = jsonify(body)
     response.headers["Upload-Offset"] = str(body["offset"])
@@ -94,50 +111,25 @@ def upload_chunk(sha256: str):
 
 
 def _ingest(sha256: str) -> None:
-    """Check and describe a complete photo; a photo that fails leaves nothing behind."""
-    media = media_store()
+    """Process a held photo now (nothing if it already is); 422 if it is not a readable image.
+
+    Any other failure keeps the photo held and answers 503: the phone asks again later, and
+    the reprocess-held job retries it meanwhile.
+    """
     try:
-        _describe(sha256)
-    except ImageRejected as rejected:
-        media.discard(sha256)
-        raise ApiError(422, rejected.code, _REJECTED.get(rejected.code, "照片无法读取")) from None
-    except BaseException:
-        # Without its media row the photo would look held yet never complete a submission;
-        # dropping it lets the phone upload it again.
-        media.discard(sha256)
-        raise
-
-
-def _describe(sha256: str) -> None:
-    """Display versions, EXIF facts and hashes; then judge the submissions now complete."""
-    media, store, config = media_store(), storage(), current_app.config
-    with media.open(sha256) as f:
-        data = f.read()
-    processed = process_image(data, DISPLAY_SIZES, max_pixels=config["MAX_PHOTO_PIXELS"])
-    for size, jpeg in processed.versions.items():
-        media.put_derived(sha256, f"{size}.jpg", jpeg)
-    at = now_iso()
-    with store.write():
-        store.insert_media(
-            {
-                "sha256": sha256,
-                "size": len(data),
-                "mime": processed.mime,
-                "width": processed.width,
-                "height": processed.height,
-                "exif": read_facts(data).to_dict(),
-                "phash": to_hex(processed.phash),
-                "crop_hashes": [to_hex(h) for h in processed.crop_phashes],
-                "created_at": at,
-            }
+        ingest(
+            storage(),
+            media_store(),
+            sha256,
+            config=current_app.config,
+            gate=decode_gate(current_app.config),
+            at=now_iso(),
         )
-        waiting = [
-            u["submission_id"]
-            for u in store.submissions_using([sha256])
-            if u["state"] == "received"
-            and not store.missing_media(store.submission_photo_hashes(u["submission_id"]))
-        ]
-        judge_complete(store, waiting, at=at)
+    except ImageRejected as rejected:
+        raise ApiError(422, rejected.code, _REJECTED.get(rejected.code, "照片无法读取")) from None
+    except Exception:
+        current_app.logger.exception("processing photo %s failed; it stays held", sha256)
+        raise ApiError(503, "processing", "照片已收到，正在处理，请稍后再查询") from None
 
 
 _REJECTED = {
@@ -175,11 +167,12 @@ def display(sha256: str, size: int):
 def original(sha256: str):
     """The original bytes as the camera wrote them (EXIF and all): supervisors and admins."""
     _checked(sha256)
-    if not media_store().has(sha256):
+    row = storage().media(sha256)
+    if row is None or not media_store().has(sha256):
         raise ApiError(404, "not_found", "照片尚未上传完成")
     return current_app.response_class(
         stream_file(media_store().open(sha256)),
-        mimetype=storage().media(sha256)["mime"],
+        mimetype=row["mime"],
         headers={
             "Cache-Control": "private, no-store",
             "Content-Disposition": f'attachment; filename="{sha256}.jpg"',

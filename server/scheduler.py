@@ -5,8 +5,8 @@ the database decides who runs each job:
 
 - `job_leases` has one row per job. A runner takes it with one atomic upsert inside
   BEGIN IMMEDIATE, which succeeds only when the current lease has expired
-  (`Storage.take_job_lease`). The lease lasts JOB_LEASE_SECONDS, so a runner that dies
-  mid-job blocks the job only that long.
+  (`Storage.take_job_lease`). The lease lasts JOB_LEASE_SECONDS (or the job's own
+  `lease_seconds`), so a runner that dies mid-job blocks the job only that long.
 - A scheduled run names its occurrence (a "slot": the local date, or hour for hourly jobs).
   When a run finishes, the slot is stored with the lease, and no runner takes the lease for
   that slot again, so two processes whose schedulers fire seconds apart run it once.
@@ -72,7 +72,7 @@ def run_job(
     """
     spec = (jobs or JOBS)[name]
     start = clock()
-    until = start + timedelta(seconds=int(config["JOB_LEASE_SECONDS"]))
+    until = start + timedelta(seconds=int(spec.lease_seconds or config["JOB_LEASE_SECONDS"]))
     if not store.take_job_lease(name, holder, now=_iso(start), until=_iso(until), slot=slot):
         return Outcome(name, ran=False)
     run_id = store.start_job_run(name, holder, slot=slot, at=_iso(start))
@@ -129,6 +129,8 @@ def start(app):
             id=name,
             name=spec.help,
         )
+        if spec.at_start:
+            scheduler.add_job(_scheduled, args=[app, name, holder], id=f"{name}@start")
     scheduler.start()
     app.extensions[EXTENSION] = scheduler
     atexit.register(_shutdown, scheduler)

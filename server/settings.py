@@ -23,6 +23,11 @@ SETTINGS = (
     Setting(
         "MAX_PHOTO_PIXELS", 50_000_000, "photos with more pixels are refused (decompression bombs)"
     ),
+    Setting(
+        "INGEST_CONCURRENCY",
+        2,
+        "photos decoded at once per server process (about 220 MB each at 49 MP); others wait",
+    ),
     Setting("EVIDENCE_FAR_METRES", 200, "photo further than this from its facility is flagged"),
     Setting(
         "EVIDENCE_TAKEN_BEFORE_HOURS", 48, "photo taken this long before the inspection is flagged"

@@ -968,6 +968,29 @@ class Storage:
         }
         return [h for h in wanted if h not in held]
 
+    def photos_without_media(self) -> list[str]:
+        """Photos submissions use that have no media row: not uploaded yet, or held but not
+        processed (a crash between the upload and its row; the photo store tells which)."""
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT sm.sha256 FROM submission_media sm"
+                " LEFT JOIN media m ON m.sha256 = sm.sha256 WHERE m.sha256 IS NULL"
+                " ORDER BY sm.sha256"
+            )
+        ]
+
+    def received_with_all_photos(self) -> list[str]:
+        """Submissions still `received` although every photo they use has its media row."""
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT s.id FROM submissions s WHERE s.state = 'received' AND NOT EXISTS"
+                " (SELECT 1 FROM submission_media sm LEFT JOIN media m ON m.sha256 = sm.sha256"
+                " WHERE sm.submission_id = s.id AND m.sha256 IS NULL) ORDER BY s.id"
+            )
+        ]
+
     def insert_observation(self, obs: dict) -> None:
         self.conn.execute(
             "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"

@@ -1,0 +1,139 @@
+"""Turning an uploaded photo into a processed one, safely across crashes and a few at a time.
+
+A photo is in one of three durable states, and a kill at any moment leaves it in one of them:
+
+1. partial: bytes in the store's partials folder; the phone resumes from their length;
+2. held: the verified original is in the store, but there is no media row yet. The API answers
+   "not complete" for it, and processing it again is safe (versions are replaced atomically,
+   the row is inserted once);
+3. processed: the display versions are written first, then the media row and the state of
+   every submission it completes are committed in one transaction. Only this is "complete".
+
+Held photos are processed again when a phone asks about or re-sends them, and by the
+`reprocess-held` job (at scheduler start and every 10 minutes), which finds them from the
+photos submissions use that have no media row. The job also judges any submission left
+`received` with all its photos in, should judging ever be separated from the row's commit.
+
+Decoding a large photo takes a lot of memory (about 220 MB for 49 MP), so each process decodes
+at most INGEST_CONCURRENCY photos at once; the others wait their turn.
+"""
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
+from media.exif import read_facts
+from media.images import ImageRejected, process_image
+from media.phash import to_hex
+
+from .evidence import judge_complete
+from .storage import Storage
+
+DISPLAY_SIZES = (1280, 320)
+log = logging.getLogger("villagecheck.ingest")
+_gate_lock = threading.Lock()
+_gates: dict[int, "DecodeGate"] = {}
+
+
+class DecodeGate:
+    """At most `limit` photos decoded at once; `active` and `peak` show how many were."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError("INGEST_CONCURRENCY must be at least 1")
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+        self._count = threading.Lock()
+        self.active = 0
+        self.peak = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._slots:
+            with self._count:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                yield
+            finally:
+                with self._count:
+                    self.active -= 1
+
+
+def decode_gate(config) -> DecodeGate:
+    """This process's gate for the INGEST_CONCURRENCY setting (shared by every app and job)."""
+    limit = int(config["INGEST_CONCURRENCY"])
+    with _gate_lock:
+        return _gates.setdefault(limit, DecodeGate(limit))
+
+
+def ingest(store: Storage, media, sha256: str, *, config, gate: DecodeGate, at: str) -> None:
+    """Process a held photo and judge the submissions it completes; nothing if already done.
+
+    Raises `ImageRejected` after removing a photo that cannot be read (the phone may send it
+    again); any other failure leaves the photo held, to be processed again later.
+    """
+    if store.media(sha256) is not None:
+        return
+    try:
+        with gate.slot():
+            with media.open(sha256) as f:
+                data = f.read()
+            processed = process_image(data, DISPLAY_SIZES, max_pixels=config["MAX_PHOTO_PIXELS"])
+            exif = read_facts(data).to_dict()
+    except ImageRejected:
+        media.discard(sha256)
+        raise
+    for size, jpeg in processed.versions.items():
+        media.put_derived(sha256, f"{size}.jpg", jpeg)
+    with store.write():
+        store.insert_media(
+            {
+                "sha256": sha256,
+                "size": len(data),
+                "mime": processed.mime,
+                "width": processed.width,
+                "height": processed.height,
+                "exif": exif,
+                "phash": to_hex(processed.phash),
+                "crop_hashes": [to_hex(h) for h in processed.crop_phashes],
+                "created_at": at,
+            }
+        )
+        waiting = [
+            u["submission_id"]
+            for u in store.submissions_using([sha256])
+            if u["state"] == "received"
+            and not store.missing_media(store.submission_photo_hashes(u["submission_id"]))
+        ]
+        judge_complete(store, waiting, at=at)
+
+
+def reprocess_held(store: Storage, media, *, config, gate: DecodeGate, at: str) -> dict:
+    """Process every photo held but not processed, then judge any submission left `received`
+    with all its photos in; the summary counts what happened."""
+    done, rejected, failed = [], [], []
+    for sha256 in store.photos_without_media():
+        if not media.has(sha256):
+            continue  # not uploaded (yet): nothing to do
+        try:
+            ingest(store, media, sha256, config=config, gate=gate, at=at)
+        except ImageRejected:
+            rejected.append(sha256)
+        except Exception:  # one bad photo must not stop the others; the next run retries it
+            log.exception("processing held photo %s failed", sha256)
+            failed.append(sha256)
+        else:
+            done.append(sha256)
+    stranded = store.received_with_all_photos()
+    if stranded:
+        with store.write():
+            judge_complete(store, stranded, at=at)
+    return {
+        "judged": len(stranded),
+        "processed": len(done),
+        "rejected": len(rejected),
+        "failed": len(failed),
+        "sha256": (done + rejected + failed)[:20],
+    }
