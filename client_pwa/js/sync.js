@@ -199,7 +199,13 @@ async function uploadPhotos(session) {
         uploads[sha256] = { ...rules.applyUploadResponse(uploads[sha256], 200, status), asked: true };
       } else {
         const upload = uploads[sha256];
-        const [chunk] = rules.chunkPlan(upload.size, upload.offset, chunkSize);
+        // Every byte sent but not yet complete (a server killed before its check): an empty
+        // last chunk asks the server to finish the photo.
+        const [chunk = { start: upload.offset, end: upload.offset }] = rules.chunkPlan(
+          upload.size,
+          upload.offset,
+          chunkSize,
+        );
         const blob = await store.photoBlob(sha256);
         const body = await api.mediaPatch(sha256, chunk.start, upload.size, blob.slice(chunk.start, chunk.end));
         uploads[sha256] = rules.applyUploadResponse(upload, 200, body);
