@@ -56,6 +56,8 @@ class Stats:
     def __init__(self):
         self.lock = threading.Lock()
         self.latency = {"push": [], "pull": [], "login": []}
+        self.steady = {"push": [], "pull": []}  # requests begun after every device logged in
+        self.steady_from = float("inf")
         self.errors = Counter()
         self.outcomes = Counter()
         self.stored = {}  # item id -> the item, for every item the server said it holds
@@ -65,6 +67,8 @@ class Stats:
     def request(self, kind, seconds, status, code=None):
         with self.lock:
             self.latency[kind].append(seconds)
+            if kind in self.steady and time.monotonic() - seconds > self.steady_from:
+                self.steady[kind].append(seconds)
             if not 200 <= status < 300:
                 self.errors[(kind, status, code)] += 1
 
@@ -273,6 +277,7 @@ def main():
             threading.Thread(target=d.run, args=(started + n * ramp, deadline))
             for n, d in enumerate(devices)
         ]
+        stats.steady_from = started + min(args.ramp, args.duration / 2) + 5
         for t in threads:
             t.start()
         for t in threads:
@@ -294,11 +299,12 @@ def main():
     print(f"requests: {total} ({total / elapsed:.1f}/s); item outcomes {dict(stats.outcomes)}")
     errors = sum(stats.errors.values())
     print(f"errors (non-2xx or no answer): {errors}" + (f" {dict(stats.errors)}" if errors else ""))
-    for kind in ("push", "pull", "login"):
-        values = stats.latency[kind]
+    rows = [(k, stats.latency[k]) for k in ("push", "pull", "login")]
+    rows += [(f"{k} after logins", stats.steady[k]) for k in ("push", "pull")]
+    for kind, values in rows:
         if values:
             print(
-                f"  {kind:5} n={len(values):6}  p50 {percentile(values, 50) * 1000:7.0f} ms"
+                f"  {kind:18} n={len(values):6}  p50 {percentile(values, 50) * 1000:7.0f} ms"
                 f"  p95 {percentile(values, 95) * 1000:7.0f} ms"
                 f"  p99 {percentile(values, 99) * 1000:7.0f} ms"
                 f"  max {max(values) * 1000:7.0f} ms"
