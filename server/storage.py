@@ -532,12 +532,13 @@ class Storage:
         ).fetchall()
 
     def audit(self, action, *, at, user_id=None, entity=None, entity_id=None, detail=None):
-        """Append to the audit log (who did what, when)."""
-        self.conn.execute(
-            "INSERT INTO audit (at, user_id, action, entity, entity_id, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (at, user_id, action, entity, entity_id, dumps(detail) if detail else None),
-        )
+        """Append to the audit log (who did what, when); its own write when not in one."""
+        with self.write():
+            self.conn.execute(
+                "INSERT INTO audit (at, user_id, action, entity, entity_id, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (at, user_id, action, entity, entity_id, dumps(detail) if detail else None),
+            )
 
     def audit_entries(self, *, entity_id=None, limit=100) -> list[dict]:
         where, params = ("WHERE entity_id = ?", [entity_id]) if entity_id else ("", [])

@@ -241,3 +241,36 @@ def test_phones_pushing_at_once_while_another_process_writes_all_succeed(app, fa
         json.dumps(sent),
     )
     assert stored == len(sent) == 120
+
+
+def test_no_request_writes_outside_a_write_transaction(app, client, facilities, clock, monkeypatch):
+    """A write outside Storage.write() skips the line and meets the busy handler on its own (and
+    an UPDATE takes the lock even when it changes nothing): every statement that writes must run
+    inside BEGIN IMMEDIATE."""
+    import server.context
+
+    autocommit_writes = []
+
+    def traced_connect(path, **kw):
+        store = connect(path, **kw)
+
+        def trace(sql):
+            if sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
+                if not store.conn.in_transaction:
+                    autocommit_writes.append(sql[:60])
+
+        store.conn.set_trace_callback(trace)
+        return store
+
+    monkeypatch.setattr(server.context, "connect", traced_connect)
+    wrong = {"username": "inspector", "password": "wrong", "device_id": "trace-phone"}
+    assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+    phone = Phone(client, "inspector")
+    phone.pull_all()
+    item = submission(facilities[("450222101001", "toilet")]["id"], phone.clock())
+    assert phone.push([item]).status_code == 200
+    clock.advance(minutes=2)
+    assert phone.pull().status_code == 200
+    assert client.get("/api/v1/auth/tokens", headers=phone.headers).status_code == 200
+    assert client.post("/api/v1/auth/logout", headers=phone.headers).status_code == 200
+    assert autocommit_writes == []
