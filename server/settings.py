@@ -68,7 +68,7 @@ SETTINGS = (
         30,
         "`villagecheck serve`: headers must arrive within this, and each read of the body too",
     ),
-    Setting("SERVE_THREADS", 16, "`villagecheck serve`: requests served at once"),
+    Setting("SERVE_THREADS", 32, "`villagecheck serve`: requests served at once"),
     Setting(
         "SERVE_MAX_CONNECTIONS",
         500,

@@ -250,6 +250,13 @@ def main():
     parser.add_argument(
         "--ramp", type=float, default=20.0, help="devices log in one after another over this, s"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for this run, e.g. --set SERVE_THREADS=8",
+    )
     parser.add_argument("--short", action="store_true", help="20 devices for 20 s")
     parser.add_argument("--seed", type=int, default=8)
     args = parser.parse_args()
@@ -264,7 +271,8 @@ def main():
     stats = Stats()
     folder = Path(tempfile.mkdtemp(prefix="vc-load-"))
     toilets = prepare(folder / "vc.db", inspectors, args.households, random.Random(args.seed))
-    with Serve(folder) as server:
+    settings = dict(pair.split("=", 1) for pair in args.set)
+    with Serve(folder, settings=settings) as server:
         devices = []
         for n in range(args.devices):
             user = inspectors[n % len(inspectors)]
@@ -294,6 +302,7 @@ def main():
         f"{min(args.ramp, args.duration / 2):.0f} s), think {args.think} s mean, "
         f"{args.households} household toilets added to the demo county; "
         f"one `villagecheck serve` process on 127.0.0.1"
+        + (f", settings {settings}" if settings else "")
     )
     total = sum(len(v) for v in stats.latency.values())
     print(f"requests: {total} ({total / elapsed:.1f}/s); item outcomes {dict(stats.outcomes)}")
