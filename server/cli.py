@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
-from werkzeug.serving import run_simple
 
 from . import scheduler as _scheduler
+from . import serving
 from .auth import ROLES, hash_password
 from .bootstrap import init_db
 from .context import now, now_iso, storage
@@ -161,7 +161,7 @@ def serve(host, port, demo, scheduler):
         _scheduler.start(current_app._get_current_object())
     click.echo(f"乡村巡检 服务已启动: http://{host}:{port}/")
     sys.stdout.flush()
-    run_simple(host, port, current_app._get_current_object(), threaded=True)
+    serving.serve(current_app._get_current_object(), host, port)
 
 
 # -- scheduled jobs -----------------------------------------------------------------------------

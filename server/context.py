@@ -2,6 +2,7 @@
 
 Connections are pooled per app: opening and closing a SQLite connection in WAL mode costs
 milliseconds (the last close checkpoints the log), more than a typical request's queries.
+Their writes wait in line at most WRITE_WAIT_SECONDS (storage.Storage.write).
 The clock is read through `now()` so tests can fix it (`app.config["CLOCK"]`).
 """
 
@@ -18,15 +19,15 @@ from .storage import Storage, connect
 class ConnectionPool:
     """Idle connections to one database file, handed to one request at a time."""
 
-    def __init__(self, path: str, keep: int = 8):
-        self.path, self.keep = path, keep
+    def __init__(self, path: str, keep: int = 8, *, write_wait: float):
+        self.path, self.keep, self.write_wait = path, keep, write_wait
         self._idle: queue.LifoQueue[Storage] = queue.LifoQueue()
 
     def acquire(self) -> Storage:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            return connect(self.path)
+            return connect(self.path, write_wait=self.write_wait)
 
     def release(self, store: Storage) -> None:
         if store.conn.in_transaction:
@@ -40,8 +41,14 @@ class ConnectionPool:
 def storage() -> Storage:
     """The request's database connection, taken from the pool on first use."""
     if "storage" not in g:
+        config = current_app.config
         pool = current_app.extensions.setdefault(
-            "villagecheck.pool", ConnectionPool(current_app.config["DATABASE_PATH"])
+            "villagecheck.pool",
+            ConnectionPool(
+                config["DATABASE_PATH"],
+                keep=config["SERVE_THREADS"],
+                write_wait=config["WRITE_WAIT_SECONDS"],
+            ),
         )
         g.storage = pool.acquire()
     return g.storage

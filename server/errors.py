@@ -8,6 +8,10 @@ never has to parse an HTML error page.
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .storage import is_busy
+
+BUSY_RETRY_AFTER_SECONDS = 5
+
 
 class ApiError(Exception):
     """An error a client can act on: HTTP status, a stable code, and a message."""
@@ -52,7 +56,22 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
+        if is_busy(err):
+            return _busy(app)
+        if isinstance(err, TimeoutError):  # the request body stopped coming (serve's timeout)
+            return error_response(408, "request_timeout", "网络太慢，请求超时，请重试")
         app.logger.exception("unhandled error on %s", request.path)
         if not request.path.startswith("/api/"):
             return "服务器内部错误 (internal server error)", 500
         return error_response(500, "internal", "服务器内部错误，请稍后再试")
+
+
+def _busy(app: Flask):
+    """A write could not get the database in time (it wrote nothing): 503, try again soon."""
+    app.logger.warning("database busy on %s", request.path)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+    if not request.path.startswith("/api/"):
+        return "服务器繁忙，请稍后再试 (server busy, try again)", 503, headers
+    response, status = error_response(503, "busy", "服务器繁忙，请稍后自动重试")
+    response.headers.update(headers)
+    return response, status

@@ -99,6 +99,22 @@ SETTINGS = (
     Setting(
         "SESSION_COOKIE_SAMESITE", "Lax", "supervisors' session cookie is not sent by other sites"
     ),
+    Setting(
+        "WRITE_WAIT_SECONDS",
+        15,
+        "longest a write waits in line for the database; then 503 `busy` and nothing is stored",
+    ),
+    Setting(
+        "REQUEST_TIMEOUT_SECONDS",
+        30,
+        "`villagecheck serve`: headers must arrive within this, and each read of the body too",
+    ),
+    Setting("SERVE_THREADS", 32, "`villagecheck serve`: requests served at once"),
+    Setting(
+        "SERVE_MAX_CONNECTIONS",
+        500,
+        "`villagecheck serve`: open connections at most (keep well under the open-file limit)",
+    ),
     Setting("SECRET_KEY", None, "session signing key; generated into the instance folder if unset"),
 )
 

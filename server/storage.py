@@ -4,16 +4,88 @@ Protocol code (sync/, forms/, media/) never sees SQL; views, CLI commands and sc
 methods here. A PostgreSQL backend would be a second class with the same methods. Writes go
 through `write()`, which takes SQLite's write lock up front (BEGIN IMMEDIATE) so a transaction
 never fails half-way on a busy database, and nests as savepoints.
+
+Writers wait in line. SQLite's own busy handler polls with growing sleeps, so under load a
+writer that has waited longest often loses the lock to one that just arrived, and gives up with
+"database is locked" after its timeout. So the threads of one process queue first come, first
+served for each database file (`WriterQueue`) and only the head of the queue asks SQLite for the
+lock (waiting there only for other processes: the CLI, a second server). A writer that cannot
+get its turn within `write_wait` seconds raises `DatabaseBusy` before anything is written.
 """
 
+import collections
 import contextlib
 import json
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
+from .settings import DEFAULTS
+
 SCHEMA_VERSION = 4
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+TOUCH_WAIT_SECONDS = 1.0  # a token's last-use time is not worth a long wait
+
+
+class DatabaseBusy(Exception):
+    """The database stayed locked longer than the write may wait; nothing was written."""
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked"/"busy" errors (ours or SQLite's own)."""
+    return isinstance(exc, DatabaseBusy) or (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) is not None
+        and exc.sqlite_errorcode & 0xFF in _BUSY_CODES
+    )
+
+
+class WriterQueue:
+    """A first-come-first-served lock: the writers of one process to one database file."""
+
+    def __init__(self):
+        self._mutex = threading.Lock()
+        self._turns: collections.deque[threading.Lock] = collections.deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            self._turns.append(turn)
+        if turn.acquire(timeout=max(timeout, 0)):
+            return True
+        with self._mutex:
+            if turn in self._turns:
+                self._turns.remove(turn)
+                return False
+        return True  # handed over just as the wait ran out: the turn is ours
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._turns:
+                self._turns.popleft().release()  # hand over; stays held
+            else:
+                self._held = False
+
+
+_QUEUES: dict[str, WriterQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def _writer_queue(path) -> WriterQueue:
+    """The one queue of this process for the database file at `path`."""
+    if str(path) == ":memory:":
+        return WriterQueue()
+    with _QUEUES_LOCK:
+        return _QUEUES.setdefault(os.path.realpath(path), WriterQueue())
 
 
 def dumps(value) -> str:
@@ -21,14 +93,18 @@ def dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def connect(path) -> "Storage":
-    """Open (creating if needed) the database file with the settings every connection needs."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+def connect(path, *, write_wait: float = DEFAULTS["WRITE_WAIT_SECONDS"]) -> "Storage":
+    """Open (creating if needed) the database file with the settings every connection needs.
+
+    `write_wait`: seconds a write may wait in line before `DatabaseBusy`.
+    """
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=write_wait
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return Storage(sqlite_utils.Database(conn))
+    return Storage(sqlite_utils.Database(conn), _writer_queue(path), write_wait)
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -374,9 +450,17 @@ MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4_desk}
 class Storage:
     """The database of one deployment: records, submissions, the change log and the audit log."""
 
-    def __init__(self, db: sqlite_utils.Database):
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        queue: WriterQueue | None = None,
+        write_wait: float = DEFAULTS["WRITE_WAIT_SECONDS"],
+    ):
         self.db = db
         self.conn = db.conn
+        self.write_wait = write_wait
+        self._queue = queue or WriterQueue()
+        self._reading = False
 
     def close(self) -> None:
         self.conn.close()
@@ -384,20 +468,48 @@ class Storage:
     # -- transactions and schema -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator["Storage"]:
-        """One atomic write; nested calls become savepoints that roll back on their own."""
+    def write(self, wait: float | None = None) -> Iterator["Storage"]:
+        """One atomic write; nested calls become savepoints that roll back on their own.
+
+        Waits its turn behind this process's other writers, then for SQLite's lock, at most
+        `wait` seconds in all (default: the connection's `write_wait`); past that it raises
+        `DatabaseBusy` having written nothing.
+        """
+        if self._reading:
+            raise RuntimeError("write() inside reading(): the write lock must be taken first")
         if self.conn.in_transaction:
             with self.db.atomic():
                 yield self
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        wait = self.write_wait if wait is None else wait
+        deadline = time.monotonic() + wait
+        if not self._queue.acquire(wait):
+            raise DatabaseBusy(f"no write turn within {wait:g} s")
         try:
-            yield self
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            self._begin_immediate(deadline)
+            try:
+                yield self
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        finally:
+            self._queue.release()
+
+    def _begin_immediate(self, deadline: float) -> None:
+        """Take SQLite's write lock, letting its busy handler wait for other processes until the
+        deadline."""
+        remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+        self.conn.execute(f"PRAGMA busy_timeout={remaining_ms}")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise DatabaseBusy(str(exc)) from exc
             raise
-        self.conn.execute("COMMIT")
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={int(self.write_wait * 1000)}")
 
     def schema_version(self) -> int:
         if not self.db["meta"].exists():
@@ -451,12 +563,13 @@ class Storage:
         ).fetchall()
 
     def audit(self, action, *, at, user_id=None, entity=None, entity_id=None, detail=None):
-        """Append to the audit log (who did what, when)."""
-        self.conn.execute(
-            "INSERT INTO audit (at, user_id, action, entity, entity_id, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (at, user_id, action, entity, entity_id, dumps(detail) if detail else None),
-        )
+        """Append to the audit log (who did what, when); its own write when not in one."""
+        with self.write():
+            self.conn.execute(
+                "INSERT INTO audit (at, user_id, action, entity, entity_id, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (at, user_id, action, entity, entity_id, dumps(detail) if detail else None),
+            )
 
     def audit_entries(self, *, entity_id=None, limit=100) -> list[dict]:
         where, params = ("WHERE entity_id = ?", [entity_id]) if entity_id else ("", [])
@@ -595,11 +708,20 @@ class Storage:
         return rows[0] if rows else None
 
     def touch_token(self, token_id: int, at: str) -> None:
-        """Record use, at most once a minute per token so reads stay cheap."""
-        self.conn.execute(
-            "UPDATE tokens SET last_used_at = ? WHERE id = ? AND last_used_at < ?",
-            (at, token_id, at[:16]),
-        )
+        """Record use, at most once a minute per token, so reads stay cheap.
+
+        An UPDATE takes the write lock even when it changes no row, so the once-a-minute test is
+        a read first; and the touch is best-effort: a pull never waits behind a queue of pushes
+        for it (the minute after will do).
+        """
+        stale = "SELECT 1 FROM tokens WHERE id = ? AND last_used_at < ?"
+        if not self.conn.execute(stale, (token_id, at[:16])).fetchone():
+            return
+        with contextlib.suppress(DatabaseBusy), self.write(wait=TOUCH_WAIT_SECONDS):
+            self.conn.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE id = ? AND last_used_at < ?",
+                (at, token_id, at[:16]),
+            )
 
     def tokens_of(self, user_id: int) -> list[dict]:
         return list(
@@ -683,24 +805,26 @@ class Storage:
         return rows[0] if rows else None
 
     def touch_desk_session(self, session_id: int, at: str) -> None:
-        """Record activity, at most once a minute per session so page loads stay cheap."""
-        self.conn.execute(
-            "UPDATE desk_sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?",
-            (at, session_id, at[:16]),
-        )
+        """Record activity (callers touch at most once a minute, so page loads stay cheap)."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE desk_sessions SET last_seen_at = ? WHERE id = ?", (at, session_id)
+            )
 
     def end_desk_session(self, session_hash: str) -> None:
-        self.conn.execute("DELETE FROM desk_sessions WHERE session_hash = ?", (session_hash,))
+        with self.write():
+            self.conn.execute("DELETE FROM desk_sessions WHERE session_hash = ?", (session_hash,))
 
     def end_desk_sessions_of(self, user_id: int) -> int:
         """End every desk session of a user (password reset, deactivation, role change)."""
         return self.conn.execute("DELETE FROM desk_sessions WHERE user_id = ?", (user_id,)).rowcount
 
     def prune_desk_sessions(self, *, idle_before: str, created_before: str) -> None:
-        self.conn.execute(
-            "DELETE FROM desk_sessions WHERE last_seen_at < ? OR created_at < ?",
-            (idle_before, created_before),
-        )
+        with self.write():
+            self.conn.execute(
+                "DELETE FROM desk_sessions WHERE last_seen_at < ? OR created_at < ?",
+                (idle_before, created_before),
+            )
 
     def revoke_tokens_of(self, user_id: int, *, at: str) -> int:
         """Revoke every live device token of a user; returns how many there were."""
@@ -1453,9 +1577,11 @@ class Storage:
         """One read transaction: a long export sees one consistent state (WAL: never blocks
         writers)."""
         self.conn.execute("BEGIN")
+        self._reading = True
         try:
             yield self
         finally:
+            self._reading = False
             if self.conn.in_transaction:
                 self.conn.execute("COMMIT")
 

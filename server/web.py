@@ -122,7 +122,9 @@ def session_user() -> dict | None:
     user = store.user(id=row["user_id"])
     if user is None or not user["active"]:
         return None
-    store.touch_desk_session(row["id"], now_iso())
+    at = now_iso()
+    if row["last_seen_at"][:16] < at[:16]:  # once a minute is enough for the idle timeout
+        store.touch_desk_session(row["id"], at)
     return user
 
 

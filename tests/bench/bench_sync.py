@@ -63,7 +63,7 @@ class Api:
         return payload
 
 
-def add_facilities(store, count, rng):
+def add_facilities(store, count, rng, villages=VILLAGES):
     """Extra household toilets so inspections spread as they would over a county."""
     ids = []
     at = START.isoformat()
@@ -74,7 +74,7 @@ def add_facilities(store, count, rng):
             store.insert_facility(
                 {
                     "id": facility_id,
-                    "village_code": VILLAGES[n % 3],
+                    "village_code": villages[n % len(villages)],
                     "kind": "toilet",
                     "name": f"测试户厕{n}",
                     "lat": 24.76 + rng.random() / 100,

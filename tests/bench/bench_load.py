@@ -1,0 +1,336 @@
+"""Load benchmark (on demand, not in CI): many phones syncing at once against `villagecheck serve`.
+
+Loads the demo county plus 2,000 household toilets (so inspections spread over many facilities,
+as in a month's work, instead of piling on the demo's few), starts `villagecheck serve` as a
+subprocess on 127.0.0.1 (one process, as deployed by default), then runs one thread per simulated
+device: each logs in as one of the demo inspectors (one after another over the first seconds)
+and loops pull, think, push 1-3 toilet inspections, think, like a phone's sync loop. A push that
+fails stays in the device's outbox and is sent again, as the PWA does. Photos are not uploaded
+(the items wait for them): ingest has its own benchmark.
+
+Reports every non-2xx answer, push and pull latency percentiles, and an integrity check of the
+database afterwards: each item the server accepted is stored exactly once (one submission, one
+observation), and nothing was stored from a push that answered with an error.
+
+    .venv/bin/python tests/bench/bench_load.py [--devices 100] [--duration 120] [--think 1.0]
+    .venv/bin/python tests/bench/bench_load.py --short      # 20 devices for 20 s
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+
+from bench_sync import add_facilities  # noqa: E402
+from conftest import photo, submission, toilet_answers  # noqa: E402
+from live_serve import Serve  # noqa: E402
+
+from server.bootstrap import init_db  # noqa: E402
+from server.demo import demo_data, load_demo  # noqa: E402
+from server.storage import connect  # noqa: E402
+from sync.clock import decode, encode, receive, tick  # noqa: E402
+
+STORED = {"accepted", "duplicate", "waiting_for_photos"}
+MAX_PAGES = 20  # per pull round: a device never loops on pull
+
+
+class Stats:
+    """Latencies and failures of every request, shared by the device threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latency = {"push": [], "pull": [], "login": []}
+        self.steady = {"push": [], "pull": []}  # requests begun after every device logged in
+        self.steady_from = float("inf")
+        self.errors = Counter()
+        self.outcomes = Counter()
+        self.stored = {}  # item id -> the item, for every item the server said it holds
+        self.failed_push_ids = set()  # items sent in a push that answered non-2xx
+        self.stored_by_failed_push = set()  # of those, found already stored on the resend
+
+    def request(self, kind, seconds, status, code=None):
+        with self.lock:
+            self.latency[kind].append(seconds)
+            if kind in self.steady and time.monotonic() - seconds > self.steady_from:
+                self.steady[kind].append(seconds)
+            if not 200 <= status < 300:
+                self.errors[(kind, status, code)] += 1
+
+
+class Device:
+    def __init__(self, n, port, user, facilities, stats, rng, think):
+        self.n, self.user, self.facilities, self.stats = n, user, facilities, stats
+        self.rng, self.think = rng, think
+        self.device_id = f"load-{n:03d}"
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.token, self.cursor, self.clock, self.outbox = None, None, None, []
+
+    def call(self, kind, method, path, body=None):
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        started = time.perf_counter()
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+            raw = response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            self.stats.request(kind, time.perf_counter() - started, 0, type(exc).__name__)
+            return 0, None
+        elapsed = time.perf_counter() - started
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        code = (payload or {}).get("error", {}).get("code") if status >= 300 else None
+        self.stats.request(kind, elapsed, status, code)
+        return status, payload
+
+    def pause(self):
+        time.sleep(self.rng.uniform(0.5, 1.5) * self.think)
+
+    def login(self) -> bool:
+        status, body = self.call(
+            "login",
+            "POST",
+            "/api/v1/auth/login",
+            {"username": self.user[0], "password": self.user[1], "device_id": self.device_id},
+        )
+        if status == 200:
+            self.token = body["token"]
+        return status == 200
+
+    def pull(self, deadline):
+        for _ in range(MAX_PAGES):
+            path = "/api/v1/sync/pull" + (f"?since={self.cursor}" if self.cursor else "")
+            status, body = self.call("pull", "GET", path)
+            if status != 200 or time.monotonic() > deadline:
+                return
+            self.cursor = body["cursor"]
+            self.clock = receive(self.clock, decode(body["clock"]), _now_ms(), self.device_id)
+            if not body["more"]:
+                return
+
+    def inspect(self):
+        """One toilet inspection as the PWA sends it: answers, two photos, the phone's clock."""
+        self.clock = tick(self.clock, _now_ms(), self.device_id)
+        sanitary = self.rng.random() < 0.9
+        answers = toilet_answers(
+            sanitary=sanitary,
+            harmless=(self.rng.random() < 0.9) if sanitary else None,
+            in_use=self.rng.random() < 0.95,
+            photo_outside=[photo(self.rng.randbytes(32).hex())],
+            photo_inside=[photo(self.rng.randbytes(32).hex())],
+        )
+        return submission(
+            self.rng.choice(self.facilities),
+            encode(self.clock),
+            answers=answers,
+            observed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            sub_id=str(_uuid(self.rng)),
+        )
+
+    def push(self):
+        self.outbox += [self.inspect() for _ in range(self.rng.randint(1, 3))]
+        body = {"device_id": self.device_id, "device_time_ms": _now_ms(), "items": self.outbox}
+        status, result = self.call("push", "POST", "/api/v1/sync/push", body)
+        with self.stats.lock:
+            if status != 200:
+                self.stats.failed_push_ids.update(i["id"] for i in self.outbox)
+                return
+            sent = {i["id"]: i for i in self.outbox}
+            for r in result["results"]:
+                self.stats.outcomes[r["status"]] += 1
+                if r["status"] in STORED:
+                    self.stats.stored[r["id"]] = sent[r["id"]]
+                if r["status"] == "duplicate" and r["id"] in self.stats.failed_push_ids:
+                    self.stats.stored_by_failed_push.add(r["id"])
+        self.outbox = []
+
+    def run(self, start_at, deadline):
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        if not self.login():
+            return
+        while time.monotonic() < deadline:
+            self.pull(deadline)
+            self.pause()
+            if time.monotonic() >= deadline:
+                break
+            self.push()
+            self.pause()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _uuid(rng):
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def integrity(database: Path, stats: Stats) -> dict:
+    """Every item the server said it holds is stored exactly once, with its observation."""
+    db = sqlite3.connect(database)
+    subs = Counter(
+        r[0] for r in db.execute("SELECT id FROM submissions WHERE device_id LIKE 'load-%'")
+    )
+    obs = Counter(
+        r[0]
+        for r in db.execute(
+            "SELECT o.id FROM observations o JOIN submissions s ON s.id = o.id"
+            " WHERE s.device_id LIKE 'load-%'"
+        )
+    )
+    db.close()
+    accepted = set(stats.stored)
+    return {
+        "accepted": len(accepted),
+        "missing": len(accepted - set(subs)),
+        "stored_twice": sum(1 for c in subs.values() if c != 1),
+        "observation_not_once": sum(1 for i in accepted if obs.get(i) != 1),
+        "stored_but_never_accepted": len(set(subs) - accepted),
+        "stored_by_failed_push": len(stats.stored_by_failed_push),
+    }
+
+
+def prepare(database: Path, inspectors, households: int, rng) -> dict:
+    """The demo county plus household toilets in every inspector's villages, so inspections
+    spread over a county's facilities as they do in a month (not all on the demo's few).
+    Returns the toilet ids by inspector."""
+    store = connect(database)
+    init_db(store, at=datetime.now(UTC).isoformat())
+    load_demo(store, now=datetime.now(UTC))
+    toilets = {}
+    for username, _, villages in inspectors:
+        per_user = households // len(inspectors)
+        toilets[username] = add_facilities(store, per_user, rng, villages) if per_user else []
+    toilets = {
+        u: ids
+        + [
+            f["id"]
+            for f in demo_data()["facilities"]
+            if f["kind"] == "toilet" and f["village"] in v
+        ]
+        for (u, _, v), ids in zip(inspectors, toilets.values(), strict=True)
+    }
+    store.close()
+    return toilets
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
+    parser.add_argument("--think", type=float, default=1.0, help="mean pause between requests, s")
+    parser.add_argument("--households", type=int, default=2000, help="toilets added to the demo")
+    parser.add_argument(
+        "--ramp", type=float, default=20.0, help="devices log in one after another over this, s"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for this run, e.g. --set SERVE_THREADS=8",
+    )
+    parser.add_argument("--short", action="store_true", help="20 devices for 20 s")
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args()
+    if args.short:
+        args.devices, args.duration = 20, 20.0
+    data = demo_data()
+    inspectors = [
+        (u["username"], u["password"], u["villages"])
+        for u in data["users"]
+        if u["role"] == "inspector"
+    ]
+    stats = Stats()
+    folder = Path(tempfile.mkdtemp(prefix="vc-load-"))
+    toilets = prepare(folder / "vc.db", inspectors, args.households, random.Random(args.seed))
+    settings = dict(pair.split("=", 1) for pair in args.set)
+    with Serve(folder, settings=settings) as server:
+        devices = []
+        for n in range(args.devices):
+            user = inspectors[n % len(inspectors)]
+            rng = random.Random(args.seed * 1000 + n)
+            devices.append(Device(n, server.port, user, toilets[user[0]], stats, rng, args.think))
+        started = time.monotonic()
+        deadline = started + args.duration
+        ramp = min(args.ramp, args.duration / 2) / max(len(devices), 1)
+        threads = [
+            threading.Thread(target=d.run, args=(started + n * ramp, deadline))
+            for n, d in enumerate(devices)
+        ]
+        stats.steady_from = started + min(args.ramp, args.duration / 2) + 5
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - started
+    check = integrity(server.database, stats)
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores (shared with other sessions), "
+        f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}"
+    )
+    print(
+        f"load: {args.devices} devices for {elapsed:.0f} s (logging in over the first "
+        f"{min(args.ramp, args.duration / 2):.0f} s), think {args.think} s mean, "
+        f"{args.households} household toilets added to the demo county; "
+        f"one `villagecheck serve` process on 127.0.0.1"
+        + (f", settings {settings}" if settings else "")
+    )
+    total = sum(len(v) for v in stats.latency.values())
+    print(f"requests: {total} ({total / elapsed:.1f}/s); item outcomes {dict(stats.outcomes)}")
+    errors = sum(stats.errors.values())
+    print(f"errors (non-2xx or no answer): {errors}" + (f" {dict(stats.errors)}" if errors else ""))
+    rows = [(k, stats.latency[k]) for k in ("push", "pull", "login")]
+    rows += [(f"{k} after logins", stats.steady[k]) for k in ("push", "pull")]
+    for kind, values in rows:
+        if values:
+            print(
+                f"  {kind:18} n={len(values):6}  p50 {percentile(values, 50) * 1000:7.0f} ms"
+                f"  p95 {percentile(values, 95) * 1000:7.0f} ms"
+                f"  p99 {percentile(values, 99) * 1000:7.0f} ms"
+                f"  max {max(values) * 1000:7.0f} ms"
+            )
+    print(f"integrity: {check}")
+    ok = (
+        errors == 0
+        and percentile(stats.latency["push"], 99) < 1.0
+        and not any(v for k, v in check.items() if k != "accepted")
+    )
+    print(
+        "targets (0 errors, push p99 < 1 s, every accepted item exactly once):",
+        "met" if ok else "NOT met",
+    )
+    print(f"server folder (database, serve.log): {folder}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Slow and idle clients cannot deny service on `villagecheck serve` (issue 8, finding 10).
+
+Against a live `villagecheck serve` subprocess on 127.0.0.1, with a short request timeout and a
+small connection bound so the test is quick: many idle connections (some silent, some trickling
+their headers) hold no thread, a normal request is still served at once, the server never holds
+more connections than its bound, and every idle connection is closed after the timeout.
+"""
+
+import http.client
+import json
+import os
+import selectors
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from live_serve import Serve
+
+TIMEOUT = 2
+MAX_CONNECTIONS = 100
+IDLE = 200
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve-limits")
+    settings = {
+        "REQUEST_TIMEOUT_SECONDS": TIMEOUT,
+        "SERVE_MAX_CONNECTIONS": MAX_CONNECTIONS,
+        "SERVE_THREADS": 4,
+    }
+    with Serve(folder, "--no-scheduler", settings=settings) as live:
+        yield live
+
+
+def get_me(port: int) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/v1/auth/me")
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    conn.close()
+    return response.status, body, time.monotonic() - started
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    """Half say nothing; half send the start of a request and never finish its headers."""
+    sockets = []
+    for n in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if n % 2:
+            s.sendall(b"GET /api/v1/auth/me HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sockets.append(s)
+    return sockets
+
+
+def closed_within(sockets: list[socket.socket], seconds: float) -> int:
+    """How many of the sockets the server closes (EOF or reset) within `seconds`."""
+    selector = selectors.DefaultSelector()
+    for s in sockets:
+        s.setblocking(False)
+        selector.register(s, selectors.EVENT_READ)
+    closed, deadline = 0, time.monotonic() + seconds
+    while selector.get_map() and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.2):
+            try:
+                data = key.fileobj.recv(4096)
+            except ConnectionResetError:
+                data = b""
+            except BlockingIOError:
+                continue
+            if not data:
+                selector.unregister(key.fileobj)
+                closed += 1
+    selector.close()
+    return closed
+
+
+def server_sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+def test_idle_connections_do_not_stop_a_normal_request_and_are_closed_after_the_timeout(server):
+    idle = open_idle(server.port, IDLE)
+    try:
+        status, body, seconds = get_me(server.port)
+        assert status == 401 and body["error"]["code"] == "token_missing"
+        assert seconds < 3
+        if Path("/proc").is_dir():  # the bound holds: excess idle connections were dropped
+            assert server_sockets(server.process.pid) <= MAX_CONNECTIONS + 3
+        assert closed_within(idle, TIMEOUT + 4) == IDLE
+    finally:
+        for s in idle:
+            s.close()
+    assert get_me(server.port)[0] == 401
+
+
+def test_trickled_headers_are_cut_off_at_the_timeout(server):
+    """A client sending a header byte now and then still has to finish within the timeout."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    started = time.monotonic()
+    try:
+        s.sendall(b"GET /api/v1/auth/me HTTP/1.1\r\n")
+        closed = False
+        while time.monotonic() - started < TIMEOUT + 4:
+            try:
+                s.sendall(b"X")
+            except OSError:
+                closed = True
+                break
+            s.setblocking(False)
+            try:
+                closed = s.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed = True
+            s.setblocking(True)
+            if closed:
+                break
+            time.sleep(0.3)
+        assert closed
+        assert time.monotonic() - started < TIMEOUT + 2
+    finally:
+        s.close()
+
+
+def test_a_body_that_stops_coming_times_out(server):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT + 5)
+    try:
+        s.sendall(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"user'
+        )
+        started = time.monotonic()
+        assert closed_within([s], TIMEOUT + 4) == 1
+        assert time.monotonic() - started < TIMEOUT + 3
+    finally:
+        s.close()
+    assert get_me(server.port)[0] == 401
