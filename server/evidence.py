@@ -119,19 +119,10 @@ def _grant_held_in_scope(store: Storage, inputs: dict, at: str) -> None:
 
 def _stored(flag: Flag) -> dict:
     """A flag as stored: reuse and near-duplicate figures are counted when read."""
+    figures, message = flag.figures, flag.message
     if flag.code in RELATION_SUMMARY:
-        return {
-            "code": flag.code,
-            "photo": flag.photo,
-            "figures": {},
-            "message": dict(RELATION_SUMMARY[flag.code]),
-        }
-    return {
-        "code": flag.code,
-        "photo": flag.photo,
-        "figures": flag.figures,
-        "message": flag.message,
-    }
+        figures, message = {}, dict(RELATION_SUMMARY[flag.code])
+    return {"code": flag.code, "photo": flag.photo, "figures": figures, "message": message}
 
 
 def judge(
@@ -189,16 +180,7 @@ def _add_relation_flags(store: Storage, added, settings: EvidenceSettings) -> No
     if not added:
         return
     store.add_flags(
-        [
-            {
-                "submission_id": sid,
-                "code": code,
-                "photo": sha,
-                "figures": {},
-                "message": dict(RELATION_SUMMARY[code]),
-            }
-            for sid, sha, code in added
-        ]
+        [{"submission_id": sid, **_stored(Flag(code, sha, {}, {}))} for sid, sha, code in added]
     )
     codes = store.flag_codes({sid for sid, _, _ in added})
     store.set_risk_scores(
@@ -221,13 +203,12 @@ def judge_complete(store: Storage, submission_ids, *, at: str) -> None:
 # -- reading flags -------------------------------------------------------------------------
 
 
-def relation_flags(store: Storage, submission_id: str, *, index=None, threshold=None) -> list[dict]:
+def relation_flags(store: Storage, submission_id: str) -> list[dict]:
     """A submission's stored flags in check order, reuse and near-duplicate ones with their
     other records (each with its village) counted now. Not yet redacted for any viewer."""
-    if index is None:
-        config = current_app.config
-        index = HashCache.index(store, config["DATABASE_PATH"])
-        threshold = config["EVIDENCE_NEAR_DUPLICATE_BITS"]
+    config = current_app.config
+    index = HashCache.index(store, config["DATABASE_PATH"])
+    threshold = config["EVIDENCE_NEAR_DUPLICATE_BITS"]
     inputs = store.evidence_inputs(submission_id)
     if inputs is None:
         return []
