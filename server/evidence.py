@@ -275,26 +275,25 @@ def visible_flags(
             "figures": flag["figures"],
             "message": flag["message"],
         }
-        if "relations" in flag and flag["relations"]:
+        if code in RELATION_SUMMARY:
             relations = [
                 r
                 if admin or r.get("village") in villages
                 else {"other_township": True, "distance": r.get("distance")}
-                for r in flag["relations"]
+                for r in flag.get("relations", ())
             ]
             rendered = (
                 reuse_flag(photo, relations)
                 if code == "reused_photo"
-                else near_flag(photo, relations, flag["threshold"])
+                else near_flag(photo, relations, flag.get("threshold", 0))
             )
-            if rendered is not None:
-                shown.update(figures=rendered.figures, message=rendered.message)
-        elif (
-            photo is not None
-            and not admin
-            and photo not in readable
-            and code not in RELATION_SUMMARY
-        ):
+            # Without current relations (a setting changed; flags stored before schema 4)
+            # only the summary is shown: stored figures may name other townships' records.
+            shown.update(
+                figures=rendered.figures if rendered else {},
+                message=rendered.message if rendered else dict(RELATION_SUMMARY[code]),
+            )
+        elif photo is not None and not admin and photo not in readable:
             shown.update(figures={"withheld": True}, message=dict(WITHHELD))
         out.append(shown)
     return out

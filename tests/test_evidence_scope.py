@@ -308,3 +308,15 @@ def test_redaction_withholds_exif_figures_of_a_photo_the_viewer_may_not_read():
     assert visible_flags([far], villages={"V1"}, readable={"p" * 64}, admin=False)[0] == {
         k: far[k] for k in ("code", "photo", "figures", "message")
     }
+
+
+def test_a_relation_flag_without_current_relations_shows_only_its_summary():
+    """A reuse flag judged before schema 4 stored its figures, naming the other records."""
+    old = _reuse([])
+    old.update(figures={"facility_ids": ["F-THEIRS"]}, message={"zh": "…（设施：F-THEIRS）"})
+    (shown,) = visible_flags([old], villages={"V1"}, readable=set(), admin=False)
+    assert "F-THEIRS" not in str(shown)
+    assert (
+        shown["figures"] == {}
+        and shown["message"]["zh"] == "同一张照片（内容完全相同）还用在其他记录中"
+    )
