@@ -26,6 +26,8 @@ from types import MappingProxyType
 
 __all__ = [
     "CODES",
+    "OTHER_TOWNSHIP",
+    "RELATION_SUMMARY",
     "DEFAULT_EDITOR_MARKERS",
     "DEFAULT_WEIGHTS",
     "EvidenceSettings",
@@ -34,6 +36,8 @@ __all__ = [
     "check_submission",
     "haversine_m",
     "is_high_risk",
+    "near_flag",
+    "reuse_flag",
     "risk_score",
 ]
 
@@ -362,72 +366,119 @@ def _check_time(photo: PhotoEvidence, observed: datetime, s: EvidenceSettings) -
     return []
 
 
-def _check_reuse(photo: PhotoEvidence, uses: Sequence[Mapping]) -> list[Flag]:
+OTHER_TOWNSHIP = {"zh": "另一乡镇的记录", "en": "a record of another township"}
+
+# What a reuse or near-duplicate flag says before its figures are counted (they change as
+# other submissions arrive, so the server counts them when the flag is read).
+RELATION_SUMMARY: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "reused_photo": {
+            "zh": "同一张照片（内容完全相同）还用在其他记录中",
+            "en": "The identical photo is also used in other records",
+        },
+        "near_duplicate": {
+            "zh": "照片与其他设施的照片几乎相同",
+            "en": "Photo nearly identical to a photo of another facility",
+        },
+    }
+)
+
+
+def _hidden_note(hidden: int, visible: Sequence[str]) -> tuple[str, str]:
+    """The "(facilities: ...)" note, with records the viewer may not see only counted."""
+    zh = "、".join(visible)
+    en = ", ".join(visible)
+    if hidden:
+        zh += f"{'；' if zh else ''}{OTHER_TOWNSHIP['zh']} {hidden} 条"
+        en += f"{'; ' if en else ''}{hidden} {OTHER_TOWNSHIP['en']}{'s' if hidden > 1 else ''}"
+    return zh, en
+
+
+def reuse_flag(sha256: str | None, uses: Sequence[Mapping]) -> Flag | None:
+    """reused_photo for a photo with these OTHER uses ({"submission_id", "facility_id"}, or
+    {"other_township": True} for a use the viewer may not see), or None when there are none."""
     if not uses:
-        return []
+        return None
+    hidden = sum(1 for u in uses if u.get("other_township"))
     other = sorted(
         (
             {"submission_id": u.get("submission_id"), "facility_id": u.get("facility_id")}
             for u in uses
+            if not u.get("other_township")
         ),
         key=lambda u: (str(u["facility_id"]), str(u["submission_id"])),
     )
     facilities = sorted({str(u["facility_id"]) for u in other if u["facility_id"] is not None})
-    fac_zh = f"（设施：{'、'.join(facilities)}）" if facilities else ""
-    fac_en = f" (facilities: {', '.join(facilities)})" if facilities else ""
-    return [
-        Flag(
-            "reused_photo",
-            photo.sha256,
-            {"count": len(other), "other_uses": other, "facility_ids": facilities},
+    figures: dict = {"count": len(uses), "other_uses": other, "facility_ids": facilities}
+    if hidden:
+        figures["other_township_uses"] = hidden
+    zh, en = _hidden_note(hidden, facilities)
+    fac_zh = f"（{'设施：' if facilities else ''}{zh}）" if zh else ""
+    fac_en = f" ({'facilities: ' if facilities else ''}{en})" if en else ""
+    return Flag(
+        "reused_photo",
+        sha256,
+        figures,
+        {
+            "zh": f"同一张照片（内容完全相同）还用在另外 {len(uses)} 条记录中{fac_zh}",
+            "en": f"The identical photo is also used in {len(uses)} other record(s){fac_en}",
+        },
+    )
+
+
+def near_flag(sha256: str | None, matches: Sequence[Mapping], threshold: int) -> Flag | None:
+    """near_duplicate for a photo with these matches ({"sha256", "facility_id", "distance"},
+    or {"other_township": True, "distance"} for one the viewer may not see); matches above the
+    threshold or of identical bytes (reused_photo's business) are ignored."""
+    close = sorted(
+        (
             {
-                "zh": f"同一张照片（内容完全相同）还用在另外 {len(other)} 条记录中{fac_zh}",
-                "en": f"The identical photo is also used in {len(other)} other record(s){fac_en}",
-            },
-        )
-    ]
+                "sha256": None if m.get("other_township") else m.get("sha256"),
+                "facility_id": None if m.get("other_township") else m.get("facility_id"),
+                "distance": m["distance"],
+                **({"other_township": True} if m.get("other_township") else {}),
+            }
+            for m in matches
+            if m.get("distance") is not None
+            and m["distance"] <= threshold
+            and (m.get("other_township") or m.get("sha256") != sha256)
+        ),
+        key=lambda m: (m["distance"], str(m["sha256"]), str(m["facility_id"])),
+    )
+    if not close:
+        return None
+    best = close[0]
+    hidden = sum(1 for m in close if m.get("other_township"))
+    facilities = sorted({str(m["facility_id"]) for m in close if m["facility_id"] is not None})
+    zh, en = _hidden_note(hidden, facilities)
+    return Flag(
+        "near_duplicate",
+        sha256,
+        {
+            "min_distance": best["distance"],
+            "threshold": threshold,
+            "matches": close,
+            "facility_ids": facilities,
+        },
+        {
+            "zh": f"照片与其他设施（{zh or '未知'}）的照片几乎相同"
+            f"（差异值 {best['distance']}，{threshold} 及以下视为相同）",
+            "en": f"Photo nearly identical to a photo of another facility "
+            f"({en or 'unknown'}; distance {best['distance']}, threshold {threshold})",
+        },
+    )
+
+
+def _check_reuse(photo: PhotoEvidence, uses: Sequence[Mapping]) -> list[Flag]:
+    flag = reuse_flag(photo.sha256, uses)
+    return [flag] if flag else []
 
 
 def _check_near(
     photo: PhotoEvidence, matches: Sequence[Mapping], s: EvidenceSettings
 ) -> list[Flag]:
-    close = sorted(
-        (
-            {
-                "sha256": m.get("sha256"),
-                "facility_id": m.get("facility_id"),
-                "distance": m["distance"],
-            }
-            for m in matches
-            if m.get("distance") is not None
-            and m["distance"] <= s.near_duplicate_distance
-            and m.get("sha256") != photo.sha256  # identical bytes are reused_photo's business
-        ),
-        key=lambda m: (m["distance"], str(m["sha256"]), str(m["facility_id"])),
-    )
-    if not close:
-        return []
-    best = close[0]
-    facilities = sorted({str(m["facility_id"]) for m in close if m["facility_id"] is not None})
-    return [
-        Flag(
-            "near_duplicate",
-            photo.sha256,
-            {
-                "min_distance": best["distance"],
-                "threshold": s.near_duplicate_distance,
-                "matches": close,
-                "facility_ids": facilities,
-            },
-            {
-                "zh": f"照片与其他设施（{'、'.join(facilities) or '未知'}）的照片几乎相同"
-                f"（差异值 {best['distance']}，{s.near_duplicate_distance} 及以下视为相同）",
-                "en": f"Photo nearly identical to a photo of another facility "
-                f"({', '.join(facilities) or 'unknown'}; distance {best['distance']}, "
-                f"threshold {s.near_duplicate_distance})",
-            },
-        )
-    ]
+    flag = near_flag(photo.sha256, matches, s.near_duplicate_distance)
+    return [flag] if flag else []
 
 
 def _check_software(photo: PhotoEvidence, s: EvidenceSettings) -> list[Flag]:

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sync import protocol, review
 from sync.clock import encode
 
-from . import push
+from . import evidence, push
 from .auth import require_token, require_village
 from .context import now_iso, now_ms, storage
 from .errors import ApiError
@@ -150,7 +150,7 @@ def submission(submission_id: str):
     hashes = store.submission_photo_hashes(submission_id)
     body = {"submission": row, "missing": store.missing_media(hashes)}
     if g.user["role"] in ("supervisor", "admin"):
-        body["flags"] = store.flags_of(submission_id)
+        body["flags"] = evidence.flags_for_viewer(store, submission_id, g.user, g.villages)
     else:
         row.pop("risk_score", None)
     return jsonify(body)

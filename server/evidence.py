@@ -2,20 +2,48 @@
 
 The checks themselves are pure (media/checks.py); this module reads their inputs from storage
 and the near-duplicate index, and writes flags and the risk score back. A submission is judged
-when all its photos are in; submissions sharing a photo or a near-duplicate with it are judged
-again, so the first use of a reused photo is flagged too, whichever arrived first.
+once, when all its photos are in.
+
+Reuse and near-duplicate flags relate submissions to each other, and the first use of a reused
+photo must be flagged too, whichever arrived first. Judging stays bounded however often a photo
+is reused: a new submission asks only *whether* another judged submission uses its photos (one
+probe per photo), stores the flag without figures, and adds the same flag to the other judged
+uses that lack it (each use gains it once, so after the second use there is nothing to add).
+The figures (how many other records, which facilities) are counted when the flag is read, so
+they are current and the same whatever order submissions arrived in; that is also where they
+are redacted for a viewer who may not see the other records (`visible_flags`).
 """
 
 import json
 import threading
+from collections.abc import Collection, Mapping, Sequence
 
 from flask import current_app
 
-from media.checks import EvidenceSettings, PhotoEvidence, check_submission, risk_score
+from media.checks import (
+    CODES,
+    OTHER_TOWNSHIP,
+    RELATION_SUMMARY,
+    EvidenceSettings,
+    Flag,
+    PhotoEvidence,
+    check_submission,
+    near_flag,
+    reuse_flag,
+    risk_score,
+)
 from media.near_dup import NearDuplicateIndex
 from media.phash import from_hex
 
+from .auth import scope_villages
 from .storage import Storage
+
+# Figures of a flag on a photo the viewer may not see that come from the photo itself (EXIF).
+WITHHELD = {
+    "zh": f"这张照片属于{OTHER_TOWNSHIP['zh']}，不是本记录的作者上传的，不显示其详情",
+    "en": f"This photo belongs to {OTHER_TOWNSHIP['en']}, not uploaded by this record's author;"
+    " its details are withheld",
+}
 
 
 def settings_from(config) -> EvidenceSettings:
@@ -65,78 +93,219 @@ def _photo(row: dict) -> PhotoEvidence:
     )
 
 
+def _near_matches(index: NearDuplicateIndex, photos, threshold: int) -> dict[str, dict]:
+    """sha256 -> {other photo's sha256: distance} for each photo with a perceptual hash."""
+    near = {}
+    for photo in photos:
+        if not photo["phash"]:
+            continue
+        crops = [from_hex(c) for c in photo["crop_hashes"] or []]
+        matches = index.query(from_hex(photo["phash"]), threshold, crops=crops)
+        near[photo["sha256"]] = {o: d for o, d in matches if o != photo["sha256"]}
+    return near
+
+
+def _grant_held_in_scope(store: Storage, inputs: dict, at: str) -> None:
+    """The author holds photos they did not upload but could already see when submitting."""
+    author = store.user(id=inputs["author_id"]) if inputs["author_id"] is not None else None
+    if author is None:
+        return
+    hashes = {p["sha256"] for p in inputs["photos"]}
+    unheld = hashes - store.photos_held_by(author["id"], hashes)
+    if unheld:
+        for sha in sorted(store.readable_photos(unheld, scope_villages(store, author))):
+            store.record_holder(sha, author["id"], source="scope", at=at)
+
+
+def _stored(flag: Flag) -> dict:
+    """A flag as stored: reuse and near-duplicate figures are counted when read."""
+    figures, message = flag.figures, flag.message
+    if flag.code in RELATION_SUMMARY:
+        figures, message = {}, dict(RELATION_SUMMARY[flag.code])
+    return {"code": flag.code, "photo": flag.photo, "figures": figures, "message": message}
+
+
 def judge(
     store: Storage,
     submission_id: str,
     *,
     settings: EvidenceSettings,
-    index_key: str,
+    index: NearDuplicateIndex,
     at: str,
-    complete: bool,
-) -> set[str]:
-    """Compute and store one submission's flags; returns the other submissions it touches."""
+) -> None:
+    """Compute and store one submission's flags, and add the other side of its relations."""
     inputs = store.evidence_inputs(submission_id)
-    photos = {p["sha256"]: p for p in inputs["photos"]}
-    uses = [u for u in store.submissions_using(photos) if u["submission_id"] != submission_id]
-    same_bytes = {}
-    for use in uses:
-        same_bytes.setdefault(use["sha256"], []).append(
-            {"submission_id": use["submission_id"], "facility_id": use["record_id"]}
-        )
-    index = HashCache.index(store, index_key)
-    near, near_hashes = {}, {}
-    for sha, photo in photos.items():
-        if not photo["phash"]:
-            continue
-        crops = [from_hex(c) for c in photo["crop_hashes"] or []]
-        matches = index.query(
-            from_hex(photo["phash"]), settings.near_duplicate_distance, crops=crops
-        )
-        near_hashes[sha] = {other: d for other, d in matches if other != sha}
-    other_uses = store.submissions_using(h for m in near_hashes.values() for h in m)
-    related = {u["submission_id"] for u in uses}
-    for sha, matches in near_hashes.items():
-        for use in other_uses:
-            if use["sha256"] in matches and use["record_id"] != inputs["record_id"]:
-                near.setdefault(sha, []).append(
-                    {
-                        "sha256": use["sha256"],
-                        "facility_id": use["record_id"],
-                        "distance": matches[use["sha256"]],
-                    }
-                )
-                related.add(use["submission_id"])
+    record = inputs["record_id"]
+    hashes = sorted({p["sha256"] for p in inputs["photos"]})
+    _grant_held_in_scope(store, inputs, at)
+    reused = store.uses_elsewhere(hashes, submission_id=submission_id)
+    near = _near_matches(index, inputs["photos"], settings.near_duplicate_distance)
+    matched = {o for m in near.values() for o in m}
+    near_used = store.uses_elsewhere(matched, submission_id=submission_id, record_id=record)
     position = {"lat": inputs["lat"], "lon": inputs["lon"]} if inputs["lat"] is not None else None
     flags = check_submission(
         photos=[_photo(p) for p in inputs["photos"]],
         facility_position=position,
         observed_at=inputs["observed_at"],
         device_skew_ms=inputs["skew_ms"],
-        same_bytes_elsewhere=same_bytes,
-        near_duplicates=near,
+        same_bytes_elsewhere={sha: [{}] for sha in reused},
+        near_duplicates={
+            sha: [{"sha256": o, "distance": d} for o, d in m.items() if o in near_used]
+            for sha, m in near.items()
+        },
         settings=settings,
     )
     store.set_evidence(
         submission_id,
-        flags=[
-            {"code": f.code, "photo": f.photo, "figures": f.figures, "message": f.message}
-            for f in flags
-        ],
+        flags=[_stored(f) for f in flags],
         risk_score=risk_score(flags, settings),
-        state="complete" if complete else None,
+        state="complete",
         at=at,
     )
-    return related - {submission_id}
+    others = [
+        (sid, sha, "reused_photo")
+        for sid, sha in store.unflagged_uses(reused, "reused_photo", submission_id=submission_id)
+    ]
+    others += [
+        (sid, sha, "near_duplicate")
+        for sid, sha in store.unflagged_uses(
+            near_used, "near_duplicate", submission_id=submission_id, record_id=record
+        )
+    ]
+    _add_relation_flags(store, others, settings)
+
+
+def _add_relation_flags(store: Storage, added, settings: EvidenceSettings) -> None:
+    """Give already-judged submissions a reuse or near-duplicate flag, and rescore them."""
+    if not added:
+        return
+    store.add_flags(
+        [{"submission_id": sid, **_stored(Flag(code, sha, {}, {}))} for sid, sha, code in added]
+    )
+    codes = store.flag_codes({sid for sid, _, _ in added})
+    store.set_risk_scores(
+        {
+            sid: risk_score([Flag(c, None, {}, {}) for c in found], settings)
+            for sid, found in codes.items()
+        }
+    )
 
 
 def judge_complete(store: Storage, submission_ids, *, at: str) -> None:
-    """Judge submissions whose photos are all in, then once more those they touch."""
+    """Judge submissions whose photos are all in (each once, whatever else uses its photos)."""
     config = current_app.config
     settings = settings_from(config)
-    key = config["DATABASE_PATH"]
-    touched = set()
+    index = HashCache.index(store, config["DATABASE_PATH"])
     for sid in submission_ids:
-        touched |= judge(store, sid, settings=settings, index_key=key, at=at, complete=True)
-    for sid in sorted(touched - set(submission_ids)):
-        if store.evidence_inputs(sid)["state"] != "received":
-            judge(store, sid, settings=settings, index_key=key, at=at, complete=False)
+        judge(store, sid, settings=settings, index=index, at=at)
+
+
+# -- reading flags -------------------------------------------------------------------------
+
+
+def relation_flags(store: Storage, submission_id: str) -> list[dict]:
+    """A submission's stored flags in check order, reuse and near-duplicate ones with their
+    other records (each with its village) counted now. Not yet redacted for any viewer."""
+    config = current_app.config
+    index = HashCache.index(store, config["DATABASE_PATH"])
+    threshold = config["EVIDENCE_NEAR_DUPLICATE_BITS"]
+    inputs = store.evidence_inputs(submission_id)
+    if inputs is None:
+        return []
+    order = list(dict.fromkeys(p["sha256"] for p in inputs["photos"]))
+    out = []
+    for flag in store.flags_of(submission_id):
+        if flag["code"] == "reused_photo":
+            uses = store.judged_uses([flag["photo"]], submission_id=submission_id)
+            flag["relations"] = [
+                {
+                    "submission_id": u["submission_id"],
+                    "facility_id": u["record_id"],
+                    "village": u["village_code"],
+                }
+                for u in uses
+            ]
+        elif flag["code"] == "near_duplicate":
+            photos = [p for p in inputs["photos"] if p["sha256"] == flag["photo"]][:1]
+            near = _near_matches(index, photos, threshold).get(flag["photo"], {})
+            uses = store.judged_uses(
+                near, submission_id=submission_id, record_id=inputs["record_id"]
+            )
+            flag["threshold"] = threshold
+            flag["relations"] = [
+                {
+                    "sha256": u["sha256"],
+                    "facility_id": u["record_id"],
+                    "distance": near[u["sha256"]],
+                    "village": u["village_code"],
+                }
+                for u in uses
+            ]
+        out.append(flag)
+    out.sort(
+        key=lambda f: (
+            f["photo"] is not None,
+            order.index(f["photo"]) if f["photo"] in order else len(order),
+            CODES.index(f["code"]) if f["code"] in CODES else len(CODES),
+        )
+    )
+    return out
+
+
+def visible_flags(
+    flags: Sequence[Mapping],
+    *,
+    villages: Collection[str],
+    readable: Collection[str],
+    admin: bool,
+) -> list[dict]:
+    """Flags as one viewer may see them (pure).
+
+    Other records outside the viewer's villages become "another township's record": counted,
+    with no submission, facility or photo hash. A flag on a photo the viewer may not read (see
+    PROTOCOL, Photos) keeps its code but not the figures the photo's own EXIF gave. Admins see
+    everything.
+    """
+    out = []
+    for flag in flags:
+        code, photo = flag["code"], flag.get("photo")
+        shown = {
+            "code": code,
+            "photo": photo,
+            "figures": flag["figures"],
+            "message": flag["message"],
+        }
+        if code in RELATION_SUMMARY:
+            relations = [
+                r
+                if admin or r.get("village") in villages
+                else {"other_township": True, "distance": r.get("distance")}
+                for r in flag.get("relations", ())
+            ]
+            rendered = (
+                reuse_flag(photo, relations)
+                if code == "reused_photo"
+                else near_flag(photo, relations, flag.get("threshold", 0))
+            )
+            # Without current relations (a setting changed; flags stored before schema 4)
+            # only the summary is shown: stored figures may name other townships' records.
+            shown.update(
+                figures=rendered.figures if rendered else {},
+                message=rendered.message if rendered else dict(RELATION_SUMMARY[code]),
+            )
+        elif photo is not None and not admin and photo not in readable:
+            shown.update(figures={"withheld": True}, message=dict(WITHHELD))
+        out.append(shown)
+    return out
+
+
+def flags_for_viewer(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
+    """A submission's flags with current figures, redacted for this viewer."""
+    flags = relation_flags(store, submission_id)
+    photos = {f["photo"] for f in flags if f["photo"]}
+    return visible_flags(
+        flags,
+        villages=villages,
+        readable=store.readable_photos(photos, villages),
+        admin=user["role"] == "admin",
+    )

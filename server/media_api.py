@@ -36,6 +36,14 @@ def _checked(sha256: str) -> str:
     return sha256
 
 
+def _readable(sha256: str) -> str:
+    """_checked, and 403 unless the photo is readable in the caller's villages: used there by a
+    submission whose author holds its bytes (PROTOCOL, Photos); the hash alone is no key."""
+    if not storage().photo_readable(_checked(sha256), g.villages):
+        raise ApiError(403, "media_forbidden", "没有使用这张照片的记录，或您没有该村的权限")
+    return sha256
+
+
 def _status(sha256: str) -> dict:
     """Complete (with its size) once processed; otherwise the partial upload's progress.
 
@@ -104,6 +112,8 @@ def upload_chunk(sha256: str):
         raise ApiError(413, "too_large", "照片太大")
     if isinstance(result, media_results.LengthMismatch | media_results.PastDeclaredLength):
         raise ApiError(400, "length_mismatch", "照片长度与之前声明的不一致")
+    if isinstance(result, media_results.Completed):
+        storage().record_uploader(sha256, g.user["id"], at=now_iso())
     body = _status(sha256)
     response = jsonify(body)
     response.headers["Upload-Offset"] = str(body["offset"])
@@ -159,14 +169,14 @@ def display(sha256: str, size: int):
     """A display version: oriented, about `size` px, no metadata, cached for a year."""
     if size not in DISPLAY_SIZES:
         raise ApiError(404, "not_found", "没有这个尺寸")
-    return send_display(_checked(sha256), size)
+    return send_display(_readable(sha256), size)
 
 
 @bp.get("/<sha256>/original")
 @require_token(roles=ORIGINAL_ROLES)
 def original(sha256: str):
     """The original bytes as the camera wrote them (EXIF and all): supervisors and admins."""
-    _checked(sha256)
+    _readable(sha256)
     row = storage().media(sha256)
     if row is None or not media_store().has(sha256):
         raise ApiError(404, "not_found", "照片尚未上传完成")

@@ -444,7 +444,38 @@ def _v4_desk(db: sqlite_utils.Database) -> None:
     db["login_failures"].drop()
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4_desk}
+def _v4_evidence(db: sqlite_utils.Database) -> None:
+    """Who holds each photo's bytes, so a photo's hash alone never opens it (PROTOCOL, Photos).
+
+    Photos held before the upgrade are credited to the authors of the submissions that used
+    them when they arrived (one of them sent the bytes); a photo with no such submission (clock
+    oddities) to every author using it then.
+    """
+    db["photo_holders"].create(
+        {"sha256": str, "user_id": int, "source": str, "at": str},
+        pk=("sha256", "user_id"),
+        not_null={"source", "at"},
+    )
+    uses = (
+        "SELECT m.sha256, s.author_id, 'upgrade', media.created_at FROM submission_media m"
+        " JOIN submissions s ON s.id = m.submission_id JOIN media ON media.sha256 = m.sha256"
+        " WHERE s.author_id IS NOT NULL"
+    )
+    db.execute(f"INSERT OR IGNORE INTO photo_holders {uses} AND s.received_at <= media.created_at")
+    db.execute(
+        f"INSERT OR IGNORE INTO photo_holders {uses}"
+        " AND m.sha256 NOT IN (SELECT sha256 FROM photo_holders)"
+    )
+    db["flags"].create_index(["submission_id", "code", "photo"])
+
+
+def _v4(db: sqlite_utils.Database) -> None:
+    """Hardening (issue 8): desk sessions and login throttling, photo holders."""
+    _v4_desk(db)
+    _v4_evidence(db)
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 class Storage:
@@ -1289,7 +1320,7 @@ class Storage:
         ).fetchall()
 
     def photo_in_villages(self, sha256: str, village_codes: Iterable[str]) -> bool:
-        """Whether a submission in one of these villages uses this photo."""
+        """Whether a submission in one of these villages uses this photo (who may upload it)."""
         return (
             self.conn.execute(
                 "SELECT 1 FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
@@ -1299,6 +1330,44 @@ class Storage:
             ).fetchone()
             is not None
         )
+
+    def record_uploader(self, sha256: str, user_id: int, *, at: str) -> None:
+        """This user sent the bytes of this photo (the upload completed and matched its hash)."""
+        self.record_holder(sha256, user_id, source="upload", at=at)
+
+    def record_holder(self, sha256: str, user_id: int, *, source: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO photo_holders (sha256, user_id, source, at) VALUES (?,?,?,?)",
+            (sha256, user_id, source, at),
+        )
+
+    def photos_held_by(self, user_id: int, hashes: Iterable[str]) -> set[str]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT sha256 FROM photo_holders WHERE user_id = ?"
+                " AND sha256 IN (SELECT value FROM json_each(?))",
+                (user_id, json.dumps(sorted(set(hashes)))),
+            )
+        }
+
+    def readable_photos(self, hashes: Iterable[str], village_codes: Iterable[str]) -> set[str]:
+        """Which photos these villages may see: used there by a submission whose author holds
+        the photo's bytes (uploaded them, or could already see the photo when submitting)."""
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT m.sha256 FROM submission_media m"
+                " JOIN submissions s ON s.id = m.submission_id"
+                " JOIN photo_holders h ON h.sha256 = m.sha256 AND h.user_id = s.author_id"
+                " WHERE m.sha256 IN (SELECT value FROM json_each(?))"
+                " AND s.village_code IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(hashes))), json.dumps(sorted(village_codes))),
+            )
+        }
+
+    def photo_readable(self, sha256: str, village_codes: Iterable[str]) -> bool:
+        return bool(self.readable_photos([sha256], village_codes))
 
     def submissions_using(self, hashes: Iterable[str]) -> list[dict]:
         """Every use of these photos: sha256, submission, its record and state."""
@@ -1311,11 +1380,94 @@ class Storage:
             )
         )
 
+    def uses_elsewhere(
+        self, hashes: Iterable[str], *, submission_id: str, record_id: str | None = None
+    ) -> set[str]:
+        """Which of these photos a judged submission other than this one uses (about another
+        record than `record_id`, when given). One probe per photo, however often it is used."""
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT j.value FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM submission_media m"
+                " JOIN submissions s ON s.id = m.submission_id WHERE m.sha256 = j.value"
+                " AND m.submission_id != ? AND s.state != 'received'"
+                " AND (? IS NULL OR s.record_id != ?))",
+                (json.dumps(sorted(set(hashes))), submission_id, record_id, record_id),
+            )
+        }
+
+    def unflagged_uses(
+        self, hashes: Iterable[str], code: str, *, submission_id: str, record_id=None
+    ) -> list[tuple[str, str]]:
+        """(submission, photo) of judged uses of these photos, other than this submission (and
+        about another record than `record_id`, when given), that lack flag `code` on it."""
+        return self.conn.execute(
+            "SELECT m.submission_id, m.sha256 FROM submission_media m"
+            " JOIN submissions s ON s.id = m.submission_id"
+            " WHERE m.sha256 IN (SELECT value FROM json_each(?)) AND m.submission_id != ?"
+            " AND s.state != 'received' AND (? IS NULL OR s.record_id != ?)"
+            " AND NOT EXISTS (SELECT 1 FROM flags f WHERE f.submission_id = m.submission_id"
+            " AND f.code = ? AND f.photo = m.sha256)"
+            " GROUP BY m.submission_id, m.sha256 ORDER BY m.submission_id, m.sha256",
+            (json.dumps(sorted(set(hashes))), submission_id, record_id, record_id, code),
+        ).fetchall()
+
+    def judged_uses(
+        self, hashes: Iterable[str], *, submission_id: str, record_id: str | None = None
+    ) -> list[dict]:
+        """Judged uses of these photos by other submissions (about another record than
+        `record_id`, when given), with the village and township of each."""
+        return list(
+            self.db.query(
+                "SELECT DISTINCT m.sha256, m.submission_id, s.record_id, s.village_code,"
+                " v.township FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
+                " LEFT JOIN villages v ON v.code = s.village_code"
+                " WHERE m.sha256 IN (SELECT value FROM json_each(?)) AND m.submission_id != ?"
+                " AND s.state != 'received' AND (? IS NULL OR s.record_id != ?)"
+                " ORDER BY m.sha256, m.submission_id",
+                [json.dumps(sorted(set(hashes))), submission_id, record_id, record_id],
+            )
+        )
+
+    def add_flags(self, flags: list[dict]) -> None:
+        """Add flags to submissions already judged (the other side of a new reuse)."""
+        self.conn.executemany(
+            "INSERT INTO flags (submission_id, code, photo, figures, message)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    f["submission_id"],
+                    f["code"],
+                    f["photo"],
+                    dumps(f["figures"]),
+                    dumps(f["message"]),
+                )
+                for f in flags
+            ],
+        )
+
+    def flag_codes(self, submission_ids: Iterable[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for sid, code in self.conn.execute(
+            "SELECT submission_id, code FROM flags"
+            " WHERE submission_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(submission_ids))),),
+        ):
+            out.setdefault(sid, set()).add(code)
+        return out
+
+    def set_risk_scores(self, scores: dict[str, int]) -> None:
+        self.conn.executemany(
+            "UPDATE submissions SET risk_score = ? WHERE id = ?",
+            [(score, sid) for sid, score in scores.items()],
+        )
+
     def evidence_inputs(self, submission_id: str) -> dict | None:
         """What the evidence checks need about one submission: its photos and its record."""
         sub = self.conn.execute(
             "SELECT s.id, s.record_id, s.record_type, s.observed_at, s.skew_ms, s.state,"
-            " f.lat, f.lon FROM submissions s LEFT JOIN facilities f ON f.id = s.record_id"
+            " s.author_id, f.lat, f.lon FROM submissions s"
+            " LEFT JOIN facilities f ON f.id = s.record_id"
             " WHERE s.id = ?",
             (submission_id,),
         ).fetchone()
@@ -1333,7 +1485,17 @@ class Storage:
         for photo in photos:
             for key in ("position", "exif", "crop_hashes"):
                 photo[key] = json.loads(photo[key]) if photo[key] else None
-        keys = ("id", "record_id", "record_type", "observed_at", "skew_ms", "state", "lat", "lon")
+        keys = (
+            "id",
+            "record_id",
+            "record_type",
+            "observed_at",
+            "skew_ms",
+            "state",
+            "author_id",
+            "lat",
+            "lon",
+        )
         return {**dict(zip(keys, sub, strict=True)), "photos": photos}
 
     def set_evidence(
@@ -1651,8 +1813,11 @@ class Storage:
             " LEFT JOIN tasks t ON t.id = s.record_id"
             " LEFT JOIN users u ON u.id = s.author_id"
             " LEFT JOIN media ON media.sha256 = m.sha256 WHERE s.village_code = ?"
+            " AND (media.sha256 IS NULL OR m.sha256 IN (SELECT m2.sha256 FROM submission_media m2"
+            " JOIN submissions s2 ON s2.id = m2.submission_id JOIN photo_holders h"
+            " ON h.sha256 = m2.sha256 AND h.user_id = s2.author_id WHERE s2.village_code = ?))"
         )
-        params = [village_code]
+        params = [village_code, village_code]
         if month:
             sql += " AND substr(s.observed_at, 1, 7) = ?"
             params.append(month)

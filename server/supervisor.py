@@ -27,6 +27,7 @@ from sync import review
 
 from . import resolve as resolving
 from .context import media_store, now, now_iso, now_ms, storage
+from .evidence import flags_for_viewer
 from .media_api import stream_file
 from .plot import Point, distance_m, position_plot, valid
 from .push import clock_ahead_ms
@@ -88,6 +89,8 @@ FIGURE_LABELS = {
     "exif_gps": "照片自带 GPS",
     "phone_position": "手机定位",
     "exif_error": "EXIF 错误",
+    "other_township_uses": "另一乡镇的记录（条）",
+    "withheld": "详情",
 }
 HIDDEN_FIGURES = {"skew_ms"}
 SOURCE_LABELS = {"exif": "照片自带", "phone": "手机记录"}
@@ -304,6 +307,8 @@ def _figure_text(key: str, value) -> str:
         return SOURCE_LABELS.get(value, str(value))
     if key in ("taken_at", "observed_at"):
         return desk_time(value)
+    if key == "withheld":
+        return "不予显示（照片属于另一乡镇的记录）"
     if isinstance(value, bool):
         return "有" if value else "无"
     if isinstance(value, dict) and {"lat", "lon"} <= value.keys():
@@ -334,6 +339,13 @@ def _figures(figures: dict) -> list[dict]:
     return out
 
 
+def _withheld(photo: dict, readable) -> dict:
+    """A photo the viewer may not read (PROTOCOL, Photos) shows none of its own facts."""
+    if photo["sha256"] in readable or not photo["held"]:
+        return photo
+    return {**photo, "withheld": True, "exif": None, "width": None, "height": None, "size": None}
+
+
 def _submission_page(submission_id: str, *, error: str | None = None, status: int = 200):
     store = storage()
     row = _submission_in_scope(submission_id)
@@ -341,11 +353,10 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
     record = store.record(row["record_type"], row["record_id"])
     village = store.village(row["village_code"])
     ref = _reference(record, row["record_type"], village)
-    photos = [
-        _photo_evidence(p, ref, n)
-        for n, p in enumerate(store.desk_photos([submission_id]), start=1)
-    ]
-    flags = store.flags_of(submission_id)
+    rows = store.desk_photos([submission_id])
+    readable = store.readable_photos((p["sha256"] for p in rows), g.villages)
+    photos = [_photo_evidence(_withheld(p, readable), ref, n) for n, p in enumerate(rows, start=1)]
+    flags = flags_for_viewer(store, submission_id, g.user, g.villages)
     for flag in flags:
         flag["rows"] = _figures(flag["figures"])
         flag["number"] = next((p["number"] for p in photos if p["sha256"] == flag["photo"]), None)
@@ -430,7 +441,7 @@ def media(sha: str, variant: str):
     if variant == "original" and g.user["role"] not in ("supervisor", "admin"):
         abort(403)
     store = storage()
-    if not store.photo_in_villages(sha, g.villages):
+    if not store.photo_readable(sha, g.villages):
         abort(404)
     etag = f"{sha}-{variant}"
     if request.if_none_match.contains(etag):
