@@ -101,6 +101,7 @@ def ingest(store: Storage, media, sha256: str, *, config, gate: DecodeGate, at: 
                 "created_at": at,
             }
         )
+        store.credit_unheld_photo(sha256, at=at)
         waiting = [
             u["submission_id"]
             for u in store.submissions_using([sha256])

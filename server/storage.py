@@ -1336,10 +1336,26 @@ class Storage:
         self.record_holder(sha256, user_id, source="upload", at=at)
 
     def record_holder(self, sha256: str, user_id: int, *, source: str, at: str) -> None:
-        self.conn.execute(
-            "INSERT OR IGNORE INTO photo_holders (sha256, user_id, source, at) VALUES (?,?,?,?)",
-            (sha256, user_id, source, at),
-        )
+        with self.write():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO photo_holders (sha256, user_id, source, at)"
+                " VALUES (?,?,?,?)",
+                (sha256, user_id, source, at),
+            )
+
+    def credit_unheld_photo(self, sha256: str, *, at: str) -> None:
+        """A photo processed with no holder (the server died between its upload completing and
+        the uploader being recorded): credit the authors of the submissions already using it,
+        as the schema 4 upgrade does, so the one who sent it can still be read."""
+        with self.write():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO photo_holders (sha256, user_id, source, at)"
+                " SELECT m.sha256, s.author_id, 'recovered', ? FROM submission_media m"
+                " JOIN submissions s ON s.id = m.submission_id"
+                " WHERE m.sha256 = ? AND s.author_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM photo_holders WHERE sha256 = ?)",
+                (at, sha256, sha256),
+            )
 
     def photos_held_by(self, user_id: int, hashes: Iterable[str]) -> set[str]:
         return {

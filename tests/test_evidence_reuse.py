@@ -47,8 +47,8 @@ def statements(monkeypatch):
     seen: list[str] = []
     connect = server.context.connect
 
-    def traced(path):
-        store = connect(path)
+    def traced(path, **kwargs):
+        store = connect(path, **kwargs)
         store.conn.set_trace_callback(seen.append)
         return store
 
