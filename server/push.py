@@ -549,13 +549,23 @@ def _observation(row: dict) -> Observation:
 
 
 def merge_conflicts(store: Storage, obs: Observation, window_ms: int, *, at: str) -> None:
-    """Record conflicts the new observation makes, and close those it resolves."""
+    """Record conflicts the new observation makes, and close those it resolves.
+
+    A busy record can hold hundreds of open conflicts and observations in the window, so the
+    reads here are a fixed number of queries per observation, not one per conflict.
+    """
     lo, hi = window_bounds(obs.clock, window_ms)
     candidates = [_observation(r) for r in store.observations_between(obs.record_id, lo, hi)]
     clocks = {o.id: o.clock for o in candidates}
-    for conflict in find_conflicts(obs, [o for o in candidates if o.id != obs.id], window_ms):
-        pair = (clocks[conflict.a], clocks[conflict.b])
-        later = [_observation(r) for r in store.observations_from(obs.record_id, str(max(pair)))]
+    found = find_conflicts(obs, [o for o in candidates if o.id != obs.id], window_ms)
+    pairs = {c.id: (clocks[c.a], clocks[c.b]) for c in found}
+    later = []
+    if found:
+        # Every possible resolver is at or after the earliest pair's later side;
+        # conflict_resolved_by itself keeps only those after both sides of each conflict.
+        since = min(max(pair) for pair in pairs.values())
+        later = [_observation(r) for r in store.observations_from(obs.record_id, str(since))]
+    for conflict in found:
         store.insert_conflict(
             {
                 "id": conflict.id,
@@ -566,15 +576,14 @@ def merge_conflicts(store: Storage, obs: Observation, window_ms: int, *, at: str
                 "a_value": conflict.values[0],
                 "b_value": conflict.values[1],
                 "winner": conflict.winner,
-                "resolved_by": conflict_resolved_by(conflict, pair, later),
+                "resolved_by": conflict_resolved_by(conflict, pairs[conflict.id], later),
             },
             at=at,
         )
-    for row in store.open_conflicts_of(obs.record_id):
-        if row["field"] not in obs.fields:
-            continue
-        clocks = store.observation_clocks([row["a"], row["b"]])
-        pair = (decode(clocks[row["a"]]), decode(clocks[row["b"]]))
+    open_rows = [r for r in store.open_conflicts_of(obs.record_id) if r["field"] in obs.fields]
+    sides = store.observation_clocks({r[side] for r in open_rows for side in ("a", "b")})
+    for row in open_rows:
+        pair = (decode(sides[row["a"]]), decode(sides[row["b"]]))
         conflict = Conflict(
             id=row["id"],
             record_id=row["record_id"],
