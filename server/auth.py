@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from sync.clock import valid_device
 
-from . import login_throttle
+from . import limits, login_throttle
 from .context import now, now_iso, storage
 from .errors import ApiError, error_response
 from .requests import json_body
@@ -43,7 +43,9 @@ def hash_password(password: str) -> str:
 
 def check_password(user: dict | None, password: str) -> bool:
     """True for the right password; as slow for an unknown user as for a wrong password."""
-    valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
+    checks = limits.gate("password", current_app.config["PASSWORD_CHECKS_AT_ONCE"])
+    with checks.slot():  # each scrypt check takes about 32 MB: bound them, as photo decodes
+        valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
     return bool(user) and valid
 
 

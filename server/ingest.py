@@ -18,57 +18,27 @@ Decoding a large photo takes a lot of memory (about 220 MB for 49 MP), so each p
 at most INGEST_CONCURRENCY photos at once; the others wait their turn.
 """
 
-import contextlib
 import logging
-import threading
-from collections.abc import Iterator
 
 from media.exif import read_facts
 from media.images import ImageRejected, process_image
 from media.phash import to_hex
 
+from . import limits
 from .evidence import judge_complete
+from .limits import Gate
 from .storage import Storage
 
 DISPLAY_SIZES = (1280, 320)
 log = logging.getLogger("villagecheck.ingest")
-_gate_lock = threading.Lock()
-_gates: dict[int, "DecodeGate"] = {}
 
 
-class DecodeGate:
-    """At most `limit` photos decoded at once; `active` and `peak` show how many were."""
-
-    def __init__(self, limit: int):
-        if limit < 1:
-            raise ValueError("INGEST_CONCURRENCY must be at least 1")
-        self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
-        self._count = threading.Lock()
-        self.active = 0
-        self.peak = 0
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._slots:
-            with self._count:
-                self.active += 1
-                self.peak = max(self.peak, self.active)
-            try:
-                yield
-            finally:
-                with self._count:
-                    self.active -= 1
-
-
-def decode_gate(config) -> DecodeGate:
+def decode_gate(config) -> Gate:
     """This process's gate for the INGEST_CONCURRENCY setting (shared by every app and job)."""
-    limit = int(config["INGEST_CONCURRENCY"])
-    with _gate_lock:
-        return _gates.setdefault(limit, DecodeGate(limit))
+    return limits.gate("decode", config["INGEST_CONCURRENCY"])
 
 
-def ingest(store: Storage, media, sha256: str, *, config, gate: DecodeGate, at: str) -> None:
+def ingest(store: Storage, media, sha256: str, *, config, gate: Gate, at: str) -> None:
     """Process a held photo and judge the submissions it completes; nothing if already done.
 
     Raises `ImageRejected` after removing a photo that cannot be read (the phone may send it
@@ -111,7 +81,7 @@ def ingest(store: Storage, media, sha256: str, *, config, gate: DecodeGate, at: 
         judge_complete(store, waiting, at=at)
 
 
-def reprocess_held(store: Storage, media, *, config, gate: DecodeGate, at: str) -> dict:
+def reprocess_held(store: Storage, media, *, config, gate: Gate, at: str) -> dict:
     """Process every photo held but not processed, then judge any submission left `received`
     with all its photos in; the summary counts what happened."""
     done, rejected, failed = [], [], []

@@ -84,6 +84,11 @@ SETTINGS = (
         False,
         "always mark the desk cookie Secure (it is anyway on requests that came over HTTPS)",
     ),
+    Setting(
+        "PASSWORD_CHECKS_AT_ONCE",
+        4,
+        "password checks run at once per process (each takes about 32 MB); the rest wait",
+    ),
     Setting("TOKEN_TTL_DAYS", 180, "device tokens unused for this long stop working"),
     Setting(
         "SCHEDULER_ENABLED",

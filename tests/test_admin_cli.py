@@ -50,11 +50,12 @@ def test_assign_and_unassign_villages(runner, store, client):
     assert YUNYU not in me.json["villages"]
 
 
-def test_reset_password(runner, store, client):
+def test_reset_password(app, runner, store, client):
     user = store.user(username="inspector")
     result = runner.invoke(args=["reset-password", "inspector"], input="new-pass-2026\n" * 2)
     assert result.exit_code == 0, result.output
-    assert check_password(store.user(username="inspector"), "new-pass-2026")
+    with app.app_context():
+        assert check_password(store.user(username="inspector"), "new-pass-2026")
     assert "user.password" in audit_actions(store, user["id"])
     result = runner.invoke(args=["reset-password", "inspector", "--password", "short"])
     assert result.exit_code != 0 and "至少 8 位" in result.output

@@ -7,6 +7,7 @@ from conftest import PASSWORDS
 from hypothesis import given
 from hypothesis import strategies as st
 
+import server.auth
 from server.login_throttle import Policy, decide, wait_after
 
 POLICY = Policy(free=5, max_wait_s=900, user_free=20, user_max_wait_s=60)
@@ -185,3 +186,41 @@ def test_half_an_emoji_in_a_login_is_a_400_and_counts_nothing(client, store, fie
     assert response.json["error"]["code"] == "bad_text"
     assert store.conn.execute("SELECT count(*) FROM login_throttle").fetchone()[0] == 0
     assert store.conn.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
+
+
+def test_password_checks_run_at_most_the_setting_at_once_and_the_rest_wait(app, monkeypatch):
+    """Each scrypt check takes about 32 MB: a burst of logins must not run them all at once."""
+    app.config["PASSWORD_CHECKS_AT_ONCE"] = 2
+    real, lock = server.auth.check_password_hash, threading.Lock()
+    seen = {"active": 0, "peak": 0}
+
+    def counted(*args):
+        with lock:
+            seen["active"] += 1
+            seen["peak"] = max(seen["peak"], seen["active"])
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                seen["active"] -= 1
+
+    monkeypatch.setattr(server.auth, "check_password_hash", counted)
+    logins = 8
+    start, codes = threading.Barrier(logins), [None] * logins
+
+    def login(i: int) -> None:
+        client = app.test_client()
+        start.wait()
+        codes[i] = client.post(
+            "/api/v1/auth/login",
+            json={"username": "inspector", "password": PASSWORDS["inspector"]},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{i}"},
+        ).status_code
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(logins)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert codes == [200] * logins
+    assert seen["peak"] == 2
