@@ -75,6 +75,19 @@ DATA_TABLES = (
 )
 
 
+def data_fingerprint(db_path, media_path, tables=DATA_TABLES) -> str:
+    """A digest of every row of the data tables and of the photo store's files."""
+    digest = hashlib.sha256()
+    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        for table in tables:
+            for row in db.execute(f"SELECT * FROM {table} ORDER BY rowid"):  # noqa: S608
+                digest.update(repr(row).encode())
+    for path in sorted(Path(media_path).rglob("*")):
+        if path.is_file():
+            digest.update(f"{path.relative_to(media_path)}:{path.stat().st_size}".encode())
+    return digest.hexdigest()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,16 +169,7 @@ class LiveServer:
         return response.json()
 
     def fingerprint(self) -> str:
-        """A digest of every data table and of the photo store's files."""
-        digest = hashlib.sha256()
-        with closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as db:
-            for table in DATA_TABLES:
-                for row in db.execute(f"SELECT * FROM {table} ORDER BY rowid"):  # noqa: S608
-                    digest.update(repr(row).encode())
-        for path in sorted(self.media_path.rglob("*")):
-            if path.is_file():
-                digest.update(f"{path.relative_to(self.media_path)}:{path.stat().st_size}".encode())
-        return digest.hexdigest()
+        return data_fingerprint(self.db_path, self.media_path)
 
     def last_traceback(self) -> str:
         """The last traceback the server logged since the previous call."""
