@@ -117,7 +117,10 @@ def _report(server: LiveServer) -> None:
 
 def _headers(case, live: LiveServer) -> dict:
     """Who calls: the fuzz user, or for token-ending operations a throwaway login."""
-    if case.operation.label in ("POST /api/v1/auth/logout", "DELETE /api/v1/auth/tokens/{token_id}"):
+    if case.operation.label in (
+        "POST /api/v1/auth/logout",
+        "DELETE /api/v1/auth/tokens/{token_id}",
+    ):
         token = live.login(THROWAWAY_USER)
     else:
         token = live.token(FUZZ_USER)

@@ -300,22 +300,21 @@ def probe_me(ctx, role, village):
 
 
 def probe_tokens(ctx, role, village):
+    """Only the caller's own tokens are listed."""
     client, headers = ctx.api(role)
     response = client.get("/api/v1/auth/tokens", headers=headers)
     if response.status_code == 200:
         store = connect(ctx.folder / "vc.db")
-        owners = {store.conn.execute("SELECT user_id FROM tokens WHERE id = ?", (t["id"],)).fetchone()[0] for t in response.json["tokens"]}
+        owners = {
+            store.conn.execute(
+                "SELECT u.username FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
+                (t["id"],),
+            ).fetchone()[0]
+            for t in response.json["tokens"]
+        }
         store.close()
-        assert owners == {store_user_id(ctx, role)}
+        assert owners == {role}
     return _text(response)
-
-
-def store_user_id(ctx, username: str) -> int:
-    store = connect(ctx.folder / "vc.db")
-    try:
-        return store.user(username=username)["id"]
-    finally:
-        store.close()
 
 
 def probe_revoke(ctx, role, village):
@@ -513,14 +512,14 @@ MATRIX = {
     ),
     ("POST", "/desk/conflicts/<conflict_id>/resolve"): Entry(
         REVIEWERS,
-        desk_post(lambda w, v: f"/desk/conflicts/{w.conflict[v]}/resolve", lambda w, v: {"choice": "a"}),
+        desk_post(
+            lambda w, v: f"/desk/conflicts/{w.conflict[v]}/resolve", lambda w, v: {"choice": "a"}
+        ),
         per_village=True,
         writes=True,
     ),
     ("GET", "/desk/tasks"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/tasks")),
-    ("GET", "/desk/indicators"): Entry(
-        REVIEWERS, desk_get(lambda w, v: "/desk/indicators")
-    ),
+    ("GET", "/desk/indicators"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/indicators")),
     ("POST", "/desk/indicators/recompute"): Entry(
         ADMIN,
         desk_post(lambda w, v: "/desk/indicators/recompute", lambda w, v: {"month": "2026-11"}),
@@ -638,3 +637,111 @@ _WORD = re.compile(
 def _words(body: str) -> set[str]:
     """The ids and village codes an answer contains."""
     return set(_WORD.findall(body))
+
+
+# -- attacks through the batch: ids and photo hashes of records outside the caller's scope ----
+
+ATTACKERS = [r for r in ROLES if SCOPE[r] != set(VILLAGES)]
+
+
+def _target(role: str) -> tuple[str, str]:
+    """(a village of the caller's, a village outside its scope)."""
+    return min(SCOPE[role]), min(set(VILLAGES) - SCOPE[role])
+
+
+def _village_rows(ctx: Ctx, village: str) -> list:
+    """Everything stored about one village's records."""
+    store = connect(ctx.folder / "vc.db")
+    try:
+        return [
+            list(store.conn.execute(sql, (village,)))
+            for sql in (
+                "SELECT id, state, village_code FROM facilities WHERE village_code = ?",
+                "SELECT id, state, record_id FROM submissions WHERE village_code = ?",
+                "SELECT o.id FROM observations o JOIN facilities f ON f.id = o.record_id"
+                " WHERE f.village_code = ?",
+            )
+        ]
+    finally:
+        store.close()
+
+
+@pytest.mark.xfail(strict=False, reason="finding 2: an item's scope is checked against the batch")
+@pytest.mark.parametrize("role", ATTACKERS)
+def test_a_batch_cannot_write_into_another_village_by_reusing_an_id(role, fresh):
+    ctx = fresh()
+    own, other = _target(role)
+    victim = ctx.world.facility[other]
+    before = _village_rows(ctx, other)
+    client, headers = ctx.api(role)
+    device = f"attack-{role}"
+    clock = f"1763604900000-0001-{device}"
+    claim = {
+        "type": "facility",
+        "id": victim,
+        "village": own,
+        "kind": "toilet",
+        "name": "冒用编号的户厕",
+        "lat": 24.7,
+        "lon": 109.3,
+        "clock": clock,
+        "fields": {"toilet_type": "household"},
+    }
+    retire = submission(
+        victim,
+        f"1763604900001-0001-{device}",
+        form="facility_status",
+        answers={"status": "retired", "reason": "not_found"},
+    )
+    inspect = submission(victim, f"1763604900002-0001-{device}")
+    response = client.post(
+        "/api/v1/sync/push",
+        json={"device_id": device, "items": [claim, retire, inspect]},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.json
+    statuses = [r["status"] for r in response.json["results"]]
+    assert statuses[0] in ("refused", "invalid") and set(statuses[1:]) == {"invalid"}, statuses
+    assert _village_rows(ctx, other) == before
+
+
+@pytest.mark.xfail(
+    strict=False, reason="finding 6: a photo hash is a key to other villages' photos"
+)
+@pytest.mark.parametrize("role", ATTACKERS)
+def test_a_photo_hash_from_another_village_opens_nothing(role, fresh):
+    ctx = fresh()
+    own, other = _target(role)
+    stolen = sha(ctx.world.photo[other])
+    facility = ctx.world.facility[own]
+    client, headers = ctx.api(role)
+    device = f"attack-{role}"
+    item = submission(
+        facility,
+        f"1763604900000-0001-{device}",
+        answers=toilet_answers(photo_outside=[photo(stolen)], photo_inside=[photo(stolen)]),
+    )
+    pushed = client.post(
+        "/api/v1/sync/push", json={"device_id": device, "items": [item]}, headers=headers
+    )
+    assert pushed.status_code == 200, pushed.json
+    leaks = []
+    for url in (
+        f"/api/v1/media/{stolen}/display/1280",
+        f"/api/v1/media/{stolen}/original",
+        f"/api/v1/submissions/{item['id']}",
+    ):
+        status, body = _text(client.get(url, headers=headers))
+        if url.endswith(item["id"]):
+            named = ctx.world.markers(other) - {stolen} & _words(body)
+            if named:
+                leaks.append(f"{url} names {sorted(named)}")
+        elif status not in DENIED:
+            leaks.append(f"{url}: {status}")
+    if role in DESK_ROLES:
+        browser, _ = ctx.desk(role)
+        for variant in ("320", "original"):
+            status, _ = _text(browser.get(f"/desk/media/{stolen}/{variant}"))
+            if status not in DENIED:
+                leaks.append(f"/desk/media/{stolen}/{variant}: {status}")
+    assert not leaks, "\n".join(leaks)
