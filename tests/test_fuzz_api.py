@@ -30,6 +30,7 @@ from attack_helpers import SPEC_PATH, LiveServer
 from conftest import PASSWORDS, YUNYU, photo, submission, toilet_answers
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi import checks
 
 from server.demo import demo_data
 from sync import protocol
@@ -55,6 +56,17 @@ KNOWN_5XX = {
     "GET /api/v1/sync/pull": "finding 9: integers beyond 64 bits reach SQLite",
     "DELETE /api/v1/auth/tokens/{token_id}": "finding 9: a token id beyond 64 bits reaches SQLite",
 }
+
+
+# The spec must be true: every status, content type, body and header the server answers is
+# documented, and a method a route lacks gets 405 with `Allow`.
+CONFORMANCE = [
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+    checks.unsupported_method,
+]
 
 
 def _config() -> schemathesis.Config:
@@ -154,6 +166,7 @@ def test_no_server_error_and_nothing_stored_from_one(case, live):
         user, password = case.body.get("username"), case.body.get("password")
         assert PASSWORDS.get(user.strip()) == password, f"logged in with {case.body}"
     if response.status_code < 500:
+        case.validate_response(response, checks=CONFORMANCE)
         return
     label = case.operation.label
     stored = live.fingerprint() != before
@@ -356,3 +369,11 @@ def test_hostile_input_gets_a_4xx_and_stores_nothing(name, live):
     else:
         results = response.json().get("results", [])
         assert all(r["status"] == "invalid" for r in results), results
+
+
+def test_an_http_error_keeps_its_headers_inside_the_envelope(client):
+    """A 405 names the methods the route takes (RFC 9110), in the JSON envelope."""
+    response = client.delete("/api/v1/auth/me")
+    assert response.status_code == 405
+    assert response.json["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"].split(", ")
