@@ -31,6 +31,7 @@ from conftest import PASSWORDS, YUNYU, photo, submission, toilet_answers
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks
+from test_supervisor import login_page
 
 from server.demo import demo_data
 from sync import protocol
@@ -377,3 +378,36 @@ def test_an_http_error_keeps_its_headers_inside_the_envelope(client):
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
     assert "GET" in response.headers["Allow"].split(", ")
+
+
+DESK_QUERIES = [
+    "/desk/queue?page=" + "9" * 30,
+    "/desk/queue?page=-3&village=%00&form=%ff",
+    "/desk/conflicts?page=" + "9" * 30,
+    "/desk/tasks?month=9999-99",
+    "/desk/tasks?month=" + "9" * 30,
+    "/desk/indicators?month=0000-00",
+    "/desk/exports/forms/toilet.csv?month=2026-13",
+    "/desk/exports/facilities.geojson?kind=%ff",
+    "/desk/submissions/" + "9" * 5000,
+]
+KNOWN_DESK = {
+    DESK_QUERIES[0]: "finding 9: ?page= beyond 64 bits reaches SQLite",
+    DESK_QUERIES[2]: "finding 9: ?page= beyond 64 bits reaches SQLite",
+}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(u, marks=pytest.mark.xfail(strict=False, reason=KNOWN_DESK[u]))
+        if u in KNOWN_DESK
+        else u
+        for u in DESK_QUERIES
+    ],
+    ids=lambda u: u[:60],
+)
+def test_hostile_desk_queries_get_no_server_error(client, url):
+    login_page(client, "supervisor")
+    response = client.get(url)
+    assert response.status_code < 500, url
