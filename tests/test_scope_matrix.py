@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from attack_helpers import DATA_TABLES, app_rules, data_fingerprint
+from attack_helpers import app_rules, data_fingerprint
 from conftest import FakeClock, Phone, photo, sha, submission, toilet_answers
 from test_supervisor import CSRF, jpeg, upload
 from werkzeug.security import generate_password_hash
@@ -163,8 +163,8 @@ class Ctx:
     world: World
     browsers: dict = field(default_factory=dict)
 
-    def fingerprint(self, tables=DATA_TABLES) -> str:
-        return data_fingerprint(self.folder / "vc.db", self.folder / "media", tables)
+    def fingerprint(self) -> str:
+        return data_fingerprint(self.folder / "vc.db", self.folder / "media")
 
     def api(self, role: str):
         headers = {} if role == ANON else {"Authorization": f"Bearer {self.world.tokens[role]}"}
@@ -423,14 +423,6 @@ def probe_pull(ctx, role, village):
         seen |= {r["village"] for r in body["facilities"] + body["tasks"]}
         assert seen <= SCOPE[role]
     return _text(response)
-
-
-def _w(attr):
-    return lambda world, village: getattr(world, attr)[village]
-
-
-def _sha(attr):
-    return lambda world, village: sha(getattr(world, attr)[village])
 
 
 API_ROLES = frozenset(ROLES)
