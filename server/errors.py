@@ -52,7 +52,12 @@ def register(app: Flask) -> None:
         if not request.path.startswith("/api/"):
             return err
         code, message = _HTTP_CODES.get(err.code, ("http_error", err.name))
-        return error_response(err.code, code, message)
+        response, status = error_response(err.code, code, message)
+        # Keep what the error says besides its page, e.g. `Allow` on a 405 (RFC 9110).
+        for name, value in err.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
