@@ -135,12 +135,6 @@ def require_token(view=None, *, roles: tuple[str, ...] = ROLES):
     return decorate(view) if view else decorate
 
 
-def require_village(code: str) -> None:
-    """403 unless the caller may work in this village."""
-    if code not in g.villages:
-        raise ApiError(403, "village_forbidden", "您没有该村的权限", village=code)
-
-
 @bp.post("/login")
 def login():
     """Exchange a username and password for a device token."""

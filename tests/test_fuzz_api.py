@@ -50,16 +50,6 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 LOGIN = "/api/v1/auth/login"
 CHINESE = re.compile(r"[\u4e00-\u9fff]")  # every error message speaks to a village cadre
 
-# 5xx findings being fixed by other helpers (issue 8); the lead removes entries once merged.
-KNOWN_5XX = {
-    "POST /api/v1/sync/push": "finding 4/9: malformed items answer 500",
-    "POST /api/v1/submissions/{submission_id}/review": "finding 9: non-string review fields",
-    "PATCH /api/v1/media/{sha256}": "finding 9: Upload-Offset/Upload-Length like '²'",
-    "GET /api/v1/sync/pull": "finding 9: integers beyond 64 bits reach SQLite",
-    "DELETE /api/v1/auth/tokens/{token_id}": "finding 9: a token id beyond 64 bits reaches SQLite",
-}
-
-
 # The spec must be true: every status, content type, body and header the server answers is
 # documented, and a method a route lacks gets 405 with `Allow`.
 CONFORMANCE = [
@@ -177,8 +167,6 @@ def test_no_server_error_and_nothing_stored_from_one(case, live):
     error = live.record_5xx(label, response.status_code, stored)
     if COLLECT:
         return
-    if label in KNOWN_5XX and not stored:
-        pytest.xfail(f"{KNOWN_5XX[label]}: {error['cause']}")
     pytest.fail(
         f"{response.status_code} from {label}{' and it stored something' if stored else ''}\n"
         f"{case.as_curl_command()}\n{response.text[:500]}\n{error['traceback']}"
@@ -323,32 +311,11 @@ HOSTILE = {
     ),
     "token id beyond 64 bits": ("DELETE", "/api/v1/auth/tokens/" + "9" * 30, {}, lambda live: None),
 }
-KNOWN_HOSTILE = {
-    "answers nested 1000 deep": "finding 4/9",
-    "body nested 100000 deep": "finding 9",
-    "lone surrogate in an answer": "finding 4/9",
-    "lone surrogate in a facility name": "finding 4/9",
-    "lone surrogate as a username": "finding 9",
-    "village given as a list": "finding 4/9",
-    "record given as an object": "finding 4/9",
-    "form version 2**64": "finding 4/9",
-    "review decision as a list": "finding 9",
-    "review reason as a number": "finding 9",
-    "Upload-Offset '²'": "finding 9",
-    "Upload-Length of 5000 digits": "finding 9",
-    "pull cursor beyond 64 bits": "finding 9",
-    "token id beyond 64 bits": "finding 9",
-}
 
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=KNOWN_HOSTILE[n]))
-        if n in KNOWN_HOSTILE
-        else n
-        for n in HOSTILE
-    ],
+    [n for n in HOSTILE],
 )
 def test_hostile_input_gets_a_4xx_and_stores_nothing(name, live):
     method, path, headers, body = HOSTILE[name]
@@ -395,20 +362,11 @@ DESK_QUERIES = [
     "/desk/exports/facilities.geojson?kind=%ff",
     "/desk/submissions/" + "9" * 5000,
 ]
-KNOWN_DESK = {
-    DESK_QUERIES[0]: "finding 9: ?page= beyond 64 bits reaches SQLite",
-    DESK_QUERIES[2]: "finding 9: ?page= beyond 64 bits reaches SQLite",
-}
 
 
 @pytest.mark.parametrize(
     "url",
-    [
-        pytest.param(u, marks=pytest.mark.xfail(strict=False, reason=KNOWN_DESK[u]))
-        if u in KNOWN_DESK
-        else u
-        for u in DESK_QUERIES
-    ],
+    [u for u in DESK_QUERIES],
     ids=lambda u: u[:60],
 )
 def test_hostile_desk_queries_get_no_server_error(client, url):
@@ -417,7 +375,6 @@ def test_hostile_desk_queries_get_no_server_error(client, url):
     assert response.status_code < 500, url
 
 
-@pytest.mark.xfail(strict=False, reason="finding 1: the largest clock overflows the server's")
 def test_a_clock_at_the_end_of_time_stops_nobody(make_phone, facilities, store):
     """The largest encodable clock in a batch: the good item is stored once, the batch answers,
     and every other phone still pulls and pushes."""

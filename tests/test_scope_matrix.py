@@ -572,21 +572,9 @@ def test_every_route_is_in_the_matrix(app):
     assert sorted(set(MATRIX) - routes) == [], "MATRIX names routes the app lacks"
 
 
-# Findings being fixed by other helpers (issue 8); the lead removes entries once merged.
-KNOWN = {
-    ("GET", "/api/v1/facilities/<facility_id>/history"): (
-        "a facility outside the caller's scope answers 403 naming its village "
-        "(auth.require_village), where a submission answers 404"
-    ),
-}
-
-
 @pytest.mark.parametrize(
     "route",
-    [
-        pytest.param(r, marks=pytest.mark.xfail(strict=False, reason=KNOWN[r])) if r in KNOWN else r
-        for r in sorted(MATRIX)
-    ],
+    [r for r in sorted(MATRIX)],
     ids=lambda r: f"{r[0]} {r[1]}",
 )
 def test_each_role_reaches_only_its_villages(route, fresh):
@@ -658,7 +646,6 @@ def _village_rows(ctx: Ctx, village: str) -> list:
         store.close()
 
 
-@pytest.mark.xfail(strict=False, reason="finding 2: an item's scope is checked against the batch")
 @pytest.mark.parametrize("role", ATTACKERS)
 def test_a_batch_cannot_write_into_another_village_by_reusing_an_id(role, fresh):
     ctx = fresh()
@@ -697,9 +684,6 @@ def test_a_batch_cannot_write_into_another_village_by_reusing_an_id(role, fresh)
     assert _village_rows(ctx, other) == before
 
 
-@pytest.mark.xfail(
-    strict=False, reason="finding 6: a photo hash is a key to other villages' photos"
-)
 @pytest.mark.parametrize("role", ATTACKERS)
 def test_a_photo_hash_from_another_village_opens_nothing(role, fresh):
     ctx = fresh()

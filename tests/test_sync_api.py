@@ -347,11 +347,13 @@ def test_late_older_inspection_keeps_record_but_joins_history(make_phone, facili
     assert [s["id"] for s in history["submissions"]] == [new["id"], old["id"]]
 
 
-def test_history_of_another_villages_facility_is_403(phone, facilities, client):
+def test_history_of_another_villages_facility_looks_unknown(phone, facilities, client):
     toilet = first_toilet(facilities, SHILING)
     response = client.get(f"/api/v1/facilities/{toilet}/history", headers=phone.headers)
-    assert response.status_code == 403
-    assert response.json["error"]["code"] == "village_forbidden"
+    unknown = client.get("/api/v1/facilities/no-such-id/history", headers=phone.headers)
+    assert response.status_code == unknown.status_code == 404
+    assert response.json == unknown.json
+    assert SHILING not in response.get_data(as_text=True)
 
 
 def test_secretary_reports_a_monthly_task(make_phone, store):
