@@ -125,7 +125,7 @@ def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
     village = raw.get("village")
     if not isinstance(village, str) or village not in caller.villages:
         errors["village"] = [_err("village_forbidden", "您没有该村的权限", "not your village")]
-    kind = raw.get("kind")
+    kind = raw.get("kind") if isinstance(raw.get("kind"), str) else None
     if kind not in FACILITY_KINDS:
         errors["kind"] = [_err("choice", "设施类型不正确", "unknown facility kind")]
     name = raw.get("name")

@@ -141,7 +141,7 @@ def test_a_token_id_beyond_64_bits_is_not_found_not_a_server_error(client):
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 404
-    assert response.json["error"]["code"] == "not_found"
+    assert response.json["error"]["code"] == "token_not_found"
 
 
 def test_a_device_label_must_be_short_text(client, store):

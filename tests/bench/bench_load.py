@@ -41,6 +41,7 @@ from bench_sync import add_facilities  # noqa: E402
 from conftest import photo, submission, toilet_answers  # noqa: E402
 from live_serve import Serve  # noqa: E402
 
+from server.auth import hash_password  # noqa: E402
 from server.bootstrap import init_db  # noqa: E402
 from server.demo import demo_data, load_demo  # noqa: E402
 from server.storage import connect  # noqa: E402
@@ -80,6 +81,7 @@ class Device:
         self.device_id = f"load-{n:03d}"
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.token, self.cursor, self.clock, self.outbox = None, None, None, []
+        self.known = {}  # facility id -> the field clocks of its record as last pulled
 
     def call(self, kind, method, path, body=None):
         headers = {"Content-Type": "application/json"}
@@ -126,6 +128,7 @@ class Device:
             if status != 200 or time.monotonic() > deadline:
                 return
             self.cursor = body["cursor"]
+            self.known.update((f["id"], f["clocks"]) for f in body["facilities"])
             self.clock = receive(self.clock, decode(body["clock"]), _now_ms(), self.device_id)
             if not body["more"]:
                 return
@@ -141,10 +144,12 @@ class Device:
             photo_outside=[photo(self.rng.randbytes(32).hex())],
             photo_inside=[photo(self.rng.randbytes(32).hex())],
         )
+        facility = self.rng.choice(self.facilities)
         return submission(
-            self.rng.choice(self.facilities),
+            facility,
             encode(self.clock),
             answers=answers,
+            base=self.known.get(facility),  # what the phone had seen, as the PWA sends it
             observed_at=datetime.now(UTC).isoformat(timespec="seconds"),
             sub_id=str(_uuid(self.rng)),
         )
@@ -241,6 +246,31 @@ def prepare(database: Path, inspectors, households: int, rng) -> dict:
     return toilets
 
 
+def add_device_users(database: Path, inspectors, devices: int) -> list[tuple]:
+    """One inspector account per phone, sharing the demo inspectors' villages in turn: a team
+    of many people, not many phones on two accounts (whose logins the throttle would rightly
+    slow). Returns ((username, password, villages), demo inspector) per device."""
+    store = connect(database)
+    password = "bench-password-2026"
+    password_hash = hash_password(password)  # one scrypt for all: same cost to check, fast here
+    at = datetime.now(UTC).isoformat()
+    users = []
+    for n in range(devices):
+        inspector, _, villages = inspectors[n % len(inspectors)]
+        username = f"bench-{n:04d}"
+        user_id = store.create_user(
+            username=username,
+            password_hash=password_hash,
+            role="inspector",
+            display_name=username,
+            at=at,
+        )
+        store.assign(user_id, villages, at=at)
+        users.append(((username, password, villages), inspector))
+    store.close()
+    return users
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=100)
@@ -271,13 +301,13 @@ def main():
     stats = Stats()
     folder = Path(tempfile.mkdtemp(prefix="vc-load-"))
     toilets = prepare(folder / "vc.db", inspectors, args.households, random.Random(args.seed))
+    users = add_device_users(folder / "vc.db", inspectors, args.devices)
     settings = dict(pair.split("=", 1) for pair in args.set)
     with Serve(folder, settings=settings) as server:
         devices = []
-        for n in range(args.devices):
-            user = inspectors[n % len(inspectors)]
+        for n, (user, inspector) in enumerate(users):
             rng = random.Random(args.seed * 1000 + n)
-            devices.append(Device(n, server.port, user, toilets[user[0]], stats, rng, args.think))
+            devices.append(Device(n, server.port, user, toilets[inspector], stats, rng, args.think))
         started = time.monotonic()
         deadline = started + args.duration
         ramp = min(args.ramp, args.duration / 2) / max(len(devices), 1)
