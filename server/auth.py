@@ -194,7 +194,9 @@ def tokens():
 @require_token
 def revoke(token_id: int):
     """Revoke one of the caller's own tokens (a lost phone)."""
-    if token_id > MAX_ROW_ID or not storage().revoke_token(token_id, user_id=g.user["id"], by=g.user["id"], at=now_iso()):
+    if token_id > MAX_ROW_ID or not storage().revoke_token(
+        token_id, user_id=g.user["id"], by=g.user["id"], at=now_iso()
+    ):
         raise ApiError(404, "token_not_found", "找不到该设备登录记录")
     return jsonify(revoked=token_id)
 
