@@ -23,6 +23,7 @@ contain '-'. Keeping them ASCII makes encoded clocks sort identically in Python,
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -73,7 +74,16 @@ def encode(c: Clock) -> str:
 
 def decode(s: str) -> Clock:
     """Parse `encode`'s output; anything else (even a non-canonical spelling) is a ValueError."""
-    m = _ENCODED_RE.fullmatch(s) if isinstance(s, str) else None
+    if not isinstance(s, str):
+        raise ValueError(f"malformed clock: {s!r}")
+    return _decode_text(s)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _decode_text(s: str) -> Clock:
+    """Cached: merging a busy record decodes the same few clocks (its base) thousands of times;
+    Clock is immutable, so sharing one is safe."""
+    m = _ENCODED_RE.fullmatch(s)
     if m is None:
         raise ValueError(f"malformed clock: {s!r}")
     return Clock(int(m[1]), int(m[2], 16), m[3])

@@ -152,12 +152,13 @@ def conflict_id(record_id: str, name: str, a: str, b: str) -> str:
 
 
 def _conflicts_on(x: Observation, y: Observation, name: str, window_ms: int) -> bool:
-    """The pairwise rule; symmetric in x and y."""
+    """The pairwise rule; symmetric in x and y. Cheap clock tests first: on a busy record most
+    pairs are settled by who saw whom before their values need comparing as JSON."""
     return (
-        not same_value(x.fields[name], y.fields[name])
+        abs(x.clock.wall_ms - y.clock.wall_ms) <= window_ms
         and not saw(x, name, y.clock)
         and not saw(y, name, x.clock)
-        and abs(x.clock.wall_ms - y.clock.wall_ms) <= window_ms
+        and not same_value(x.fields[name], y.fields[name])
     )
 
 
