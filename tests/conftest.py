@@ -13,7 +13,7 @@ from PIL import Image
 from server import create_app
 from server.bootstrap import init_db
 from server.demo import demo_data, load_demo
-from server.storage import connect
+from server.storage import MIGRATIONS, connect
 from sync.clock import Clock, encode
 
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -43,16 +43,31 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory):
-    """A database file with the demo county, built once and copied for each test."""
-    path = tmp_path_factory.mktemp("template") / "demo.db"
+def demo_database(path: Path, now: datetime = START) -> Path:
+    """Create a database file at `path` holding the demo county (also used by the benches)."""
     store = connect(path)
-    init_db(store, at=START.isoformat())
-    load_demo(store, now=START)
+    init_db(store, at=now.isoformat())
+    load_demo(store, now=now)
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     return path
+
+
+def version_3_database(path: Path):
+    """An empty database at schema version 3 (before desk sessions); returns it open."""
+    store = connect(path)
+    with store.write():
+        store.db["meta"].create({"key": str, "value": str}, pk="key")
+        for version in (1, 2, 3):
+            MIGRATIONS[version](store.db)
+        store.conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    return store
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory):
+    """A database file with the demo county, built once and copied for each test."""
+    return demo_database(tmp_path_factory.mktemp("template") / "demo.db")
 
 
 @pytest.fixture
@@ -60,18 +75,23 @@ def clock():
     return FakeClock()
 
 
-@pytest.fixture
-def app(tmp_path, demo_db, clock):
-    shutil.copy(demo_db, tmp_path / "vc.db")
+def app_on(folder: Path, clock=None):
+    """A test app on `folder`'s vc.db and media store, its clock fixed at START unless given."""
     return create_app(
         {
             "TESTING": True,
-            "DATABASE": str(tmp_path / "vc.db"),
-            "MEDIA_ROOT": str(tmp_path / "media"),
+            "DATABASE": str(folder / "vc.db"),
+            "MEDIA_ROOT": str(folder / "media"),
             "SECRET_KEY": "test",
-            "CLOCK": clock,
+            "CLOCK": clock or FakeClock(),
         }
     )
+
+
+@pytest.fixture
+def app(tmp_path, demo_db, clock):
+    shutil.copy(demo_db, tmp_path / "vc.db")
+    return app_on(tmp_path, clock)
 
 
 @pytest.fixture
@@ -89,6 +109,16 @@ def store(app):
     s = connect(app.config["DATABASE_PATH"])
     yield s
     s.close()
+
+
+@pytest.fixture
+def toilets():
+    """The household toilets of 云屿村 in the demo county."""
+    return [
+        f["id"]
+        for f in demo_data()["facilities"]
+        if f["village"] == YUNYU and f["kind"] == "toilet"
+    ]
 
 
 @pytest.fixture
@@ -170,6 +200,31 @@ def make_phone(client):
 def sha(data: bytes) -> str:
     """The hex SHA-256 of some bytes (a photo's id)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def upload_photo(client, headers, data: bytes, *, chunk=None, digest=None):
+    """Send a photo's bytes by resumable upload, in chunks of `chunk` bytes (all in one request
+    by default), as long as the server answers 200; returns the last response."""
+    digest = digest or sha(data)
+    chunk = chunk or max(len(data), 1)
+    offset, response = 0, None
+    while offset < len(data) or offset == 0:
+        response = client.patch(
+            f"/api/v1/media/{digest}",
+            data=data[offset : offset + chunk],
+            headers={
+                **headers,
+                "Upload-Offset": str(offset),
+                "Upload-Length": str(len(data)),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        if response.status_code != 200:
+            return response
+        offset = response.json["offset"]
+        if response.json["complete"]:
+            break
+    return response
 
 
 def _dms(value: float):

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, PASSWORDS, YUNYU, photo, sha, toilet_answers
+from conftest import CORPUS, PASSWORDS, YUNYU, photo, sha, submission, toilet_answers
 from PIL import Image
 
 from server.demo import demo_data
@@ -154,23 +154,26 @@ class Phone:
         )
         self.counter += 1
         wall = int(time.time() * 1000)
-        item = {
-            "type": "submission",
-            "id": str(uuid.uuid4()),
-            "form": "toilet",
-            "version": 1,
-            "record": facility_id,
-            "clock": encode(Clock(wall, self.counter, self.device_id)),
-            "observed_at": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
-            "answers": answers,
-            "base": {},
-        }
+        item = submission(
+            facility_id,
+            encode(Clock(wall, self.counter, self.device_id)),
+            answers=answers,
+            observed_at=datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+        )
         self.outbox[item["id"]] = item
 
     def sync(self) -> None:
         """Push everything queued, then upload every photo the server still lacks."""
+        self.push_outbox()
+        for digest in sorted(self.missing):
+            self.upload(digest)
+            self.missing.discard(digest)
+
+    def push_outbox(self, per_push: int | None = 2) -> None:
+        """Push the outbox, `per_push` items a request (None: all in one), noting what the
+        server acknowledged and the photos it still lacks."""
         while self.outbox:
-            batch = list(self.outbox.values())[:2]
+            batch = list(self.outbox.values())[:per_push]
             status, body = self.call(
                 "POST",
                 "/api/v1/sync/push",
@@ -187,9 +190,6 @@ class Phone:
                 self.acked.add(result["id"])
                 self.missing |= set(result.get("missing", []))
                 del self.outbox[result["id"]]
-        for digest in sorted(self.missing):
-            self.upload(digest)
-            self.missing.discard(digest)
 
     def upload(self, digest: str) -> None:
         data = self.photos[digest]

@@ -1,30 +1,12 @@
 """Desk sessions live on the server: logout, reset, deactivation and role change end them."""
 
 import hashlib
-import re
 
 import pytest
-from conftest import PASSWORDS, Phone
+from conftest import PASSWORDS, Phone, version_3_database
+from test_supervisor import CSRF, login_page
 
-from server import storage as storage_module
 from server.storage import SCHEMA_VERSION, connect
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def login_page(client, username="supervisor", password=None) -> str:
-    """Log in through the form; returns the session's CSRF token."""
-    token = CSRF.search(client.get("/login").text).group(1)
-    response = client.post(
-        "/login",
-        data={
-            "username": username,
-            "password": password or PASSWORDS[username],
-            "csrf_token": token,
-        },
-    )
-    assert response.status_code == 302, response.text
-    return CSRF.search(client.get("/desk").text).group(1)
 
 
 def opens_desk(client) -> bool:
@@ -141,12 +123,8 @@ def test_the_cookie_is_secure_over_https_and_stays_httponly_and_lax(client):
 
 def test_a_version_3_database_is_upgraded_in_place(tmp_path):
     path = tmp_path / "v3.db"
-    old = connect(path)
+    old = version_3_database(path)
     with old.write():
-        old.db["meta"].create({"key": str, "value": str}, pk="key")
-        for version in (1, 2, 3):
-            storage_module.MIGRATIONS[version](old.db)
-        old.conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
         old.conn.execute("INSERT INTO login_failures VALUES ('admin', '2026-11-20')")
     old.create_user(username="w", password_hash="x", role="admin", display_name="W", at="t")
     old.close()

@@ -11,14 +11,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import START, FakeClock, Phone, photo, sha, submission, toilet_answers
+from conftest import START, Phone, app_on, photo, sha, submission, toilet_answers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from test_media_api import noise_photo, upload
 
 import server.context
-from server import create_app
 from server.demo import demo_data
 from server.storage import connect
 
@@ -132,24 +131,12 @@ class LoggedIn(Phone):
         self.wall_ms, self.counter, self.cursor = int(START.timestamp() * 1000), 0, None
 
 
-def _app(folder: Path):
-    return create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(folder / "vc.db"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "SECRET_KEY": "test",
-            "CLOCK": FakeClock(START),
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def template(demo_db, tmp_path_factory):
     """The demo database with the inspector and an admin logged in."""
     folder = tmp_path_factory.mktemp("reuse-template")
     shutil.copy(demo_db, folder / "vc.db")
-    client = _app(folder).test_client()
+    client = app_on(folder).test_client()
     phones = {name: Phone(client, name) for name in ("inspector", "admin")}
     sessions = {name: (p.token, p.device_id) for name, p in phones.items()}
     store = connect(folder / "vc.db")
@@ -164,7 +151,7 @@ def _outcome(template, events) -> dict:
     db, sessions = template
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(db, Path(tmp) / "vc.db")
-        client = _app(Path(tmp)).test_client()
+        client = app_on(Path(tmp)).test_client()
         phone = LoggedIn(client, *sessions["inspector"])
         admin = LoggedIn(client, *sessions["admin"])
         for kind, key in events:

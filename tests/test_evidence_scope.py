@@ -10,11 +10,20 @@ import io
 import zipfile
 
 import pytest
-from conftest import PASSWORDS, SHILING, START, YUNYU, photo, sha, submission, toilet_answers
+from conftest import (
+    PASSWORDS,
+    SHILING,
+    START,
+    YUNYU,
+    photo,
+    sha,
+    submission,
+    toilet_answers,
+    version_3_database,
+)
 from test_media_api import TOILET_POS, inspect, noise_photo, retagged, upload
 from test_supervisor import TONGPU_2, add_user, login_page
 
-from server import storage as storage_module
 from server.demo import demo_data, load_demo
 from server.evidence import WITHHELD, visible_flags
 from server.storage import SCHEMA_VERSION, connect
@@ -176,12 +185,7 @@ def test_an_upload_records_who_sent_the_bytes(phone, client, store):
 
 
 def _v3_database(path):
-    store = connect(path)
-    with store.write():
-        store.db["meta"].create({"key": str, "value": str}, pk="key")
-        for version in (1, 2, 3):
-            storage_module.MIGRATIONS[version](store.db)
-        store.conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    store = version_3_database(path)
     load_demo(store, now=START)
     return store
 

@@ -4,24 +4,13 @@ import io
 import threading
 
 import pytest
-from conftest import CORPUS, YUNYU, photo, sha, submission, toilet_answers
+from conftest import CORPUS, photo, sha, submission, toilet_answers
 from PIL import Image
 from test_media_api import upload
 
 import server.ingest
-from server.demo import demo_data
 
 UPLOADS = 6
-
-
-@pytest.fixture
-def toilets():
-    """The household toilets of 云屿村 in the demo county."""
-    return [
-        f["id"]
-        for f in demo_data()["facilities"]
-        if f["village"] == YUNYU and f["kind"] == "toilet"
-    ]
 
 
 def camera_photos(n: int) -> list[bytes]:

@@ -11,27 +11,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import YUNYU, photo, sha, submission, toilet_answers
+from conftest import photo, sha, submission, toilet_answers
 from test_media_api import corpus, noise_photo, upload
 
 from media.images import process_image
 from media.phash import to_hex
 from server import scheduler
 from server.context import media_store
-from server.demo import demo_data
 from server.ingest import DISPLAY_SIZES
 from server.jobs import JOBS
 from server.scheduler import run_job
-
-
-@pytest.fixture
-def toilets():
-    """The household toilets of 云屿村 in the demo county."""
-    return [
-        f["id"]
-        for f in demo_data()["facilities"]
-        if f["village"] == YUNYU and f["kind"] == "toilet"
-    ]
 
 
 def push_two(phone, facility_id, outside: bytes, inside: bytes) -> dict:

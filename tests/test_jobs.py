@@ -5,7 +5,7 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from conftest import SHILING, YUNYU
+from conftest import SHILING, YUNYU, submission
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,17 +93,13 @@ def done_item(phone, record, clock, completed_on="2026-11-25", status="done"):
     answers = {"task_kind": "three_meetings", "status": status}
     if status == "done":
         answers.update(completed_on=completed_on, meetings_held=["members_meeting"])
-    return {
-        "type": "submission",
-        "id": str(uuid.uuid4()),
-        "form": "monthly_task",
-        "version": 1,
-        "record": record,
-        "clock": clock,
-        "observed_at": "2026-11-25T10:00:00+08:00",
-        "answers": answers,
-        "base": {},
-    }
+    return submission(
+        record,
+        clock,
+        form="monthly_task",
+        answers=answers,
+        observed_at="2026-11-25T10:00:00+08:00",
+    )
 
 
 def test_tasks_past_due_and_not_done_become_overdue(store, make_phone):

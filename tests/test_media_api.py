@@ -7,7 +7,16 @@ from pathlib import Path
 
 import exifread
 import pytest
-from conftest import CORPUS, SHILING, YUNYU, photo, photo_exif, sha, submission, toilet_answers
+from conftest import (
+    CORPUS,
+    SHILING,
+    photo,
+    photo_exif,
+    sha,
+    submission,
+    toilet_answers,
+    upload_photo,
+)
 from PIL import Image
 
 TOILET_POS = (24.763623, 109.294765)  # the first household toilet of 云屿村 in the demo
@@ -44,26 +53,7 @@ def noise_photo(seed: int) -> bytes:
 
 
 def upload(client, phone, data: bytes, *, chunk=256 * 1024, digest=None):
-    digest = digest or sha(data)
-    offset, response = 0, None
-    while offset < len(data) or offset == 0:
-        part = data[offset : offset + chunk]
-        response = client.patch(
-            f"/api/v1/media/{digest}",
-            data=part,
-            headers={
-                **phone.headers,
-                "Upload-Offset": str(offset),
-                "Upload-Length": str(len(data)),
-                "Content-Type": "application/offset+octet-stream",
-            },
-        )
-        if response.status_code != 200:
-            return response
-        offset = response.json["offset"]
-        if response.json["complete"]:
-            break
-    return response
+    return upload_photo(client, phone.headers, data, chunk=chunk, digest=digest)
 
 
 def inspect(
@@ -84,18 +74,6 @@ def inspect(
             response = upload(phone.client, phone, data)
             assert response.status_code == 200, response.json
     return item
-
-
-@pytest.fixture
-def toilets(facilities):
-    from server.demo import demo_data
-
-    ids = [
-        f["id"]
-        for f in demo_data()["facilities"]
-        if f["village"] == YUNYU and f["kind"] == "toilet"
-    ]
-    return ids
 
 
 def codes(store, submission_id):

@@ -10,7 +10,7 @@ import io
 import json
 import uuid
 
-from conftest import SHILING, START, YUNYU, photo, submission, toilet_answers
+from conftest import SHILING, START, YUNYU, photo, submission, toilet_answers, upload_photo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -159,7 +159,8 @@ def test_far_ahead_clock_is_flagged_even_without_a_device_time(phone, facilities
     result = client.post("/api/v1/sync/push", json=body, headers=phone.headers).json
     assert result["results"][0]["clock_adjusted"] is True
     assert store.submission(item["id"])["skew_ms"] >= 29 * DAY_MS
-    upload(client, phone, data)
+    response = upload_photo(client, phone.headers, data)
+    assert response.status_code in (200, 204), response.get_data(as_text=True)
     flags = {f["code"] for f in store.flags_of(item["id"])}
     assert "large_clock_skew" in flags
 
@@ -168,21 +169,6 @@ def photo_bytes() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 160, 90)).save(out, "JPEG")
     return out.getvalue()
-
-
-def upload(client, phone, data: bytes):
-    digest = hashlib.sha256(data).hexdigest()
-    response = client.patch(
-        f"/api/v1/media/{digest}",
-        data=data,
-        headers={
-            **phone.headers,
-            "Upload-Offset": "0",
-            "Upload-Length": str(len(data)),
-            "Content-Type": "application/offset+octet-stream",
-        },
-    )
-    assert response.status_code in (200, 204), response.get_data(as_text=True)
 
 
 def test_a_database_poisoned_by_old_code_works_again(phone, facilities, store):
@@ -228,6 +214,16 @@ def assert_untouched(store, target_id, before, report):
     assert count_obs(store, report["id"]) == 0
 
 
+def steal_is_refused(phone, store, target_id, **steal_options):
+    """Push a steal of `target_id`: the fake facility is refused, the report invalid, and
+    nothing is written."""
+    before = store.facility(target_id)["state"]
+    items, report = steal(phone, target_id, **steal_options)
+    results = phone.push(items).json["results"]
+    assert [r["status"] for r in results] == ["refused", "invalid"]
+    assert_untouched(store, target_id, before, report)
+
+
 def count_obs(store, obs_id):
     return store.conn.execute(
         "SELECT count(*) FROM observations WHERE id = ?", (obs_id,)
@@ -251,31 +247,18 @@ def test_reused_id_of_another_townships_facility_cannot_be_inspected(phone, stor
 def test_reused_id_cannot_retire_another_townships_facility(make_phone, store):
     supervisor = make_phone("supervisor")  # 桐浦乡; the target is in 石岭镇
     target = toilets(SHILING)[0]
-    before = store.facility(target)["state"]
-    items, report = steal(supervisor, target, retire=True)
-    results = supervisor.push(items).json["results"]
-    assert [r["status"] for r in results] == ["refused", "invalid"]
+    steal_is_refused(supervisor, store, target, retire=True)
     assert store.facility(target)["state"]["status"]["value"] == "active"
-    assert_untouched(store, target, before, report)
 
 
 def test_reused_id_of_a_village_of_the_same_township_cannot_be_inspected(make_phone, store):
     secretary = make_phone("secretary")  # 云屿村 only; the target is in 桐浦村, same township
-    target = toilets(TONGPU)[0]
-    before = store.facility(target)["state"]
-    items, report = steal(secretary, target)
-    results = secretary.push(items).json["results"]
-    assert [r["status"] for r in results] == ["refused", "invalid"]
-    assert_untouched(store, target, before, report)
+    steal_is_refused(secretary, store, toilets(TONGPU)[0])
 
 
 def test_reused_id_in_ones_own_village_is_refused_and_its_report_not_merged(phone, store):
     target = toilets(YUNYU)[0]  # in scope, but the phone's "new facility" is a different one
-    before = store.facility(target)["state"]
-    items, report = steal(phone, target)
-    results = phone.push(items).json["results"]
-    assert [r["status"] for r in results] == ["refused", "invalid"]
-    assert_untouched(store, target, before, report)
+    steal_is_refused(phone, store, target)
 
 
 def test_report_on_a_facility_invalid_in_the_same_batch_is_refused(phone, store):

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 from attack_helpers import app_rules, data_fingerprint
-from conftest import FakeClock, Phone, photo, sha, submission, toilet_answers
+from conftest import Phone, app_on, photo, sha, submission, toilet_answers
 from test_supervisor import CSRF, jpeg, upload
 from werkzeug.security import generate_password_hash
 
-from server import create_app
 from server.demo import demo_data
 from server.storage import connect
 
@@ -77,18 +76,6 @@ class World:
         }
 
 
-def _make_app(folder: Path):
-    return create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(folder / "vc.db"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "SECRET_KEY": "test",
-            "CLOCK": FakeClock(),
-        }
-    )
-
-
 def _owner(village: str) -> str:
     return next(r for r in ("inspector", "inspector2") if village in SCOPE[r])
 
@@ -111,7 +98,7 @@ def template(tmp_path_factory, demo_db):
     folder = tmp_path_factory.mktemp("scope-world")
     shutil.copy(demo_db, folder / "vc.db")
     _cheap_passwords(folder / "vc.db")
-    client = _make_app(folder).test_client()
+    client = app_on(folder).test_client()
     world = World()
     phones = {r: Phone(client, r) for r in ROLES}
     world.tokens = {r: p.token for r, p in phones.items()}
@@ -200,7 +187,7 @@ def fresh(template, tmp_path):
     def make() -> Ctx:
         copy = tmp_path / uuid.uuid4().hex
         shutil.copytree(folder, copy)
-        return Ctx(_make_app(copy), copy, world)
+        return Ctx(app_on(copy), copy, world)
 
     return make
 
@@ -334,28 +321,31 @@ def probe_logout(ctx, role, village):
     return _text(client.post("/api/v1/auth/logout", headers=headers))
 
 
-def probe_push(ctx, role, village):
-    """A new inspection of the village's facility: accepted in scope, refused outside."""
+def _push_one(ctx, role, item, field, stored):
+    """Push one item as `role`: refused outside the scope (`field` village_forbidden, counted as
+    403), else stored with status `stored`."""
     client, headers = ctx.api(role)
-    device = f"matrix-{role}"
-    item = submission(ctx.world.facility[village], f"1763604900000-0001-{device}")
     response = client.post(
-        "/api/v1/sync/push", json={"device_id": device, "items": [item]}, headers=headers
+        "/api/v1/sync/push", json={"device_id": f"matrix-{role}", "items": [item]}, headers=headers
     )
     if response.status_code != 200:
         return _text(response)
     result = response.json["results"][0]
     if result["status"] == "invalid":
-        assert result["errors"]["record"][0]["code"] == "village_forbidden", result
+        assert result["errors"][field][0]["code"] == "village_forbidden", result
         return 403, response.get_data(as_text=True)
-    assert result["status"] == "waiting_for_photos", result
+    assert result["status"] == stored, result
     return _text(response)
+
+
+def probe_push(ctx, role, village):
+    """A new inspection of the village's facility: accepted in scope, refused outside."""
+    item = submission(ctx.world.facility[village], f"1763604900000-0001-matrix-{role}")
+    return _push_one(ctx, role, item, "record", "waiting_for_photos")
 
 
 def probe_register(ctx, role, village):
     """A new facility in the village."""
-    client, headers = ctx.api(role)
-    device = f"matrix-{role}"
     item = {
         "type": "facility",
         "id": str(uuid.uuid4()),
@@ -364,20 +354,10 @@ def probe_register(ctx, role, village):
         "name": "矩阵测试户厕",
         "lat": 24.7,
         "lon": 109.3,
-        "clock": f"1763604900000-0001-{device}",
+        "clock": f"1763604900000-0001-matrix-{role}",
         "fields": {"toilet_type": "household"},
     }
-    response = client.post(
-        "/api/v1/sync/push", json={"device_id": device, "items": [item]}, headers=headers
-    )
-    if response.status_code != 200:
-        return _text(response)
-    result = response.json["results"][0]
-    if result["status"] == "invalid":
-        assert result["errors"]["village"][0]["code"] == "village_forbidden", result
-        return 403, response.get_data(as_text=True)
-    assert result["status"] == "accepted", result
-    return _text(response)
+    return _push_one(ctx, role, item, "village", "accepted")
 
 
 def probe_push_both(ctx, role, village):

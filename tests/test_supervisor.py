@@ -21,6 +21,7 @@ from conftest import (
     sha,
     submission,
     toilet_answers,
+    upload_photo,
 )
 from PIL import Image
 
@@ -33,7 +34,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # -- helpers (also used by the conflict and browser tests) -----------------------------------
 
 
-def login_page(client, username, password=None) -> str:
+def login_page(client, username="supervisor", password=None) -> str:
     """Log in through the page form; returns the session's CSRF token."""
     page = client.get("/login")
     token = CSRF.search(page.get_data(as_text=True)).group(1)
@@ -79,16 +80,7 @@ def jpeg(seed: int, *, lat=None, lon=None, taken="2026:11:20 10:25:00") -> bytes
 
 
 def upload(client, headers, data: bytes):
-    response = client.patch(
-        f"/api/v1/media/{sha(data)}",
-        data=data,
-        headers={
-            **headers,
-            "Upload-Offset": "0",
-            "Upload-Length": str(len(data)),
-            "Content-Type": "application/offset+octet-stream",
-        },
-    )
+    response = upload_photo(client, headers, data)
     assert response.status_code == 200, response.get_json()
     return response
 

@@ -32,12 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import CORPUS, toilet_answers  # noqa: E402
+from conftest import CORPUS, demo_database, toilet_answers  # noqa: E402
 
 from server import create_app  # noqa: E402
-from server.bootstrap import init_db  # noqa: E402
-from server.demo import demo_data, load_demo  # noqa: E402
-from server.storage import connect  # noqa: E402
+from server.demo import demo_data  # noqa: E402
 
 NAMES = ["iphone_hdr_NO.jpg", "HMD_Nokia_8.3_5G.jpg", "87_OSError.jpg", "canon_hdr_NO.jpg"]
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -103,10 +101,7 @@ def upload(port, token, path: Path) -> None:
 def serve_forever(folder: Path) -> None:
     """The server, in its own process so its memory is measured alone."""
     folder.mkdir()
-    store = connect(folder / "vc.db")
-    init_db(store, at=START.isoformat())
-    load_demo(store, now=START)
-    store.close()
+    demo_database(folder / "vc.db")
     app = create_app(
         {
             "DATABASE": str(folder / "vc.db"),

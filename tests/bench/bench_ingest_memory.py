@@ -36,11 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import demo_database  # noqa: E402
 from test_crash_harness import Phone, Server  # noqa: E402
 
-from server.bootstrap import init_db  # noqa: E402
-from server.demo import demo_data, load_demo  # noqa: E402
-from server.storage import connect  # noqa: E402
+from server.demo import demo_data  # noqa: E402
 
 SIZE = (8160, 6000)  # 49 MP, under MAX_PHOTO_PIXELS
 
@@ -77,20 +76,7 @@ def run(
         for i, data in enumerate(photos):
             phone.queue(toilets[i % len(toilets)], [data, data])
         before = peak_rss_mb(server.proc.pid)
-        while phone.outbox:  # push only: the uploads below go in parallel
-            batch = list(phone.outbox.values())
-            _, body = phone.call(
-                "POST",
-                "/api/v1/sync/push",
-                json_body={
-                    "device_id": phone.device_id,
-                    "device_time_ms": int(time.time() * 1000),
-                    "items": batch,
-                },
-            )
-            for result in body["results"]:
-                phone.missing |= set(result.get("missing", []))
-                del phone.outbox[result["id"]]
+        phone.push_outbox(per_push=None)  # push only: the uploads below go in parallel
         started = time.monotonic()
         threads = [threading.Thread(target=phone.upload, args=(d,)) for d in sorted(phone.missing)]
         for t in threads:
@@ -115,12 +101,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         template = Path(tmp) / "template.db"
-        store = connect(template)
-        now = datetime.now(UTC)
-        init_db(store, at=now.isoformat())
-        load_demo(store, now=now)
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        store.close()
+        demo_database(template, now=datetime.now(UTC))
         print("INGEST_CONCURRENCY  peak RSS before  peak RSS after  upload+ingest s")
         for limit in (int(x) for x in args.limits.split(",")):
             before, after, seconds = run(limit, photos, Path(tmp) / f"limit{limit}", template)

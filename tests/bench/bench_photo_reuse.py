@@ -27,22 +27,26 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, os.environ.get("VILLAGECHECK_CODE", str(ROOT)))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, os.environ.get("VILLAGECHECK_CODE", str(ROOT)))  # first: the code timed
+
+from conftest import (  # noqa: E402
+    PASSWORDS,
+    START,
+    demo_database,
+    submission,
+    toilet_answers,
+    upload_photo,
+)
 
 from server import create_app  # noqa: E402
-from server.bootstrap import init_db  # noqa: E402
-from server.demo import demo_data, load_demo  # noqa: E402
-from server.storage import connect  # noqa: E402
+from server.demo import demo_data  # noqa: E402
 from sync.clock import Clock, encode  # noqa: E402
-
-START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-PASSWORDS = {u["username"]: u["password"] for u in demo_data()["users"]}
 
 
 def jpeg(seed: int) -> bytes:
@@ -66,30 +70,13 @@ class Phone:
 
     def item(self, facility_id: str, photos: list[str]) -> dict:
         self.counter += 1
-        answers = {
-            "toilet_type": "household",
-            "sanitary": True,
-            "harmless": True,
-            "construction": "septic3",
-            "in_use": True,
-            "hazards": [],
-            "usage_notice": True,
-            "phones_posted": True,
-            "manure_emptied": True,
-            "photo_outside": [{"sha256": photos[0], "captured_at": "2026-11-20T10:31:05+08:00"}],
-            "photo_inside": [{"sha256": photos[-1], "captured_at": "2026-11-20T10:31:05+08:00"}],
-        }
-        return {
-            "type": "submission",
-            "id": str(uuid.uuid4()),
-            "form": "toilet",
-            "version": 1,
-            "record": facility_id,
-            "clock": encode(Clock(self.wall_ms, self.counter, self.device)),
-            "observed_at": "2026-11-20T10:35:00+08:00",
-            "answers": answers,
-            "base": {},
-        }
+        taken = "2026-11-20T10:31:05+08:00"
+        answers = toilet_answers(
+            photo_outside=[{"sha256": photos[0], "captured_at": taken}],
+            photo_inside=[{"sha256": photos[-1], "captured_at": taken}],
+        )
+        clock = encode(Clock(self.wall_ms, self.counter, self.device))
+        return submission(facility_id, clock, answers=answers)
 
     def push(self, items) -> dict:
         body = {"device_id": self.device, "device_time_ms": self.wall_ms, "items": items}
@@ -98,16 +85,7 @@ class Phone:
         return response.json
 
     def upload(self, data: bytes) -> None:
-        response = self.client.patch(
-            f"/api/v1/media/{hashlib.sha256(data).hexdigest()}",
-            data=data,
-            headers={
-                **self.headers,
-                "Upload-Offset": "0",
-                "Upload-Length": str(len(data)),
-                "Content-Type": "application/offset+octet-stream",
-            },
-        )
+        response = upload_photo(self.client, self.headers, data)
         assert response.status_code == 200, response.json
 
 
@@ -132,10 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-reuse-"))
     try:
-        store = connect(folder / "vc.db")
-        init_db(store, at=START.isoformat())
-        load_demo(store, now=START)
-        store.close()
+        demo_database(folder / "vc.db")
         app = create_app(
             {
                 "DATABASE": str(folder / "vc.db"),

@@ -18,12 +18,14 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import demo_database  # noqa: E402
 from pwa_helpers import (  # noqa: E402
     CHROMIUM,
     LiveServer,
@@ -33,22 +35,7 @@ from pwa_helpers import (  # noqa: E402
     wait_service_worker,
 )
 
-from server.bootstrap import init_db  # noqa: E402
-from server.demo import load_demo  # noqa: E402
-from server.storage import connect  # noqa: E402
-
 BUDGET_BYTES = 250 * 1024
-
-
-def demo_database(folder: Path) -> Path:
-    from datetime import UTC, datetime
-
-    path = folder / "demo.db"
-    store = connect(path)
-    init_db(store, at=datetime.now(UTC).isoformat())
-    load_demo(store, now=datetime.now(UTC))
-    store.close()
-    return path
 
 
 def transfer_sizes(app) -> list[tuple[str, int, int]]:
@@ -129,7 +116,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        app = make_app(tmp, demo_database(tmp))
+        app = make_app(tmp, demo_database(tmp / "demo.db", now=datetime.now(UTC)))
         sizes = transfer_sizes(app)
         raw = sum(s[1] for s in sizes)
         gz = sum(s[2] for s in sizes)
