@@ -114,14 +114,14 @@ def _report(server: LiveServer) -> None:
         json.dumps(dict(sorted(server.statuses.items())), indent=1), encoding="utf-8"
     )
     errors = server.errors
+    (ARTIFACTS / "fuzz_5xx.json").write_text(  # written every run, so none is left stale
+        json.dumps(errors, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     if not errors:
         return
     counts = collections.Counter((e["operation"], e["cause"], e["where"]) for e in errors)
     lines = [f"{n:5d}  {op}  {cause}  [{where}]" for (op, cause, where), n in counts.most_common()]
     print("\n5xx answers by cause:\n" + "\n".join(lines))
-    (ARTIFACTS / "fuzz_5xx.json").write_text(
-        json.dumps(errors, ensure_ascii=False, indent=1), encoding="utf-8"
-    )
 
 
 def _headers(case, live: LiveServer) -> dict:
