@@ -188,3 +188,20 @@ def test_tick_and_receive_never_raise_and_stay_ordered_below_the_top(
 def test_skew_is_device_minus_server():
     assert skew_ms(NOW + 1500, NOW) == 1500
     assert skew_ms(NOW - 2 * YEAR_MS, NOW) == -2 * YEAR_MS
+
+
+# Exact steps, so a clock that jumps further than it must is caught (mutation testing found the
+# properties above only require "later", not "the next one").
+
+
+def test_tick_uses_the_last_counter_value_before_carrying_into_the_next_millisecond():
+    assert tick(Clock(NOW, MAX_COUNTER - 1, "a"), NOW, "a") == Clock(NOW, MAX_COUNTER, "a")
+    assert tick(Clock(NOW, MAX_COUNTER, "a"), NOW, "a") == Clock(NOW + 1, 0, "a")
+
+
+def test_receive_steps_the_counter_by_exactly_one():
+    ahead, behind = Clock(NOW, 7, "a"), Clock(NOW - 5, 3, "b")
+    assert receive(ahead, behind, NOW - 10, "a") == Clock(NOW, 8, "a")  # own clock leads
+    assert receive(behind, ahead, NOW - 10, "b") == Clock(NOW, 8, "b")  # remote leads
+    assert receive(Clock(NOW, 2, "a"), Clock(NOW, 9, "b"), NOW, "a") == Clock(NOW, 10, "a")
+    assert receive(ahead, behind, NOW + 1, "a") == Clock(NOW + 1, 0, "a")  # wall time leads

@@ -224,3 +224,8 @@ def test_password_checks_run_at_most_the_setting_at_once_and_the_rest_wait(app, 
         t.join(timeout=60)
     assert codes == [200] * logins
     assert seen["peak"] == 2
+
+
+def test_a_try_with_nothing_against_it_waits_exactly_nothing():
+    wait, updates = decide(None, None, False, 1000.0, POLICY)
+    assert wait == 0 and updates["pair"]["failures"] == updates["user"]["failures"] == 1

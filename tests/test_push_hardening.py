@@ -18,6 +18,7 @@ from PIL import Image
 from server.demo import demo_data
 from server.requests import MAX_DEPTH, TOO_DEEP, parse_json
 from sync.clock import MAX_COUNTER, MAX_WALL_MS, Clock, decode, encode
+from sync.protocol import too_far_ahead
 
 TONGPU = "450222101002"  # 桐浦村: the inspector's and the supervisor's, not the secretary's
 START_MS = int(START.timestamp() * 1000)
@@ -117,6 +118,11 @@ def test_clocks_within_the_limit_are_kept_as_sent(phone, facilities, store):
     result = phone.push([item]).json["results"][0]
     assert "clock_adjusted" not in result
     assert store.facility(toilet)["state"]["sanitary"]["clock"] == item["clock"]
+
+
+def test_a_clock_exactly_at_the_limit_is_kept_one_beyond_is_not():
+    assert not too_far_ahead(Clock(START_MS + DAY_MS, 0, "p"), START_MS, DAY_MS)
+    assert too_far_ahead(Clock(START_MS + DAY_MS + 1, 0, "p"), START_MS, DAY_MS)
 
 
 def test_base_clocks_cannot_claim_to_have_seen_the_future(make_phone, facilities, store):
