@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
-from .settings import DEFAULTS
+from ..settings import DEFAULTS
 
 SCHEMA_VERSION = 4
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
