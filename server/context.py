@@ -2,7 +2,7 @@
 
 Connections are pooled per app: opening and closing a SQLite connection in WAL mode costs
 milliseconds (the last close checkpoints the log), more than a typical request's queries.
-Their writes wait in line at most WRITE_WAIT_SECONDS (storage.Storage.write).
+Their writes wait in line at most WRITE_WAIT_SECONDS (`Storage.write` in storage/core.py).
 The clock is read through `now()` so tests can fix it (`app.config["CLOCK"]`).
 """
 
