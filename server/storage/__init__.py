@@ -60,8 +60,8 @@ class Storage(
 ):
     """The database of one deployment: records, submissions, the change log and the audit log.
 
-    All SQL lives in this package; a PostgreSQL backend would be a second class with the same
-    methods. Writes go through `write()`: SQLite's write lock taken up front (BEGIN IMMEDIATE),
-    nested calls as savepoints, and the threads of one process waiting their turn in the writer
-    queue (see core.py).
+    All SQL lives in this package, one module per aggregate, so that moving it onto one SQL
+    layer for SQLite and PostgreSQL can go module by module. Writes go through `write()`:
+    SQLite's write lock taken up front (BEGIN IMMEDIATE), nested calls as savepoints, and the
+    threads of one process waiting their turn in the writer queue (see core.py).
     """
