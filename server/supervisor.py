@@ -339,6 +339,12 @@ def _figures(figures: dict) -> list[dict]:
     return out
 
 
+def _visible_photos(store, photos: list[dict]) -> list[dict]:
+    """Photos as this viewer may see them: withheld where not readable in their villages."""
+    readable = store.readable_photos((p["sha256"] for p in photos), g.villages)
+    return [_withheld(p, readable) for p in photos]
+
+
 def _withheld(photo: dict, readable) -> dict:
     """A photo the viewer may not read (PROTOCOL, Photos) shows none of its own facts."""
     if photo["sha256"] in readable or not photo["held"]:
@@ -353,9 +359,8 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
     record = store.record(row["record_type"], row["record_id"])
     village = store.village(row["village_code"])
     ref = _reference(record, row["record_type"], village)
-    rows = store.desk_photos([submission_id])
-    readable = store.readable_photos((p["sha256"] for p in rows), g.villages)
-    photos = [_photo_evidence(_withheld(p, readable), ref, n) for n, p in enumerate(rows, start=1)]
+    rows = _visible_photos(store, store.desk_photos([submission_id]))
+    photos = [_photo_evidence(p, ref, n) for n, p in enumerate(rows, start=1)]
     flags = flags_for_viewer(store, submission_id, g.user, g.villages)
     for flag in flags:
         flag["rows"] = _figures(flag["figures"])
@@ -535,7 +540,7 @@ def _side(store, observation_id: str, value, spec: dict, clock: str | None) -> d
         side["answers"] = {a["name"]: a for a in _answers(definition, sub["answers"])}
         side["order"] = [a["name"] for a in _answers(definition, sub["answers"])]
         side["author"] = store.desk_user_names([sub["author_id"]]).get(sub["author_id"])
-        side["photos"] = store.desk_photos([observation_id])
+        side["photos"] = _visible_photos(store, store.desk_photos([observation_id]))
     return side
 
 
@@ -648,7 +653,10 @@ def tasks():
         month = today.strftime("%Y-%m")
     rows = store.desk_tasks(g.villages, month)
     evidence = {}
-    for item in store.desk_task_evidence([t["id"] for t in rows]):
+    items = store.desk_task_evidence([t["id"] for t in rows])
+    missing = set(store.missing_media(i["sha256"] for i in items))
+    items = _visible_photos(store, [{**i, "held": i["sha256"] not in missing} for i in items])
+    for item in items:
         photos = evidence.setdefault(item["task_id"], [])
         if all(p["sha256"] != item["sha256"] for p in photos):
             photos.append(item)

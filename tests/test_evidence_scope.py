@@ -141,6 +141,30 @@ def test_the_desk_withholds_another_townships_photo_and_names_no_record(planted,
     assert any(sha(planted["own"])[:12] in n for n in names)
 
 
+def test_the_monthly_task_page_shows_no_photo_the_viewer_may_not_read(
+    planted, make_phone, client, store
+):
+    """桐浦乡's secretary puts 石岭镇's photo hash, and a photo never sent, into a task report:
+    the supervisor's task page withholds the one and says the other is not uploaded."""
+    secretary = make_phone("secretary")
+    party = next(t for t in store.tasks(YUNYU, "2026-11") if t["template"] == "party_day")
+    never_sent = noise_photo(9)
+    answers = {
+        "task_kind": "party_day",
+        "status": "done",
+        "completed_on": "2026-11-19",
+        "party_topic": "主题党日",
+        "party_attendance": 18,
+        "evidence_photos": [photo(sha(planted["own"])), photo(sha(never_sent))],
+    }
+    item = submission(party["id"], secretary.clock(), form="monthly_task", answers=answers)
+    assert secretary.push([item]).json["results"][0]["status"] in ("accepted", "waiting_for_photos")
+    login_page(client, "supervisor")
+    html = client.get("/desk/tasks?month=2026-11").get_data(as_text=True)
+    assert f"/desk/media/{sha(planted['own'])}/320" not in html and "无权查看" in html
+    assert f"/desk/media/{sha(never_sent)}/320" not in html and "照片未上传" in html
+
+
 def test_the_desk_shows_an_admin_the_details(planted, client):
     login_page(client, "admin")
     html = client.get(f"/desk/submissions/{planted['probe']['id']}").get_data(as_text=True)
