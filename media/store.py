@@ -494,8 +494,13 @@ class LocalMediaStore:
 
         Age is the newest mtime of the partial and its sidecar. A partial whose lock is held
         (an append in progress) is skipped. Stray temp and orphan sidecar files of that age go
-        too. Returns the SHA-256s of the partials removed, sorted.
+        too, and so do display versions' temp files left by a server killed while writing one.
+        Returns the SHA-256s of the partials removed, sorted.
         """
+        for tmp in self._derived.glob("*/*/.tmp-*.part"):
+            if _idle_for((tmp,), now) > seconds:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         removed: list[str] = []
         try:
             entries = list(os.scandir(self._partials))

@@ -387,6 +387,22 @@ def test_abandoned_partials_removed_by_age(tmp_path):
     assert store.append_chunk(old, 0, b"x", 100) == Appended(1)
 
 
+def test_display_versions_left_half_written_by_a_kill_are_removed_by_age(tmp_path):
+    store = LocalMediaStore(tmp_path)
+    store.put_derived(SMALL_SHA, "320.jpg", b"done")
+    folder = next((tmp_path / "derived").glob(f"*/{SMALL_SHA}"))
+    old, fresh = folder / ".tmp-killed.part", folder / ".tmp-writing.part"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    now = 2_000_000_000.0
+    os.utime(old, (now - 7200, now - 7200))
+    os.utime(fresh, (now - 60, now - 60))
+    store.remove_partials_older_than(3600, now=now)
+    assert sorted(p.name for p in folder.iterdir()) == [".tmp-writing.part", "320.jpg"]
+    with store.open_derived(SMALL_SHA, "320.jpg") as f:
+        assert f.read() == b"done"
+
+
 def test_appending_keeps_a_partial_alive(tmp_path):
     store = LocalMediaStore(tmp_path)
     sha = "c" * 64
