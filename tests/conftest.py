@@ -274,6 +274,19 @@ def toilet_answers(**overrides):
     return {k: v for k, v in answers.items() if v is not None}
 
 
+def party_day_report(task_id, clock, photos):
+    """A first secretary's 主题党日 done on 11-19, with these evidence photos."""
+    answers = {
+        "task_kind": "party_day",
+        "status": "done",
+        "completed_on": "2026-11-19",
+        "party_topic": "主题党日",
+        "party_attendance": 18,
+        "evidence_photos": photos,
+    }
+    return submission(task_id, clock, form="monthly_task", answers=answers)
+
+
 def submission(
     facility_id,
     clock,

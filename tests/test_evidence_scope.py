@@ -15,6 +15,7 @@ from conftest import (
     SHILING,
     START,
     YUNYU,
+    party_day_report,
     photo,
     sha,
     submission,
@@ -149,15 +150,8 @@ def test_the_monthly_task_page_shows_no_photo_the_viewer_may_not_read(
     secretary = make_phone("secretary")
     party = next(t for t in store.tasks(YUNYU, "2026-11") if t["template"] == "party_day")
     never_sent = noise_photo(9)
-    answers = {
-        "task_kind": "party_day",
-        "status": "done",
-        "completed_on": "2026-11-19",
-        "party_topic": "主题党日",
-        "party_attendance": 18,
-        "evidence_photos": [photo(sha(planted["own"])), photo(sha(never_sent))],
-    }
-    item = submission(party["id"], secretary.clock(), form="monthly_task", answers=answers)
+    photos = [photo(sha(planted["own"])), photo(sha(never_sent))]
+    item = party_day_report(party["id"], secretary.clock(), photos)
     assert secretary.push([item]).json["results"][0]["status"] in ("accepted", "waiting_for_photos")
     login_page(client, "supervisor")
     html = client.get("/desk/tasks?month=2026-11").get_data(as_text=True)

@@ -16,6 +16,7 @@ from conftest import (
     START,
     YUNYU,
     Phone,
+    party_day_report,
     photo,
     photo_exif,
     sha,
@@ -453,15 +454,7 @@ def test_monthly_tasks_by_village_with_overdue_and_evidence(client, store, clock
     tasks = store.tasks(YUNYU, "2026-11")
     party = next(t for t in tasks if t["template"] == "party_day")
     data = jpeg(40)
-    answers = {
-        "task_kind": "party_day",
-        "status": "done",
-        "completed_on": "2026-11-19",
-        "party_topic": "主题党日",
-        "party_attendance": 18,
-        "evidence_photos": [photo(sha(data))],
-    }
-    item = submission(party["id"], secretary.clock(), form="monthly_task", answers=answers)
+    item = party_day_report(party["id"], secretary.clock(), [photo(sha(data))])
     assert secretary.push([item]).json["results"][0]["status"] == "waiting_for_photos"
     upload(client, secretary.headers, data)
     login_page(client, "supervisor")
