@@ -373,7 +373,7 @@ def process(
         check_facility(item, caller, now_iso=now_iso)
     for item in (i for i in pending if i.type == "submission"):
         check_submission(item, caller, store, forms)
-    clocks = _ServerClock(store, now_ms, int(config["CLOCK_AHEAD_MAX_HOURS"] * HOUR_MS))
+    clocks = _ServerClock(store, now_ms, clock_ahead_ms(config))
     window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
     envelope_clock = _clock(body.get("clock"))
     with store.write():
