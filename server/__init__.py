@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors
 from .settings import DEFAULTS
+from .storage import database_url
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -25,6 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config["DATABASE_PATH"] = os.path.join(app.instance_path, app.config["DATABASE"])
+    app.config["DATABASE_URL"] = app.config["DATABASE_URL"] or database_url(
+        app.config["DATABASE_PATH"]
+    )
     app.config["MEDIA_PATH"] = os.path.join(app.instance_path, app.config["MEDIA_ROOT"])
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_JSON_BYTES"]
     app.json.ensure_ascii = False

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
 from . import serving
@@ -28,6 +29,11 @@ def _create_app():
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
 def main():
     """乡村巡检 villagecheck: the sync server of the offline inspection app."""
+
+
+def _shown(url: str) -> str:
+    """The database URL without its password."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def register(app) -> None:
@@ -57,7 +63,7 @@ def register(app) -> None:
 def init_db_command():
     """Create the database or upgrade it in place, and publish the built-in forms."""
     published = init_db(storage(), at=now_iso())
-    click.echo(f"数据库已就绪: {current_app.config['DATABASE_PATH']}")
+    click.echo(f"数据库已就绪: {_shown(current_app.config['DATABASE_URL'])}")
     for name in published:
         click.echo(f"  发布表单 {name}")
 

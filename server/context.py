@@ -6,6 +6,7 @@ Their writes wait in line at most WRITE_WAIT_SECONDS (`Storage.write` in storage
 The clock is read through `now()` so tests can fix it (`app.config["CLOCK"]`).
 """
 
+import contextlib
 import queue
 from datetime import UTC, datetime
 
@@ -13,26 +14,26 @@ from flask import current_app, g
 
 from media.store import LocalMediaStore
 
-from .storage import Storage, connect
+from .storage import DatabaseUnavailable, Storage, connect
 
 
 class ConnectionPool:
-    """Idle connections to one database file, handed to one request at a time."""
+    """Idle connections to one database, handed to one request at a time."""
 
-    def __init__(self, path: str, keep: int = 8, *, write_wait: float):
-        self.path, self.keep, self.write_wait = path, keep, write_wait
+    def __init__(self, url: str, keep: int = 8, *, write_wait: float):
+        self.url, self.keep, self.write_wait = url, keep, write_wait
         self._idle: queue.LifoQueue[Storage] = queue.LifoQueue()
 
     def acquire(self) -> Storage:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            return connect(self.path, write_wait=self.write_wait)
+            return connect(self.url, write_wait=self.write_wait)
 
     def release(self, store: Storage) -> None:
-        if store.conn.in_transaction:
-            store.conn.execute("ROLLBACK")
-        if self._idle.qsize() < self.keep:
+        with contextlib.suppress(DatabaseUnavailable):
+            store.rollback()
+        if store.usable() and self._idle.qsize() < self.keep:
             self._idle.put(store)
         else:
             store.close()
@@ -45,7 +46,7 @@ def storage() -> Storage:
         pool = current_app.extensions.setdefault(
             "villagecheck.pool",
             ConnectionPool(
-                config["DATABASE_PATH"],
+                config["DATABASE_URL"],
                 keep=config["SERVE_THREADS"],
                 write_wait=config["WRITE_WAIT_SECONDS"],
             ),

@@ -8,7 +8,7 @@ never has to parse an HTML error page.
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .storage import is_busy
+from .storage import DatabaseUnavailable, is_busy
 
 BUSY_RETRY_AFTER_SECONDS = 5
 
@@ -63,6 +63,8 @@ def register(app: Flask) -> None:
     def _unexpected(err: Exception):
         if is_busy(err):
             return _busy(app)
+        if isinstance(err, DatabaseUnavailable):
+            return _unavailable(app, err)
         if isinstance(err, TimeoutError):  # the request body stopped coming (serve's timeout)
             return error_response(408, "request_timeout", "网络太慢，请求超时，请重试")
         app.logger.exception("unhandled error on %s", request.path)
@@ -78,5 +80,19 @@ def _busy(app: Flask):
     if not request.path.startswith("/api/"):
         return "服务器繁忙，请稍后再试 (server busy, try again)", 503, headers
     response, status = error_response(503, "busy", "服务器繁忙，请稍后自动重试")
+    response.headers.update(headers)
+    return response, status
+
+
+def _unavailable(app: Flask, err: DatabaseUnavailable):
+    """The database could not be reached or dropped mid-request (nothing was half-written: the
+    transaction died with the connection): 503, the phone retries later."""
+    app.logger.error("database unavailable on %s: %s", request.path, err)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+    if not request.path.startswith("/api/"):
+        return "数据库暂时无法连接，请稍后再试 (database unavailable)", 503, headers
+    response, status = error_response(
+        503, "database_unavailable", "服务器暂时连不上数据库，数据仍在手机上，稍后自动重试"
+    )
     response.headers.update(headers)
     return response, status

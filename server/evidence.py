@@ -195,7 +195,7 @@ def judge_complete(store: Storage, submission_ids, *, at: str) -> None:
     """Judge submissions whose photos are all in (each once, whatever else uses its photos)."""
     config = current_app.config
     settings = settings_from(config)
-    index = HashCache.index(store, config["DATABASE_PATH"])
+    index = HashCache.index(store, config["DATABASE_URL"])
     for sid in submission_ids:
         judge(store, sid, settings=settings, index=index, at=at)
 
@@ -207,7 +207,7 @@ def relation_flags(store: Storage, submission_id: str) -> list[dict]:
     """A submission's stored flags in check order, reuse and near-duplicate ones with their
     other records (each with its village) counted now. Not yet redacted for any viewer."""
     config = current_app.config
-    index = HashCache.index(store, config["DATABASE_PATH"])
+    index = HashCache.index(store, config["DATABASE_URL"])
     threshold = config["EVIDENCE_NEAR_DUPLICATE_BITS"]
     inputs = store.evidence_inputs(submission_id)
     if inputs is None:

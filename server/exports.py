@@ -294,7 +294,7 @@ def _form_or_404(form_id: str) -> None:
 
 def _open_reader():
     """A connection of the export's own, so the rows outlive the request's connection."""
-    return connect(current_app.config["DATABASE_PATH"])
+    return connect(current_app.config["DATABASE_URL"])
 
 
 def _photo_url_maker():

@@ -98,7 +98,7 @@ def _scheduled(app, name: str, holder: str) -> None:
     from .context import now
 
     with app.app_context():
-        store = connect(app.config["DATABASE_PATH"])
+        store = connect(app.config["DATABASE_URL"])
         try:
             slot = slot_of(name, now(), app.config["TIMEZONE"])
             outcome = run_job(store, name, clock=now, config=app.config, holder=holder, slot=slot)

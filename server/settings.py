@@ -16,6 +16,12 @@ class Setting:
 
 SETTINGS = (
     Setting("DATABASE", "villagecheck.db", "SQLite file, relative to the instance folder"),
+    Setting(
+        "DATABASE_URL",
+        "",
+        "database URL; postgresql+psycopg://user:password@host/name uses PostgreSQL"
+        " (empty: the SQLite file DATABASE)",
+    ),
     Setting("MEDIA_ROOT", "media", "photo store folder, relative to the instance folder"),
     Setting("MAX_JSON_BYTES", 8 * 1024 * 1024, "largest JSON request body accepted (413 above)"),
     Setting("MAX_PHOTO_BYTES", 20 * 1024 * 1024, "largest photo accepted (413 above)"),

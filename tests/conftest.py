@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from engines import ENGINES, create_database, database_on, drop_database, session_engine
 from PIL import Image
+from sqlalchemy.engine import make_url
 
 from server import create_app
 from server.bootstrap import init_db
@@ -48,7 +50,8 @@ def demo_database(path: Path, now: datetime = START) -> Path:
     store = connect(path)
     init_db(store, at=now.isoformat())
     load_demo(store, now=now)
-    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if store.dialect.name == "sqlite":
+        store.q("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     return path
 
@@ -57,17 +60,43 @@ def version_3_database(path: Path):
     """An empty database at schema version 3 (before desk sessions); returns it open."""
     store = connect(path)
     with store.write():
-        store.db["meta"].create({"key": str, "value": str}, pk="key")
+        db = store.legacy_sqlite()
+        db["meta"].create({"key": str, "value": str}, pk="key")
         for version in (1, 2, 3):
-            MIGRATIONS[version](store.db)
-        store.conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+            MIGRATIONS[version](db)
+        db.execute("INSERT INTO meta VALUES ('schema_version', '3')")
     return store
 
 
 @pytest.fixture(scope="session")
 def demo_db(tmp_path_factory):
-    """A database file with the demo county, built once and copied for each test."""
-    return demo_database(tmp_path_factory.mktemp("template") / "demo.db")
+    """The demo county, built once and copied for each test: a SQLite file, or on PostgreSQL
+    (VILLAGECHECK_TEST_ENGINE=postgresql) a template database."""
+    if session_engine() == "sqlite":
+        yield demo_database(tmp_path_factory.mktemp("template") / "demo.db")
+        return
+    url = create_database()
+    demo_database(url)
+    yield make_url(url).database
+    drop_database(url)
+
+
+@pytest.fixture(params=ENGINES)
+def engine_url(request, tmp_path):
+    """An empty database on each engine in turn (the storage contract runs on both)."""
+    url = database_on(request.param, tmp_path)
+    yield url
+    if request.param == "postgresql":
+        drop_database(url)
+
+
+@pytest.fixture
+def any_store(engine_url):
+    """A migrated, empty `Storage` on each engine in turn."""
+    store = connect(engine_url)
+    store.migrate()
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -75,12 +104,14 @@ def clock():
     return FakeClock()
 
 
-def app_on(folder: Path, clock=None):
-    """A test app on `folder`'s vc.db and media store, its clock fixed at START unless given."""
+def app_on(folder: Path, clock=None, database_url: str = ""):
+    """A test app on `folder`'s vc.db (or `database_url`) and media store, its clock fixed at
+    START unless given."""
     return create_app(
         {
             "TESTING": True,
             "DATABASE": str(folder / "vc.db"),
+            "DATABASE_URL": database_url,
             "MEDIA_ROOT": str(folder / "media"),
             "SECRET_KEY": "test",
             "CLOCK": clock or FakeClock(),
@@ -90,8 +121,13 @@ def app_on(folder: Path, clock=None):
 
 @pytest.fixture
 def app(tmp_path, demo_db, clock):
-    shutil.copy(demo_db, tmp_path / "vc.db")
-    return app_on(tmp_path, clock)
+    if session_engine() == "sqlite":
+        shutil.copy(demo_db, tmp_path / "vc.db")
+        yield app_on(tmp_path, clock)
+        return
+    url = create_database(template=demo_db)
+    yield app_on(tmp_path, clock, url)
+    drop_database(url)
 
 
 @pytest.fixture
@@ -106,7 +142,7 @@ def runner(app):
 
 @pytest.fixture
 def store(app):
-    s = connect(app.config["DATABASE_PATH"])
+    s = connect(app.config["DATABASE_URL"])
     yield s
     s.close()
 

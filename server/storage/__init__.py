@@ -3,8 +3,10 @@
 Protocol code (sync/, forms/, media/) never sees SQL; views, CLI commands and scheduler jobs call
 methods of `Storage`, which is assembled here from one mixin per aggregate:
 
-    core.py         connect, the writer queue, write()/reading(), dumps, change log, audit log
-    schema.py       the migrations and SCHEMA_VERSION
+    core.py         connect, transactions, the query helpers, dumps, change log, audit log
+    dialect.py      what SQLite and PostgreSQL spell differently
+    tables.py       the schema, declared once as SQLAlchemy metadata
+    schema.py       creating and upgrading it (Alembic revisions in migrations/)
     villages.py     villages
     users.py        users, assignments, device tokens and devices, desk sessions, login throttle
     forms.py        published forms
@@ -17,9 +19,11 @@ methods of `Storage`, which is assembled here from one mixin per aggregate:
 
 from .core import (
     DatabaseBusy,
+    DatabaseUnavailable,
     StorageBase,
     WriterQueue,
     connect,
+    database_url,
     dumps,
     is_busy,
 )
@@ -38,9 +42,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "TOUCH_WAIT_SECONDS",
     "DatabaseBusy",
+    "DatabaseUnavailable",
     "Storage",
     "WriterQueue",
     "connect",
+    "database_url",
     "dumps",
     "is_busy",
 ]
@@ -60,8 +66,8 @@ class Storage(
 ):
     """The database of one deployment: records, submissions, the change log and the audit log.
 
-    All SQL lives in this package, one module per aggregate, so that moving it onto one SQL
-    layer for SQLite and PostgreSQL can go module by module. Writes go through `write()`:
-    SQLite's write lock taken up front (BEGIN IMMEDIATE), nested calls as savepoints, and the
-    threads of one process waiting their turn in the writer queue (see core.py).
+    All SQL lives in this package, one module per aggregate, written once for SQLite and
+    PostgreSQL. Writes go through `write()`: one transaction, nested calls as savepoints;
+    on SQLite the write lock is taken up front and the threads of one process wait their turn
+    in the writer queue, on PostgreSQL merges lock the records they touch (see core.py).
     """

@@ -1,8 +1,30 @@
-"""The schema: its migrations, applied in order up to SCHEMA_VERSION."""
+"""Creating and upgrading the schema.
+
+A fresh database (SQLite or PostgreSQL) is created from the metadata in tables.py and stamped
+with Alembic's newest revision. An SQLite file made by older code is upgraded in place: first by
+the migrations it was made with (`MIGRATIONS`, schema 1 to 4, written with sqlite-utils, kept
+for exactly that), then by Alembic's revisions (migrations/versions/, schema 5 onwards). Alembic
+rather than more hand-written steps because it runs the same revision on both engines, keeps
+SQLite's table rebuilds (batch mode) out of our code, and is what the people who will run a
+provincial PostgreSQL already know.
+
+The schema version is also kept in `meta` (`schema_version()`), so operators and tests can read
+it without Alembic.
+"""
+
+from pathlib import Path
 
 import sqlite_utils
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
 
-SCHEMA_VERSION = 4
+from .tables import metadata
+
+SCHEMA_VERSION = 5
+#: The Alembic revision of each schema version from 4 on.
+REVISIONS = {4: "v4", 5: "v5"}
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -376,29 +398,58 @@ def _v4(db: sqlite_utils.Database) -> None:
 MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
+def _alembic(connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.attributes["connection"] = connection
+    return config
+
+
 class SchemaMixin:
     """The schema version of the database, and the upgrade to SCHEMA_VERSION."""
 
+    def table_names(self) -> set[str]:
+        return set(inspect(self.conn).get_table_names())
+
+    def legacy_sqlite(self) -> sqlite_utils.Database:
+        """sqlite-utils over this SQLite connection: for the schema 1 to 4 migrations only."""
+        if self.dialect.name != "sqlite":
+            raise RuntimeError("schema 1 to 4 existed only as SQLite files")
+        return sqlite_utils.Database(self.conn.connection.dbapi_connection)
+
     def schema_version(self) -> int:
-        if not self.db["meta"].exists():
+        if "meta" not in self.table_names():
             return 0
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        value = self.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(value) if value else 0
 
     def migrate(self) -> int:
         """Bring the schema up to SCHEMA_VERSION in place; returns the version reached."""
         with self.write():
-            if not self.db["meta"].exists():
-                self.db["meta"].create({"key": str, "value": str}, pk="key")
             current = self.schema_version()
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"database schema {current} is newer than this program ({SCHEMA_VERSION})"
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[version](self.db)
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(version),),
-                )
+            if current == 0 and not self.table_names() - {"meta"}:
+                metadata.create_all(self.conn)
+                command.stamp(_alembic(self.conn), "head")
+            else:
+                self._upgrade_from(current)
+            self.q(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', :version)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                version=str(SCHEMA_VERSION),
+            )
         return SCHEMA_VERSION
+
+    def _upgrade_from(self, current: int) -> None:
+        if current < 4:
+            db = self.legacy_sqlite()
+            if not db["meta"].exists():
+                db["meta"].create({"key": str, "value": str}, pk="key")
+            for version in range(current + 1, 5):
+                MIGRATIONS[version](db)
+        if MigrationContext.configure(self.conn).get_current_revision() is None:
+            command.stamp(_alembic(self.conn), REVISIONS[4])
+        command.upgrade(_alembic(self.conn), "head")

@@ -1,0 +1,22 @@
+"""Schema 5: `seq` columns number photos, flags and the near-duplicate index in insertion order.
+
+SQLite numbered them implicitly (rowid); PostgreSQL has no such column, so the order is now
+data. Existing rows keep their SQLite order.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "v5"
+down_revision = "v4"
+branch_labels = None
+depends_on = None
+
+TABLES = ("flags", "media", "submission_media")
+
+
+def upgrade() -> None:
+    for table in TABLES:
+        op.add_column(table, sa.Column("seq", sa.BigInteger))
+        op.execute(f"UPDATE {table} SET seq = rowid")
+        op.create_index(f"idx_{table}_seq", table, ["seq"])

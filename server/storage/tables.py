@@ -1,0 +1,371 @@
+"""The schema, declared once for both engines as SQLAlchemy `Table` metadata.
+
+`metadata.create_all` builds a fresh database at the newest schema (SQLite or PostgreSQL); an
+existing SQLite file made by older code is upgraded in place instead (schema.py, migrations/).
+Every table keeps a village code, or reaches one through a single key, so a later step to
+distributing by county (docs/SCALE.md) needs no rewrite.
+
+Types: text for identifiers, clocks, timestamps and canonical JSON (its bytes are hashed, so the
+database must not rewrite it); BIGINT for counters and milliseconds; integer 0/1 flags. Integer
+primary keys are SQLite's rowid alias there and an identity column on PostgreSQL. `seq` columns
+number rows in insertion order (photos of a field, flags of a submission, the near-duplicate
+index): SQLite assigns them from `dialect.next_seq`, PostgreSQL from an identity.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: An integer primary key: SQLite's rowid alias, PostgreSQL's BIGSERIAL.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _id(name: str = "id") -> Column:
+    return Column(name, ID, primary_key=True, autoincrement=True)
+
+
+def _seq() -> Column:
+    """Insertion order for tables without an integer key (see the module docstring)."""
+    return Column("seq", BigInteger, Identity(), nullable=False)
+
+
+def _text(name: str, *args, **kwargs) -> Column:
+    return Column(name, Text, *args, **kwargs)
+
+
+def _int(name: str, *args, **kwargs) -> Column:
+    return Column(name, BigInteger, *args, **kwargs)
+
+
+meta = Table("meta", metadata, _text("key", primary_key=True), _text("value"))
+
+villages = Table(
+    "villages",
+    metadata,
+    _text("code", primary_key=True),
+    _text("name", nullable=False),
+    _text("township", nullable=False),
+    _text("county", nullable=False),
+    _int("county_class", nullable=False),
+    _int("households"),
+    Column("lat", Float),
+    Column("lon", Float),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    _text("username", nullable=False),
+    _text("display_name"),
+    _text("role", nullable=False),
+    _text("password_hash", nullable=False),
+    _text("scope_township"),
+    _text("scope_county"),
+    _int("active", server_default="1"),
+    _text("created_at"),
+    Index("idx_users_username", "username", unique=True),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id"), primary_key=True),
+    _text("village_code", ForeignKey("villages.code"), primary_key=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    _id(),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False),
+    _text("token_hash", nullable=False),
+    _text("device_id"),
+    _text("label"),
+    _text("created_at", nullable=False),
+    _text("last_used_at"),
+    _text("revoked_at"),
+    Index("idx_tokens_token_hash", "token_hash", unique=True),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    _text("device_id", primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id")),
+    _text("last_seen_at"),
+    _text("last_clock"),
+    _int("skew_ms"),
+)
+
+desk_sessions = Table(
+    "desk_sessions",
+    metadata,
+    _id(),
+    _text("session_hash", nullable=False),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False),
+    _text("created_at", nullable=False),
+    _text("last_seen_at", nullable=False),
+    Index("idx_desk_sessions_session_hash", "session_hash", unique=True),
+    Index("idx_desk_sessions_user_id", "user_id"),
+)
+
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    _text("key", primary_key=True),
+    _text("kind", nullable=False),
+    _int("failures", nullable=False),
+    Column("last_at", Float, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Index("idx_login_throttle_kind_last_at", "kind", "last_at"),
+)
+
+forms = Table(
+    "forms",
+    metadata,
+    _text("form_id", primary_key=True),
+    _int("version", primary_key=True, autoincrement=False),
+    _text("definition", nullable=False),
+    _text("sha256", nullable=False),
+    _text("published_at"),
+)
+
+facilities = Table(
+    "facilities",
+    metadata,
+    _text("id", primary_key=True),
+    _text("village_code", ForeignKey("villages.code"), nullable=False),
+    _text("kind", nullable=False),
+    _text("name", nullable=False),
+    Column("lat", Float),
+    Column("lon", Float),
+    _text("state", nullable=False),
+    Column("created_by", ID, ForeignKey("users.id")),
+    _text("created_clock"),
+    _text("created_at"),
+    _text("content_hash"),
+    Index("idx_facilities_village_code_kind", "village_code", "kind"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    _text("id", primary_key=True),
+    _text("village_code", ForeignKey("villages.code"), nullable=False),
+    _text("month", nullable=False),
+    _text("template", nullable=False),
+    _text("title"),
+    _text("due_on"),
+    _text("state", nullable=False),
+    _text("created_at"),
+    Index("idx_tasks_village_code_month", "village_code", "month"),
+)
+
+submissions = Table(
+    "submissions",
+    metadata,
+    _text("id", primary_key=True),
+    _text("form_id", nullable=False),
+    _int("form_version", nullable=False),
+    _text("record_id", nullable=False),
+    _text("record_type"),
+    _text("village_code", ForeignKey("villages.code"), nullable=False),
+    Column("author_id", ID, ForeignKey("users.id")),
+    _text("device_id"),
+    _text("clock", nullable=False),
+    _text("observed_at"),
+    _text("received_at"),
+    _text("answers", nullable=False),
+    _text("content_hash"),
+    _text("state"),
+    _int("skew_ms"),
+    _int("risk_score"),
+    _text("completed_at"),
+    Index("idx_submissions_record_id", "record_id"),
+    Index("idx_submissions_village_code_form_id", "village_code", "form_id"),
+    Index("idx_submissions_state_risk_score", "state", "risk_score"),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    _id(),
+    _text("submission_id", ForeignKey("submissions.id"), nullable=False),
+    _text("decision", nullable=False),
+    _text("reason"),
+    Column("reviewer_id", ID, ForeignKey("users.id"), nullable=False),
+    _text("at", nullable=False),
+    Index("idx_reviews_submission_id", "submission_id"),
+)
+
+flags = Table(
+    "flags",
+    metadata,
+    _text("submission_id", ForeignKey("submissions.id"), nullable=False),
+    _text("code", nullable=False),
+    _text("photo"),
+    _text("figures"),
+    _text("message"),
+    _seq(),
+    Index("idx_flags_submission_id", "submission_id"),
+    Index("idx_flags_submission_id_code_photo", "submission_id", "code", "photo"),
+    Index("idx_flags_seq", "seq"),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    _text("id", primary_key=True),
+    _text("record_id", nullable=False),
+    _text("clock", nullable=False),
+    _int("wall_ms", nullable=False),
+    _text("fields", nullable=False),
+    _text("base", nullable=False),
+    Index("idx_observations_record_id_wall_ms", "record_id", "wall_ms"),
+    Index("idx_observations_record_id_clock", "record_id", "clock"),
+    Index("idx_observations_clock", "clock"),
+)
+
+media = Table(
+    "media",
+    metadata,
+    _text("sha256", primary_key=True),
+    _int("size"),
+    _text("mime"),
+    _int("width"),
+    _int("height"),
+    _text("exif"),
+    _text("phash"),
+    _text("crop_hashes"),
+    _text("created_at"),
+    _seq(),
+    Index("idx_media_seq", "seq"),
+)
+
+submission_media = Table(
+    "submission_media",
+    metadata,
+    _text("submission_id", ForeignKey("submissions.id"), primary_key=True),
+    _text("field", primary_key=True),
+    _text("sha256", primary_key=True),
+    _text("captured_at"),
+    _text("position"),
+    _seq(),
+    Index("idx_submission_media_sha256", "sha256"),
+    Index("idx_submission_media_seq", "seq"),
+)
+
+photo_holders = Table(
+    "photo_holders",
+    metadata,
+    _text("sha256", primary_key=True),
+    Column("user_id", ID, primary_key=True, autoincrement=False),
+    _text("source", nullable=False),
+    _text("at", nullable=False),
+)
+
+conflicts = Table(
+    "conflicts",
+    metadata,
+    _text("id", primary_key=True),
+    _text("record_id"),
+    _text("field"),
+    _text("a"),
+    _text("b"),
+    _text("a_value"),
+    _text("b_value"),
+    _text("winner"),
+    _text("resolved_by"),
+    _text("created_at"),
+    Index("idx_conflicts_record_id_field", "record_id", "field"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    _id("seq"),
+    _text("entity", nullable=False),
+    _text("entity_id", nullable=False),
+    _text("village_code"),
+    Column("user_id", ID),
+    _text("at"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    _id(),
+    _text("at", nullable=False),
+    Column("user_id", ID),
+    _text("action", nullable=False),
+    _text("entity"),
+    _text("entity_id"),
+    _text("detail"),
+)
+
+job_leases = Table(
+    "job_leases",
+    metadata,
+    _text("job", primary_key=True),
+    _text("holder", nullable=False),
+    _text("expires_at", nullable=False),
+    _text("last_slot"),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    _id(),
+    _text("job", nullable=False),
+    _text("holder", nullable=False),
+    _text("slot"),
+    _text("started_at", nullable=False),
+    _text("finished_at"),
+    _int("ok"),
+    _text("summary"),
+    _text("error"),
+    Index("idx_job_runs_job_id", "job", "id"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    _id(),
+    _text("drawn_at", nullable=False),
+    _int("seed", nullable=False),
+    _text("rule", nullable=False),
+    _int("pool_size"),
+    _int("picked_count"),
+)
+
+sample_members = Table(
+    "sample_members",
+    metadata,
+    Column("sample_id", ID, ForeignKey("samples.id"), primary_key=True),
+    _text("submission_id", ForeignKey("submissions.id"), primary_key=True),
+    _text("village_code"),
+    _int("risk_score"),
+    _int("picked", nullable=False),
+    _text("reason"),
+    Index("idx_sample_members_submission_id", "submission_id"),
+)
+
+indicator_snapshots = Table(
+    "indicator_snapshots",
+    metadata,
+    _text("month", primary_key=True),
+    _text("computed_at", nullable=False),
+    _text("data", nullable=False),
+)
