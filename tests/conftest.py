@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from server import create_app
 from server.bootstrap import init_db
 from server.demo import demo_data, load_demo
-from server.storage import MIGRATIONS, connect
+from server.storage import MIGRATIONS, connect, database_url
 from sync.clock import Clock, encode
 
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -119,15 +119,21 @@ def app_on(folder: Path, clock=None, database_url: str = ""):
     )
 
 
+def demo_copy(folder: Path, demo_db) -> str:
+    """A fresh copy of the demo county on this session's engine; returns its URL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if session_engine() == "sqlite":
+        shutil.copy(demo_db, folder / "vc.db")
+        return database_url(folder / "vc.db")
+    return create_database(template=demo_db)
+
+
 @pytest.fixture
 def app(tmp_path, demo_db, clock):
-    if session_engine() == "sqlite":
-        shutil.copy(demo_db, tmp_path / "vc.db")
-        yield app_on(tmp_path, clock)
-        return
-    url = create_database(template=demo_db)
+    url = demo_copy(tmp_path, demo_db)
     yield app_on(tmp_path, clock, url)
-    drop_database(url)
+    if session_engine() == "postgresql":
+        drop_database(url)
 
 
 @pytest.fixture

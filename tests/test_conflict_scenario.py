@@ -1,26 +1,13 @@
 """Two phones offline report the same toilet differently: the server's answer in any order."""
 
 import json
-import shutil
 
-from conftest import START, YUNYU, FakeClock, Phone, submission, toilet_answers
-
-from server import create_app
+from conftest import START, YUNYU, FakeClock, Phone, app_on, demo_copy, submission, toilet_answers
 
 
 def fresh_client(tmp_path, demo_db, name):
     folder = tmp_path / name
-    folder.mkdir()
-    shutil.copy(demo_db, folder / "vc.db")
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(folder / "vc.db"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "CLOCK": FakeClock(START),
-        }
-    )
-    return app.test_client()
+    return app_on(folder, FakeClock(START), demo_copy(folder, demo_db)).test_client()
 
 
 def base_of(phone, facility_id):

@@ -5,7 +5,6 @@ plain BEGIN IMMEDIATE stands for another process (the CLI, a second server): it 
 with this process's writers.
 """
 
-import json
 import sqlite3
 import threading
 import time
@@ -32,7 +31,7 @@ class OtherProcess:
 def db(tmp_path):
     path = tmp_path / "queue.db"
     store = connect(path)
-    store.conn.execute("CREATE TABLE writes (writer INTEGER, n INTEGER, PRIMARY KEY (writer, n))")
+    store.q("CREATE TABLE writes (writer INTEGER, n INTEGER, PRIMARY KEY (writer, n))")
     store.close()
     return path
 
@@ -87,7 +86,7 @@ def test_busy_writers_in_one_process_all_get_their_turn(db):
                 asked = time.monotonic()
                 with store.write():
                     waits.append(time.monotonic() - asked)
-                    store.conn.execute("INSERT INTO writes VALUES (?, ?)", (w, n))
+                    store.q("INSERT INTO writes VALUES (:w, :n)", w=w, n=n)
                     time.sleep(0.005)  # a push's work inside the transaction
                 n += 1
             done.append(n)
@@ -103,7 +102,7 @@ def test_busy_writers_in_one_process_all_get_their_turn(db):
         t.join()
     assert errors == []
     check = connect(db)
-    assert check.conn.execute("SELECT count(*) FROM writes").fetchone()[0] == sum(done)
+    assert check.scalar("SELECT count(*) FROM writes") == sum(done)
     check.close()
     assert max(waits) < 0.5
 
@@ -114,9 +113,9 @@ def test_a_write_waits_for_another_process_then_succeeds(db):
     store = connect(db, write_wait=5.0)
     started = time.monotonic()
     with store.write():
-        store.conn.execute("INSERT INTO writes VALUES (1, 1)")
+        store.q("INSERT INTO writes VALUES (1, 1)")
     assert 0.4 < time.monotonic() - started < 3
-    assert store.conn.execute("SELECT count(*) FROM writes").fetchone()[0] == 1
+    assert store.scalar("SELECT count(*) FROM writes") == 1
     store.close()
 
 
@@ -125,13 +124,13 @@ def test_a_write_that_cannot_get_the_lock_in_time_raises_busy_and_writes_nothing
     store = connect(db, write_wait=0.3)
     try:
         with pytest.raises(DatabaseBusy), store.write():
-            store.conn.execute("INSERT INTO writes VALUES (1, 1)")
-        assert not store.conn.in_transaction
+            store.q("INSERT INTO writes VALUES (1, 1)")
+        assert not store.in_transaction()
     finally:
         other.release()
     with store.write():  # the line is free again
-        store.conn.execute("INSERT INTO writes VALUES (2, 2)")
-    assert store.conn.execute("SELECT writer FROM writes").fetchall() == [(2,)]
+        store.q("INSERT INTO writes VALUES (2, 2)")
+    assert store.q("SELECT writer FROM writes").all() == [(2,)]
     store.close()
 
 
@@ -147,10 +146,10 @@ def test_a_write_inside_a_read_transaction_is_refused(db):
 # -- through the API ---------------------------------------------------------------------------
 
 
-def _one(app, sql, *args):
-    store = connect(app.config["DATABASE_PATH"])
+def _one(app, sql, **params):
+    store = connect(app.config["DATABASE_URL"])
     try:
-        return store.conn.execute(sql, args).fetchone()[0]
+        return store.scalar(sql, **params)
     finally:
         store.close()
 
@@ -171,12 +170,12 @@ def test_a_push_that_cannot_get_the_lock_answers_503_busy_and_stores_nothing(
     assert response.status_code == 503
     assert response.json["error"]["code"] == "busy"
     assert int(response.headers["Retry-After"]) > 0
-    assert _one(app, "SELECT count(*) FROM submissions WHERE id = ?", item["id"]) == 0
+    assert _one(app, "SELECT count(*) FROM submissions WHERE id = :id", id=item["id"]) == 0
 
     again = phone.push([item])  # the phone's outbox sends it again
     assert again.status_code == 200
     assert again.json["results"][0]["status"] in ("accepted", "waiting_for_photos")
-    assert _one(app, "SELECT count(*) FROM submissions WHERE id = ?", item["id"]) == 1
+    assert _one(app, "SELECT count(*) FROM submissions WHERE id = :id", id=item["id"]) == 1
 
 
 def test_reads_take_no_write_lock_so_pulls_go_on_while_the_database_is_locked(app, client, clock):
@@ -199,7 +198,9 @@ def test_reads_take_no_write_lock_so_pulls_go_on_while_the_database_is_locked(ap
     assert later.status_code == 200
     clock.advance(minutes=1)
     assert phone.pull().status_code == 200
-    last_used = _one(app, "SELECT last_used_at FROM tokens WHERE device_id = ?", phone.device_id)
+    last_used = _one(
+        app, "SELECT last_used_at FROM tokens WHERE device_id = :device", device=phone.device_id
+    )
     assert last_used == clock.now.isoformat(timespec="milliseconds")
 
 
@@ -235,11 +236,7 @@ def test_phones_pushing_at_once_while_another_process_writes_all_succeed(app, fa
     stop.set()
     background.join()
     assert statuses == [200] * 60
-    stored = _one(
-        app,
-        "SELECT count(*) FROM submissions WHERE id IN (SELECT value FROM json_each(?))",
-        json.dumps(sent),
-    )
+    stored = _one(app, "SELECT count(*) FROM submissions WHERE id IN :sent", sent=sent)
     assert stored == len(sent) == 120
 
 
@@ -256,10 +253,10 @@ def test_no_request_writes_outside_a_write_transaction(app, client, facilities, 
 
         def trace(sql):
             if sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
-                if not store.conn.in_transaction:
+                if not store.in_transaction():
                     autocommit_writes.append(sql[:60])
 
-        store.conn.set_trace_callback(trace)
+        store.conn.connection.dbapi_connection.set_trace_callback(trace)
         return store
 
     monkeypatch.setattr(server.context, "connect", traced_connect)

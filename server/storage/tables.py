@@ -5,7 +5,7 @@ existing SQLite file made by older code is upgraded in place instead (schema.py,
 Every table keeps a village code, or reaches one through a single key, so a later step to
 distributing by county (docs/SCALE.md) needs no rewrite.
 
-Types: text for identifiers, clocks, timestamps and canonical JSON (its bytes are hashed, so the
+Types: text (compared byte by byte, see TEXT) for identifiers, clocks, timestamps and canonical JSON (its bytes are hashed, so the
 database must not rewrite it); BIGINT for counters and milliseconds; integer 0/1 flags. Integer
 primary keys are SQLite's rowid alias there and an identity column on PostgreSQL. `seq` columns
 number rows in insertion order (photos of a field, flags of a submission, the near-duplicate
@@ -30,6 +30,11 @@ metadata = MetaData()
 #: An integer primary key: SQLite's rowid alias, PostgreSQL's BIGSERIAL.
 ID = BigInteger().with_variant(Integer(), "sqlite")
 
+#: Text compared byte by byte on both engines. Encoded clocks are ordered as strings (max,
+#: ORDER BY, >=), and a PostgreSQL database's default collation (en_US.UTF-8, zh_CN.UTF-8)
+#: ignores punctuation and would order them, ids and names differently from SQLite.
+TEXT = Text().with_variant(Text(collation="C"), "postgresql")
+
 
 def _id(name: str = "id") -> Column:
     return Column(name, ID, primary_key=True, autoincrement=True)
@@ -41,7 +46,7 @@ def _seq() -> Column:
 
 
 def _text(name: str, *args, **kwargs) -> Column:
-    return Column(name, Text, *args, **kwargs)
+    return Column(name, TEXT, *args, **kwargs)
 
 
 def _int(name: str, *args, **kwargs) -> Column:
