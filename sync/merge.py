@@ -220,3 +220,70 @@ def _resolves(conflict: Conflict, clocks: tuple[Clock, Clock], obs: Observation)
         and obs.id not in (conflict.a, conflict.b)
         and all(saw(obs, conflict.field, c) and obs.clock > c for c in clocks)
     )
+
+
+# --- a batch at once --------------------------------------------------------------------------
+
+
+@dataclass
+class RecordHistory:
+    """What is held of one record that a batch of new observations can touch.
+
+    `held`: every held observation of the record whose wall time is at or after the lowest
+    window bound of the batch (`window_bounds`); `open`: its unresolved conflicts, each with the
+    clocks of its two sides (which may lie outside `held`).
+    """
+
+    state: State
+    held: list[Observation]
+    open: list[tuple[Conflict, tuple[Clock, Clock]]]
+
+
+@dataclass
+class BatchMerge:
+    """What folding a batch into one record changes: the new state, the conflicts the batch
+    made (each with the observation that already resolves it, or None), and the previously
+    open conflicts it resolved (id -> resolver)."""
+
+    state: State
+    conflicts: list[tuple[Conflict, str | None]]
+    resolved: dict[str, str]
+
+
+def merge_batch(
+    history: RecordHistory, new: Iterable[Observation], window_ms: int = DEFAULT_CONFLICT_WINDOW_MS
+) -> BatchMerge:
+    """Fold new observations of one record in, one after another, exactly as storing each and
+    merging it against what is held then would (server/push.py's one-at-a-time path), but
+    reading the record's history once."""
+    state = history.state
+    seen = list(history.held)
+    still_open = dict((c.id, (c, pair)) for c, pair in history.open)
+    made: dict[str, list] = {}
+    resolved: dict[str, str] = {}
+    for obs in new:
+        seen.append(obs)
+        state = apply(state, obs)
+        lo, hi = window_bounds(obs.clock, window_ms)
+        candidates = [o for o in seen if lo <= o.clock.wall_ms <= hi and o.id != obs.id]
+        found = find_conflicts(obs, candidates, window_ms)
+        clocks = {o.id: o.clock for o in candidates} | {obs.id: obs.clock}
+        if found:
+            pairs = {c.id: (clocks[c.a], clocks[c.b]) for c in found}
+            since = min(max(pair) for pair in pairs.values())
+            later = [o for o in seen if o.clock >= since]
+            for conflict in found:
+                by = conflict_resolved_by(conflict, pairs[conflict.id], later)
+                made[conflict.id] = [conflict, by]
+                if by is None:
+                    still_open[conflict.id] = (conflict, pairs[conflict.id])
+        for conflict_id, (conflict, pair) in list(still_open.items()):
+            if conflict.field not in obs.fields:
+                continue
+            if by := conflict_resolved_by(conflict, pair, [obs]):
+                del still_open[conflict_id]
+                if conflict_id in made:
+                    made[conflict_id][1] = by
+                else:
+                    resolved[conflict_id] = by
+    return BatchMerge(state, [(c, by) for c, by in made.values()], resolved)
