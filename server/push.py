@@ -1,8 +1,14 @@
 """The server side of a push: check each item, then store the good ones and merge them.
 
 Checking needs only reads and pure functions (forms/ validates answers, sync/ decides
-identity); storing happens in one write transaction with a savepoint per item, so one bad
-item never loses the good ones and a failure never leaves half an item behind.
+identity); storing happens in one write transaction. The submissions of a batch are stored by
+set: the records they touch, their histories and the photos held are read once, and rows are
+written with executemany. If that fails, each item is stored again in a savepoint of its own,
+so one bad item never loses the good ones and a failure never leaves half an item behind.
+
+On PostgreSQL, pushes run side by side: the transaction first locks every record the batch
+touches (in one order, so two pushes never deadlock), so merges of one record run one after
+another and give what a serial run gives.
 
 What an item may touch is decided at store time, inside the transaction, against what is
 stored: never against what the batch claims (a "new facility" reusing another village's id is
@@ -16,21 +22,16 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from flask import current_app
+
 from forms.compiler import compile_form
 from sync import protocol
 from sync.clock import Clock, decode, encode, skew_ms, tick, valid_device
-from sync.merge import (
-    Conflict,
-    Observation,
-    conflict_resolved_by,
-    find_conflicts,
-    window_bounds,
-)
-from sync.merge import apply as merge_apply
+from sync.merge import Conflict, Observation, RecordHistory, merge_batch, window_bounds
 
 from .evidence import judge_complete
 from .requests import MESSAGES, unusable_code
-from .storage import Storage
+from .storage import DatabaseBusy, DatabaseUnavailable, Storage
 
 SERVER_DEVICE = "server"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -377,6 +378,9 @@ def process(
     window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
     envelope_clock = _clock(body.get("clock"))
     with store.write():
+        store.lock_records(
+            i.id if i.type == "facility" else i.row["record_id"] for i in pending if i.row
+        )
         store.record_device(
             device_id=device_id,
             user_id=caller.user_id,
@@ -387,6 +391,7 @@ def process(
         stored_f = store.facility_hashes(i.id for i in pending if i.type == "facility")
         stored_s = store.submission_hashes(i.id for i in pending if i.type == "submission")
         blocked = {i.id for i in items if i.id and i.result.get("status") == protocol.INVALID}
+        by_set = []
         for item in sorted(pending, key=lambda i: (i.type != "facility", i.index)):
             if item.row is None:
                 continue
@@ -411,16 +416,17 @@ def process(
                 }
                 blocked.add(item.id)
                 continue
-            if outcome == protocol.ACCEPTED:
+            if outcome == protocol.ACCEPTED and item.type == "facility":
                 with store.write():
-                    if item.type == "facility":
-                        _store_facility(store, item, clocks, now_iso)
-                    else:
-                        _store_submission(store, item, caller, clocks, skew, window_ms, now_iso)
-                if item.result.get("status") == protocol.INVALID:
-                    blocked.add(item.id)
-                    continue
+                    _store_facility(store, item, clocks, now_iso)
+            elif outcome == protocol.ACCEPTED:
+                by_set.append(item)
+                continue
             item.result["status"] = outcome
+        store_submissions = _SubmissionWriter(store, caller, clocks, skew, window_ms, now_iso)
+        store_submissions.by_set(by_set)
+        for item in by_set:
+            item.result.setdefault("status", protocol.ACCEPTED)
         _photo_status(store, items)
         answer = {
             "results": [
@@ -443,9 +449,12 @@ class _ServerClock:
     def now(self) -> Clock:
         return next_server_clock(self.store, self.now_ms, self.ahead_ms)
 
+    def too_far_ahead(self, item: Item) -> bool:
+        return protocol.too_far_ahead(item.clock, self.now_ms, self.ahead_ms)
+
     def admit(self, item: Item) -> Clock:
         """The clock the item's fields are ordered at; marks the result when it was re-stamped."""
-        if not protocol.too_far_ahead(item.clock, self.now_ms, self.ahead_ms):
+        if not self.too_far_ahead(item):
             return item.clock
         clock = protocol.restamp(item.clock, self.now())
         item.result["clock_adjusted"] = True
@@ -460,42 +469,91 @@ def _store_facility(store: Storage, item: Item, clocks: _ServerClock, now_iso) -
     store.insert_facility({**item.row, "state": state}, at=now_iso)
 
 
-def _store_submission(
-    store: Storage, item: Item, caller: Caller, clocks: _ServerClock, skew, window_ms, now_iso
-) -> None:
-    """Insert one submission and merge its observation into the record it is about.
+class _SubmissionWriter:
+    """Stores a push's accepted submissions and merges their observations."""
 
-    The record is read here, inside the transaction: its stored village decides the scope.
-    A far-ahead clock is re-stamped (docs/PROTOCOL.md, Clocks), and the submission then keeps
-    the larger of the two skews, so that the evidence checks flag it even when the phone sent
-    no (or a false) device time.
-    """
-    record = store.record(item.record_type, item.row["record_id"])
-    if errors := _record_errors(record, caller, item.form):
-        return _invalid(item, errors)
-    clock = clocks.admit(item)
-    if item.result.get("clock_adjusted"):
-        clock_skew = skew_ms(item.clock.wall_ms, clocks.now_ms)
-        if skew is None or abs(clock_skew) > abs(skew):
-            skew = clock_skew
-    obs = item.observation
-    item.observation = replace(obs, clock=clock, base=protocol.cap_base(obs.base, clock))
-    missing = store.missing_media(p["sha256"] for p in item.photos)
-    item.missing = missing
-    store.insert_submission(
-        {
-            **item.row,
-            "village_code": record["village_code"],
-            "received_at": now_iso,
-            "skew_ms": skew,
-            "state": "received" if missing else "complete",
-        },
-        item.photos,
-    )
-    if item.observation.fields:
-        apply_observation(store, item.record_type, item.observation, window_ms, at=now_iso)
-    if not missing:
-        judge_complete(store, [item.id], at=now_iso)
+    def __init__(self, store, caller, clocks, skew, window_ms, now_iso):
+        self.store, self.caller, self.clocks = store, caller, clocks
+        self.skew, self.window_ms, self.now_iso = skew, window_ms, now_iso
+
+    def by_set(self, items: list[Item]) -> None:
+        """All at once; if that fails, one savepoint per item (a bad item loses only itself).
+
+        A report whose clock is far ahead is stored on its own: its re-stamped clock comes from
+        the server's clock, which must already count the batch's earlier observations.
+        """
+        ahead = [i for i in items if self.clocks.too_far_ahead(i)]
+        together = [i for i in items if not self.clocks.too_far_ahead(i)]
+        try:
+            with self.store.write():
+                self.store_all(together)
+        except (DatabaseBusy, DatabaseUnavailable):
+            raise
+        except Exception:
+            current_app.logger.warning("push: storing by set failed; storing one by one")
+            ahead = items
+            for item in items:
+                item.result.pop("status", None)
+                item.result.pop("errors", None)
+        for item in ahead:
+            with self.store.write():
+                self.store_all([item])
+
+    def store_all(self, items: list[Item]) -> None:
+        """Insert the submissions and merge their observations into the records they are about.
+
+        Each record is read here, inside the transaction: its stored village decides the scope.
+        A far-ahead clock is re-stamped (docs/PROTOCOL.md, Clocks), and the submission then
+        keeps the larger of the two skews, so that the evidence checks flag it even when the
+        phone sent no (or a false) device time.
+        """
+        store = self.store
+        records = _records(store, ((i.record_type, i.row["record_id"]) for i in items))
+        missing = set(store.missing_media(p["sha256"] for i in items for p in i.photos))
+        rows, merged = [], []
+        for item in items:
+            record = records.get((item.record_type, item.row["record_id"]))
+            if errors := _record_errors(record, self.caller, item.form):
+                _invalid(item, errors)
+                continue
+            skew = self.skew
+            clock = self.clocks.admit(item)
+            if item.result.get("clock_adjusted"):
+                clock_skew = skew_ms(item.clock.wall_ms, self.clocks.now_ms)
+                if skew is None or abs(clock_skew) > abs(skew):
+                    skew = clock_skew
+            obs = item.observation
+            item.observation = replace(obs, clock=clock, base=protocol.cap_base(obs.base, clock))
+            item.missing = sorted({p["sha256"] for p in item.photos} & missing)
+            row = {
+                **item.row,
+                "village_code": record["village_code"],
+                "received_at": self.now_iso,
+                "skew_ms": skew,
+                "state": "received" if item.missing else "complete",
+            }
+            rows.append((row, item.photos))
+            if item.observation.fields:
+                merged.append(item)
+        store.insert_submissions(rows)
+        for record_type in {i.record_type for i in merged}:
+            observations = [i.observation for i in merged if i.record_type == record_type]
+            merge_observations(store, record_type, observations, self.window_ms, at=self.now_iso)
+        complete = [row["id"] for row, _ in rows if row["state"] == "complete"]
+        if complete:
+            judge_complete(store, complete, at=self.now_iso)
+
+
+def _records(store: Storage, keys) -> dict[tuple[str, str], dict]:
+    """Records by (record type, id), read in one query per type."""
+    ids: dict[str, set[str]] = {}
+    for record_type, record_id in keys:
+        ids.setdefault(record_type, set()).add(record_id)
+    return {
+        (record_type, r["id"]): r
+        for record_type, wanted in ids.items()
+        for r in store.records_by_ids(record_type, wanted)
+    }
 
 
 def next_server_clock(store: Storage, now_ms: int, ahead_ms: int) -> Clock:
@@ -512,30 +570,64 @@ def next_server_clock(store: Storage, now_ms: int, ahead_ms: int) -> Clock:
 def apply_observation(
     store: Storage, record_type: str, obs: Observation, window_ms: int, *, at: str
 ) -> None:
-    """Store an observation, merge it into its record and update the record's conflicts.
+    """Store one observation and merge it (a server observation: a supervisor's conflict
+    resolution, a task marked overdue)."""
+    merge_observations(store, record_type, [obs], window_ms, at=at)
 
-    Every writer of record fields comes through here: pushes from phones, and the server's own
-    observations (a supervisor's conflict resolution, a task marked overdue).
+
+def merge_observations(
+    store: Storage, record_type: str, observations: list[Observation], window_ms: int, *, at: str
+) -> None:
+    """Store observations, merge them into their records and update the records' conflicts.
+
+    Every writer of record fields comes through here. Each record's history (its observations
+    from the earliest conflict window on, its open conflicts) is read once, whatever the number
+    of observations; `sync.merge.merge_batch` folds them in as one at a time would.
     """
-    store.insert_observation(
-        {
-            "id": obs.id,
-            "record_id": obs.record_id,
-            "clock": str(obs.clock),
-            "wall_ms": obs.clock.wall_ms,
-            "fields": dict(obs.fields),
-            "base": {k: str(v) for k, v in obs.base.items()},
-        }
+    by_record: dict[str, list[Observation]] = {}
+    for obs in observations:
+        by_record.setdefault(obs.record_id, []).append(obs)
+    lo = min(window_bounds(o.clock, window_ms)[0] for o in observations)
+    records = {r["id"]: r for r in store.records_by_ids(record_type, by_record)}
+    held: dict[str, list[Observation]] = {}
+    for row in store.observations_since(by_record, lo):
+        held.setdefault(row["record_id"], []).append(_observation(row))
+    open_rows = store.open_conflicts_of_records(by_record)
+    sides = store.observation_clocks({r[side] for r in open_rows for side in ("a", "b")})
+    store.insert_observations(
+        [
+            {
+                "id": obs.id,
+                "record_id": obs.record_id,
+                "clock": str(obs.clock),
+                "wall_ms": obs.clock.wall_ms,
+                "fields": dict(obs.fields),
+                "base": {k: str(v) for k, v in obs.base.items()},
+            }
+            for obs in observations
+        ]
     )
-    record = store.record(record_type, obs.record_id)
-    store.set_record_state(
-        record_type,
-        obs.record_id,
-        merge_apply(record["state"], obs),
-        village_code=record["village_code"],
-        at=at,
-    )
-    merge_conflicts(store, obs, window_ms, at=at)
+    states, conflicts, resolved = [], [], {}
+    for record_id, new in by_record.items():
+        record = records[record_id]
+        history = RecordHistory(
+            record["state"],
+            held.get(record_id, []),
+            [
+                (_stored_conflict(row), (decode(sides[row["a"]]), decode(sides[row["b"]])))
+                for row in open_rows
+                if row["record_id"] == record_id
+            ],
+        )
+        result = merge_batch(history, new, window_ms)
+        states.append(
+            {"id": record_id, "state": result.state, "village_code": record["village_code"]}
+        )
+        conflicts += [_conflict_row(c, by) for c, by in result.conflicts]
+        resolved.update(result.resolved)
+    store.set_record_states(record_type, states, at=at)
+    store.insert_conflicts(conflicts, at=at)
+    store.resolve_conflicts(resolved)
 
 
 def _observation(row: dict) -> Observation:
@@ -548,53 +640,30 @@ def _observation(row: dict) -> Observation:
     )
 
 
-def merge_conflicts(store: Storage, obs: Observation, window_ms: int, *, at: str) -> None:
-    """Record conflicts the new observation makes, and close those it resolves.
+def _stored_conflict(row: dict) -> Conflict:
+    return Conflict(
+        id=row["id"],
+        record_id=row["record_id"],
+        field=row["field"],
+        a=row["a"],
+        b=row["b"],
+        values=(row["a_value"], row["b_value"]),
+        winner=row["winner"],
+    )
 
-    A busy record can hold hundreds of open conflicts and observations in the window, so the
-    reads here are a fixed number of queries per observation, not one per conflict.
-    """
-    lo, hi = window_bounds(obs.clock, window_ms)
-    candidates = [_observation(r) for r in store.observations_between(obs.record_id, lo, hi)]
-    clocks = {o.id: o.clock for o in candidates}
-    found = find_conflicts(obs, [o for o in candidates if o.id != obs.id], window_ms)
-    pairs = {c.id: (clocks[c.a], clocks[c.b]) for c in found}
-    later = []
-    if found:
-        # Every possible resolver is at or after the earliest pair's later side;
-        # conflict_resolved_by itself keeps only those after both sides of each conflict.
-        since = min(max(pair) for pair in pairs.values())
-        later = [_observation(r) for r in store.observations_from(obs.record_id, str(since))]
-    for conflict in found:
-        store.insert_conflict(
-            {
-                "id": conflict.id,
-                "record_id": conflict.record_id,
-                "field": conflict.field,
-                "a": conflict.a,
-                "b": conflict.b,
-                "a_value": conflict.values[0],
-                "b_value": conflict.values[1],
-                "winner": conflict.winner,
-                "resolved_by": conflict_resolved_by(conflict, pairs[conflict.id], later),
-            },
-            at=at,
-        )
-    open_rows = [r for r in store.open_conflicts_of(obs.record_id) if r["field"] in obs.fields]
-    sides = store.observation_clocks({r[side] for r in open_rows for side in ("a", "b")})
-    for row in open_rows:
-        pair = (decode(sides[row["a"]]), decode(sides[row["b"]]))
-        conflict = Conflict(
-            id=row["id"],
-            record_id=row["record_id"],
-            field=row["field"],
-            a=row["a"],
-            b=row["b"],
-            values=(row["a_value"], row["b_value"]),
-            winner=row["winner"],
-        )
-        if resolved := conflict_resolved_by(conflict, pair, [obs]):
-            store.resolve_conflict(row["id"], resolved)
+
+def _conflict_row(conflict: Conflict, resolved_by: str | None) -> dict:
+    return {
+        "id": conflict.id,
+        "record_id": conflict.record_id,
+        "field": conflict.field,
+        "a": conflict.a,
+        "b": conflict.b,
+        "a_value": conflict.values[0],
+        "b_value": conflict.values[1],
+        "winner": conflict.winner,
+        "resolved_by": resolved_by,
+    }
 
 
 def _photo_status(store: Storage, items: list[Item]) -> None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, create_engine, event, text
+from sqlalchemy import TextClause, bindparam, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.pool import NullPool
@@ -164,14 +164,19 @@ def connect(target, *, write_wait: float = DEFAULTS["WRITE_WAIT_SECONDS"]) -> "S
     return Storage(conn, dialect, queue, write_wait)
 
 
-_EXPANDING = re.compile(r"\bIN\s+:(\w+)", re.IGNORECASE)
+_LIST_PARAM = re.compile(r"\b(NOT\s+)?IN\s+:(\w+)", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=2048)
-def _statement(sql: str):
-    """The compiled-once `text()` of `sql`; a parameter bound to `IN :name` takes a list."""
-    names = _EXPANDING.findall(sql)
-    return text(sql).bindparams(*[bindparam(name, expanding=True) for name in names])
+@functools.lru_cache(maxsize=4096)
+def _statement(sql: str, dialect: Dialect) -> tuple[TextClause, tuple[str, ...]]:
+    """The compiled-once `text()` of `sql` for `dialect`, and the names of its list parameters
+    (those bound to `IN :name`, spelled by the dialect: see `Dialect.in_list`)."""
+    names = tuple(dict.fromkeys(m.group(2) for m in _LIST_PARAM.finditer(sql)))
+    if dialect.expands_lists:
+        statement = text(sql).bindparams(*[bindparam(n, expanding=True) for n in names])
+    else:
+        statement = text(_LIST_PARAM.sub(lambda m: dialect.in_list(m.group(2), m.group(1)), sql))
+    return statement, names
 
 
 class StorageBase:
@@ -191,6 +196,7 @@ class StorageBase:
         self._depth = 0
         self._reading = False
         self._locked: set[int] = set()
+        self._changes: list[dict] = []
         if dialect.name == "sqlite":
             self._exec(f"PRAGMA busy_timeout={int(write_wait * 1000)}")
 
@@ -200,9 +206,12 @@ class StorageBase:
     # -- statements --------------------------------------------------------------------------
 
     def q(self, sql: str, /, **params) -> CursorResult:
-        """Run one statement with named parameters."""
+        """Run one statement with named parameters; `IN :name` takes any iterable."""
+        statement, lists = _statement(sql, self.dialect)
+        for name in lists:
+            params[name] = list(params[name])
         with self._translated():
-            return self.conn.execute(_statement(sql), params)
+            return self.conn.execute(statement, params)
 
     def rows(self, sql: str, /, **params) -> list[dict]:
         return [dict(r) for r in self.q(sql, **params).mappings()]
@@ -218,7 +227,7 @@ class StorageBase:
         """Run one statement for each parameter set, in one round of the driver (executemany)."""
         if params:
             with self._translated():
-                self.conn.execute(_statement(sql), params)
+                self.conn.execute(_statement(sql, self.dialect)[0], params)
 
     def _exec(self, statement: str) -> None:
         with self._translated():
@@ -276,6 +285,7 @@ class StorageBase:
             self._depth = 1
             try:
                 yield self
+                self._append_changes()
                 self._exec("COMMIT")
             except BaseException:
                 self._abandon()
@@ -283,6 +293,7 @@ class StorageBase:
             finally:
                 self._depth = 0
                 self._locked.clear()
+                self._changes.clear()
         finally:
             if single:
                 self._queue.release()
@@ -291,9 +302,11 @@ class StorageBase:
         name = f"sp{self._depth}"
         self._exec(f"SAVEPOINT {name}")
         self._depth += 1
+        logged = len(self._changes)
         try:
             yield self
         except BaseException:
+            del self._changes[logged:]
             if self.usable():
                 self._exec(f"ROLLBACK TO SAVEPOINT {name}")
                 self._exec(f"RELEASE SAVEPOINT {name}")
@@ -323,8 +336,8 @@ class StorageBase:
 
     def lock_records(self, record_ids: Iterable[str]) -> None:
         """Hold these records until the write ends, so that concurrent merges of one record
-        run one after another. Take them before the first change is logged (the change log's
-        own lock comes last, so lock order is always records, then log)."""
+        run one after another (PostgreSQL; SQLite's write lock already serialises writes).
+        The change log's own lock is always taken last, at commit."""
         self._lock([record_key(r) for r in record_ids])
 
     def _lock(self, keys: list[int]) -> None:
@@ -348,30 +361,41 @@ class StorageBase:
 
     # -- change log --------------------------------------------------------------------------
 
-    def log_change(self, entity, entity_id, *, village_code=None, user_id=None, at=None) -> int:
-        """Append to the change log; the new sequence number is what pull cursors count."""
-        self._lock([CHANGE_LOG_KEY])
-        return self.scalar(
-            "INSERT INTO changes (entity, entity_id, village_code, user_id, at)"
-            " VALUES (:entity, :entity_id, :village_code, :user_id, :at) RETURNING seq",
-            entity=entity,
-            entity_id=entity_id,
-            village_code=village_code,
-            user_id=user_id,
-            at=at,
+    def log_change(self, entity, entity_id, *, village_code=None, user_id=None, at=None) -> None:
+        """Append to the change log (what pull cursors count) when the write commits."""
+        self.log_changes(
+            [
+                {
+                    "entity": entity,
+                    "entity_id": entity_id,
+                    "village_code": village_code,
+                    "user_id": user_id,
+                    "at": at,
+                }
+            ]
         )
 
     def log_changes(self, changes: list[dict]) -> None:
-        """Append many changes at once (each a dict of `log_change`'s arguments)."""
-        if changes:
+        """Append changes (dicts of `log_change`'s arguments) when the write commits.
+
+        They are held until then and written last, in one statement: on PostgreSQL the change
+        log's lock (which makes sequence numbers follow commit order) is then held only for
+        that insert and the commit, not for the whole write.
+        """
+        rows = [{"village_code": None, "user_id": None, "at": None, **c} for c in changes]
+        if self._depth:
+            self._changes.extend(rows)
+            return
+        with self.write():
+            self._changes.extend(rows)
+
+    def _append_changes(self) -> None:
+        if self._changes:
             self._lock([CHANGE_LOG_KEY])
             self.many(
                 "INSERT INTO changes (entity, entity_id, village_code, user_id, at)"
                 " VALUES (:entity, :entity_id, :village_code, :user_id, :at)",
-                [
-                    {"village_code": None, "user_id": None, "at": None, **change}
-                    for change in changes
-                ],
+                self._changes,
             )
 
     def last_seq(self) -> int:

@@ -2,8 +2,10 @@
 a few functions, and how "busy" and "unreachable" look.
 
 Everything else is written once. Both engines accept `INSERT … ON CONFLICT … DO NOTHING/UPDATE`,
-`RETURNING`, `substr`, `coalesce` and lists bound with expanding parameters (`IN :ids`), so
-queries use those and never a dialect's own spelling.
+`RETURNING`, `substr` and `coalesce`, so queries use those and never a dialect's own spelling.
+A list is bound to `IN :name` (or `NOT IN :name`): SQLite gets one placeholder per element,
+PostgreSQL one array parameter (`= ANY(:name)`), which also types an empty list from the column
+it is compared with.
 
 SQLite serialises writers on one lock taken up front (BEGIN IMMEDIATE), so record locks and the
 change-log lock are no-ops there. PostgreSQL lets writers run side by side, so a transaction
@@ -39,6 +41,8 @@ class Dialect:
     name = "sqlite"
     #: Writers of one process must queue for the database's single write lock.
     single_writer = True
+    #: Lists bound to `IN :name` become one placeholder per element (else `in_list`).
+    expands_lists = True
 
     def begin_write(self) -> str:
         return "BEGIN IMMEDIATE"
@@ -96,6 +100,11 @@ class Dialect:
 class PostgresDialect(Dialect):
     name = "postgresql"
     single_writer = False
+    expands_lists = False
+
+    def in_list(self, name: str, negated: str | None) -> str:
+        """`IN :name` as a comparison with one array parameter."""
+        return f"<> ALL(:{name})" if negated else f"= ANY(:{name})"
 
     def begin_write(self) -> str:
         return "BEGIN"
@@ -152,9 +161,10 @@ class PostgresDialect(Dialect):
         )
 
 
+DIALECTS = {"sqlite": Dialect(), "postgresql": PostgresDialect()}
+
+
 def dialect_for(name: str) -> Dialect:
-    if name == "sqlite":
-        return Dialect()
-    if name == "postgresql":
-        return PostgresDialect()
-    raise ValueError(f"unsupported database engine {name!r} (SQLite or PostgreSQL)")
+    if name not in DIALECTS:
+        raise ValueError(f"unsupported database engine {name!r} (SQLite or PostgreSQL)")
+    return DIALECTS[name]

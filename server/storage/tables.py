@@ -5,11 +5,12 @@ existing SQLite file made by older code is upgraded in place instead (schema.py,
 Every table keeps a village code, or reaches one through a single key, so a later step to
 distributing by county (docs/SCALE.md) needs no rewrite.
 
-Types: text (compared byte by byte, see TEXT) for identifiers, clocks, timestamps and canonical JSON (its bytes are hashed, so the
-database must not rewrite it); BIGINT for counters and milliseconds; integer 0/1 flags. Integer
-primary keys are SQLite's rowid alias there and an identity column on PostgreSQL. `seq` columns
-number rows in insertion order (photos of a field, flags of a submission, the near-duplicate
-index): SQLite assigns them from `dialect.next_seq`, PostgreSQL from an identity.
+Types: text (compared byte by byte, see TEXT) for identifiers, clocks, timestamps and canonical
+JSON (its bytes are hashed, so the database must not rewrite it); BIGINT for counters and
+milliseconds; integer 0/1 flags. Integer primary keys are SQLite's rowid alias there and an
+identity column on PostgreSQL. `seq` columns number rows in insertion order (photos of a field,
+flags of a submission, the near-duplicate index): SQLite assigns them from `dialect.next_seq`,
+PostgreSQL from an identity.
 """
 
 from sqlalchemy import (
