@@ -302,11 +302,12 @@ class StorageBase:
         name = f"sp{self._depth}"
         self._exec(f"SAVEPOINT {name}")
         self._depth += 1
-        logged = len(self._changes)
+        logged, locked = len(self._changes), set(self._locked)
         try:
             yield self
         except BaseException:
             del self._changes[logged:]
+            self._locked = locked  # PostgreSQL drops locks taken in a rolled-back savepoint
             if self.usable():
                 self._exec(f"ROLLBACK TO SAVEPOINT {name}")
                 self._exec(f"RELEASE SAVEPOINT {name}")
