@@ -19,6 +19,15 @@ _FACILITY_VALUES = (
 )
 
 
+def _scope(village_codes: Iterable[str] | None) -> tuple[str, list[str] | None]:
+    """The condition "in these villages" (every village when None) and the codes to bind. An
+    empty list is answered without a statement: an empty `IN :codes` is a set of INTEGER to
+    PostgreSQL (see media.py)."""
+    if village_codes is None:
+        return "1 = 1", None
+    return "village_code IN :codes", sorted(village_codes)
+
+
 class JobsMixin:
     """Job leases and runs, samples and indicators."""
 
@@ -175,13 +184,16 @@ class JobsMixin:
     def sample_queue(self, village_codes: Iterable[str], limit: int = 500) -> list[dict]:
         """Picked submissions in these villages still waiting for a supervisor's review,
         riskiest first (no score counts as the lowest, as SQLite always sorted it)."""
+        codes = sorted(village_codes)
+        if not codes:
+            return []  # see _scope
         return self.rows(
             "SELECT m.submission_id, m.sample_id, m.reason, m.risk_score, s.village_code,"
             " s.form_id, s.observed_at FROM sample_members m"
             " JOIN submissions s ON s.id = m.submission_id"
             " WHERE m.picked = 1 AND s.state = 'complete' AND s.village_code IN :codes"
             " ORDER BY m.risk_score DESC NULLS LAST, s.observed_at, m.submission_id LIMIT :limit",
-            codes=sorted(village_codes),
+            codes=codes,
             limit=limit,
         )
 
@@ -191,27 +203,31 @@ class JobsMixin:
         """The record fields the indicators read, one plain row per facility: status and type
         as text, the others as the driver reads JSON (a boolean is 1/0 on SQLite, a bool on
         PostgreSQL; the indicators accept both)."""
+        scope, codes = _scope(village_codes)
+        if codes == []:
+            return []
         d = self.dialect
         types = ", ".join(d.json_path_text("state", t, "value") for t in _FACILITY_TYPES)
         values = "".join(
             f", {d.json_path_value('state', v, 'value')} AS {v}" for v in _FACILITY_VALUES
         )
-        where = " WHERE village_code IN :codes" if village_codes is not None else ""
         return self.rows(
             f"SELECT village_code, kind, {d.json_path_text('state', 'status', 'value')} AS status,"
-            f" coalesce({types}) AS type{values} FROM facilities{where}",
-            codes=sorted(village_codes or ()),
+            f" coalesce({types}) AS type{values} FROM facilities WHERE {scope}",
+            codes=codes,
         )
 
     def indicator_task_rows(self, month: str, village_codes: Iterable[str] | None = None):
         """(village_code, status, due_on, n): the month's tasks counted by status and due date."""
+        scope, codes = _scope(village_codes)
+        if codes == []:
+            return []
         status = self.dialect.json_path_text("state", "status", "value")
-        scope = " AND village_code IN :codes" if village_codes is not None else ""
         return self.rows(
             f"SELECT village_code, coalesce({status}, 'not_started') AS status, due_on,"
-            f" count(*) AS n FROM tasks WHERE month = :month{scope} GROUP BY 1, 2, 3",
+            f" count(*) AS n FROM tasks WHERE month = :month AND {scope} GROUP BY 1, 2, 3",
             month=month,
-            codes=sorted(village_codes or ()),
+            codes=codes,
         )
 
     def inspections_by_village(self, month: str) -> dict[str, int]:

@@ -1,4 +1,8 @@
-"""The photo pipeline: media rows, who holds each photo, evidence flags and risk scores."""
+"""The photo pipeline: media rows, who holds each photo, evidence flags and risk scores.
+
+A method given an empty list answers without a statement: SQLAlchemy renders an empty
+`IN :list` as a set of INTEGER, which PostgreSQL will not compare with a text column.
+"""
 
 import json
 from collections.abc import Iterable
@@ -100,12 +104,13 @@ class MediaMixin:
 
     def photo_in_villages(self, sha256: str, village_codes: Iterable[str]) -> bool:
         """Whether a submission in one of these villages uses this photo (who may upload it)."""
-        return (
+        codes = sorted(village_codes)
+        return bool(codes) and (
             self.q(
                 "SELECT 1 FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
                 " WHERE m.sha256 = :sha256 AND s.village_code IN :codes LIMIT 1",
                 sha256=sha256,
-                codes=sorted(village_codes),
+                codes=codes,
             ).first()
             is not None
         )
@@ -142,25 +147,31 @@ class MediaMixin:
             )
 
     def photos_held_by(self, user_id: int, hashes: Iterable[str]) -> set[str]:
+        hashes = sorted(set(hashes))
+        if not hashes:
+            return set()
         return set(
             self.q(
                 "SELECT sha256 FROM photo_holders WHERE user_id = :user_id AND sha256 IN :hashes",
                 user_id=user_id,
-                hashes=sorted(set(hashes)),
+                hashes=hashes,
             ).scalars()
         )
 
     def readable_photos(self, hashes: Iterable[str], village_codes: Iterable[str]) -> set[str]:
         """Which photos these villages may see: used there by a submission whose author holds
         the photo's bytes (uploaded them, or could already see the photo when submitting)."""
+        hashes, codes = sorted(set(hashes)), sorted(village_codes)
+        if not hashes or not codes:
+            return set()
         return set(
             self.q(
                 "SELECT DISTINCT m.sha256 FROM submission_media m"
                 " JOIN submissions s ON s.id = m.submission_id"
                 " JOIN photo_holders h ON h.sha256 = m.sha256 AND h.user_id = s.author_id"
                 " WHERE m.sha256 IN :hashes AND s.village_code IN :codes",
-                hashes=sorted(set(hashes)),
-                codes=sorted(village_codes),
+                hashes=hashes,
+                codes=codes,
             ).scalars()
         )
 
@@ -169,11 +180,14 @@ class MediaMixin:
 
     def submissions_using(self, hashes: Iterable[str]) -> list[dict]:
         """Every use of these photos: sha256, submission, its record and state."""
+        hashes = sorted(set(hashes))
+        if not hashes:
+            return []
         return self.rows(
             "SELECT m.sha256, m.submission_id, s.record_id, s.state FROM submission_media m"
             " JOIN submissions s ON s.id = m.submission_id"
             " WHERE m.sha256 IN :hashes ORDER BY m.submission_id, m.seq",
-            hashes=sorted(set(hashes)),
+            hashes=hashes,
         )
 
     def uses_elsewhere(
@@ -200,6 +214,9 @@ class MediaMixin:
     ) -> list[tuple[str, str]]:
         """(submission, photo) of judged uses of these photos, other than this submission (and
         about another record than `record_id`, when given), that lack flag `code` on it."""
+        hashes = sorted(set(hashes))
+        if not hashes:
+            return []
         return [
             tuple(r)
             for r in self.q(
@@ -209,7 +226,7 @@ class MediaMixin:
                 + " AND NOT EXISTS (SELECT 1 FROM flags f WHERE f.submission_id = m.submission_id"
                 " AND f.code = :code AND f.photo = m.sha256)"
                 " GROUP BY m.submission_id, m.sha256 ORDER BY m.submission_id, m.sha256",
-                hashes=sorted(set(hashes)),
+                hashes=hashes,
                 submission_id=submission_id,
                 record_id=record_id,
                 code=code,
@@ -221,13 +238,16 @@ class MediaMixin:
     ) -> list[dict]:
         """Judged uses of these photos by other submissions (about another record than
         `record_id`, when given), with the village and township of each."""
+        hashes = sorted(set(hashes))
+        if not hashes:
+            return []
         return self.rows(
             "SELECT DISTINCT m.sha256, m.submission_id, s.record_id, s.village_code,"
             " v.township FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
             " LEFT JOIN villages v ON v.code = s.village_code WHERE m.sha256 IN :hashes AND "
             + _judged_elsewhere(record_id)
             + " ORDER BY m.sha256, m.submission_id",
-            hashes=sorted(set(hashes)),
+            hashes=hashes,
             submission_id=submission_id,
             record_id=record_id,
         )
@@ -253,9 +273,11 @@ class MediaMixin:
 
     def flag_codes(self, submission_ids: Iterable[str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
+        ids = sorted(set(submission_ids))
+        if not ids:
+            return out
         for sid, code in self.q(
-            "SELECT submission_id, code FROM flags WHERE submission_id IN :ids",
-            ids=sorted(set(submission_ids)),
+            "SELECT submission_id, code FROM flags WHERE submission_id IN :ids", ids=ids
         ):
             out.setdefault(sid, set()).add(code)
         return out
