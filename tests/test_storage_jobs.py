@@ -9,7 +9,7 @@ import multiprocessing
 import pytest
 from test_storage_media import SHILING, YUNYU, add_facility, add_submission, add_village
 
-from server.storage import connect
+from server.storage import connect, dumps
 
 T0, T5, T10, T11 = (f"2026-12-01T00:{m:02d}:00.000+00:00" for m in (0, 5, 10, 11))
 LATER = "2026-12-01T01:00:00.000+00:00"
@@ -239,18 +239,16 @@ def test_indicator_rows_read_the_fields_of_each_record(any_store):
             "INSERT INTO tasks (id, village_code, month, template, due_on, state)"
             " VALUES (:id, :village, :month, 'party_day', :due, :state)",
             [
-                {"id": "k1", "village": YUNYU, "month": "2026-11", "due": "2026-11-25",
-                 "state": '{"status": {"value": "done"}}'},
-                {"id": "k2", "village": YUNYU, "month": "2026-11", "due": "2026-11-25",
-                 "state": '{"status": {"value": "done"}}'},
-                {"id": "k3", "village": YUNYU, "month": "2026-11", "due": "2026-11-30",
-                 "state": "{}"},
-                {"id": "k4", "village": SHILING, "month": "2026-11", "due": None,
-                 "state": '{"status": {"value": "overdue"}}'},
-                {"id": "k5", "village": SHILING, "month": "2026-10", "due": None,
-                 "state": "{}"},
+                {"id": tid, "village": v, "month": m, "due": due, "state": dumps(state)}
+                for tid, v, m, due, state in [
+                    ("k1", YUNYU, "2026-11", "2026-11-25", {"status": {"value": "done"}}),
+                    ("k2", YUNYU, "2026-11", "2026-11-25", {"status": {"value": "done"}}),
+                    ("k3", YUNYU, "2026-11", "2026-11-30", {}),
+                    ("k4", SHILING, "2026-11", None, {"status": {"value": "overdue"}}),
+                    ("k5", SHILING, "2026-10", None, {}),
+                ]
             ],
-        )  # fmt: skip
+        )
     rows = {r["village_code"] + "/" + r["kind"]: r for r in store.indicator_facility_rows()}
     assert len(rows) == 4
     toilet = rows[f"{YUNYU}/toilet"]
