@@ -6,10 +6,11 @@ these tests depend on no other aggregate's methods.
 """
 
 import json
+import threading
 
 import pytest
 
-from server.storage import dumps
+from server.storage import connect, dumps
 
 YUNYU, SHILING = "450222101001", "450222102001"
 TOWNSHIPS = {YUNYU: "桐浦乡", SHILING: "石岭镇"}
@@ -312,3 +313,30 @@ def test_set_evidence_replaces_the_flags_in_the_order_given(pipeline):
     store.set_evidence("s1", flags=[], risk_score=0, state=None, at="t2")
     assert store.flags_of("s1") == [] and store.flag_codes(["s1"]) == {}
     assert store.flags_of("nope") == []
+
+
+def test_a_photo_committed_late_is_never_skipped_by_the_near_duplicate_index(any_store):
+    """A second writer's photo waits for the first's commit, so no reader sees a later `seq`
+    before an earlier one (each server process tops its index up after the last seq seen)."""
+    url = any_store.conn.engine.url.render_as_string(hide_password=False)
+    second, reader = connect(url), connect(url)
+    done = threading.Event()
+
+    def insert_second():
+        second.insert_media(media_row(P2, phash="0000000000000002"))
+        done.set()
+
+    try:
+        with any_store.write():
+            any_store.insert_media(media_row(P1, phash="0000000000000001"))
+            thread = threading.Thread(target=insert_second)
+            thread.start()
+            assert not done.wait(0.5)  # waits for the first photo's commit
+            assert reader.media_hashes_after(0) == []
+        thread.join(timeout=10)
+        assert done.is_set()
+        seen = reader.media_hashes_after(0)
+        assert [sha for _, sha, _, _ in seen] == [P1, P2] and seen[0][0] < seen[1][0]
+    finally:
+        second.close()
+        reader.close()
