@@ -58,9 +58,12 @@ def settings_from(config) -> EvidenceSettings:
 
 
 class HashCache:
-    """The near-duplicate index of one database, kept in memory and topped up from it.
+    """The near-duplicate index of one database (keyed by its URL), kept in memory and topped
+    up from it with the photos after the last `seq` seen.
 
-    Only a cache: the media table is the truth, and each process builds its own copy.
+    Only a cache: the media table is the truth, and each process builds its own copy. Media
+    rows commit in `seq` order (storage/media.py), so with several server processes on
+    PostgreSQL a photo committed late is never skipped.
     """
 
     _lock = threading.Lock()
@@ -70,11 +73,11 @@ class HashCache:
     def index(cls, store: Storage, key: str) -> NearDuplicateIndex:
         with cls._lock:
             index, last = cls._indexes.setdefault(key, (NearDuplicateIndex(), [0]))
-            for rowid, sha, phash, crops in store.media_hashes_after(last[0]):
+            for seq, sha, phash, crops in store.media_hashes_after(last[0]):
                 index.add(
                     sha, from_hex(phash), crops=[from_hex(c) for c in json.loads(crops or "[]")]
                 )
-                last[0] = rowid
+                last[0] = seq
             return index
 
 

@@ -5,6 +5,7 @@ finding 5: that was quadratic and held the write lock for minutes). These tests 
 statements a push runs, and replay one set of inspections in many arrival orders.
 """
 
+import contextlib
 import io
 import shutil
 import tempfile
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import START, Phone, app_on, photo, sha, submission, toilet_answers
+from engines import create_database, drop_database, session_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from test_media_api import noise_photo, upload
 
 import server.context
@@ -42,13 +46,17 @@ def push_one(phone, item) -> dict:
 
 @pytest.fixture
 def statements(monkeypatch):
-    """Every SQL statement the app's connections run, in order (a spy on the real driver)."""
+    """Every SQL statement the app's connections send to the driver, in order (one for each
+    row of an executemany)."""
     seen: list[str] = []
     connect = server.context.connect
 
-    def traced(path, **kwargs):
-        store = connect(path, **kwargs)
-        store.conn.set_trace_callback(seen.append)
+    def spy(_conn, _cursor, statement, parameters, _context, executemany):
+        seen.extend([statement] * (len(parameters) if executemany else 1))
+
+    def traced(url, **kwargs):
+        store = connect(url, **kwargs)
+        event.listen(store.conn, "before_cursor_execute", spy)
         return store
 
     monkeypatch.setattr(server.context, "connect", traced)
@@ -71,12 +79,11 @@ def test_each_new_use_of_a_photo_costs_the_same_however_often_it_was_used(
         cost[n] = len(statements)
     # the second use adds the flag to the first; from then on every use costs the same
     assert cost[3] == cost[10] == cost[31], cost
-    flagged = store.conn.execute(
+    flagged = store.scalar(
         "SELECT count(DISTINCT submission_id) FROM flags WHERE code = 'reused_photo'"
-    ).fetchone()[0]
+    )
     assert flagged == 31
-    risk = {r[0] for r in store.conn.execute("SELECT risk_score FROM submissions")}
-    assert min(risk) >= 50
+    assert min(store.q("SELECT risk_score FROM submissions").scalars()) >= 50
 
 
 def test_reuse_figures_are_counted_when_read(make_phone, phone, client):
@@ -131,27 +138,55 @@ class LoggedIn(Phone):
         self.wall_ms, self.counter, self.cursor = int(START.timestamp() * 1000), 0, None
 
 
+@contextlib.contextmanager
+def fresh_app(template):
+    """An app on a copy of `template`: a SQLite file, or a PostgreSQL database's name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if session_engine() == "sqlite":
+            shutil.copy(template, Path(tmp) / "vc.db")
+            yield app_on(Path(tmp))
+            return
+        url = create_database(template=template)
+        try:
+            yield app_on(Path(tmp), database_url=url)
+        finally:
+            drop_database(url)
+
+
 @pytest.fixture(scope="module")
 def template(demo_db, tmp_path_factory):
-    """The demo database with the inspector and an admin logged in."""
+    """The demo database with the inspector and an admin logged in: a SQLite file, or the name
+    of a PostgreSQL database to copy."""
     folder = tmp_path_factory.mktemp("reuse-template")
-    shutil.copy(demo_db, folder / "vc.db")
-    client = app_on(folder).test_client()
+    sqlite = session_engine() == "sqlite"
+    if sqlite:
+        shutil.copy(demo_db, folder / "vc.db")
+    url = "" if sqlite else create_database(template=demo_db)
+    app = app_on(folder, database_url=url)
+    client = app.test_client()
     phones = {name: Phone(client, name) for name in ("inspector", "admin")}
     sessions = {name: (p.token, p.device_id) for name, p in phones.items()}
-    store = connect(folder / "vc.db")
-    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.close()
-    return folder / "vc.db", sessions
+    # a copy is whole only once the log is checkpointed (SQLite) or nobody is connected
+    # (PostgreSQL copies no database in use)
+    pool = app.extensions["villagecheck.pool"]
+    while not pool._idle.empty():
+        pool._idle.get_nowait().close()
+    if sqlite:
+        store = connect(folder / "vc.db")
+        store.q("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.close()
+        yield folder / "vc.db", sessions
+        return
+    yield make_url(url).database, sessions
+    drop_database(url)
 
 
 def _outcome(template, events) -> dict:
     """Run push and upload events on a fresh server; each submission's state, score and flags
     as an admin sees them."""
     db, sessions = template
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(db, Path(tmp) / "vc.db")
-        client = app_on(Path(tmp)).test_client()
+    with fresh_app(db) as app:
+        client = app.test_client()
         phone = LoggedIn(client, *sessions["inspector"])
         admin = LoggedIn(client, *sessions["admin"])
         for kind, key in events:

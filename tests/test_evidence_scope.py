@@ -208,56 +208,133 @@ def _v3_database(path):
     return store
 
 
-def _use(store, sid, village, facility, author, photo_sha, received_at):
-    row = {
-        "id": sid,
-        "form_id": "toilet",
-        "form_version": 1,
-        "record_id": facility,
-        "record_type": "facility",
-        "village_code": village,
-        "author_id": author,
-        "device_id": "d",
-        "clock": f"1795140000000-0000-{sid}",
-        "observed_at": "2026-11-20T10:35:00+08:00",
-        "received_at": received_at,
-        "answers": {},
-        "content_hash": sid,
-        "state": "complete",
-    }
-    store.insert_submission(row, [{"field": "photo_outside", "sha256": photo_sha}])
+def _use(db, sid, village, facility, author, photos, received_at):
+    """A submission and its photos, as schema 3 code wrote them (no `seq`: SQLite's rowid)."""
+    db["submissions"].insert(
+        {
+            "id": sid,
+            "form_id": "toilet",
+            "form_version": 1,
+            "record_id": facility,
+            "record_type": "facility",
+            "village_code": village,
+            "author_id": author,
+            "device_id": "d",
+            "clock": f"1795140000000-0000-{sid}",
+            "observed_at": "2026-11-20T10:35:00+08:00",
+            "received_at": received_at,
+            "answers": "{}",
+            "content_hash": sid,
+            "state": "complete",
+        }
+    )
+    db["submission_media"].insert_all(
+        {"submission_id": sid, "field": field, "sha256": sha256} for field, sha256 in photos
+    )
 
 
-def test_a_version_3_database_keeps_the_photos_it_holds_readable(tmp_path):
+def _media(db, sha256, created_at, phash):
+    db["media"].insert(
+        {
+            "sha256": sha256,
+            "size": 1,
+            "mime": "image/jpeg",
+            "width": 1,
+            "height": 1,
+            "exif": "{}",
+            "phash": phash,
+            "crop_hashes": "[]",
+            "created_at": created_at,
+        }
+    )
+
+
+PHOTO, LATER_PHOTO = "a" * 64, "0" * 64
+
+
+@pytest.fixture
+def v3(tmp_path):
+    """A version 3 file holding two photos used by three submissions, with flags; the user ids
+    by name. Rows go in out of key order, so their rowid order is a real order to keep."""
     store = _v3_database(tmp_path / "v3.db")
-    ids = {u["username"]: u["id"] for u in store.db.query("SELECT id, username FROM users")}
-    photo_sha = "a" * 64
+    ids = dict(store.q("SELECT username, id FROM users").all())
     with store.write():
-        _use(store, "s1", YUNYU, first_toilet(YUNYU), ids["inspector"], photo_sha, "2026-11-01")
-        store.insert_media(
-            {
-                "sha256": photo_sha,
-                "size": 1,
-                "mime": "image/jpeg",
-                "width": 1,
-                "height": 1,
-                "exif": {},
-                "phash": None,
-                "crop_hashes": [],
-                "created_at": "2026-11-02",
-            }
+        db = store.legacy_sqlite()
+        _use(
+            db,
+            "s1",
+            YUNYU,
+            first_toilet(YUNYU),
+            ids["inspector"],
+            [("photo_outside", PHOTO), ("photo_inside", LATER_PHOTO), ("evidence", PHOTO)],
+            "2026-11-01",
         )
+        _media(db, PHOTO, "2026-11-02", "ffff000000000000")
         # a probe made before the upgrade, after the photo was held
         _use(
-            store, "s2", SHILING, first_toilet(SHILING), ids["inspector2"], photo_sha, "2026-11-03"
+            db,
+            "s2",
+            SHILING,
+            first_toilet(SHILING),
+            ids["inspector2"],
+            [("photo_outside", PHOTO)],
+            "2026-11-03",
+        )
+        _media(db, LATER_PHOTO, "2026-11-04", "0000000000000000")
+        db["flags"].insert_all(
+            {"submission_id": "s1", "code": code, "photo": PHOTO, "figures": "{}", "message": "{}"}
+            for code in ("taken_before", "no_gps", "clock_skew")
         )
     store.close()
-    store = connect(tmp_path / "v3.db")
+    return tmp_path / "v3.db", ids
+
+
+def test_a_version_3_database_keeps_the_photos_it_holds_readable(v3):
+    path, ids = v3
+    store = connect(path)
     assert store.migrate() == SCHEMA_VERSION
-    assert store.readable_photos([photo_sha], [YUNYU]) == {photo_sha}
-    assert store.readable_photos([photo_sha], [SHILING]) == set()
-    assert store.photos_held_by(ids["inspector"], [photo_sha]) == {photo_sha}
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.readable_photos([PHOTO], [YUNYU]) == {PHOTO}
+    assert store.readable_photos([PHOTO], [SHILING]) == set()
+    assert store.photos_held_by(ids["inspector"], [PHOTO, LATER_PHOTO]) == {PHOTO, LATER_PHOTO}
     assert store.migrate() == SCHEMA_VERSION  # again: nothing changes
+    store.close()
+
+
+def test_a_version_3_database_keeps_the_order_of_its_photos_and_flags(v3):
+    path, _ = v3
+    store = connect(path)
+    store.migrate()
+    for table in ("media", "submission_media", "flags"):  # seq is the old rowid
+        assert store.q(f"SELECT seq FROM {table} ORDER BY rowid").scalars().all() == [
+            *range(1, store.scalar(f"SELECT count(*) FROM {table}") + 1)
+        ], table
+    assert [sha for _, sha, _, _ in store.media_hashes_after(0)] == [PHOTO, LATER_PHOTO]
+    assert [u["sha256"] for u in store.submissions_using([PHOTO, LATER_PHOTO])][:3] == [
+        PHOTO,
+        LATER_PHOTO,
+        PHOTO,
+    ]
+    assert [f["code"] for f in store.flags_of("s1")] == ["taken_before", "no_gps", "clock_skew"]
+    # new rows follow the old ones
+    store.insert_media(
+        {
+            "sha256": "b" * 64,
+            "size": 1,
+            "mime": "image/jpeg",
+            "width": 1,
+            "height": 1,
+            "exif": {},
+            "phash": "00ff000000000000",
+            "crop_hashes": [],
+            "created_at": "2026-11-30",
+        }
+    )
+    assert [sha for _, sha, _, _ in store.media_hashes_after(2)] == ["b" * 64]
+    flag = {"code": "reused_photo", "photo": PHOTO, "figures": {}, "message": {}}
+    store.add_flags([{**flag, "submission_id": "s1"}])
+    assert [f["code"] for f in store.flags_of("s1")][-1] == "reused_photo"
+    assert store.scalar("SELECT max(seq) FROM flags") == 4
     store.close()
 
 

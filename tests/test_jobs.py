@@ -197,9 +197,7 @@ def add_submissions(store, village, scores, *, state="complete"):
                 },
                 [],
             )
-            store.conn.execute(
-                "UPDATE submissions SET risk_score = ? WHERE id = ?", (score, sub_id)
-            )
+            store.set_risk_scores({sub_id: score})
             ids.append(sub_id)
     return ids
 

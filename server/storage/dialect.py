@@ -96,6 +96,14 @@ class Dialect:
         """The database cannot be reached (a file on a local disk always can)."""
         return False
 
+    def json_path_text(self, expr: str, *keys: str) -> str:
+        """The text of the JSON string at `keys` (nested members) of the object in `expr`."""
+        return f"json_extract({expr}, '$.{'.'.join(keys)}')"
+
+    def json_path_value(self, expr: str, *keys: str) -> str:
+        """The JSON value at `keys` as the driver gives it: str, number, or bool (1/0 here)."""
+        return f"json_extract({expr}, '$.{'.'.join(keys)}')"
+
 
 class PostgresDialect(Dialect):
     name = "postgresql"
@@ -159,6 +167,12 @@ class PostgresDialect(Dialect):
         return isinstance(orig, psycopg.OperationalError) and (
             sqlstate[:2] in {"", "08", "57"} and sqlstate not in _PG_BUSY
         )
+
+    def json_path_text(self, expr: str, *keys: str) -> str:
+        return f"(CAST({expr} AS jsonb) #>> '{{{','.join(keys)}}}')"
+
+    def json_path_value(self, expr: str, *keys: str) -> str:
+        return f"(CAST({expr} AS jsonb) #> '{{{','.join(keys)}}}')"
 
 
 DIALECTS = {"sqlite": Dialect(), "postgresql": PostgresDialect()}
