@@ -342,6 +342,8 @@ class StorageBase:
         self._lock([record_key(r) for r in record_ids])
 
     def _lock(self, keys: list[int]) -> None:
+        if not self._depth:
+            raise RuntimeError("locks are held by a write: take them inside write()")
         fresh = [k for k in keys if k not in self._locked]
         for sql, params in self.dialect.lock_statements(fresh):
             self.q(sql, **params)
