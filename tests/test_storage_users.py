@@ -2,6 +2,8 @@
 throttle. Runs unchanged on SQLite and PostgreSQL (`any_store`)."""
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -152,25 +154,49 @@ def test_touching_a_token_gives_up_quietly_while_another_writer_holds_it(
 
 
 def test_throttle_buckets_are_saved_replaced_read_deleted_and_pruned(store):
-    assert store.throttle_rows([]) == {}
     with store.write():
+        assert store.throttle_rows([]) == {}
         store.save_throttle("a", "pair", failures=1, last_at=100.5, next_at=100.5)
         store.save_throttle("b", "user", failures=7, last_at=200.0, next_at=260.0)
         store.save_throttle("g", "good", failures=0, last_at=50.0, next_at=0)
         store.save_throttle("a", "pair", failures=2, last_at=150.25, next_at=151.25)
-    rows = store.throttle_rows(iter(["a", "b", "missing"]))
-    assert rows == {
-        "a": {"key": "a", "kind": "pair", "failures": 2, "last_at": 150.25, "next_at": 151.25},
-        "b": {"key": "b", "kind": "user", "failures": 7, "last_at": 200.0, "next_at": 260.0},
-    }
-    store.delete_throttle("a")
-    store.delete_throttle("never")
-    assert set(store.throttle_rows(["a", "b", "g"])) == {"b", "g"}
+    with store.write():
+        assert store.throttle_rows(iter(["a", "b", "missing"])) == {
+            "a": {"key": "a", "kind": "pair", "failures": 2, "last_at": 150.25, "next_at": 151.25},
+            "b": {"key": "b", "kind": "user", "failures": 7, "last_at": 200.0, "next_at": 260.0},
+        }
+        store.delete_throttle("a")
+        store.delete_throttle("never")
+        assert set(store.throttle_rows(["a", "b", "g"])) == {"b", "g"}
     # "b" was quiet since before 250 but its wait runs until 260: kept until then.
-    store.prune_throttle(now=255.0, failures_before=250.0, good_before=40.0)
-    assert set(store.throttle_rows(["b", "g"])) == {"b", "g"}
-    store.prune_throttle(now=260.0, failures_before=250.0, good_before=60.0)
-    assert store.throttle_rows(["b", "g"]) == {}
+    with store.write():
+        store.prune_throttle(now=255.0, failures_before=250.0, good_before=40.0)
+        assert set(store.throttle_rows(["b", "g"])) == {"b", "g"}
+    with store.write():
+        store.prune_throttle(now=260.0, failures_before=250.0, good_before=60.0)
+        assert store.throttle_rows(["b", "g"]) == {}
+
+
+def test_a_throttle_write_waits_until_another_has_saved_its_buckets(store, engine_url):
+    """Two tries of one bucket are counted one after another, even while it has no row."""
+    other, seen = connect(engine_url), []
+
+    def second_try():
+        with other.write():
+            seen.append(other.throttle_rows(["a"]))
+
+    try:
+        with store.write():
+            assert store.throttle_rows(["a"]) == {}
+            thread = threading.Thread(target=second_try)
+            thread.start()
+            time.sleep(0.2)
+            assert seen == []  # still waiting
+            store.save_throttle("a", "pair", failures=1, last_at=1.0, next_at=1.0)
+        thread.join(timeout=5)
+        assert [rows["a"]["failures"] for rows in seen] == [1]
+    finally:
+        other.close()
 
 
 def test_login_alerts_are_the_recent_throttle_entries_newest_first(store):

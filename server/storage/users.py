@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from .core import DatabaseBusy
 
 TOUCH_WAIT_SECONDS = 1.0  # a token's last-use time is not worth a long wait
+THROTTLE_LOCK = "login_throttle"  # the advisory lock of every login throttle write (PostgreSQL)
 
 
 class UsersMixin:
@@ -161,8 +162,21 @@ class UsersMixin:
                 )
             return revoked == 1
 
+    def _lock_throttle(self) -> None:
+        """Hold the login throttle until the write ends (the throttle methods run inside one).
+
+        A try is counted by reading its buckets and saving them again, which must not
+        interleave with another try's: SQLite runs one write at a time anyway; PostgreSQL lets
+        writes run side by side and a bucket not saved yet has no row to lock, so the whole
+        throttle takes one advisory lock (a login's write lasts milliseconds; its password
+        check runs outside it). One lock, not one per bucket: the prune deletes other tries'
+        buckets, which with per-bucket locks could deadlock on their rows.
+        """
+        self.lock_records([THROTTLE_LOCK])
+
     def throttle_rows(self, keys: Iterable[str]) -> dict[str, dict]:
         """The login throttle buckets with these keys (missing ones are absent)."""
+        self._lock_throttle()
         keys = sorted(keys)
         if not keys:  # an empty `IN :list` fails on PostgreSQL against a TEXT column
             return {}
@@ -172,6 +186,7 @@ class UsersMixin:
         }
 
     def save_throttle(self, key: str, kind: str, *, failures: int, last_at: float, next_at: float):
+        self._lock_throttle()
         self.q(
             "INSERT INTO login_throttle (key, kind, failures, last_at, next_at)"
             " VALUES (:key, :kind, :failures, :last_at, :next_at)"
@@ -185,10 +200,12 @@ class UsersMixin:
         )
 
     def delete_throttle(self, key: str) -> None:
+        self._lock_throttle()
         self.q("DELETE FROM login_throttle WHERE key = :key", key=key)
 
     def prune_throttle(self, *, now: float, failures_before: float, good_before: float) -> None:
         """Forget failure buckets quiet since `failures_before`, and old known-good logins."""
+        self._lock_throttle()
         self.q(
             "DELETE FROM login_throttle"
             " WHERE kind != 'good' AND last_at < :failures_before AND next_at <= :now",
