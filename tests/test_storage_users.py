@@ -290,6 +290,11 @@ def test_a_device_keeps_its_latest_clock_whatever_order_pushes_arrive_in(store):
         "last_clock": late,
         "skew_ms": -1200,
     }
+    store.record_device(device_id="phone-1", user_id=other, clock=None, skew_ms=None, at=LATER)
+    assert store.device("phone-1")["last_clock"] == late  # a push without a clock keeps it
+    store.record_device(device_id="phone-2", user_id=other, clock=None, skew_ms=None, at=AT)
+    store.record_device(device_id="phone-2", user_id=other, clock=None, skew_ms=None, at=LATER)
+    assert store.device("phone-2")["last_clock"] is None
 
 
 def test_users_lists_everyone_with_their_villages_and_live_tokens(store):

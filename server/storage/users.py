@@ -288,14 +288,18 @@ class UsersMixin:
     # -- devices -----------------------------------------------------------------------------
 
     def record_device(self, *, device_id, user_id, clock, skew_ms, at) -> None:
-        """Remember each device's latest clock and skew (set at every push)."""
-        latest = self.dialect.greatest("coalesce(devices.last_clock, '')", "excluded.last_clock")
+        """Remember each device's latest clock and skew (set at every push); a push without a
+        clock keeps the last one. (NULLs become '' for `greatest`: SQLite's max() of a NULL is
+        NULL, PostgreSQL's greatest() skips it.)"""
+        latest = self.dialect.greatest(
+            "coalesce(devices.last_clock, '')", "coalesce(excluded.last_clock, '')"
+        )
         self.q(
             "INSERT INTO devices (device_id, user_id, last_seen_at, last_clock, skew_ms)"
             " VALUES (:device_id, :user_id, :at, :clock, :skew_ms)"
             " ON CONFLICT (device_id) DO UPDATE SET"
             " user_id = excluded.user_id, last_seen_at = excluded.last_seen_at,"
-            f" last_clock = {latest}, skew_ms = excluded.skew_ms",
+            f" last_clock = nullif({latest}, ''), skew_ms = excluded.skew_ms",
             device_id=device_id,
             user_id=user_id,
             at=at,
