@@ -30,7 +30,7 @@ ROLE_NAMES = {
 }
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
-MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a larger id from a URL matches nothing
+MAX_ROW_ID = 2**63 - 1  # the largest 64-bit id (SQLite, PostgreSQL): a larger one matches nothing
 
 # A password check against this hash costs as much as a real one, so a wrong username
 # takes as long to refuse as a wrong password.

@@ -37,7 +37,7 @@ def test_init_db_creates_the_database_and_publishes_the_forms_once(empty_app):
     store = connect(empty_app.config["DATABASE_PATH"])
     assert store.schema_version() >= 1
     assert {f["id"] for f in store.forms()} >= {"toilet", "tidiness", "monthly_task"}
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.scalar("PRAGMA journal_mode") == "wal"
     store.close()
     second = invoke(empty_app, "init-db")
     assert "发布表单" not in second.output

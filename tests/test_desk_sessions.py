@@ -93,8 +93,8 @@ def test_only_a_hash_of_the_session_id_is_stored(client, store):
     with client.session_transaction() as session:
         session_id = session["sid"]
         assert set(session) == {"sid", "csrf", "_permanent"}  # no user id in the cookie
-    rows = store.conn.execute("SELECT session_hash FROM desk_sessions").fetchall()
-    assert rows == [(hashlib.sha256(session_id.encode()).hexdigest(),)]
+    hashes = store.q("SELECT session_hash FROM desk_sessions").scalars().all()
+    assert hashes == [hashlib.sha256(session_id.encode()).hexdigest()]
 
 
 def test_a_login_starts_a_new_session_and_a_new_csrf_token(client):
@@ -125,14 +125,14 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path):
     path = tmp_path / "v3.db"
     old = version_3_database(path)
     with old.write():
-        old.conn.execute("INSERT INTO login_failures VALUES ('admin', '2026-11-20')")
+        old.q("INSERT INTO login_failures VALUES ('admin', '2026-11-20')")
     old.create_user(username="w", password_hash="x", role="admin", display_name="W", at="t")
     old.close()
 
     store = connect(path)
     assert store.migrate() == SCHEMA_VERSION
     assert store.user(username="w")["role"] == "admin"
-    assert store.db["desk_sessions"].exists() and store.db["login_throttle"].exists()
-    assert not store.db["login_failures"].exists()
+    tables = store.table_names()
+    assert {"desk_sessions", "login_throttle"} <= tables and "login_failures" not in tables
     assert store.migrate() == SCHEMA_VERSION
     store.close()

@@ -12,52 +12,64 @@ class FormsMixin:
     # -- forms -------------------------------------------------------------------------------
 
     def publish_form(self, definition: dict, sha256: str, *, at: str) -> bool:
-        """Publish a form version; True if new. A published version never changes."""
-        key = (definition["id"], definition["version"])
-        row = self.conn.execute(
-            "SELECT sha256 FROM forms WHERE form_id = ? AND version = ?", key
-        ).fetchone()
-        if row:
-            if row[0] != sha256:
-                raise ValueError(f"form {key[0]} v{key[1]} is published and cannot change")
-            return False
+        """Publish a form version; True if new. A published version never changes.
+
+        The insert itself tells whether the version is new (ON CONFLICT DO NOTHING), so two
+        servers publishing the same version at once on PostgreSQL do not both try to add it.
+        """
+        form_id, version = definition["id"], definition["version"]
         with self.write():
-            self.conn.execute(
+            new = self.scalar(
                 "INSERT INTO forms (form_id, version, definition, sha256, published_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (*key, dumps(definition), sha256, at),
+                " VALUES (:form_id, :version, :definition, :sha256, :at)"
+                " ON CONFLICT (form_id, version) DO NOTHING RETURNING version",
+                form_id=form_id,
+                version=version,
+                definition=dumps(definition),
+                sha256=sha256,
+                at=at,
             )
-            self.log_change("form", f"{key[0]}@{key[1]}", at=at)
-        return True
+            if new is not None:
+                self.log_change("form", f"{form_id}@{version}", at=at)
+                return True
+        stored = self.scalar(
+            "SELECT sha256 FROM forms WHERE form_id = :form_id AND version = :version",
+            form_id=form_id,
+            version=version,
+        )
+        if stored != sha256:
+            raise ValueError(f"form {form_id} v{version} is published and cannot change")
+        return False
 
     def form_definition(self, form_id: str, version: int) -> dict | None:
-        row = self.conn.execute(
-            "SELECT definition FROM forms WHERE form_id = ? AND version = ?", (form_id, version)
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+        definition = self.scalar(
+            "SELECT definition FROM forms WHERE form_id = :form_id AND version = :version",
+            form_id=form_id,
+            version=version,
+        )
+        return json.loads(definition) if definition is not None else None
 
     def form_definitions(self, keys: Iterable[str]) -> list[dict]:
         """Definitions by "id@version" keys, as the change log names them."""
-        return [
-            json.loads(r[0])
-            for r in self.conn.execute(
-                "SELECT definition FROM forms WHERE form_id || '@' || version"
-                " IN (SELECT value FROM json_each(?)) ORDER BY form_id, version",
-                (json.dumps(list(keys)),),
-            )
-        ]
+        keys = list(keys)
+        if not keys:  # an empty `IN :list` fails on PostgreSQL against a TEXT expression
+            return []
+        return self._definitions(
+            "WHERE form_id || '@' || CAST(version AS TEXT) IN :keys", keys=keys
+        )
 
     def forms(self) -> list[dict]:
-        return [
-            json.loads(r[0])
-            for r in self.conn.execute("SELECT definition FROM forms ORDER BY form_id, version")
-        ]
+        return self._definitions("")
 
     def form_versions(self, form_id: str) -> list[dict]:
         """Every published version of a form, newest first."""
+        return self._definitions("WHERE form_id = :form_id", order="version DESC", form_id=form_id)
+
+    def _definitions(self, where: str, *, order: str = "form_id, version", **params) -> list[dict]:
+        """The parsed definitions of the forms `where` selects, in `order`."""
         return [
-            json.loads(r[0])
-            for r in self.conn.execute(
-                "SELECT definition FROM forms WHERE form_id = ? ORDER BY version DESC", (form_id,)
-            )
+            json.loads(definition)
+            for definition in self.q(
+                f"SELECT definition FROM forms {where} ORDER BY {order}", **params
+            ).scalars()
         ]

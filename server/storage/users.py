@@ -2,12 +2,12 @@
 login throttle."""
 
 import contextlib
-import json
 from collections.abc import Iterable
 
 from .core import DatabaseBusy
 
 TOUCH_WAIT_SECONDS = 1.0  # a token's last-use time is not worth a long wait
+THROTTLE_LOCK = "login_throttle"  # the advisory lock of every login throttle write (PostgreSQL)
 
 
 class UsersMixin:
@@ -27,20 +27,27 @@ class UsersMixin:
         scope_county=None,
     ) -> int:
         with self.write():
-            cur = self.conn.execute(
+            user_id = self.scalar(
                 "INSERT INTO users (username, display_name, role, password_hash,"
-                " scope_township, scope_county, active, created_at) VALUES (?,?,?,?,?,?,1,?)",
-                (username, display_name, role, password_hash, scope_township, scope_county, at),
+                " scope_township, scope_county, active, created_at) VALUES (:username,"
+                " :display_name, :role, :password_hash, :scope_township, :scope_county, 1, :at)"
+                " RETURNING id",
+                username=username,
+                display_name=display_name,
+                role=role,
+                password_hash=password_hash,
+                scope_township=scope_township,
+                scope_county=scope_county,
+                at=at,
             )
             self.audit(
                 "user.create", at=at, entity="user", entity_id=username, detail={"role": role}
             )
-            return cur.lastrowid
+            return user_id
 
     def user(self, *, id=None, username=None) -> dict | None:
         column, value = ("id", id) if id is not None else ("username", username)
-        rows = list(self.db.query(f"SELECT * FROM users WHERE {column} = ?", [value]))
-        return rows[0] if rows else None
+        return self.row(f"SELECT * FROM users WHERE {column} = :value", value=value)
 
     def set_password_hash(
         self, user_id: int, password_hash: str, *, at: str, revoke_tokens: bool = True
@@ -49,8 +56,10 @@ class UsersMixin:
         device token (whoever knew the old password may have logged a phone in). Returns the
         number of tokens revoked."""
         with self.write():
-            self.conn.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            self.q(
+                "UPDATE users SET password_hash = :password_hash WHERE id = :user_id",
+                password_hash=password_hash,
+                user_id=user_id,
             )
             sessions = self.end_desk_sessions_of(user_id)
             revoked = self.revoke_tokens_of(user_id, at=at) if revoke_tokens else 0
@@ -64,49 +73,51 @@ class UsersMixin:
             return revoked
 
     def assign(self, user_id: int, village_codes: Iterable[str], *, at: str) -> None:
+        codes = sorted(village_codes)
         with self.write():
-            for code in village_codes:
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO assignments (user_id, village_code) VALUES (?, ?)",
-                    (user_id, code),
-                )
+            self.many(
+                "INSERT INTO assignments (user_id, village_code) VALUES (:user_id, :code)"
+                " ON CONFLICT DO NOTHING",
+                [{"user_id": user_id, "code": code} for code in codes],
+            )
             self.audit(
                 "user.assign",
                 at=at,
                 entity="user",
                 entity_id=str(user_id),
-                detail={"villages": sorted(village_codes)},
+                detail={"villages": codes},
             )
 
     def assigned_villages(self, user_id: int) -> list[str]:
-        return [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT village_code FROM assignments WHERE user_id = ? ORDER BY village_code",
-                (user_id,),
-            )
-        ]
+        sql = "SELECT village_code FROM assignments WHERE user_id = :user_id ORDER BY village_code"
+        return self.q(sql, user_id=user_id).scalars().all()
 
     def create_token(self, *, user_id, token_hash, device_id, label, at) -> int:
         with self.write():
-            cur = self.conn.execute(
+            token_id = self.scalar(
                 "INSERT INTO tokens (user_id, token_hash, device_id, label, created_at,"
-                " last_used_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (user_id, token_hash, device_id, label, at, at),
+                " last_used_at) VALUES (:user_id, :token_hash, :device_id, :label, :at, :at)"
+                " RETURNING id",
+                user_id=user_id,
+                token_hash=token_hash,
+                device_id=device_id,
+                label=label,
+                at=at,
             )
             self.audit(
                 "token.create",
                 at=at,
                 user_id=user_id,
                 entity="token",
-                entity_id=str(cur.lastrowid),
+                entity_id=str(token_id),
                 detail={"device_id": device_id},
             )
-            return cur.lastrowid
+            return token_id
 
     def token(self, token_hash: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM tokens WHERE token_hash = ?", [token_hash]))
-        return rows[0] if rows else None
+        return self.row(
+            "SELECT * FROM tokens WHERE token_hash = :token_hash", token_hash=token_hash
+        )
 
     def touch_token(self, token_id: int, at: str) -> None:
         """Record use, at most once a minute per token, so reads stay cheap.
@@ -115,161 +126,211 @@ class UsersMixin:
         a read first; and the touch is best-effort: a pull never waits behind a queue of pushes
         for it (the minute after will do).
         """
-        stale = "SELECT 1 FROM tokens WHERE id = ? AND last_used_at < ?"
-        if not self.conn.execute(stale, (token_id, at[:16])).fetchone():
+        minute = at[:16]
+        stale = "SELECT 1 FROM tokens WHERE id = :token_id AND last_used_at < :minute"
+        if self.scalar(stale, token_id=token_id, minute=minute) is None:
             return
         with contextlib.suppress(DatabaseBusy), self.write(wait=TOUCH_WAIT_SECONDS):
-            self.conn.execute(
-                "UPDATE tokens SET last_used_at = ? WHERE id = ? AND last_used_at < ?",
-                (at, token_id, at[:16]),
+            self.q(
+                "UPDATE tokens SET last_used_at = :at"
+                " WHERE id = :token_id AND last_used_at < :minute",
+                at=at,
+                token_id=token_id,
+                minute=minute,
             )
 
     def tokens_of(self, user_id: int) -> list[dict]:
-        return list(
-            self.db.query(
-                "SELECT id, device_id, label, created_at, last_used_at, revoked_at FROM tokens"
-                " WHERE user_id = ? ORDER BY id",
-                [user_id],
-            )
+        return self.rows(
+            "SELECT id, device_id, label, created_at, last_used_at, revoked_at FROM tokens"
+            " WHERE user_id = :user_id ORDER BY id",
+            user_id=user_id,
         )
 
     def revoke_token(self, token_id: int, *, user_id: int, by: int, at: str) -> bool:
         """Revoke one of a user's tokens; False when there is no such live token."""
         with self.write():
-            cur = self.conn.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND user_id = ?"
+            revoked = self.q(
+                "UPDATE tokens SET revoked_at = :at WHERE id = :token_id AND user_id = :user_id"
                 " AND revoked_at IS NULL",
-                (at, token_id, user_id),
-            )
-            if cur.rowcount:
+                at=at,
+                token_id=token_id,
+                user_id=user_id,
+            ).rowcount
+            if revoked:
                 self.audit(
                     "token.revoke", at=at, user_id=by, entity="token", entity_id=str(token_id)
                 )
-            return cur.rowcount == 1
+            return revoked == 1
+
+    def _lock_throttle(self) -> None:
+        """Hold the login throttle until the write ends (the throttle methods run inside one).
+
+        A try is counted by reading its buckets and saving them again, which must not
+        interleave with another try's: SQLite runs one write at a time anyway; PostgreSQL lets
+        writes run side by side and a bucket not saved yet has no row to lock, so the whole
+        throttle takes one advisory lock (a login's write lasts milliseconds; its password
+        check runs outside it). One lock, not one per bucket: the prune deletes other tries'
+        buckets, which with per-bucket locks could deadlock on their rows.
+        """
+        self.lock_records([THROTTLE_LOCK])
 
     def throttle_rows(self, keys: Iterable[str]) -> dict[str, dict]:
         """The login throttle buckets with these keys (missing ones are absent)."""
+        self._lock_throttle()
+        keys = sorted(keys)
+        if not keys:  # an empty `IN :list` fails on PostgreSQL against a TEXT column
+            return {}
         return {
             r["key"]: r
-            for r in self.db.query(
-                "SELECT * FROM login_throttle WHERE key IN (SELECT value FROM json_each(?))",
-                [json.dumps(sorted(keys))],
-            )
+            for r in self.rows("SELECT * FROM login_throttle WHERE key IN :keys", keys=keys)
         }
 
     def save_throttle(self, key: str, kind: str, *, failures: int, last_at: float, next_at: float):
-        self.conn.execute(
-            "INSERT OR REPLACE INTO login_throttle (key, kind, failures, last_at, next_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (key, kind, failures, last_at, next_at),
+        self._lock_throttle()
+        self.q(
+            "INSERT INTO login_throttle (key, kind, failures, last_at, next_at)"
+            " VALUES (:key, :kind, :failures, :last_at, :next_at)"
+            " ON CONFLICT (key) DO UPDATE SET kind = excluded.kind,"
+            " failures = excluded.failures, last_at = excluded.last_at, next_at = excluded.next_at",
+            key=key,
+            kind=kind,
+            failures=failures,
+            last_at=last_at,
+            next_at=next_at,
         )
 
     def delete_throttle(self, key: str) -> None:
-        self.conn.execute("DELETE FROM login_throttle WHERE key = ?", (key,))
+        self._lock_throttle()
+        self.q("DELETE FROM login_throttle WHERE key = :key", key=key)
 
     def prune_throttle(self, *, now: float, failures_before: float, good_before: float) -> None:
         """Forget failure buckets quiet since `failures_before`, and old known-good logins."""
-        self.conn.execute(
-            "DELETE FROM login_throttle WHERE kind != 'good' AND last_at < ? AND next_at <= ?",
-            (failures_before, now),
+        self._lock_throttle()
+        self.q(
+            "DELETE FROM login_throttle"
+            " WHERE kind != 'good' AND last_at < :failures_before AND next_at <= :now",
+            failures_before=failures_before,
+            now=now,
         )
-        self.conn.execute(
-            "DELETE FROM login_throttle WHERE kind = 'good' AND last_at < ?", (good_before,)
+        self.q(
+            "DELETE FROM login_throttle WHERE kind = 'good' AND last_at < :good_before",
+            good_before=good_before,
         )
 
     def login_alerts(self, since: str, limit: int = 20) -> list[dict]:
         """Recent `login_throttled` audit entries, newest first (shown to admins)."""
-        return list(
-            self.db.query(
-                "SELECT at, entity_id AS username, detail FROM audit"
-                " WHERE action = 'login_throttled' AND at >= ? ORDER BY id DESC LIMIT ?",
-                [since, limit],
-            )
+        return self.rows(
+            "SELECT at, entity_id AS username, detail FROM audit"
+            " WHERE action = 'login_throttled' AND at >= :since ORDER BY id DESC LIMIT :limit",
+            since=since,
+            limit=limit,
         )
 
     # -- desk sessions (the supervisors' and admins' pages) ------------------------------------
 
     def create_desk_session(self, session_hash: str, user_id: int, *, at: str) -> int:
         with self.write():
-            cur = self.conn.execute(
+            session_id = self.scalar(
                 "INSERT INTO desk_sessions (session_hash, user_id, created_at, last_seen_at)"
-                " VALUES (?, ?, ?, ?)",
-                (session_hash, user_id, at, at),
+                " VALUES (:session_hash, :user_id, :at, :at) RETURNING id",
+                session_hash=session_hash,
+                user_id=user_id,
+                at=at,
             )
             self.audit("web.login", at=at, user_id=user_id, entity="user", entity_id=str(user_id))
-            return cur.lastrowid
+            return session_id
 
     def desk_session(self, session_hash: str) -> dict | None:
-        rows = list(
-            self.db.query("SELECT * FROM desk_sessions WHERE session_hash = ?", [session_hash])
+        return self.row(
+            "SELECT * FROM desk_sessions WHERE session_hash = :session_hash",
+            session_hash=session_hash,
         )
-        return rows[0] if rows else None
 
     def touch_desk_session(self, session_id: int, at: str) -> None:
         """Record activity (callers touch at most once a minute, so page loads stay cheap)."""
         with self.write():
-            self.conn.execute(
-                "UPDATE desk_sessions SET last_seen_at = ? WHERE id = ?", (at, session_id)
+            self.q(
+                "UPDATE desk_sessions SET last_seen_at = :at WHERE id = :session_id",
+                at=at,
+                session_id=session_id,
             )
 
     def end_desk_session(self, session_hash: str) -> None:
         with self.write():
-            self.conn.execute("DELETE FROM desk_sessions WHERE session_hash = ?", (session_hash,))
+            self.q(
+                "DELETE FROM desk_sessions WHERE session_hash = :session_hash",
+                session_hash=session_hash,
+            )
 
     def end_desk_sessions_of(self, user_id: int) -> int:
         """End every desk session of a user (password reset, deactivation, role change)."""
-        return self.conn.execute("DELETE FROM desk_sessions WHERE user_id = ?", (user_id,)).rowcount
+        return self.q(
+            "DELETE FROM desk_sessions WHERE user_id = :user_id", user_id=user_id
+        ).rowcount
 
     def prune_desk_sessions(self, *, idle_before: str, created_before: str) -> None:
         with self.write():
-            self.conn.execute(
-                "DELETE FROM desk_sessions WHERE last_seen_at < ? OR created_at < ?",
-                (idle_before, created_before),
+            self.q(
+                "DELETE FROM desk_sessions"
+                " WHERE last_seen_at < :idle_before OR created_at < :created_before",
+                idle_before=idle_before,
+                created_before=created_before,
             )
 
     def revoke_tokens_of(self, user_id: int, *, at: str) -> int:
         """Revoke every live device token of a user; returns how many there were."""
-        return self.conn.execute(
-            "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-            (at, user_id),
+        return self.q(
+            "UPDATE tokens SET revoked_at = :at WHERE user_id = :user_id AND revoked_at IS NULL",
+            at=at,
+            user_id=user_id,
         ).rowcount
 
     # -- devices -----------------------------------------------------------------------------
 
     def record_device(self, *, device_id, user_id, clock, skew_ms, at) -> None:
-        """Remember each device's latest clock and skew (set at every push)."""
-        self.conn.execute(
+        """Remember each device's latest clock and skew (set at every push); a push without a
+        clock keeps the last one. (NULLs become '' for `greatest`: SQLite's max() of a NULL is
+        NULL, PostgreSQL's greatest() skips it.)"""
+        latest = self.dialect.greatest(
+            "coalesce(devices.last_clock, '')", "coalesce(excluded.last_clock, '')"
+        )
+        self.q(
             "INSERT INTO devices (device_id, user_id, last_seen_at, last_clock, skew_ms)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET"
+            " VALUES (:device_id, :user_id, :at, :clock, :skew_ms)"
+            " ON CONFLICT (device_id) DO UPDATE SET"
             " user_id = excluded.user_id, last_seen_at = excluded.last_seen_at,"
-            " last_clock = max(coalesce(last_clock, ''), excluded.last_clock),"
-            " skew_ms = excluded.skew_ms",
-            (device_id, user_id, at, clock, skew_ms),
+            f" last_clock = nullif({latest}, ''), skew_ms = excluded.skew_ms",
+            device_id=device_id,
+            user_id=user_id,
+            at=at,
+            clock=clock,
+            skew_ms=skew_ms,
         )
 
     def device(self, device_id: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM devices WHERE device_id = ?", [device_id]))
-        return rows[0] if rows else None
+        return self.row("SELECT * FROM devices WHERE device_id = :device_id", device_id=device_id)
 
     # -- user management (admins) ------------------------------------------------------------
 
     def users(self) -> list[dict]:
         """Every user with the number of assigned villages and live device tokens."""
-        return list(
-            self.db.query(
-                "SELECT u.id, u.username, u.display_name, u.role, u.scope_township,"
-                " u.scope_county, u.active, u.created_at,"
-                " (SELECT count(*) FROM assignments a WHERE a.user_id = u.id) AS villages,"
-                " (SELECT count(*) FROM tokens t WHERE t.user_id = u.id"
-                " AND t.revoked_at IS NULL) AS live_tokens FROM users u ORDER BY u.username"
-            )
+        return self.rows(
+            "SELECT u.id, u.username, u.display_name, u.role, u.scope_township,"
+            " u.scope_county, u.active, u.created_at,"
+            " (SELECT count(*) FROM assignments a WHERE a.user_id = u.id) AS villages,"
+            " (SELECT count(*) FROM tokens t WHERE t.user_id = u.id"
+            " AND t.revoked_at IS NULL) AS live_tokens FROM users u ORDER BY u.username"
         )
 
     def set_user_role(self, user_id: int, role: str, *, scope_township, scope_county, at, by=None):
         with self.write():
-            self.conn.execute(
-                "UPDATE users SET role = ?, scope_township = ?, scope_county = ? WHERE id = ?",
-                (role, scope_township, scope_county, user_id),
+            self.q(
+                "UPDATE users SET role = :role, scope_township = :scope_township,"
+                " scope_county = :scope_county WHERE id = :user_id",
+                role=role,
+                scope_township=scope_township,
+                scope_county=scope_county,
+                user_id=user_id,
             )
             self.end_desk_sessions_of(user_id)
             self.audit(
@@ -285,11 +346,13 @@ class UsersMixin:
         """Remove village assignments; returns how many there were."""
         codes = sorted(village_codes)
         with self.write():
-            cur = self.conn.execute(
-                "DELETE FROM assignments WHERE user_id = ?"
-                " AND village_code IN (SELECT value FROM json_each(?))",
-                (user_id, json.dumps(codes)),
-            )
+            removed = 0
+            if codes:  # an empty `IN :list` fails on PostgreSQL against a TEXT column
+                removed = self.q(
+                    "DELETE FROM assignments WHERE user_id = :user_id AND village_code IN :codes",
+                    user_id=user_id,
+                    codes=codes,
+                ).rowcount
             self.audit(
                 "user.unassign",
                 at=at,
@@ -298,12 +361,16 @@ class UsersMixin:
                 entity_id=str(user_id),
                 detail={"villages": codes},
             )
-            return cur.rowcount
+            return removed
 
     def set_user_active(self, user_id: int, active: bool, *, at: str, by=None) -> int:
         """(De)activate a user; deactivating also revokes every live device token (returned)."""
         with self.write():
-            self.conn.execute("UPDATE users SET active = ? WHERE id = ?", (int(active), user_id))
+            self.q(
+                "UPDATE users SET active = :active WHERE id = :user_id",
+                active=int(active),
+                user_id=user_id,
+            )
             revoked = 0
             if not active:
                 revoked = self.revoke_tokens_of(user_id, at=at)
