@@ -103,6 +103,7 @@ def desk(any_store):
             ("task-2", A, "2026-11", "2026-11-05", "改厕回访"),
             ("task-3", B, "2026-11", "2026-11-10", "消防检查"),
             ("task-4", A, "2026-10", "2026-10-10", "上月任务"),
+            ("task-5", A, "2026-11", None, "随时可做"),
         ):
             _insert(
                 store,
@@ -370,9 +371,11 @@ def test_one_conflict(desk):
 
 def test_tasks_of_a_month_by_township_and_village(desk):
     tasks = desk.desk_tasks([A, B], "2026-11")
-    # 桐浦乡 (U+6850) sorts before 石岭镇 (U+77F3): code point order on both engines
-    assert _ids(tasks) == ["task-2", "task-1", "task-3"]
-    task = tasks[1]
+    # 桐浦乡 (U+6850) sorts before 石岭镇 (U+77F3): code point order on both engines; a task
+    # without a due date comes first on both
+    assert _ids(tasks) == ["task-5", "task-2", "task-1", "task-3"]
+    assert tasks[0]["due_on"] is None
+    task = tasks[2]
     assert task["title"] == {"zh": "清扫村道"} and task["state"]["status"]["value"] == "done"
     assert (task["village_name"], task["township"], task["due_on"]) == (
         "云屿村",

@@ -9,7 +9,11 @@ from .records import _conflict, _task
 
 
 class DeskMixin:
-    """The desk's queue, photos, reviews, conflicts and tasks; exports."""
+    """The desk's queue, photos, reviews, conflicts and tasks; exports.
+
+    Orderings on a column that may be NULL say where NULLs go (where SQLite puts them:
+    first ascending, last descending), since PostgreSQL puts them at the other end.
+    """
 
     def _record_name(self) -> str:
         """The name a submission's or conflict's record goes by: a facility's, or a task's
@@ -53,7 +57,7 @@ class DeskMixin:
         )
         if month:
             sql += " AND substr(s.observed_at, 1, 7) = :month"
-        sql += " ORDER BY s.village_code, s.observed_at, s.id"
+        sql += " ORDER BY s.village_code, s.observed_at NULLS FIRST, s.id"
         yield from self._iter_rows(
             sql, batch, form_id=form_id, codes=sorted(village_codes), month=month
         )
@@ -90,7 +94,7 @@ class DeskMixin:
         )
         if month:
             sql += " AND substr(s.observed_at, 1, 7) = :month"
-        sql += " ORDER BY s.observed_at, s.id, m.field, m.sha256"
+        sql += " ORDER BY s.observed_at NULLS FIRST, s.id, m.field, m.sha256"
         yield from self._iter_rows(sql, batch, code=village_code, month=month)
 
     # -- supervisor and admin pages ------------------------------------------------------
@@ -153,7 +157,7 @@ class DeskMixin:
             " LEFT JOIN facilities f ON f.id = s.record_id AND s.record_type = 'facility'"
             " LEFT JOIN tasks t ON t.id = s.record_id AND s.record_type = 'task'"
             f" WHERE {clause}"
-            " ORDER BY coalesce(s.risk_score, -1) DESC, s.received_at DESC, s.id"
+            " ORDER BY coalesce(s.risk_score, -1) DESC, s.received_at DESC NULLS LAST, s.id"
             " LIMIT :limit OFFSET :offset",
             **params,
             limit=limit,
@@ -229,7 +233,7 @@ class DeskMixin:
         select, count = self._desk_conflict_sql(where)
         codes = sorted(village_codes)
         rows = self.rows(
-            f"{select} ORDER BY c.created_at DESC, c.id LIMIT :limit OFFSET :offset",
+            f"{select} ORDER BY c.created_at DESC NULLS LAST, c.id LIMIT :limit OFFSET :offset",
             codes=codes,
             limit=limit,
             offset=offset,
@@ -247,7 +251,7 @@ class DeskMixin:
             "SELECT t.*, v.name AS village_name, v.township FROM tasks t"
             " JOIN villages v ON v.code = t.village_code"
             " WHERE t.month = :month AND t.village_code IN :codes"
-            " ORDER BY v.township, v.code, t.due_on, t.id",
+            " ORDER BY v.township, v.code, t.due_on NULLS FIRST, t.id",
             month=month,
             codes=sorted(village_codes),
         )
