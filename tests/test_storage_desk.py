@@ -503,3 +503,16 @@ def test_export_village_photos_only_what_the_village_may_read(desk, export):
     october = export(desk.iter_village_photos(A, month="2026-10"))
     assert [r["submission_id"] for r in october] == [S2]
     assert export(desk.iter_village_photos(B)) == []
+
+
+def test_an_abandoned_export_ends_only_its_own_transaction(desk):
+    rows = desk.iter_export_facilities([A, B], batch=1)
+    assert next(rows)["id"] == "fac-a2" and desk.in_transaction()
+    rows.close()
+    assert not desk.in_transaction()
+    with desk.reading():
+        rows = desk.iter_village_photos(A, batch=1)
+        assert next(rows)["submission_id"] == S2
+        rows.close()
+        assert desk.in_transaction()
+        assert desk.desk_conflict("c-1")["id"] == "c-1"

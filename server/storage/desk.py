@@ -35,8 +35,8 @@ class DeskMixin:
                     execution_options={"stream_results": True, "yield_per": batch},
                 )
             try:
-                for part in result.mappings().partitions():
-                    yield from (dict(row) for row in part)
+                for row in result.mappings():
+                    yield dict(row)
             finally:
                 result.close()
 
