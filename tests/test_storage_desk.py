@@ -472,6 +472,7 @@ def test_export_facilities(desk, export):
     assert rows[0]["lat"] is None
     assert _ids(export(desk.iter_export_facilities([A, B], kind="toilet"))) == ["fac-a", "fac-b"]
     assert export(desk.iter_export_facilities([B], kind="rubbish")) == []
+    assert export(desk.iter_export_facilities([])) == []
 
 
 def test_export_village_photos_only_what_the_village_may_read(desk, export):

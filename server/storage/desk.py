@@ -1,4 +1,9 @@
-"""The supervisors' and admins' pages (the desk) and the exports: read-only queries."""
+"""The supervisors' and admins' pages (the desk) and the exports: read-only queries.
+
+A method given an empty list of villages, states or ids answers without a statement:
+SQLAlchemy renders an empty `IN :list` as a set of INTEGER, which PostgreSQL will not compare
+with a text column.
+"""
 
 import contextlib
 import json
@@ -44,6 +49,8 @@ class DeskMixin:
         self, form_id: str, village_codes: Iterable[str], *, month=None, batch: int = 1000
     ) -> Iterator[dict]:
         """A form's submissions in these villages, read from a cursor `batch` rows at a time."""
+        if not (codes := sorted(village_codes)):
+            return
         sql = (
             "SELECT s.id, s.form_version, s.village_code, v.name AS village_name, v.township,"
             f" s.record_id, {self._record_name()} AS record_name,"
@@ -58,14 +65,14 @@ class DeskMixin:
         if month:
             sql += " AND substr(s.observed_at, 1, 7) = :month"
         sql += " ORDER BY s.village_code, s.observed_at NULLS FIRST, s.id"
-        yield from self._iter_rows(
-            sql, batch, form_id=form_id, codes=sorted(village_codes), month=month
-        )
+        yield from self._iter_rows(sql, batch, form_id=form_id, codes=codes, month=month)
 
     def iter_export_facilities(
         self, village_codes: Iterable[str], *, kind=None, batch: int = 1000
     ) -> Iterator[dict]:
         """Facilities in these villages with their current state, `batch` rows at a time."""
+        if not (codes := sorted(village_codes)):
+            return
         sql = (
             "SELECT f.id, f.village_code, v.name AS village_name, v.township, f.kind, f.name,"
             " f.lat, f.lon, f.state FROM facilities f JOIN villages v ON v.code = f.village_code"
@@ -74,7 +81,7 @@ class DeskMixin:
         if kind:
             sql += " AND f.kind = :kind"
         sql += " ORDER BY f.village_code, f.kind, f.name, f.id"
-        yield from self._iter_rows(sql, batch, codes=sorted(village_codes), kind=kind)
+        yield from self._iter_rows(sql, batch, codes=codes, kind=kind)
 
     def iter_village_photos(self, village_code: str, *, month=None, batch: int = 500):
         """Every photo used by a village's submissions, with what the manifest needs."""
@@ -113,8 +120,12 @@ class DeskMixin:
         offset: int = 0,
     ) -> tuple[list[dict], int]:
         """The spot-check queue in these villages, riskiest first then newest: (page, total)."""
+        codes = sorted(village_codes)
+        states = None if states is None else sorted(states)
+        if not codes or states == []:
+            return [], 0
         where = ["s.village_code IN :codes"]
-        params: dict = {"codes": sorted(village_codes)}
+        params: dict = {"codes": codes}
         if township:
             where.append("v.township = :township")
             params["township"] = township
@@ -131,7 +142,7 @@ class DeskMixin:
             params["flag"] = flag
         if states is not None:
             where.append("s.state IN :states")
-            params["states"] = sorted(states)
+            params["states"] = states
         if sampled:
             where.append(
                 "EXISTS (SELECT 1 FROM sample_members m WHERE m.submission_id = s.id"
@@ -174,12 +185,14 @@ class DeskMixin:
 
     def desk_photos(self, submission_ids: Iterable[str]) -> list[dict]:
         """Photos of these submissions with what the server knows of each (media row if held)."""
+        if not (ids := list(submission_ids)):
+            return []
         rows = self.rows(
             "SELECT sm.submission_id, sm.field, sm.sha256, sm.captured_at, sm.position,"
             " m.sha256 IS NOT NULL AS held, m.mime, m.width, m.height, m.size, m.exif"
             " FROM submission_media sm LEFT JOIN media m ON m.sha256 = sm.sha256"
             " WHERE sm.submission_id IN :ids ORDER BY sm.submission_id, sm.seq",
-            ids=list(submission_ids),
+            ids=ids,
         )
         return [
             {
@@ -229,9 +242,10 @@ class DeskMixin:
         self, village_codes: Iterable[str], *, open_only=True, limit=50, offset=0
     ) -> tuple[list[dict], int]:
         """Conflicts about records in these villages, newest first: (page, total)."""
+        if not (codes := sorted(village_codes)):
+            return [], 0
         where = "v.code IN :codes" + (" AND c.resolved_by IS NULL" if open_only else "")
         select, count = self._desk_conflict_sql(where)
-        codes = sorted(village_codes)
         rows = self.rows(
             f"{select} ORDER BY c.created_at DESC NULLS LAST, c.id LIMIT :limit OFFSET :offset",
             codes=codes,
@@ -247,23 +261,27 @@ class DeskMixin:
 
     def desk_tasks(self, village_codes: Iterable[str], month: str) -> list[dict]:
         """Monthly tasks of these villages for one month ("YYYY-MM"), by township and village."""
+        if not (codes := sorted(village_codes)):
+            return []
         rows = self.rows(
             "SELECT t.*, v.name AS village_name, v.township FROM tasks t"
             " JOIN villages v ON v.code = t.village_code"
             " WHERE t.month = :month AND t.village_code IN :codes"
             " ORDER BY v.township, v.code, t.due_on NULLS FIRST, t.id",
             month=month,
-            codes=sorted(village_codes),
+            codes=codes,
         )
         return [_task(r) for r in rows]
 
     def desk_task_evidence(self, task_ids: Iterable[str]) -> list[dict]:
         """Photos of the monthly_task submissions about these tasks, newest submission first."""
+        if not (ids := list(task_ids)):
+            return []
         return self.rows(
             "SELECT s.record_id AS task_id, s.id AS submission_id, s.state, s.observed_at,"
             " sm.field, sm.sha256 FROM submissions s"
             " JOIN submission_media sm ON sm.submission_id = s.id"
             " WHERE s.record_type = 'task' AND s.record_id IN :ids"
             " ORDER BY s.record_id, s.clock DESC, sm.seq",
-            ids=list(task_ids),
+            ids=ids,
         )
