@@ -72,27 +72,12 @@ INDICATORS = (
 )
 
 
-# Record fields arrive as storage reads a JSON member: SQLite's json_extract gives true as 1 and
-# a number as a number, PostgreSQL's ->> gives their text ('true', '85').
-
-
 def _true(value) -> bool:
-    return value is True or value == 1 or value == "true"
+    return value is True or value == 1
 
 
 def _false(value) -> bool:
-    return value is False or value == 0 or value == "false"
-
-
-def _number(value) -> int | float | None:
-    """A JSON number read from a record field (None when it is not one)."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-        return int(value) if value.is_integer() else value
-    return value if isinstance(value, int | float) else None
+    return value is False or value == 0
 
 
 def _empty() -> dict:
@@ -142,9 +127,9 @@ def village_facts(
             f["micro_stations"] += 1
         elif kind == "fire" and kind_type == "publicity_point":
             f["publicity_points"] += 1
-        elif kind == "zone" and (score := _number(row.get("score"))) is not None:
+        elif kind == "zone" and isinstance(row.get("score"), int | float):
             f["zones_scored"] += 1
-            f["score_sum"] += score
+            f["score_sum"] += row["score"]
     for row in task_rows:
         f = facts.get(row["village_code"])
         if f is None:
