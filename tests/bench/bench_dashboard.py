@@ -202,7 +202,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--submissions", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--db", default=None, help="a SQLite file or a database URL")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="vc-bench-dash-"))
     url = database_url(args.db or folder / "county.db")
@@ -235,7 +235,7 @@ def main():
         ("admin", "/desk/indicators?month=2026-10", "admin, 300 villages, live (no snapshot)"),
     ):
         client = app.test_client()
-        session_id = f"bench-{username}"
+        session_id = uuid.uuid4().hex
         store.create_desk_session(
             hash_token(session_id), store.user(username=username)["id"], at=NOW.isoformat()
         )
