@@ -31,14 +31,13 @@ class DeskMixin:
         """The rows of `sql`, fetched `batch` at a time: on PostgreSQL through a server-side
         cursor, so a province's export never sits in memory whole. Such a cursor lives in a
         transaction: the caller's `reading()`, or one of its own."""
-        in_transaction = self.in_transaction()
-        with contextlib.nullcontext() if in_transaction else self.reading():
-            with self._translated():
-                result = self.conn.execute(
-                    _statement(sql),
-                    params,
-                    execution_options={"stream_results": True, "yield_per": batch},
-                )
+        own = contextlib.nullcontext() if self.in_transaction() else self.reading()
+        with own, self._translated():
+            result = self.conn.execute(
+                _statement(sql),
+                params,
+                execution_options={"stream_results": True, "yield_per": batch},
+            )
             try:
                 for row in result.mappings():
                     yield dict(row)
