@@ -140,7 +140,7 @@ def browser():
 @contextmanager
 def db(live):
     """The live server's database, closed after the block."""
-    store = connect(live.app.config["DATABASE_PATH"])
+    store = connect(live.app.config["DATABASE_URL"])
     try:
         yield store
     finally:
@@ -445,7 +445,7 @@ def test_registered_facility_and_its_first_inspection_sync_in_english(browser, l
     assert page.locator("#outbox li[data-state=synced]").count() == 2
     shot(page, "e2-outbox-en")
     with db(live) as store:
-        rows = list(store.db.query("SELECT * FROM facilities WHERE name = '新屯'"))
+        rows = store.rows("SELECT * FROM facilities WHERE name = :name", name="新屯")
         assert len(rows) == 1 and rows[0]["kind"] == "zone"
         assert (rows[0]["lat"], rows[0]["lon"]) == (24.76362, 109.29476)
         facility = store.facility(rows[0]["id"])

@@ -1,84 +1,107 @@
-"""The supervisors' and admins' pages (the desk) and the exports: read-only queries."""
+"""The supervisors' and admins' pages (the desk) and the exports: read-only queries.
 
+A method given an empty list of villages, states or ids answers without a statement:
+SQLAlchemy renders an empty `IN :list` as a set of INTEGER, which PostgreSQL will not compare
+with a text column.
+"""
+
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 
+from .core import _statement
 from .records import _conflict, _task
 
 
 class DeskMixin:
-    """The desk's queue, photos, reviews, conflicts and tasks; exports."""
+    """The desk's queue, photos, reviews, conflicts and tasks; exports.
+
+    Orderings on a column that may be NULL say where NULLs go (where SQLite puts them:
+    first ascending, last descending), since PostgreSQL puts them at the other end.
+    """
+
+    def _record_name(self) -> str:
+        """The name a submission's or conflict's record goes by: a facility's, or a task's
+        Chinese title (`f` and `t` are the LEFT JOINed facility and task)."""
+        return f"coalesce(f.name, {self.dialect.json_get('t.title', 'zh')})"
 
     # -- exports, read from a cursor a batch at a time ---------------------------------------
 
-    def _iter_rows(self, sql: str, params, batch: int) -> Iterator[dict]:
-        cur = self.conn.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        while rows := cur.fetchmany(batch):
-            for row in rows:
-                yield dict(zip(names, row, strict=True))
+    def _iter_rows(self, sql: str, batch: int, **params) -> Iterator[dict]:
+        """The rows of `sql`, fetched `batch` at a time: on PostgreSQL through a server-side
+        cursor, so a province's export never sits in memory whole. Such a cursor lives in a
+        transaction: the caller's `reading()`, or one of its own."""
+        own = contextlib.nullcontext() if self.in_transaction() else self.reading()
+        with own, self._translated():
+            result = self.conn.execute(
+                _statement(sql),
+                params,
+                execution_options={"stream_results": True, "yield_per": batch},
+            )
+            try:
+                for row in result.mappings():
+                    yield dict(row)
+            finally:
+                result.close()
 
     def iter_export_submissions(
         self, form_id: str, village_codes: Iterable[str], *, month=None, batch: int = 1000
     ) -> Iterator[dict]:
         """A form's submissions in these villages, read from a cursor `batch` rows at a time."""
+        if not (codes := sorted(village_codes)):
+            return
         sql = (
             "SELECT s.id, s.form_version, s.village_code, v.name AS village_name, v.township,"
-            " s.record_id, coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name,"
+            f" s.record_id, {self._record_name()} AS record_name,"
             " s.observed_at, s.received_at, u.display_name AS author, s.device_id, s.state,"
             " s.risk_score, s.answers FROM submissions s"
             " JOIN villages v ON v.code = s.village_code"
             " LEFT JOIN facilities f ON f.id = s.record_id"
             " LEFT JOIN tasks t ON t.id = s.record_id"
             " LEFT JOIN users u ON u.id = s.author_id"
-            " WHERE s.form_id = ? AND s.village_code IN (SELECT value FROM json_each(?))"
+            " WHERE s.form_id = :form_id AND s.village_code IN :codes"
         )
-        params = [form_id, json.dumps(sorted(village_codes))]
         if month:
-            sql += " AND substr(s.observed_at, 1, 7) = ?"
-            params.append(month)
-        sql += " ORDER BY s.village_code, s.observed_at, s.id"
-        yield from self._iter_rows(sql, params, batch)
+            sql += " AND substr(s.observed_at, 1, 7) = :month"
+        sql += " ORDER BY s.village_code, s.observed_at NULLS FIRST, s.id"
+        yield from self._iter_rows(sql, batch, form_id=form_id, codes=codes, month=month)
 
     def iter_export_facilities(
         self, village_codes: Iterable[str], *, kind=None, batch: int = 1000
     ) -> Iterator[dict]:
         """Facilities in these villages with their current state, `batch` rows at a time."""
+        if not (codes := sorted(village_codes)):
+            return
         sql = (
             "SELECT f.id, f.village_code, v.name AS village_name, v.township, f.kind, f.name,"
             " f.lat, f.lon, f.state FROM facilities f JOIN villages v ON v.code = f.village_code"
-            " WHERE f.village_code IN (SELECT value FROM json_each(?))"
+            " WHERE f.village_code IN :codes"
         )
-        params = [json.dumps(sorted(village_codes))]
         if kind:
-            sql += " AND f.kind = ?"
-            params.append(kind)
+            sql += " AND f.kind = :kind"
         sql += " ORDER BY f.village_code, f.kind, f.name, f.id"
-        yield from self._iter_rows(sql, params, batch)
+        yield from self._iter_rows(sql, batch, codes=codes, kind=kind)
 
     def iter_village_photos(self, village_code: str, *, month=None, batch: int = 500):
         """Every photo used by a village's submissions, with what the manifest needs."""
         sql = (
             "SELECT m.sha256, m.field, m.captured_at, m.position, s.id AS submission_id,"
             " s.form_id, s.observed_at, s.record_id,"
-            " coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name,"
+            f" {self._record_name()} AS record_name,"
             " u.display_name AS author, media.mime, media.size FROM submission_media m"
             " JOIN submissions s ON s.id = m.submission_id"
             " LEFT JOIN facilities f ON f.id = s.record_id"
             " LEFT JOIN tasks t ON t.id = s.record_id"
             " LEFT JOIN users u ON u.id = s.author_id"
-            " LEFT JOIN media ON media.sha256 = m.sha256 WHERE s.village_code = ?"
+            " LEFT JOIN media ON media.sha256 = m.sha256 WHERE s.village_code = :code"
             " AND (media.sha256 IS NULL OR m.sha256 IN (SELECT m2.sha256 FROM submission_media m2"
             " JOIN submissions s2 ON s2.id = m2.submission_id JOIN photo_holders h"
-            " ON h.sha256 = m2.sha256 AND h.user_id = s2.author_id WHERE s2.village_code = ?))"
+            " ON h.sha256 = m2.sha256 AND h.user_id = s2.author_id WHERE s2.village_code = :code))"
         )
-        params = [village_code, village_code]
         if month:
-            sql += " AND substr(s.observed_at, 1, 7) = ?"
-            params.append(month)
-        yield from self._iter_rows(
-            sql + " ORDER BY s.observed_at, s.id, m.field, m.sha256", params, batch
-        )
+            sql += " AND substr(s.observed_at, 1, 7) = :month"
+        sql += " ORDER BY s.observed_at NULLS FIRST, s.id, m.field, m.sha256"
+        yield from self._iter_rows(sql, batch, code=village_code, month=month)
 
     # -- supervisor and admin pages ------------------------------------------------------
 
@@ -96,42 +119,46 @@ class DeskMixin:
         offset: int = 0,
     ) -> tuple[list[dict], int]:
         """The spot-check queue in these villages, riskiest first then newest: (page, total)."""
-        where = ["s.village_code IN (SELECT value FROM json_each(?))"]
-        params: list = [json.dumps(sorted(village_codes))]
+        codes = sorted(village_codes)
+        states = None if states is None else sorted(states)
+        if not codes or states == []:
+            return [], 0
+        where = ["s.village_code IN :codes"]
+        params: dict = {"codes": codes}
         if township:
-            where.append("v.township = ?")
-            params.append(township)
+            where.append("v.township = :township")
+            params["township"] = township
         if village:
-            where.append("s.village_code = ?")
-            params.append(village)
+            where.append("s.village_code = :village")
+            params["village"] = village
         if form:
-            where.append("s.form_id = ?")
-            params.append(form)
+            where.append("s.form_id = :form")
+            params["form"] = form
         if flag:
             where.append(
-                "EXISTS (SELECT 1 FROM flags x WHERE x.submission_id = s.id AND x.code = ?)"
+                "EXISTS (SELECT 1 FROM flags x WHERE x.submission_id = s.id AND x.code = :flag)"
             )
-            params.append(flag)
+            params["flag"] = flag
         if states is not None:
-            where.append("s.state IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(sorted(states)))
+            where.append("s.state IN :states")
+            params["states"] = states
         if sampled:
             where.append(
                 "EXISTS (SELECT 1 FROM sample_members m WHERE m.submission_id = s.id"
                 " AND m.picked = 1)"
             )
         clause = " AND ".join(where)
-        total = self.conn.execute(
+        total = self.scalar(
             "SELECT count(*) FROM submissions s JOIN villages v ON v.code = s.village_code"
             f" WHERE {clause}",
-            params,
-        ).fetchone()[0]
-        rows = self.db.query(
+            **params,
+        )
+        rows = self.rows(
             "SELECT s.id, s.form_id, s.form_version, s.record_id, s.record_type, s.village_code,"
             " v.name AS village_name, v.township, s.author_id, u.display_name AS author,"
             " s.observed_at, s.received_at, s.state, s.risk_score,"
-            " coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name,"
-            " (SELECT json_group_array(DISTINCT x.code) FROM flags x"
+            f" {self._record_name()} AS record_name,"
+            f" (SELECT {self.dialect.json_array_of('DISTINCT x.code')} FROM flags x"
             "  WHERE x.submission_id = s.id) AS flag_codes,"
             " EXISTS (SELECT 1 FROM sample_members m WHERE m.submission_id = s.id"
             "  AND m.picked = 1) AS sampled"
@@ -140,21 +167,31 @@ class DeskMixin:
             " LEFT JOIN facilities f ON f.id = s.record_id AND s.record_type = 'facility'"
             " LEFT JOIN tasks t ON t.id = s.record_id AND s.record_type = 'task'"
             f" WHERE {clause}"
-            " ORDER BY coalesce(s.risk_score, -1) DESC, s.received_at DESC, s.id"
-            " LIMIT ? OFFSET ?",
-            [*params, limit, offset],
+            " ORDER BY coalesce(s.risk_score, -1) DESC, s.received_at DESC NULLS LAST, s.id"
+            " LIMIT :limit OFFSET :offset",
+            **params,
+            limit=limit,
+            offset=offset,
         )
-        return [{**r, "flag_codes": json.loads(r["flag_codes"] or "[]")} for r in rows], total
+        return [
+            {
+                **r,
+                "flag_codes": sorted(json.loads(r["flag_codes"] or "[]")),
+                "sampled": bool(r["sampled"]),
+            }
+            for r in rows
+        ], total
 
     def desk_photos(self, submission_ids: Iterable[str]) -> list[dict]:
         """Photos of these submissions with what the server knows of each (media row if held)."""
-        rows = self.db.query(
+        if not (ids := list(submission_ids)):
+            return []
+        rows = self.rows(
             "SELECT sm.submission_id, sm.field, sm.sha256, sm.captured_at, sm.position,"
             " m.sha256 IS NOT NULL AS held, m.mime, m.width, m.height, m.size, m.exif"
             " FROM submission_media sm LEFT JOIN media m ON m.sha256 = sm.sha256"
-            " WHERE sm.submission_id IN (SELECT value FROM json_each(?))"
-            " ORDER BY sm.submission_id, sm.rowid",
-            [json.dumps(list(submission_ids))],
+            " WHERE sm.submission_id IN :ids ORDER BY sm.submission_id, sm.seq",
+            ids=ids,
         )
         return [
             {
@@ -168,77 +205,82 @@ class DeskMixin:
 
     def desk_reviews(self, submission_id: str) -> list[dict]:
         """Every review of a submission, oldest first, with the reviewer's name."""
-        return list(
-            self.db.query(
-                "SELECT r.id, r.decision, r.reason, r.at, r.reviewer_id,"
-                " u.display_name AS reviewer FROM reviews r"
-                " LEFT JOIN users u ON u.id = r.reviewer_id"
-                " WHERE r.submission_id = ? ORDER BY r.id",
-                [submission_id],
-            )
+        return self.rows(
+            "SELECT r.id, r.decision, r.reason, r.at, r.reviewer_id,"
+            " u.display_name AS reviewer FROM reviews r"
+            " LEFT JOIN users u ON u.id = r.reviewer_id"
+            " WHERE r.submission_id = :submission_id ORDER BY r.id",
+            submission_id=submission_id,
         )
 
     def desk_user_names(self, ids: Iterable[int]) -> dict[int, str]:
         return dict(
-            self.conn.execute(
-                "SELECT id, coalesce(display_name, username) FROM users"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted({i for i in ids if i is not None})),),
-            ).fetchall()
+            self.q(
+                "SELECT id, coalesce(display_name, username) FROM users WHERE id IN :ids",
+                ids=sorted({i for i in ids if i is not None}),
+            ).all()
         )
 
-    _DESK_CONFLICT_SQL = (
-        "SELECT c.*, coalesce(f.village_code, t.village_code) AS village_code,"
-        " v.name AS village_name, v.township,"
-        " CASE WHEN f.id IS NOT NULL THEN 'facility' ELSE 'task' END AS record_type,"
-        " coalesce(f.name, json_extract(t.title, '$.zh')) AS record_name, f.kind"
-        " FROM conflicts c LEFT JOIN facilities f ON f.id = c.record_id"
-        " LEFT JOIN tasks t ON t.id = c.record_id"
-        " JOIN villages v ON v.code = coalesce(f.village_code, t.village_code)"
-    )
+    def _desk_conflict_sql(self, where: str) -> tuple[str, str]:
+        """(the conflicts matching `where` with their record and village, their count)."""
+        joins = (
+            " FROM conflicts c LEFT JOIN facilities f ON f.id = c.record_id"
+            " LEFT JOIN tasks t ON t.id = c.record_id"
+            " JOIN villages v ON v.code = coalesce(f.village_code, t.village_code)"
+            f" WHERE {where}"
+        )
+        select = (
+            "SELECT c.*, coalesce(f.village_code, t.village_code) AS village_code,"
+            " v.name AS village_name, v.township,"
+            " CASE WHEN f.id IS NOT NULL THEN 'facility' ELSE 'task' END AS record_type,"
+            f" {self._record_name()} AS record_name, f.kind"
+        )
+        return select + joins, "SELECT count(*)" + joins
 
     def desk_conflicts(
         self, village_codes: Iterable[str], *, open_only=True, limit=50, offset=0
     ) -> tuple[list[dict], int]:
         """Conflicts about records in these villages, newest first: (page, total)."""
-        clause = " WHERE v.code IN (SELECT value FROM json_each(?))"
-        if open_only:
-            clause += " AND c.resolved_by IS NULL"
-        params = [json.dumps(sorted(village_codes))]
-        total = self.conn.execute(
-            f"SELECT count(*) FROM ({self._DESK_CONFLICT_SQL}{clause})", params
-        ).fetchone()[0]
-        rows = self.db.query(
-            f"{self._DESK_CONFLICT_SQL}{clause} ORDER BY c.created_at DESC, c.id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
+        if not (codes := sorted(village_codes)):
+            return [], 0
+        where = "v.code IN :codes" + (" AND c.resolved_by IS NULL" if open_only else "")
+        select, count = self._desk_conflict_sql(where)
+        rows = self.rows(
+            f"{select} ORDER BY c.created_at DESC NULLS LAST, c.id LIMIT :limit OFFSET :offset",
+            codes=codes,
+            limit=limit,
+            offset=offset,
         )
-        return [_conflict(r) for r in rows], total
+        return [_conflict(r) for r in rows], self.scalar(count, codes=codes)
 
     def desk_conflict(self, conflict_id: str) -> dict | None:
-        rows = list(self.db.query(f"{self._DESK_CONFLICT_SQL} WHERE c.id = ?", [conflict_id]))
-        return _conflict(rows[0]) if rows else None
+        select, _ = self._desk_conflict_sql("c.id = :id")
+        row = self.row(select, id=conflict_id)
+        return _conflict(row) if row else None
 
     def desk_tasks(self, village_codes: Iterable[str], month: str) -> list[dict]:
         """Monthly tasks of these villages for one month ("YYYY-MM"), by township and village."""
-        rows = self.db.query(
+        if not (codes := sorted(village_codes)):
+            return []
+        rows = self.rows(
             "SELECT t.*, v.name AS village_name, v.township FROM tasks t"
             " JOIN villages v ON v.code = t.village_code"
-            " WHERE t.month = ? AND t.village_code IN (SELECT value FROM json_each(?))"
-            " ORDER BY v.township, v.code, t.due_on, t.id",
-            [month, json.dumps(sorted(village_codes))],
+            " WHERE t.month = :month AND t.village_code IN :codes"
+            " ORDER BY v.township, v.code, t.due_on NULLS FIRST, t.id",
+            month=month,
+            codes=codes,
         )
         return [_task(r) for r in rows]
 
     def desk_task_evidence(self, task_ids: Iterable[str]) -> list[dict]:
         """Photos of the monthly_task submissions about these tasks, newest submission first."""
-        return list(
-            self.db.query(
-                "SELECT s.record_id AS task_id, s.id AS submission_id, s.state, s.observed_at,"
-                " sm.field, sm.sha256 FROM submissions s"
-                " JOIN submission_media sm ON sm.submission_id = s.id"
-                " WHERE s.record_type = 'task'"
-                " AND s.record_id IN (SELECT value FROM json_each(?))"
-                " ORDER BY s.record_id, s.clock DESC, sm.rowid",
-                [json.dumps(list(task_ids))],
-            )
+        if not (ids := list(task_ids)):
+            return []
+        return self.rows(
+            "SELECT s.record_id AS task_id, s.id AS submission_id, s.state, s.observed_at,"
+            " sm.field, sm.sha256 FROM submissions s"
+            " JOIN submission_media sm ON sm.submission_id = s.id"
+            " WHERE s.record_type = 'task' AND s.record_id IN :ids"
+            " ORDER BY s.record_id, s.clock DESC, sm.seq",
+            ids=ids,
         )

@@ -7,7 +7,8 @@ township supervisor, from the snapshot and computed live (no snapshot for the mo
 Target: under 500 ms.
 
     .venv/bin/python tests/bench/bench_dashboard.py [--submissions 200000] [--runs 10]
-        [--db PATH]   (reuse a database built by an earlier run)
+        [--db PATH_OR_URL]   (a SQLite file or a PostgreSQL database URL; built unless it
+                              already holds submissions, else reused)
 """
 
 import argparse
@@ -29,10 +30,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import toilet_answers  # noqa: E402
 
 from server import create_app  # noqa: E402
+from server.auth import hash_token  # noqa: E402
 from server.bootstrap import init_db  # noqa: E402
 from server.demo import load_demo  # noqa: E402
 from server.jobs import JobContext, generate_tasks, recompute_indicators  # noqa: E402
-from server.storage import connect  # noqa: E402
+from server.storage import connect, database_url  # noqa: E402
 from sync.clock import Clock, encode  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -69,10 +71,10 @@ def facility_plan(rng, first_in_township):
     return plan
 
 
-def build(path: Path, *, submissions: int, seed: int = 1) -> dict:
+def build(url: str, *, submissions: int, seed: int = 1) -> dict:
     """The scaled county; returns counts. Everything goes through storage methods."""
     rng = random.Random(seed)
-    store = connect(path)
+    store = connect(url)
     at = NOW.isoformat(timespec="milliseconds")
     init_db(store, at=at)
     load_demo(store, now=NOW)
@@ -157,15 +159,32 @@ def build(path: Path, *, submissions: int, seed: int = 1) -> dict:
                 },
                 [{"field": "photo_outside", "sha256": shas[0]}],
             )
-    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if store.dialect.name == "sqlite":
+        store.q("PRAGMA wal_checkpoint(TRUNCATE)")
     counts = {
         "villages": len(all_villages),
-        "facilities": store.conn.execute("SELECT count(*) FROM facilities").fetchone()[0],
-        "tasks": store.conn.execute("SELECT count(*) FROM tasks").fetchone()[0],
-        "submissions": store.conn.execute("SELECT count(*) FROM submissions").fetchone()[0],
+        **{t: store.scalar(f"SELECT count(*) FROM {t}") for t in ("facilities", "tasks")},
+        "submissions": submissions_in(store),
     }
     store.close()
     return counts
+
+
+def submissions_in(store) -> int:
+    """Submissions in the database (0 for a new, empty one)."""
+    if "submissions" not in store.table_names():
+        return 0
+    return store.scalar("SELECT count(*) FROM submissions")
+
+
+def engine_version(url: str) -> str:
+    store = connect(url)
+    try:
+        if store.dialect.name == "sqlite":
+            return f"sqlite {store.scalar('SELECT sqlite_version()')}"
+        return store.scalar("SELECT version()").split(" on ")[0]
+    finally:
+        store.close()
 
 
 def timed_get(client, url, runs):
@@ -183,15 +202,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--submissions", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--db", default=None, help="a SQLite file or a database URL")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="vc-bench-dash-"))
-    path = args.db or folder / "county.db"
-    if not path.exists():
+    url = database_url(args.db or folder / "county.db")
+    store = connect(url)
+    built = submissions_in(store)
+    store.close()
+    if not built:
         start = time.perf_counter()
-        counts = build(path, submissions=args.submissions)
-        print(f"built {json.dumps(counts)} in {time.perf_counter() - start:.1f} s -> {path}")
-    store = connect(path)
+        counts = build(url, submissions=args.submissions)
+        print(f"built {json.dumps(counts)} in {time.perf_counter() - start:.1f} s -> {url}")
+    store = connect(url)
     start = time.perf_counter()
     recompute_indicators(JobContext(store, NOW, CONFIG, month="2026-11"))
     job_ms = (time.perf_counter() - start) * 1000
@@ -199,27 +221,31 @@ def main():
     app = create_app(
         {
             "TESTING": True,
-            "DATABASE": str(path),
+            "DATABASE_URL": url,
             "MEDIA_ROOT": str(folder / "media"),
             "SECRET_KEY": "bench",
             "CLOCK": lambda: NOW,
         }
     )
     results = {"recompute-indicators job": (None, job_ms)}
-    store = connect(path)
-    for username, url, label in (
+    store = connect(url)
+    for username, page, label in (
         ("admin", "/desk/indicators?month=2026-11", "admin, 300 villages, snapshot"),
         ("supervisor", "/desk/indicators?month=2026-11", "supervisor, 20 villages, snapshot"),
         ("admin", "/desk/indicators?month=2026-10", "admin, 300 villages, live (no snapshot)"),
     ):
         client = app.test_client()
+        session_id = uuid.uuid4().hex
+        store.create_desk_session(
+            hash_token(session_id), store.user(username=username)["id"], at=NOW.isoformat()
+        )
         with client.session_transaction() as session:
-            session["user_id"] = store.user(username=username)["id"]
-        client.get(url)  # warm up (templates compiled)
-        times, size = timed_get(client, url, args.runs)
+            session["sid"] = session_id
+        client.get(page)  # warm up (templates compiled)
+        times, size = timed_get(client, page, args.runs)
         results[label] = (times, size)
     store.close()
-    print(f"python {platform.python_version()}, sqlite {__import__('sqlite3').sqlite_version}")
+    print(f"python {platform.python_version()}, {engine_version(url)}")
     print(f"recompute-indicators job: {job_ms:.0f} ms")
     for label, (times, size) in results.items():
         if times is None:
