@@ -207,11 +207,16 @@ class StorageBase:
 
     def q(self, sql: str, /, **params) -> CursorResult:
         """Run one statement with named parameters; `IN :name` takes any iterable."""
+        statement = self._bound(sql, params)
+        with self._translated():
+            return self.conn.execute(statement, params)
+
+    def _bound(self, sql: str, params: dict) -> TextClause:
+        """The statement for `sql`; its list parameters (any iterable) made lists."""
         statement, lists = _statement(sql, self.dialect)
         for name in lists:
             params[name] = list(params[name])
-        with self._translated():
-            return self.conn.execute(statement, params)
+        return statement
 
     def rows(self, sql: str, /, **params) -> list[dict]:
         return [dict(r) for r in self.q(sql, **params).mappings()]
@@ -228,6 +233,22 @@ class StorageBase:
         if params:
             with self._translated():
                 self.conn.execute(_statement(sql, self.dialect)[0], params)
+
+    def stream(self, sql: str, batch: int, /, **params) -> Iterator[dict]:
+        """The rows of `sql`, fetched `batch` at a time: on PostgreSQL through a server-side
+        cursor, so a province's export never sits in memory whole. Such a cursor lives in a
+        transaction: the caller's `reading()`, or one of its own."""
+        statement = self._bound(sql, params)
+        own = contextlib.nullcontext() if self.in_transaction() else self.reading()
+        with own, self._translated():
+            result = self.conn.execute(
+                statement, params, execution_options={"stream_results": True, "yield_per": batch}
+            )
+            try:
+                for row in result.mappings():
+                    yield dict(row)
+            finally:
+                result.close()
 
     def _exec(self, statement: str) -> None:
         with self._translated():

@@ -5,11 +5,9 @@ SQLAlchemy renders an empty `IN :list` as a set of INTEGER, which PostgreSQL wil
 with a text column.
 """
 
-import contextlib
 import json
 from collections.abc import Iterable, Iterator
 
-from .core import _statement
 from .records import _conflict, _task
 
 
@@ -26,23 +24,6 @@ class DeskMixin:
         return f"coalesce(f.name, {self.dialect.json_get('t.title', 'zh')})"
 
     # -- exports, read from a cursor a batch at a time ---------------------------------------
-
-    def _iter_rows(self, sql: str, batch: int, **params) -> Iterator[dict]:
-        """The rows of `sql`, fetched `batch` at a time: on PostgreSQL through a server-side
-        cursor, so a province's export never sits in memory whole. Such a cursor lives in a
-        transaction: the caller's `reading()`, or one of its own."""
-        own = contextlib.nullcontext() if self.in_transaction() else self.reading()
-        with own, self._translated():
-            result = self.conn.execute(
-                _statement(sql),
-                params,
-                execution_options={"stream_results": True, "yield_per": batch},
-            )
-            try:
-                for row in result.mappings():
-                    yield dict(row)
-            finally:
-                result.close()
 
     def iter_export_submissions(
         self, form_id: str, village_codes: Iterable[str], *, month=None, batch: int = 1000
@@ -64,7 +45,7 @@ class DeskMixin:
         if month:
             sql += " AND substr(s.observed_at, 1, 7) = :month"
         sql += " ORDER BY s.village_code, s.observed_at NULLS FIRST, s.id"
-        yield from self._iter_rows(sql, batch, form_id=form_id, codes=codes, month=month)
+        yield from self.stream(sql, batch, form_id=form_id, codes=codes, month=month)
 
     def iter_export_facilities(
         self, village_codes: Iterable[str], *, kind=None, batch: int = 1000
@@ -80,7 +61,7 @@ class DeskMixin:
         if kind:
             sql += " AND f.kind = :kind"
         sql += " ORDER BY f.village_code, f.kind, f.name, f.id"
-        yield from self._iter_rows(sql, batch, codes=codes, kind=kind)
+        yield from self.stream(sql, batch, codes=codes, kind=kind)
 
     def iter_village_photos(self, village_code: str, *, month=None, batch: int = 500):
         """Every photo used by a village's submissions, with what the manifest needs."""
@@ -101,7 +82,7 @@ class DeskMixin:
         if month:
             sql += " AND substr(s.observed_at, 1, 7) = :month"
         sql += " ORDER BY s.observed_at NULLS FIRST, s.id, m.field, m.sha256"
-        yield from self._iter_rows(sql, batch, code=village_code, month=month)
+        yield from self.stream(sql, batch, code=village_code, month=month)
 
     # -- supervisor and admin pages ------------------------------------------------------
 
