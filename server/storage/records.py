@@ -1,4 +1,9 @@
-"""Records (facilities and monthly tasks), their observations and their conflicts."""
+"""Records (facilities and monthly tasks), their observations and their conflicts.
+
+Lookups by a list of ids answer an empty list without asking the database: push asks with
+empty lists all the time, and PostgreSQL refuses an empty `IN :ids` on a text column (the
+empty set is rendered as integers).
+"""
 
 import json
 from collections.abc import Iterable
@@ -61,13 +66,16 @@ class RecordsMixin:
         return _with_state(row) if row else None
 
     def facilities_by_ids(self, ids: Iterable[str]) -> list[dict]:
+        if not (ids := list(ids)):
+            return []  # see the module docstring
         return [
-            _with_state(r)
-            for r in self.rows("SELECT * FROM facilities WHERE id IN :ids", ids=list(ids))
+            _with_state(r) for r in self.rows("SELECT * FROM facilities WHERE id IN :ids", ids=ids)
         ]
 
     def tasks_by_ids(self, ids: Iterable[str]) -> list[dict]:
-        return [_task(r) for r in self.rows("SELECT * FROM tasks WHERE id IN :ids", ids=list(ids))]
+        if not (ids := list(ids)):
+            return []
+        return [_task(r) for r in self.rows("SELECT * FROM tasks WHERE id IN :ids", ids=ids)]
 
     def tasks(self, village_code: str, month: str | None = None) -> list[dict]:
         where = " AND month = :month" if month else ""
@@ -126,10 +134,12 @@ class RecordsMixin:
         self.log_change(record_type, record_id, village_code=village_code, at=at)
 
     def facility_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        if not (ids := list(ids)):
+            return {}
         return dict(
             self.q(
                 "SELECT id, coalesce(content_hash, '') FROM facilities WHERE id IN :ids",
-                ids=list(ids),
+                ids=ids,
             ).all()
         )
 
@@ -178,9 +188,9 @@ class RecordsMixin:
         ]
 
     def observation_clocks(self, ids: Iterable[str]) -> dict[str, str]:
-        return dict(
-            self.q("SELECT id, clock FROM observations WHERE id IN :ids", ids=list(ids)).all()
-        )
+        if not (ids := list(ids)):
+            return {}
+        return dict(self.q("SELECT id, clock FROM observations WHERE id IN :ids", ids=ids).all())
 
     def newest_clock(self, *, max_wall_ms: int) -> str | None:
         """The newest observation clock whose wall time is at most `max_wall_ms`.

@@ -13,8 +13,10 @@ class SubmissionsMixin:
 
     def submission_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         """content_hash of each already-stored submission among these ids."""
+        if not (ids := list(ids)):
+            return {}  # as in records.py: no empty `IN :ids` on PostgreSQL
         return dict(
-            self.q("SELECT id, content_hash FROM submissions WHERE id IN :ids", ids=list(ids)).all()
+            self.q("SELECT id, content_hash FROM submissions WHERE id IN :ids", ids=ids).all()
         )
 
     def insert_submission(self, row: dict, photos: list[dict]) -> None:
@@ -121,6 +123,8 @@ class SubmissionsMixin:
 
     def latest_reviews(self, submission_ids: Iterable[str]) -> list[dict]:
         """The newest review of each of these submissions, with the reviewer's name."""
+        if not (ids := list(submission_ids)):
+            return []
         return self.rows(
             "SELECT r.submission_id, s.state, r.decision, r.reason, r.at,"
             " u.display_name AS reviewer FROM reviews r"
@@ -128,5 +132,5 @@ class SubmissionsMixin:
             " JOIN users u ON u.id = r.reviewer_id"
             " WHERE r.id IN (SELECT max(id) FROM reviews WHERE submission_id IN :ids"
             " GROUP BY submission_id) ORDER BY r.submission_id",
-            ids=list(submission_ids),
+            ids=ids,
         )
