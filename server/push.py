@@ -377,6 +377,11 @@ def process(
     window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
     envelope_clock = _clock(body.get("clock"))
     with store.write():
+        # The records this batch registers or reports on, all locked before anything is read or
+        # logged, so concurrent pushes of one record merge one after another (PostgreSQL).
+        store.lock_records(
+            i.id if i.type == "facility" else i.row["record_id"] for i in pending if i.row
+        )
         store.record_device(
             device_id=device_id,
             user_id=caller.user_id,
