@@ -378,6 +378,8 @@ def process(
     window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
     envelope_clock = _clock(body.get("clock"))
     with store.write():
+        # The records this batch registers or reports on, all locked before anything is read,
+        # so concurrent pushes of one record merge one after another (PostgreSQL).
         store.lock_records(
             i.id if i.type == "facility" else i.row["record_id"] for i in pending if i.row
         )

@@ -5,18 +5,19 @@ import hashlib
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import closing
 from functools import cache
 from pathlib import Path
 
 import requests
 import yaml
 from conftest import PASSWORDS
+
+from server.storage import connect
+from server.storage.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "docs" / "openapi.yaml"
@@ -75,13 +76,19 @@ DATA_TABLES = (
 )
 
 
-def data_fingerprint(db_path, media_path, tables=DATA_TABLES) -> str:
-    """A digest of every row of the data tables and of the photo store's files."""
+def data_fingerprint(database, media_path, tables=DATA_TABLES) -> str:
+    """A digest of every row of the data tables, in key order, and of the photo store's files
+    (`database`: a SQLite file or a database URL)."""
     digest = hashlib.sha256()
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        for table in tables:
-            for row in db.execute(f"SELECT * FROM {table} ORDER BY rowid"):  # noqa: S608
-                digest.update(repr(row).encode())
+    store = connect(database)
+    try:
+        with store.reading():
+            for table in tables:
+                key = ", ".join(c.name for c in metadata.tables[table].primary_key) or "seq"
+                for row in store.q(f"SELECT * FROM {table} ORDER BY {key}"):  # noqa: S608
+                    digest.update(repr(tuple(row)).encode())
+    finally:
+        store.close()
     for path in sorted(Path(media_path).rglob("*")):
         if path.is_file():
             digest.update(f"{path.relative_to(media_path)}:{path.stat().st_size}".encode())

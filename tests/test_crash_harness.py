@@ -22,7 +22,6 @@ import random
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from conftest import CORPUS, PASSWORDS, YUNYU, photo, sha, submission, toilet_an
 from PIL import Image
 
 from server.demo import demo_data
+from server.storage import connect
 from sync.clock import Clock, encode
 
 ROUNDS = int(os.environ.get("VILLAGECHECK_CRASH_ROUNDS", "20"))
@@ -248,17 +248,17 @@ class Photos:
 
 def held_state(folder: Path) -> dict:
     """What a kill left behind, read from the files while the server is dead."""
-    db = sqlite3.connect(folder / "vc.db")
+    store = connect(folder / "vc.db")
     try:
-        rows = {r[0] for r in db.execute("SELECT sha256 FROM media")}
-        received_all_in = db.execute(
+        rows = set(store.q("SELECT sha256 FROM media").scalars())
+        received_all_in = store.scalar(
             "SELECT count(*) FROM submissions s WHERE s.state = 'received' AND NOT EXISTS"
             " (SELECT 1 FROM submission_media sm LEFT JOIN media m ON m.sha256 = sm.sha256"
             "  WHERE sm.submission_id = s.id AND m.sha256 IS NULL)"
             " AND EXISTS (SELECT 1 FROM submission_media sm WHERE sm.submission_id = s.id)"
-        ).fetchone()[0]
+        )
     finally:
-        db.close()
+        store.close()
     media = folder / "media"
     held = {p.name for p in (media / "objects").glob("*/*/*")} - rows
     derived = {p.name for p in (media / "derived").glob("*/*") if any(p.iterdir())}
@@ -273,36 +273,31 @@ def held_state(folder: Path) -> dict:
 def integrity_failures(folder: Path, phone: Phone) -> list[str]:
     """Everything wrong with the stored state after the phone's sync finished."""
     failures = []
-    db = sqlite3.connect(f"file:{folder / 'vc.db'}?mode=ro", uri=True)
+    store = connect(folder / "vc.db")
     try:
-        check = db.execute("PRAGMA integrity_check").fetchone()[0]
+        check = store.scalar("PRAGMA integrity_check")  # the harness runs on a SQLite file
         if check != "ok":
             failures.append(f"integrity_check: {check}")
         if phone.outbox or phone.missing:
             failures.append(f"outbox not empty: {len(phone.outbox)} items, {len(phone.missing)}")
         for item_id in sorted(phone.acked):
-            n = db.execute("SELECT count(*) FROM submissions WHERE id = ?", (item_id,)).fetchone()
-            if n[0] != 1:
-                failures.append(f"submission {item_id} stored {n[0]} times")
-        held_rows = {r[0] for r in db.execute("SELECT sha256 FROM media")}
-        for sid, state, risk in db.execute(
-            "SELECT id, state, risk_score FROM submissions WHERE device_id = ?",
-            (phone.device_id,),
-        ):
+            n = store.scalar("SELECT count(*) FROM submissions WHERE id = :id", id=item_id)
+            if n != 1:
+                failures.append(f"submission {item_id} stored {n} times")
+        held_rows = set(store.q("SELECT sha256 FROM media").scalars())
+        for sid, state, risk in store.q(
+            "SELECT id, state, risk_score FROM submissions WHERE device_id = :device_id",
+            device_id=phone.device_id,
+        ).all():
             if sid not in phone.acked:
                 failures.append(f"submission {sid} stored but never acknowledged")
-            photos = {
-                r[0]
-                for r in db.execute(
-                    "SELECT sha256 FROM submission_media WHERE submission_id = ?", (sid,)
-                )
-            }
+            photos = set(store.submission_photo_hashes(sid))
             if photos - held_rows:
                 failures.append(f"submission {sid}: photos without media row {photos - held_rows}")
             elif state != "complete" or risk is None:
                 failures.append(f"submission {sid} all photos in but {state}, risk {risk}")
     finally:
-        db.close()
+        store.close()
     media = folder / "media"
     for digest in sorted(held_rows):
         for size in SIZES:

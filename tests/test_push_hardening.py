@@ -60,7 +60,7 @@ def new_facility(phone, **overrides):
 
 
 def count(store, table):
-    return store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return store.scalar(f"SELECT count(*) FROM {table}")
 
 
 def codes(result):
@@ -135,8 +135,8 @@ def test_base_clocks_cannot_claim_to_have_seen_the_future(make_phone, facilities
         toilet, b.clock(minutes=6), answers=toilet_answers(in_use=False), base={"in_use": future}
     )
     b.push([second])
-    (row,) = store.conn.execute("SELECT base FROM observations WHERE id = ?", (second["id"],))
-    assert json.loads(row[0])["in_use"] == second["clock"]  # capped at its own clock
+    base = store.scalar("SELECT base FROM observations WHERE id = :id", id=second["id"])
+    assert json.loads(base)["in_use"] == second["clock"]  # capped at its own clock
     # It had not seen A's report: capped at its own clock it still "saw" it (A is older), but a
     # report made after it is not seen: a later third phone's disagreement is a conflict.
     c = make_phone()
@@ -231,9 +231,7 @@ def steal_is_refused(phone, store, target_id, **steal_options):
 
 
 def count_obs(store, obs_id):
-    return store.conn.execute(
-        "SELECT count(*) FROM observations WHERE id = ?", (obs_id,)
-    ).fetchone()[0]
+    return store.scalar("SELECT count(*) FROM observations WHERE id = :id", id=obs_id)
 
 
 def test_reused_id_of_another_townships_facility_cannot_be_inspected(phone, store):
@@ -526,7 +524,7 @@ def test_any_mix_of_good_and_malformed_items_stores_exactly_the_good_ones(
     phone, client, store, plan, rnd
 ):
     target = toilets(YUNYU)[1]
-    snapshot = {row[0]: row[1] for row in store.conn.execute("SELECT id, state FROM facilities")}
+    snapshot = dict(store.q("SELECT id, state FROM facilities").all())
     n_submissions = count(store, "submissions")
     items, good, bad = [], [], []
     for kind, arg in plan:
@@ -558,7 +556,7 @@ def test_any_mix_of_good_and_malformed_items_stores_exactly_the_good_ones(
         assert record["state"]["in_use"]["value"] == report["answers"]["in_use"]
         assert store.submission(report["id"])["record_id"] == facility["id"]
         assert count_obs(store, report["id"]) == 1
-    after = {row[0]: row[1] for row in store.conn.execute("SELECT id, state FROM facilities")}
+    after = dict(store.q("SELECT id, state FROM facilities").all())
     new = {f["id"] for f, _ in good}
     assert set(after) == set(snapshot) | new
     assert {k: v for k, v in after.items() if k not in new} == snapshot

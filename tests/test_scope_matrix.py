@@ -85,9 +85,10 @@ def _cheap_passwords(db_path: Path) -> None:
     store = connect(db_path)
     with store.write():
         for user in DEMO["users"]:
-            store.conn.execute(
-                "UPDATE users SET password_hash = ? WHERE username = ?",
-                (generate_password_hash(user["password"], "pbkdf2:sha256:1000"), user["username"]),
+            store.q(
+                "UPDATE users SET password_hash = :hash WHERE username = :username",
+                hash=generate_password_hash(user["password"], "pbkdf2:sha256:1000"),
+                username=user["username"],
             )
     store.close()
 
@@ -136,7 +137,7 @@ def template(tmp_path_factory, demo_db):
         conflict, *_ = store.conflicts(record_id=world.facility[village])
         world.conflict[village] = conflict["id"]
         assert store.submission(world.submission[village])["state"] == "complete"
-    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.q("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     return folder, world
 
@@ -293,10 +294,10 @@ def probe_tokens(ctx, role, village):
     if response.status_code == 200:
         store = connect(ctx.folder / "vc.db")
         owners = {
-            store.conn.execute(
-                "SELECT u.username FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
-                (t["id"],),
-            ).fetchone()[0]
+            store.scalar(
+                "SELECT u.username FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = :id",
+                id=t["id"],
+            )
             for t in response.json["tokens"]
         }
         store.close()
@@ -310,8 +311,8 @@ def probe_revoke(ctx, role, village):
     client, headers = ctx.api(role)
     response = client.delete(f"/api/v1/auth/tokens/{token_id}", headers=headers)
     store = connect(ctx.folder / "vc.db")
-    revoked = store.conn.execute("SELECT revoked_at FROM tokens WHERE id = ?", (token_id,))
-    assert (revoked.fetchone()[0] is not None) == (response.status_code == 200)
+    revoked = store.scalar("SELECT revoked_at FROM tokens WHERE id = :id", id=token_id)
+    assert (revoked is not None) == (response.status_code == 200)
     store.close()
     return _text(response)
 
@@ -614,12 +615,12 @@ def _village_rows(ctx: Ctx, village: str) -> list:
     store = connect(ctx.folder / "vc.db")
     try:
         return [
-            list(store.conn.execute(sql, (village,)))
+            store.q(sql, village=village).all()
             for sql in (
-                "SELECT id, state, village_code FROM facilities WHERE village_code = ?",
-                "SELECT id, state, record_id FROM submissions WHERE village_code = ?",
+                "SELECT id, state, village_code FROM facilities WHERE village_code = :village",
+                "SELECT id, state, record_id FROM submissions WHERE village_code = :village",
                 "SELECT o.id FROM observations o JOIN facilities f ON f.id = o.record_id"
-                " WHERE f.village_code = ?",
+                " WHERE f.village_code = :village",
             )
         ]
     finally:

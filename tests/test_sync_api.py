@@ -124,10 +124,7 @@ def test_same_submission_twice_is_a_duplicate_and_stored_once(phone, facilities,
     again = phone.push([item]).json["results"][0]
     assert again["status"] == "duplicate"
     assert again["missing"]
-    count = store.conn.execute(
-        "SELECT count(*) FROM submissions WHERE id = ?", (item["id"],)
-    ).fetchone()[0]
-    assert count == 1
+    assert store.scalar("SELECT count(*) FROM submissions WHERE id = :id", id=item["id"]) == 1
 
 
 def test_same_id_with_different_content_is_refused_not_overwritten(phone, facilities, store):
@@ -275,7 +272,7 @@ def test_batch_over_the_limit_is_refused_whole(phone, facilities, store):
     response = phone.push(items)
     assert response.status_code == 413
     assert response.json["error"]["code"] == "batch_too_large"
-    assert store.conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 0
+    assert store.scalar("SELECT count(*) FROM submissions") == 0
 
 
 def test_bad_json_is_a_400_not_a_500(client, phone):

@@ -1,4 +1,9 @@
-"""Records (facilities and monthly tasks), their observations and their conflicts."""
+"""Records (facilities and monthly tasks), their observations and their conflicts.
+
+Lookups by a list of ids answer an empty list without asking the database: push asks with
+empty lists all the time, and PostgreSQL refuses an empty `IN :ids` on a text column (the
+empty set is rendered as integers).
+"""
 
 import json
 from collections.abc import Iterable
@@ -38,86 +43,82 @@ class RecordsMixin:
     # -- records: facilities and monthly tasks -----------------------------------------------
 
     def insert_facility(self, row: dict, *, at: str) -> None:
-        self.conn.execute(
+        self.q(
             "INSERT INTO facilities (id, village_code, kind, name, lat, lon, state, created_by,"
-            " created_clock, created_at, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                row["id"],
-                row["village_code"],
-                row["kind"],
-                row["name"],
-                row.get("lat"),
-                row.get("lon"),
-                dumps(row["state"]),
-                row.get("created_by"),
-                row.get("created_clock"),
-                at,
-                row.get("content_hash"),
-            ),
+            " created_clock, created_at, content_hash) VALUES (:id, :village_code, :kind, :name,"
+            " :lat, :lon, :state, :created_by, :created_clock, :created_at, :content_hash)",
+            id=row["id"],
+            village_code=row["village_code"],
+            kind=row["kind"],
+            name=row["name"],
+            lat=row.get("lat"),
+            lon=row.get("lon"),
+            state=dumps(row["state"]),
+            created_by=row.get("created_by"),
+            created_clock=row.get("created_clock"),
+            created_at=at,
+            content_hash=row.get("content_hash"),
         )
         self.log_change("facility", row["id"], village_code=row["village_code"], at=at)
 
     def facility(self, facility_id: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM facilities WHERE id = ?", [facility_id]))
-        return _with_state(rows[0]) if rows else None
+        row = self.row("SELECT * FROM facilities WHERE id = :id", id=facility_id)
+        return _with_state(row) if row else None
 
     def facilities_by_ids(self, ids: Iterable[str]) -> list[dict]:
+        if not (ids := list(ids)):
+            return []  # see the module docstring
         return [
-            _with_state(r)
-            for r in self.db.query(
-                "SELECT * FROM facilities WHERE id IN (SELECT value FROM json_each(?))",
-                [json.dumps(list(ids))],
-            )
+            _with_state(r) for r in self.rows("SELECT * FROM facilities WHERE id IN :ids", ids=ids)
         ]
 
     def tasks_by_ids(self, ids: Iterable[str]) -> list[dict]:
-        return [
-            _task(r)
-            for r in self.db.query(
-                "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
-                [json.dumps(list(ids))],
-            )
-        ]
+        if not (ids := list(ids)):
+            return []
+        return [_task(r) for r in self.rows("SELECT * FROM tasks WHERE id IN :ids", ids=ids)]
 
     def tasks(self, village_code: str, month: str | None = None) -> list[dict]:
-        sql, params = "SELECT * FROM tasks WHERE village_code = ?", [village_code]
-        if month:
-            sql += " AND month = ?"
-            params.append(month)
-        return [_task(r) for r in self.db.query(sql + " ORDER BY month, id", params)]
+        where = " AND month = :month" if month else ""
+        return [
+            _task(r)
+            for r in self.rows(
+                f"SELECT * FROM tasks WHERE village_code = :village_code{where} ORDER BY month, id",
+                village_code=village_code,
+                month=month,
+            )
+        ]
 
     def facilities(self, village_code: str) -> list[dict]:
         return [
             _with_state(r)
-            for r in self.db.query(
-                "SELECT * FROM facilities WHERE village_code = ? ORDER BY kind, name",
-                [village_code],
+            for r in self.rows(
+                "SELECT * FROM facilities WHERE village_code = :village_code ORDER BY kind, name",
+                village_code=village_code,
             )
         ]
 
     def insert_task(self, row: dict, *, at: str) -> bool:
         """Insert a monthly task unless it exists; True if inserted."""
-        cur = self.conn.execute(
-            "INSERT OR IGNORE INTO tasks (id, village_code, month, template, title, due_on,"
-            " state, created_at) VALUES (?,?,?,?,?,?,?,?)",
-            (
-                row["id"],
-                row["village_code"],
-                row["month"],
-                row["template"],
-                dumps(row["title"]),
-                row.get("due_on"),
-                dumps(row.get("state", {})),
-                at,
-            ),
-        )
-        if cur.rowcount:
+        inserted = self.q(
+            "INSERT INTO tasks (id, village_code, month, template, title, due_on, state,"
+            " created_at) VALUES (:id, :village_code, :month, :template, :title, :due_on,"
+            " :state, :created_at) ON CONFLICT DO NOTHING",
+            id=row["id"],
+            village_code=row["village_code"],
+            month=row["month"],
+            template=row["template"],
+            title=dumps(row["title"]),
+            due_on=row.get("due_on"),
+            state=dumps(row.get("state", {})),
+            created_at=at,
+        ).rowcount
+        if inserted:
             self.log_change("task", row["id"], village_code=row["village_code"], at=at)
-        return cur.rowcount == 1
+        return inserted == 1
 
     def task(self, task_id: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM tasks WHERE id = ?", [task_id]))
-        return _task(rows[0]) if rows else None
+        row = self.row("SELECT * FROM tasks WHERE id = :id", id=task_id)
+        return _task(row) if row else None
 
     def record(self, record_type: str, record_id: str) -> dict | None:
         """A facility or a monthly task, by the kind of record a form targets."""
@@ -127,42 +128,50 @@ class RecordsMixin:
         self, record_type: str, record_id: str, state: dict, *, village_code: str, at: str
     ) -> None:
         table = "tasks" if record_type == "task" else "facilities"
-        self.conn.execute(f"UPDATE {table} SET state = ? WHERE id = ?", (dumps(state), record_id))
+        self.q(
+            f"UPDATE {table} SET state = :state WHERE id = :id", state=dumps(state), id=record_id
+        )
         self.log_change(record_type, record_id, village_code=village_code, at=at)
 
     def facility_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        if not (ids := list(ids)):
+            return {}
         return dict(
-            self.conn.execute(
-                "SELECT id, coalesce(content_hash, '') FROM facilities"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(ids)),),
-            ).fetchall()
+            self.q(
+                "SELECT id, coalesce(content_hash, '') FROM facilities WHERE id IN :ids",
+                ids=ids,
+            ).all()
         )
 
     # -- observations and conflicts ----------------------------------------------------------
 
     def insert_observation(self, obs: dict) -> None:
-        self.conn.execute(
+        """Store an observation, first locking its record (PostgreSQL) so that merges of one
+        record run one after another. A write merging several records locks them all before
+        its first change is logged (server/push.py does, per batch); the lock here then is
+        already held and costs nothing."""
+        self.lock_records([obs["record_id"]])
+        self.q(
             "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                obs["id"],
-                obs["record_id"],
-                obs["clock"],
-                obs["wall_ms"],
-                dumps(obs["fields"]),
-                dumps(obs["base"]),
-            ),
+            " VALUES (:id, :record_id, :clock, :wall_ms, :fields, :base)",
+            id=obs["id"],
+            record_id=obs["record_id"],
+            clock=obs["clock"],
+            wall_ms=obs["wall_ms"],
+            fields=dumps(obs["fields"]),
+            base=dumps(obs["base"]),
         )
 
     def observations_between(self, record_id: str, lo_wall_ms: int, hi_wall_ms: int):
         """Observations of a record whose wall time lies in a window (conflict candidates)."""
         return [
             _observation_row(r)
-            for r in self.conn.execute(
+            for r in self.q(
                 "SELECT id, record_id, clock, fields, base FROM observations"
-                " WHERE record_id = ? AND wall_ms BETWEEN ? AND ? ORDER BY clock",
-                (record_id, lo_wall_ms, hi_wall_ms),
+                " WHERE record_id = :record_id AND wall_ms BETWEEN :lo AND :hi ORDER BY clock",
+                record_id=record_id,
+                lo=lo_wall_ms,
+                hi=hi_wall_ms,
             )
         ]
 
@@ -170,20 +179,18 @@ class RecordsMixin:
         """Observations of a record at or after a clock (candidates to resolve a conflict)."""
         return [
             _observation_row(r)
-            for r in self.conn.execute(
+            for r in self.q(
                 "SELECT id, record_id, clock, fields, base FROM observations"
-                " WHERE record_id = ? AND clock >= ? ORDER BY clock",
-                (record_id, clock),
+                " WHERE record_id = :record_id AND clock >= :clock ORDER BY clock",
+                record_id=record_id,
+                clock=clock,
             )
         ]
 
     def observation_clocks(self, ids: Iterable[str]) -> dict[str, str]:
-        return dict(
-            self.conn.execute(
-                "SELECT id, clock FROM observations WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(ids)),),
-            ).fetchall()
-        )
+        if not (ids := list(ids)):
+            return {}
+        return dict(self.q("SELECT id, clock FROM observations WHERE id IN :ids", ids=ids).all())
 
     def newest_clock(self, *, max_wall_ms: int) -> str | None:
         """The newest observation clock whose wall time is at most `max_wall_ms`.
@@ -192,63 +199,65 @@ class RecordsMixin:
         that the index on `clock` answers.
         """
         if max_wall_ms >= 10**13 - 1:
-            return self.conn.execute("SELECT max(clock) FROM observations").fetchone()[0]
+            return self.scalar("SELECT max(clock) FROM observations")
         bound = f"{max(max_wall_ms, -1) + 1:013d}"
-        return self.conn.execute(
-            "SELECT max(clock) FROM observations WHERE clock < ?", (bound,)
-        ).fetchone()[0]
+        return self.scalar("SELECT max(clock) FROM observations WHERE clock < :bound", bound=bound)
 
     def open_conflicts_of(self, record_id: str) -> list[dict]:
         return [
             _conflict(r)
-            for r in self.db.query(
-                "SELECT * FROM conflicts WHERE record_id = ? AND resolved_by IS NULL",
-                [record_id],
+            for r in self.rows(
+                "SELECT * FROM conflicts WHERE record_id = :record_id AND resolved_by IS NULL",
+                record_id=record_id,
             )
         ]
 
     def insert_conflict(self, row: dict, *, at: str) -> bool:
-        cur = self.conn.execute(
-            "INSERT OR IGNORE INTO conflicts (id, record_id, field, a, b, a_value, b_value,"
-            " winner, resolved_by, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                row["id"],
-                row["record_id"],
-                row["field"],
-                row["a"],
-                row["b"],
-                dumps(row["a_value"]),
-                dumps(row["b_value"]),
-                row["winner"],
-                row.get("resolved_by"),
-                at,
-            ),
+        """Insert a conflict unless it exists; True if inserted."""
+        return (
+            self.q(
+                "INSERT INTO conflicts (id, record_id, field, a, b, a_value, b_value, winner,"
+                " resolved_by, created_at) VALUES (:id, :record_id, :field, :a, :b, :a_value,"
+                " :b_value, :winner, :resolved_by, :created_at) ON CONFLICT DO NOTHING",
+                id=row["id"],
+                record_id=row["record_id"],
+                field=row["field"],
+                a=row["a"],
+                b=row["b"],
+                a_value=dumps(row["a_value"]),
+                b_value=dumps(row["b_value"]),
+                winner=row["winner"],
+                resolved_by=row.get("resolved_by"),
+                created_at=at,
+            ).rowcount
+            == 1
         )
-        return cur.rowcount == 1
 
     def resolve_conflict(self, conflict_id: str, resolved_by: str) -> None:
-        self.conn.execute(
-            "UPDATE conflicts SET resolved_by = ? WHERE id = ? AND resolved_by IS NULL",
-            (resolved_by, conflict_id),
+        self.q(
+            "UPDATE conflicts SET resolved_by = :resolved_by WHERE id = :id"
+            " AND resolved_by IS NULL",
+            resolved_by=resolved_by,
+            id=conflict_id,
         )
 
     def conflicts(self, *, record_id: str | None = None) -> list[dict]:
-        where, params = ("WHERE record_id = ?", [record_id]) if record_id else ("", [])
+        where = "WHERE record_id = :record_id" if record_id else ""
         return [
             _conflict(r)
-            for r in self.db.query(f"SELECT * FROM conflicts {where} ORDER BY id", params)
+            for r in self.rows(f"SELECT * FROM conflicts {where} ORDER BY id", record_id=record_id)
         ]
 
     def tasks_not_done_due_before(self, day: str) -> list[dict]:
         """Monthly tasks due before `day` (YYYY-MM-DD) and neither done nor already overdue.
 
         A task created after its due date (a village added late in the month) is left alone."""
-        return list(
-            self.db.query(
-                "SELECT id, village_code, due_on, json_extract(state, '$.status.clock')"
-                " AS status_clock FROM tasks WHERE due_on < ? AND coalesce(json_extract(state,"
-                " '$.status.value'), 'not_started') NOT IN ('done', 'overdue')"
-                " AND (created_at IS NULL OR substr(created_at, 1, 10) <= due_on) ORDER BY id",
-                [day],
-            )
+        status = self.dialect.json_get("state", "status")
+        return self.rows(
+            f"SELECT id, village_code, due_on, {self.dialect.json_get(status, 'clock')}"
+            f" AS status_clock FROM tasks WHERE due_on < :day"
+            f" AND coalesce({self.dialect.json_get(status, 'value')}, 'not_started')"
+            " NOT IN ('done', 'overdue')"
+            " AND (created_at IS NULL OR substr(created_at, 1, 10) <= due_on) ORDER BY id",
+            day=day,
         )

@@ -13,57 +13,55 @@ class SubmissionsMixin:
 
     def submission_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         """content_hash of each already-stored submission among these ids."""
+        if not (ids := list(ids)):
+            return {}  # as in records.py: no empty `IN :ids` on PostgreSQL
         return dict(
-            self.conn.execute(
-                "SELECT id, content_hash FROM submissions"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(ids)),),
-            ).fetchall()
+            self.q("SELECT id, content_hash FROM submissions WHERE id IN :ids", ids=ids).all()
         )
 
     def insert_submission(self, row: dict, photos: list[dict]) -> None:
-        self.conn.execute(
+        self.q(
             "INSERT INTO submissions (id, form_id, form_version, record_id, record_type,"
             " village_code, author_id, device_id, clock, observed_at, received_at, answers,"
-            " content_hash, state, skew_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                row["id"],
-                row["form_id"],
-                row["form_version"],
-                row["record_id"],
-                row["record_type"],
-                row["village_code"],
-                row["author_id"],
-                row["device_id"],
-                row["clock"],
-                row["observed_at"],
-                row["received_at"],
-                dumps(row["answers"]),
-                row["content_hash"],
-                row["state"],
-                row.get("skew_ms"),
-            ),
+            " content_hash, state, skew_ms) VALUES (:id, :form_id, :form_version, :record_id,"
+            " :record_type, :village_code, :author_id, :device_id, :clock, :observed_at,"
+            " :received_at, :answers, :content_hash, :state, :skew_ms)",
+            id=row["id"],
+            form_id=row["form_id"],
+            form_version=row["form_version"],
+            record_id=row["record_id"],
+            record_type=row["record_type"],
+            village_code=row["village_code"],
+            author_id=row["author_id"],
+            device_id=row["device_id"],
+            clock=row["clock"],
+            observed_at=row["observed_at"],
+            received_at=row["received_at"],
+            answers=dumps(row["answers"]),
+            content_hash=row["content_hash"],
+            state=row["state"],
+            skew_ms=row.get("skew_ms"),
         )
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO submission_media (submission_id, field, sha256, captured_at,"
-            " position) VALUES (?, ?, ?, ?, ?)",
+        self.many(
+            "INSERT INTO submission_media (submission_id, field, sha256, captured_at, position,"
+            " seq) VALUES (:submission_id, :field, :sha256, :captured_at, :position,"
+            f" {self.dialect.next_seq('submission_media')}) ON CONFLICT DO NOTHING",
             [
-                (
-                    row["id"],
-                    p["field"],
-                    p["sha256"],
-                    p.get("captured_at"),
-                    dumps(p["position"]) if p.get("position") else None,
-                )
+                {
+                    "submission_id": row["id"],
+                    "field": p["field"],
+                    "sha256": p["sha256"],
+                    "captured_at": p.get("captured_at"),
+                    "position": dumps(p["position"]) if p.get("position") else None,
+                }
                 for p in photos
             ],
         )
 
     def submission(self, submission_id: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM submissions WHERE id = ?", [submission_id]))
-        if not rows:
+        row = self.row("SELECT * FROM submissions WHERE id = :id", id=submission_id)
+        if row is None:
             return None
-        row = rows[0]
         row["answers"] = json.loads(row["answers"])
         return row
 
@@ -73,36 +71,45 @@ class SubmissionsMixin:
         Ordered by the observation's clock, which differs from the clock sent when the server
         re-stamped a far-ahead one (server/push.py).
         """
-        rows = self.db.query(
+        rows = self.rows(
             "SELECT s.id, s.form_id, s.form_version, s.author_id, s.device_id, s.clock,"
             " s.observed_at, s.received_at, s.state, s.answers FROM submissions s"
-            " LEFT JOIN observations o ON o.id = s.id WHERE s.record_id = ?"
+            " LEFT JOIN observations o ON o.id = s.id WHERE s.record_id = :record_id"
             " ORDER BY coalesce(o.clock, s.clock) DESC",
-            [record_id],
+            record_id=record_id,
         )
         return [{**r, "answers": json.loads(r["answers"])} for r in rows]
 
     def submission_photo_hashes(self, submission_id: str) -> list[str]:
-        return [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT DISTINCT sha256 FROM submission_media WHERE submission_id = ?",
-                (submission_id,),
+        """The photos a submission uses, each once, in the order it first uses them."""
+        return (
+            self.q(
+                "SELECT sha256 FROM submission_media WHERE submission_id = :submission_id"
+                " GROUP BY sha256 ORDER BY min(seq)",
+                submission_id=submission_id,
             )
-        ]
+            .scalars()
+            .all()
+        )
 
     # -- reviews -----------------------------------------------------------------------------
 
     def add_review(self, *, submission_id, decision, state, reason, reviewer_id, author_id, at):
         """Record a supervisor's decision; it reaches the author's phone through pull."""
         with self.write():
-            self.conn.execute(
+            self.q(
                 "INSERT INTO reviews (submission_id, decision, reason, reviewer_id, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (submission_id, decision, reason, reviewer_id, at),
+                " VALUES (:submission_id, :decision, :reason, :reviewer_id, :at)",
+                submission_id=submission_id,
+                decision=decision,
+                reason=reason,
+                reviewer_id=reviewer_id,
+                at=at,
             )
-            self.conn.execute(
-                "UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id)
+            self.q(
+                "UPDATE submissions SET state = :state WHERE id = :id",
+                state=state,
+                id=submission_id,
             )
             self.audit(
                 f"review.{decision}",
@@ -116,15 +123,14 @@ class SubmissionsMixin:
 
     def latest_reviews(self, submission_ids: Iterable[str]) -> list[dict]:
         """The newest review of each of these submissions, with the reviewer's name."""
-        return list(
-            self.db.query(
-                "SELECT r.submission_id, s.state, r.decision, r.reason, r.at,"
-                " u.display_name AS reviewer FROM reviews r"
-                " JOIN submissions s ON s.id = r.submission_id"
-                " JOIN users u ON u.id = r.reviewer_id"
-                " WHERE r.id IN (SELECT max(id) FROM reviews WHERE submission_id IN"
-                " (SELECT value FROM json_each(?)) GROUP BY submission_id)"
-                " ORDER BY r.submission_id",
-                [json.dumps(list(submission_ids))],
-            )
+        if not (ids := list(submission_ids)):
+            return []
+        return self.rows(
+            "SELECT r.submission_id, s.state, r.decision, r.reason, r.at,"
+            " u.display_name AS reviewer FROM reviews r"
+            " JOIN submissions s ON s.id = r.submission_id"
+            " JOIN users u ON u.id = r.reviewer_id"
+            " WHERE r.id IN (SELECT max(id) FROM reviews WHERE submission_id IN :ids"
+            " GROUP BY submission_id) ORDER BY r.submission_id",
+            ids=ids,
         )
