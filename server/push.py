@@ -594,7 +594,7 @@ def merge_observations(
     held: dict[str, list[Observation]] = {}
     for row in store.observations_since(by_record, lo):
         held.setdefault(row["record_id"], []).append(_observation(row))
-    open_rows = store.open_conflicts_of_records(by_record)
+    open_rows = store.open_conflicts_of(by_record)
     sides = store.observation_clocks({r[side] for r in open_rows for side in ("a", "b")})
     store.insert_observations(
         [

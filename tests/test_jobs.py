@@ -178,24 +178,28 @@ def add_submissions(store, village, scores, *, state="complete"):
         for n, score in enumerate(scores):
             sub_id = str(uuid.uuid4())
             clock = encode(Clock(1_763_000_000_000 + n, 0, "bench"))
-            store.insert_submission(
-                {
-                    "id": sub_id,
-                    "form_id": "toilet",
-                    "form_version": 1,
-                    "record_id": facility["id"],
-                    "record_type": "facility",
-                    "village_code": village,
-                    "author_id": 1,
-                    "device_id": "bench",
-                    "clock": clock,
-                    "observed_at": "2026-11-20T10:00:00+08:00",
-                    "received_at": "2026-11-20T02:00:00.000+00:00",
-                    "answers": {},
-                    "content_hash": sub_id,
-                    "state": state,
-                },
-                [],
+            store.insert_submissions(
+                [
+                    (
+                        {
+                            "id": sub_id,
+                            "form_id": "toilet",
+                            "form_version": 1,
+                            "record_id": facility["id"],
+                            "record_type": "facility",
+                            "village_code": village,
+                            "author_id": 1,
+                            "device_id": "bench",
+                            "clock": clock,
+                            "observed_at": "2026-11-20T10:00:00+08:00",
+                            "received_at": "2026-11-20T02:00:00.000+00:00",
+                            "answers": {},
+                            "content_hash": sub_id,
+                            "state": state,
+                        },
+                        [],
+                    )
+                ]
             )
             store.set_risk_scores({sub_id: score})
             ids.append(sub_id)

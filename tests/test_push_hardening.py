@@ -180,15 +180,17 @@ def photo_bytes() -> bytes:
 def test_a_database_poisoned_by_old_code_works_again(phone, facilities, store):
     toilet = facilities[(YUNYU, "toilet")]["id"]
     with store.write():  # what the old code stored for a push stamped at the top of the range
-        store.insert_observation(
-            {
-                "id": str(uuid.uuid4()),
-                "record_id": toilet,
-                "clock": encode(Clock(MAX_WALL_MS, MAX_COUNTER, "phone-evil")),
-                "wall_ms": MAX_WALL_MS,
-                "fields": {"notes": "x"},
-                "base": {},
-            }
+        store.insert_observations(
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "record_id": toilet,
+                    "clock": encode(Clock(MAX_WALL_MS, MAX_COUNTER, "phone-evil")),
+                    "wall_ms": MAX_WALL_MS,
+                    "fields": {"notes": "x"},
+                    "base": {},
+                }
+            ]
         )
     pulled = phone.pull()
     assert pulled.status_code == 200

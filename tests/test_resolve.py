@@ -96,7 +96,7 @@ def test_keeping_bs_value_is_a_server_observation_that_resolves_the_conflict(
     row = store.desk_conflict(conflict["id"])
     resolver = row["resolved_by"]
     assert resolver and resolver not in (_uuid(1), _uuid(2))
-    obs = store.observations_from(toilet, "0")
+    obs = store.observations_since([toilet], 0)
     new = next(o for o in obs if o["id"] == resolver)
     clocks = store.observation_clocks([_uuid(1), _uuid(2)])
     assert new["fields"] == {"sanitary": False}
@@ -159,7 +159,7 @@ def test_a_value_of_the_wrong_type_is_refused_and_nothing_changes(
 ):
     _, conflict = request.getfixturevalue(which)
     before = store.facility(toilet)["state"]
-    count = len(store.observations_from(toilet, "0"))
+    count = len(store.observations_since([toilet], 0))
     csrf = login_page(client, "supervisor")
     data = {"csrf_token": csrf}
     if value is not None:
@@ -169,7 +169,7 @@ def test_a_value_of_the_wrong_type_is_refused_and_nothing_changes(
     assert message in response.get_data(as_text=True)
     assert store.desk_conflict(conflict["id"])["resolved_by"] is None
     assert store.facility(toilet)["state"] == before
-    assert len(store.observations_from(toilet, "0")) == count
+    assert len(store.observations_since([toilet], 0)) == count
 
 
 def test_without_csrf_or_from_another_township_nothing_changes(
@@ -198,10 +198,10 @@ def test_a_resolved_conflict_cannot_be_resolved_again(client, store, toilet, san
     csrf = login_page(client, "supervisor")
     url = f"/desk/conflicts/{conflict['id']}/resolve"
     assert client.post(url, data={"choice": "a", "csrf_token": csrf}).status_code == 302
-    count = len(store.observations_from(toilet, "0"))
+    count = len(store.observations_since([toilet], 0))
     again = client.post(url, data={"choice": "b", "csrf_token": csrf})
     assert again.status_code == 400 and "已经处理过了" in again.get_data(as_text=True)
-    assert len(store.observations_from(toilet, "0")) == count
+    assert len(store.observations_since([toilet], 0)) == count
 
 
 def test_a_report_newer_than_the_page_is_not_silently_overruled(

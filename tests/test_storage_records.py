@@ -170,14 +170,18 @@ def test_tasks_of_a_village_and_month_and_by_ids(store):
     assert store.tasks_by_ids([]) == []
 
 
-def test_set_record_state_replaces_the_state_and_logs_it(store):
+def test_set_record_states_replaces_the_states_and_logs_them(store):
     with store.write():
         store.insert_facility(facility_row("f-1"), at=AT)
         store.insert_task(task_row("t-1"), at=AT)
     done = {"status": {"value": "done", "clock": clock(2000)}}
     with store.write():
-        store.set_record_state("task", "t-1", done, village_code=VILLAGE, at=AT)
-        store.set_record_state("facility", "f-1", {}, village_code=VILLAGE, at=AT)
+        store.set_record_states(
+            "task", [{"id": "t-1", "state": done, "village_code": VILLAGE}], at=AT
+        )
+        store.set_record_states(
+            "facility", [{"id": "f-1", "state": {}, "village_code": VILLAGE}], at=AT
+        )
     assert store.task("t-1")["state"] == done
     assert store.facility("f-1")["state"] == {}
     assert changes(store)[-2:] == [("task", "t-1"), ("facility", "f-1")]
@@ -221,14 +225,19 @@ def observation(oid, wall_ms, *, record="f-1", counter=1, fields=None, base=None
     }
 
 
-def test_observations_in_a_window_and_from_a_clock(store):
+def test_observations_of_records_from_a_wall_time_oldest_first(store):
     with store.write():
-        store.insert_observation(observation("o-3", 3000, base={"in_use": clock(1000)}))
-        store.insert_observation(observation("o-1", 1000, fields={"in_use": False}))
-        store.insert_observation(observation("o-2", 2000, counter=2))
-        store.insert_observation(observation("o-x", 2000, record="f-2"))
-    window = store.observations_between("f-1", 1000, 2000)
-    assert window == [
+        store.insert_observations(
+            [
+                observation("o-3", 3000, base={"in_use": clock(1000)}),
+                observation("o-1", 1000, fields={"in_use": False}),
+                observation("o-2", 2000, counter=2),
+                observation("o-x", 2000, record="f-2"),
+                observation("o-0", 999),
+            ]
+        )
+    since = store.observations_since(["f-1"], 1000)
+    assert since[:2] == [
         {
             "id": "o-1",
             "record_id": "f-1",
@@ -244,10 +253,15 @@ def test_observations_in_a_window_and_from_a_clock(store):
             "base": {},
         },
     ]
-    assert store.observations_between("f-1", 4000, 9000) == []
-    later = store.observations_from("f-1", clock(2000, 2))
-    assert [o["id"] for o in later] == ["o-2", "o-3"]
-    assert later[1]["base"] == {"in_use": clock(1000)}
+    assert [o["id"] for o in since] == ["o-1", "o-2", "o-3"]
+    assert since[2]["base"] == {"in_use": clock(1000)}
+    assert [o["id"] for o in store.observations_since(["f-1", "f-2"], 2000)] == [
+        "o-x",
+        "o-2",
+        "o-3",
+    ]
+    assert store.observations_since(["f-1"], 3001) == []
+    assert store.observations_since([], 0) == []
     assert store.observation_clocks(["o-1", "o-3", "missing"]) == {
         "o-1": clock(1000),
         "o-3": clock(3000),
@@ -258,8 +272,8 @@ def test_observations_in_a_window_and_from_a_clock(store):
 def test_newest_clock_up_to_a_wall_time(store):
     assert store.newest_clock(max_wall_ms=10**13) is None
     with store.write():
-        store.insert_observation(observation("o-1", 1000))
-        store.insert_observation(observation("o-2", 2000, counter=5))
+        store.insert_observations([observation("o-1", 1000)])
+        store.insert_observations([observation("o-2", 2000, counter=5)])
     assert store.newest_clock(max_wall_ms=10**13 - 1) == clock(2000, 5)
     assert store.newest_clock(max_wall_ms=2000) == clock(2000, 5)
     assert store.newest_clock(max_wall_ms=1999) == clock(1000)
@@ -273,12 +287,12 @@ def test_an_observation_holds_its_record_until_the_write_ends(store, engine_url)
     other = connect(engine_url, write_wait=0.3)
     try:
         with store.write():
-            store.insert_observation(observation("o-1", 1000))
+            store.insert_observations([observation("o-1", 1000)])
             with pytest.raises(DatabaseBusy), other.write():
-                other.insert_observation(observation("o-2", 2000))
+                other.insert_observations([observation("o-2", 2000)])
         assert other.observation_clocks(["o-1", "o-2"]) == {"o-1": clock(1000)}
         with other.write():
-            other.insert_observation(observation("o-2", 2000))
+            other.insert_observations([observation("o-2", 2000)])
         assert store.newest_clock(max_wall_ms=10**13) == clock(2000)
     finally:
         other.close()
@@ -293,12 +307,14 @@ def test_merges_of_one_record_run_one_after_another(store, engine_url):
 
     def merge(target, oid, wall_ms, pause):
         with target.write():
-            target.insert_observation(observation(oid, wall_ms))
+            target.insert_observations([observation(oid, wall_ms)])
             state = target.facility("f-1")["state"]
             started.set()
             pause()
-            target.set_record_state(
-                "facility", "f-1", {**state, oid: wall_ms}, village_code=VILLAGE, at=AT
+            target.set_record_states(
+                "facility",
+                [{"id": "f-1", "state": {**state, oid: wall_ms}, "village_code": VILLAGE}],
+                at=AT,
             )
 
     other = connect(engine_url)
@@ -337,10 +353,11 @@ def conflict_row(cid, *, record="f-1", field="in_use", **extra) -> dict:
 
 def test_a_conflict_is_inserted_once_and_resolved_once(store):
     with store.write():
-        assert store.insert_conflict(conflict_row("c-1"), at=AT) is True
-        assert store.insert_conflict(conflict_row("c-1", winner="o-1"), at=AT) is False
-        assert store.insert_conflict(conflict_row("c-2", resolved_by="o-0"), at=AT) is True
-    (open_,) = store.open_conflicts_of("f-1")
+        store.insert_conflicts([conflict_row("c-1")], at=AT)
+        store.insert_conflicts(
+            [conflict_row("c-1", winner="o-1"), conflict_row("c-2", resolved_by="o-0")], at=AT
+        )
+    (open_,) = store.open_conflicts_of(["f-1"])
     assert open_ == {
         "id": "c-1",
         "record_id": "f-1",
@@ -354,9 +371,10 @@ def test_a_conflict_is_inserted_once_and_resolved_once(store):
         "created_at": AT,
     }
     with store.write():
-        store.resolve_conflict("c-1", "o-3")
-        store.resolve_conflict("c-1", "o-4")  # already resolved: stays with o-3
-    assert store.open_conflicts_of("f-1") == []
+        store.resolve_conflicts({"c-1": "o-3"})
+        store.resolve_conflicts({"c-1": "o-4"})  # already resolved: stays with o-3
+    assert store.open_conflicts_of(["f-1"]) == []
+    assert store.open_conflicts_of([]) == []
     assert {c["id"]: c["resolved_by"] for c in store.conflicts(record_id="f-1")} == {
         "c-1": "o-3",
         "c-2": "o-0",
@@ -365,11 +383,17 @@ def test_a_conflict_is_inserted_once_and_resolved_once(store):
 
 def test_conflicts_of_a_record_or_all_in_id_order(store):
     with store.write():
-        store.insert_conflict(conflict_row("c-b"), at=AT)
-        store.insert_conflict(conflict_row("c-a", record="f-2"), at=AT)
-        store.insert_conflict(conflict_row("c-c", field="sanitary"), at=AT)
+        store.insert_conflicts(
+            [
+                conflict_row("c-b"),
+                conflict_row("c-a", record="f-2"),
+                conflict_row("c-c", field="sanitary"),
+            ],
+            at=AT,
+        )
     assert [c["id"] for c in store.conflicts()] == ["c-a", "c-b", "c-c"]
     assert [c["id"] for c in store.conflicts(record_id="f-1")] == ["c-b", "c-c"]
-    assert [c["id"] for c in store.open_conflicts_of("f-2")] == ["c-a"]
+    assert [c["id"] for c in store.open_conflicts_of(["f-2"])] == ["c-a"]
+    assert [c["id"] for c in store.open_conflicts_of(["f-2", "f-1"])] == ["c-a", "c-b", "c-c"]
     assert store.conflicts(record_id="none") == []
     assert store.conflicts()[0]["a_value"] is True

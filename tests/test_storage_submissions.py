@@ -65,7 +65,7 @@ def photo(field: str, sha256: str, **extra) -> dict:
 def insert(store, sid: str, photos=(), **extra) -> dict:
     row = submission_row(store, sid, **extra)
     with store.write():
-        store.insert_submission(row, list(photos))
+        store.insert_submissions([(row, list(photos))])
     return row
 
 
@@ -135,15 +135,17 @@ def test_the_history_of_a_record_newest_observation_first(store):
     insert(store, "s-restamped", wall_ms=9_000_000)  # observed at 2000 after re-stamping
     insert(store, "s-other", record="f-2", wall_ms=5000)
     with store.write():
-        store.insert_observation(
-            {
-                "id": "s-restamped",
-                "record_id": "f-1",
-                "clock": clock(2000),
-                "wall_ms": 2000,
-                "fields": {"in_use": True},
-                "base": {},
-            }
+        store.insert_observations(
+            [
+                {
+                    "id": "s-restamped",
+                    "record_id": "f-1",
+                    "clock": clock(2000),
+                    "wall_ms": 2000,
+                    "fields": {"in_use": True},
+                    "base": {},
+                }
+            ]
         )
     history = store.submissions_of_record("f-1")
     assert [s["id"] for s in history] == ["s-new", "s-restamped", "s-old"]

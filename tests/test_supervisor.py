@@ -480,7 +480,9 @@ def test_a_task_marked_overdue_shows_as_overdue(client, store):
     task = store.tasks(YUNYU, "2026-11")[0]
     state = {"status": {"value": "overdue", "clock": "1763604000000-0000-server", "by": "x"}}
     with store.write():
-        store.set_record_state("task", task["id"], state, village_code=YUNYU, at="x")
+        store.set_record_states(
+            "task", [{"id": task["id"], "state": state, "village_code": YUNYU}], at="x"
+        )
     login_page(client, "supervisor")
     html = client.get("/desk/tasks?month=2026-11").get_data(as_text=True)
     # the task marked overdue, the dispute screening due 11-15, and 云屿村's summary row,

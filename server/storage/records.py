@@ -124,14 +124,28 @@ class RecordsMixin:
         """A facility or a monthly task, by the kind of record a form targets."""
         return self.task(record_id) if record_type == "task" else self.facility(record_id)
 
-    def set_record_state(
-        self, record_type: str, record_id: str, state: dict, *, village_code: str, at: str
-    ) -> None:
+    def records_by_ids(self, record_type: str, ids: Iterable[str]) -> list[dict]:
+        """Facilities or monthly tasks, by the kind of record a form targets."""
+        return self.tasks_by_ids(ids) if record_type == "task" else self.facilities_by_ids(ids)
+
+    def set_record_states(self, record_type: str, states: list[dict], *, at: str) -> None:
+        """Store merged states: dicts of record `id`, `state` and `village_code`."""
         table = "tasks" if record_type == "task" else "facilities"
-        self.q(
-            f"UPDATE {table} SET state = :state WHERE id = :id", state=dumps(state), id=record_id
+        self.many(
+            f"UPDATE {table} SET state = :state WHERE id = :id",
+            [{"id": r["id"], "state": dumps(r["state"])} for r in states],
         )
-        self.log_change(record_type, record_id, village_code=village_code, at=at)
+        self.log_changes(
+            [
+                {
+                    "entity": record_type,
+                    "entity_id": r["id"],
+                    "village_code": r["village_code"],
+                    "at": at,
+                }
+                for r in states
+            ]
+        )
 
     def facility_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         if not (ids := list(ids)):
@@ -145,45 +159,32 @@ class RecordsMixin:
 
     # -- observations and conflicts ----------------------------------------------------------
 
-    def insert_observation(self, obs: dict) -> None:
-        """Store an observation, first locking its record (PostgreSQL) so that merges of one
-        record run one after another. A write merging several records locks them all before
-        its first change is logged (server/push.py does, per batch); the lock here then is
-        already held and costs nothing."""
-        self.lock_records([obs["record_id"]])
-        self.q(
+    def insert_observations(self, observations: list[dict]) -> None:
+        """Store observations, first locking their records (PostgreSQL) so that merges of one
+        record run one after another. A push locks its batch's records before reading them;
+        the locks here then are already held and cost nothing."""
+        self.lock_records(obs["record_id"] for obs in observations)
+        self.many(
             "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"
             " VALUES (:id, :record_id, :clock, :wall_ms, :fields, :base)",
-            id=obs["id"],
-            record_id=obs["record_id"],
-            clock=obs["clock"],
-            wall_ms=obs["wall_ms"],
-            fields=dumps(obs["fields"]),
-            base=dumps(obs["base"]),
+            [
+                {**obs, "fields": dumps(obs["fields"]), "base": dumps(obs["base"])}
+                for obs in observations
+            ],
         )
 
-    def observations_between(self, record_id: str, lo_wall_ms: int, hi_wall_ms: int):
-        """Observations of a record whose wall time lies in a window (conflict candidates)."""
+    def observations_since(self, record_ids: Iterable[str], lo_wall_ms: int) -> list[dict]:
+        """Observations of these records from a wall time on (what a merge of new observations
+        compares them with: conflict candidates and resolvers), oldest clock first."""
+        if not (record_ids := list(record_ids)):
+            return []
         return [
             _observation_row(r)
             for r in self.q(
                 "SELECT id, record_id, clock, fields, base FROM observations"
-                " WHERE record_id = :record_id AND wall_ms BETWEEN :lo AND :hi ORDER BY clock",
-                record_id=record_id,
+                " WHERE record_id IN :ids AND wall_ms >= :lo ORDER BY clock",
+                ids=record_ids,
                 lo=lo_wall_ms,
-                hi=hi_wall_ms,
-            )
-        ]
-
-    def observations_from(self, record_id: str, clock: str):
-        """Observations of a record at or after a clock (candidates to resolve a conflict)."""
-        return [
-            _observation_row(r)
-            for r in self.q(
-                "SELECT id, record_id, clock, fields, base FROM observations"
-                " WHERE record_id = :record_id AND clock >= :clock ORDER BY clock",
-                record_id=record_id,
-                clock=clock,
             )
         ]
 
@@ -203,42 +204,44 @@ class RecordsMixin:
         bound = f"{max(max_wall_ms, -1) + 1:013d}"
         return self.scalar("SELECT max(clock) FROM observations WHERE clock < :bound", bound=bound)
 
-    def open_conflicts_of(self, record_id: str) -> list[dict]:
+    def open_conflicts_of(self, record_ids: Iterable[str]) -> list[dict]:
+        """The unresolved conflicts of these records."""
+        if not (record_ids := list(record_ids)):
+            return []
         return [
             _conflict(r)
             for r in self.rows(
-                "SELECT * FROM conflicts WHERE record_id = :record_id AND resolved_by IS NULL",
-                record_id=record_id,
+                "SELECT * FROM conflicts WHERE record_id IN :ids AND resolved_by IS NULL"
+                " ORDER BY id",
+                ids=record_ids,
             )
         ]
 
-    def insert_conflict(self, row: dict, *, at: str) -> bool:
-        """Insert a conflict unless it exists; True if inserted."""
-        return (
-            self.q(
-                "INSERT INTO conflicts (id, record_id, field, a, b, a_value, b_value, winner,"
-                " resolved_by, created_at) VALUES (:id, :record_id, :field, :a, :b, :a_value,"
-                " :b_value, :winner, :resolved_by, :created_at) ON CONFLICT DO NOTHING",
-                id=row["id"],
-                record_id=row["record_id"],
-                field=row["field"],
-                a=row["a"],
-                b=row["b"],
-                a_value=dumps(row["a_value"]),
-                b_value=dumps(row["b_value"]),
-                winner=row["winner"],
-                resolved_by=row.get("resolved_by"),
-                created_at=at,
-            ).rowcount
-            == 1
+    def insert_conflicts(self, rows: list[dict], *, at: str) -> None:
+        """Insert conflicts; one already held (same id: same record, field and pair) stays."""
+        self.many(
+            "INSERT INTO conflicts (id, record_id, field, a, b, a_value, b_value, winner,"
+            " resolved_by, created_at) VALUES (:id, :record_id, :field, :a, :b, :a_value,"
+            " :b_value, :winner, :resolved_by, :created_at) ON CONFLICT DO NOTHING",
+            [
+                {
+                    **row,
+                    "a_value": dumps(row["a_value"]),
+                    "b_value": dumps(row["b_value"]),
+                    "resolved_by": row.get("resolved_by"),
+                    "created_at": at,
+                }
+                for row in rows
+            ],
         )
 
-    def resolve_conflict(self, conflict_id: str, resolved_by: str) -> None:
-        self.q(
+    def resolve_conflicts(self, resolvers: dict[str, str]) -> None:
+        """Mark conflicts resolved (conflict id -> resolving observation); a conflict already
+        resolved keeps its resolver."""
+        self.many(
             "UPDATE conflicts SET resolved_by = :resolved_by WHERE id = :id"
             " AND resolved_by IS NULL",
-            resolved_by=resolved_by,
-            id=conflict_id,
+            [{"id": cid, "resolved_by": by} for cid, by in resolvers.items()],
         )
 
     def conflicts(self, *, record_id: str | None = None) -> list[dict]:

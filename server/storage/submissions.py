@@ -19,28 +19,19 @@ class SubmissionsMixin:
             self.q("SELECT id, content_hash FROM submissions WHERE id IN :ids", ids=ids).all()
         )
 
-    def insert_submission(self, row: dict, photos: list[dict]) -> None:
-        self.q(
-            "INSERT INTO submissions (id, form_id, form_version, record_id, record_type,"
-            " village_code, author_id, device_id, clock, observed_at, received_at, answers,"
-            " content_hash, state, skew_ms) VALUES (:id, :form_id, :form_version, :record_id,"
-            " :record_type, :village_code, :author_id, :device_id, :clock, :observed_at,"
-            " :received_at, :answers, :content_hash, :state, :skew_ms)",
-            id=row["id"],
-            form_id=row["form_id"],
-            form_version=row["form_version"],
-            record_id=row["record_id"],
-            record_type=row["record_type"],
-            village_code=row["village_code"],
-            author_id=row["author_id"],
-            device_id=row["device_id"],
-            clock=row["clock"],
-            observed_at=row["observed_at"],
-            received_at=row["received_at"],
-            answers=dumps(row["answers"]),
-            content_hash=row["content_hash"],
-            state=row["state"],
-            skew_ms=row.get("skew_ms"),
+    def insert_submissions(self, submissions: list[tuple[dict, list[dict]]]) -> None:
+        """Insert submissions, each a (row, photos it uses) pair."""
+        columns = (
+            "id, form_id, form_version, record_id, record_type, village_code, author_id,"
+            " device_id, clock, observed_at, received_at, answers, content_hash, state, skew_ms"
+        )
+        self.many(
+            f"INSERT INTO submissions ({columns}) VALUES"
+            f" ({', '.join(':' + c.strip() for c in columns.split(','))})",
+            [
+                {**row, "answers": dumps(row["answers"]), "skew_ms": row.get("skew_ms")}
+                for row, _ in submissions
+            ],
         )
         self.many(
             "INSERT INTO submission_media (submission_id, field, sha256, captured_at, position,"
@@ -54,6 +45,7 @@ class SubmissionsMixin:
                     "captured_at": p.get("captured_at"),
                     "position": dumps(p["position"]) if p.get("position") else None,
                 }
+                for row, photos in submissions
                 for p in photos
             ],
         )

@@ -136,28 +136,32 @@ def build(url: str, *, submissions: int, seed: int = 1) -> dict:
             month = 1 + (n // 28) % 11
             shas = [uuid.uuid4().hex * 2, uuid.uuid4().hex * 2]
             photo = [{"sha256": s, "captured_at": None, "position": None} for s in shas]
-            store.insert_submission(
-                {
-                    "id": sub_id,
-                    "form_id": "toilet",
-                    "form_version": 1,
-                    "record_id": fid,
-                    "record_type": "facility",
-                    "village_code": code,
-                    "author_id": admin_id,
-                    "device_id": "bench",
-                    "clock": encode(Clock(1_760_000_000_000 + n, 0, "bench")),
-                    "observed_at": f"2026-{month:02d}-{day:02d}T10:00:00+08:00",
-                    "received_at": at,
-                    "answers": {
-                        **answers,
-                        "photo_outside": photo[:1],
-                        "photo_inside": photo[1:],
-                    },
-                    "content_hash": sub_id,
-                    "state": "approved",
-                },
-                [{"field": "photo_outside", "sha256": shas[0]}],
+            store.insert_submissions(
+                [
+                    (
+                        {
+                            "id": sub_id,
+                            "form_id": "toilet",
+                            "form_version": 1,
+                            "record_id": fid,
+                            "record_type": "facility",
+                            "village_code": code,
+                            "author_id": admin_id,
+                            "device_id": "bench",
+                            "clock": encode(Clock(1_760_000_000_000 + n, 0, "bench")),
+                            "observed_at": f"2026-{month:02d}-{day:02d}T10:00:00+08:00",
+                            "received_at": at,
+                            "answers": {
+                                **answers,
+                                "photo_outside": photo[:1],
+                                "photo_inside": photo[1:],
+                            },
+                            "content_hash": sub_id,
+                            "state": "approved",
+                        },
+                        [{"field": "photo_outside", "sha256": shas[0]}],
+                    )
+                ]
             )
     if store.dialect.name == "sqlite":
         store.q("PRAGMA wal_checkpoint(TRUNCATE)")
