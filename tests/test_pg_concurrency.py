@@ -21,6 +21,10 @@ REPORTS = 6  # per device, pushed in two batches so the processes interleave
 T0 = int(START.timestamp() * 1000)
 
 
+def photo(rng) -> dict:
+    return {"sha256": rng.randbytes(32).hex(), "captured_at": None, "position": None}
+
+
 def reports(toilet: str) -> dict[str, list[dict]]:
     """Each phone's reports, made once so every run pushes exactly the same bytes: offline
     phones (no base) disagreeing about the same fields within the conflict window."""
@@ -36,9 +40,8 @@ def reports(toilet: str) -> dict[str, list[dict]]:
                 answers=toilet_answers(
                     sanitary=rng.random() < 0.5,
                     in_use=rng.random() < 0.5,
-                    harmless=None,
-                    photo_outside=[],
-                    photo_inside=[],
+                    photo_outside=[photo(rng)],
+                    photo_inside=[photo(rng)],
                 ),
             )
             for n in range(REPORTS)
@@ -60,7 +63,7 @@ def push_all(url: str, folder, device: str, items: list[dict], delays=(0.0, 0.0)
         response = phone.push(batch)
         assert response.status_code == 200, response.json
         statuses = {r["status"] for r in response.json["results"]}
-        assert statuses <= {"accepted", "duplicate"}, response.json
+        assert statuses == {"waiting_for_photos"}, response.json
 
 
 def outcome(url: str, toilet: str) -> dict:
