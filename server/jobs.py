@@ -82,6 +82,9 @@ def mark_overdue(ctx: JobContext) -> dict:
     now_ms = int(ctx.now.timestamp() * 1000)
     marked = []
     with ctx.store.write():
+        # Lock the tasks (all at once, in one order: PostgreSQL), then read them again: a push
+        # may have marked one done meanwhile.
+        ctx.store.lock_records(t["id"] for t in ctx.store.tasks_not_done_due_before(today))
         for task in ctx.store.tasks_not_done_due_before(today):
             clock = next_server_clock(ctx.store, now_ms, clock_ahead_ms(ctx.config))
             base = {"status": decode(task["status_clock"])} if task["status_clock"] else {}

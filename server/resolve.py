@@ -232,6 +232,10 @@ def resolve(
         conflict = store.desk_conflict(conflict_id)
         if conflict is None:
             raise ResolveError("找不到该冲突")
+        # Two supervisors at once (PostgreSQL): the second reads the conflict again after the
+        # first's write, and finds it resolved.
+        store.lock_records([conflict["record_id"]])
+        conflict = store.desk_conflict(conflict_id)
         if conflict["resolved_by"]:
             raise ResolveError("该冲突已经处理过了")
         clocks = store.observation_clocks([conflict["a"], conflict["b"]])
