@@ -113,6 +113,14 @@ def phone_on(cluster, folder: Path):
     return url, app, Phone(app.test_client(), "inspector", device_id=DEVICE)
 
 
+def keep_idle_connections(app, count: int = 3) -> None:
+    """Leave `count` connections idle in the app's pool, as a busy server would (all of them
+    die with the database server)."""
+    pool = app.extensions["villagecheck.pool"]
+    for store in [pool.acquire() for _ in range(count)]:
+        pool.release(store)
+
+
 def statuses(response) -> list[str]:
     return [result["status"] for result in response.json["results"]]
 
@@ -214,10 +222,7 @@ def test_a_push_while_the_database_is_down_is_a_503_and_its_retry_stores_it_once
     cluster, reference, tmp_path
 ):
     url, app, phone = phone_on(cluster, tmp_path / "app")
-    pool = app.extensions["villagecheck.pool"]
-    idle = [pool.acquire() for _ in range(3)]  # idle connections, all dying with the server
-    for store in idle:
-        pool.release(store)
+    keep_idle_connections(app)
     cluster.stop()
     assert_unavailable(phone.push(reference.items))  # idle connections dropped, a new one refused
     assert_unavailable(phone.push(reference.items))  # and again, from an empty pool
@@ -236,10 +241,7 @@ def test_a_push_while_the_database_is_down_is_a_503_and_its_retry_stores_it_once
 def test_the_first_request_after_a_restart_succeeds(cluster, reference, tmp_path):
     """The pool's connections died with the server while idle: they are dropped, not used."""
     _url, app, phone = phone_on(cluster, tmp_path / "app")
-    pool = app.extensions["villagecheck.pool"]
-    idle = [pool.acquire() for _ in range(3)]
-    for store in idle:
-        pool.release(store)
+    keep_idle_connections(app)
     cluster.stop()
     cluster.start()
     assert phone.pull().status_code == 200
