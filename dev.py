@@ -75,7 +75,8 @@ def test() -> None:
         env = {**os.environ, "VILLAGECHECK_TEST_ENGINE": "sqlite"}
         if server:
             env["VILLAGECHECK_TEST_POSTGRES"] = server
-        halves = {"SQLite, the whole suite": pytest(sys.argv[2:] or ["-q"], env)}
+        chosen = " ".join(sys.argv[2:]) or "the whole suite"
+        halves = {f"SQLite, {chosen}": pytest(sys.argv[2:] or ["-q"], env)}
         if server:
             files = [
                 str(path.relative_to(ROOT))
