@@ -2,18 +2,31 @@
 """Run or test villagecheck from a fresh checkout: `python3 dev.py run` / `python3 dev.py test`.
 
 Creates its own virtualenv in .venv, installs the project into it, then runs the server (with
-the demo county when the database is empty) or the whole test suite. Needs only python3.
+the demo county when the database is empty) or the test suite: the whole suite on SQLite, then
+the tests of the storage and what sits on it again with the app on PostgreSQL (a throwaway
+cluster, when PostgreSQL is installed). Needs only python3.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from scripts import pg_cluster
+
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
+# Run a second time with the app on PostgreSQL: the storage contract, the sync API, the merge
+# scenarios and the supervisors' pages.
+POSTGRES_TESTS = (
+    "test_storage_*.py",
+    "test_sync_api.py",
+    "test_conflict_scenario.py",
+    "test_supervisor.py",
+)
 
 
 def sh(*args, **kwargs):
@@ -53,11 +66,58 @@ def run() -> None:
 
 
 def test() -> None:
+    """The whole suite on SQLite (with the pytest arguments given), then POSTGRES_TESTS on
+    PostgreSQL; fails if either fails. Both halves see the PostgreSQL server, so the storage
+    contract tests run on both engines in the first half already."""
     ensure_venv()
     install("[test]")
-    args = sys.argv[2:] or ["-q"]
-    result = subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT)
-    sys.exit(result.returncode)
+    with postgres_server() as (server, skipped):
+        env = {**os.environ, "VILLAGECHECK_TEST_ENGINE": "sqlite"}
+        if server:
+            env["VILLAGECHECK_TEST_POSTGRES"] = server
+        chosen = " ".join(sys.argv[2:]) or "the whole suite"
+        halves = {f"SQLite, {chosen}": pytest(sys.argv[2:] or ["-q"], env)}
+        if server:
+            files = [
+                str(path.relative_to(ROOT))
+                for name in POSTGRES_TESTS
+                for path in sorted(ROOT.glob(f"tests/{name}"))
+            ]
+            env["VILLAGECHECK_TEST_ENGINE"] = "postgresql"
+            halves["PostgreSQL, " + ", ".join(POSTGRES_TESTS)] = pytest(["-q", *files], env)
+    for name, code in halves.items():
+        print(f"{name}: {'passed' if code == 0 else f'FAILED (pytest exit code {code})'}")
+    if skipped:
+        print(skipped)
+    sys.exit(next((code for code in halves.values() if code), 0))
+
+
+def pytest(args: list[str], env: dict) -> int:
+    print(f"+ pytest {' '.join(args)}  (app on {env['VILLAGECHECK_TEST_ENGINE']})", flush=True)
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=env
+    ).returncode
+
+
+@contextlib.contextmanager
+def postgres_server():
+    """The PostgreSQL server for the tests and, when there is none, why: the one named by
+    VILLAGECHECK_TEST_POSTGRES, else a throwaway cluster started here (removed afterwards)."""
+    if os.environ.get("VILLAGECHECK_TEST_POSTGRES"):
+        yield os.environ["VILLAGECHECK_TEST_POSTGRES"], None
+        return
+    reason = pg_cluster.unavailable_reason()
+    if reason:
+        skipped = (
+            f"PostgreSQL SKIPPED: {reason}. The tests ran on SQLite only; their PostgreSQL"
+            " cases were skipped (pytest's summary lists them with the reason)."
+        )
+        print(skipped, flush=True)
+        yield None, skipped
+        return
+    with pg_cluster.Cluster() as cluster:
+        print(f"+ throwaway PostgreSQL cluster at {cluster.url}", flush=True)
+        yield cluster.url, None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Connections are pooled per app: opening and closing a SQLite connection in WAL mode costs
 milliseconds (the last close checkpoints the log), more than a typical request's queries.
 Their writes wait in line at most WRITE_WAIT_SECONDS (`Storage.write` in storage/core.py).
+A pooled connection is checked before it is handed out, so that after a database server
+restart the pool's dead connections are dropped and the next request, a phone's retry, succeeds.
 The clock is read through `now()` so tests can fix it (`app.config["CLOCK"]`).
 """
 
@@ -25,10 +27,15 @@ class ConnectionPool:
         self._idle: queue.LifoQueue[Storage] = queue.LifoQueue()
 
     def acquire(self) -> Storage:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            return connect(self.url, write_wait=self.write_wait)
+        """An idle connection that still answers, else a new one (`DatabaseUnavailable` when
+        the database cannot be reached)."""
+        while True:
+            try:
+                store = self._idle.get_nowait()
+            except queue.Empty:
+                return connect(self.url, write_wait=self.write_wait)
+            if _answers(store):
+                return store
 
     def release(self, store: Storage) -> None:
         with contextlib.suppress(DatabaseUnavailable):
@@ -37,6 +44,17 @@ class ConnectionPool:
             self._idle.put(store)
         else:
             store.close()
+
+
+def _answers(store: Storage) -> bool:
+    """Whether an idle connection still works (a round trip: a server that restarted since it
+    was last used has closed it); closes it when not."""
+    try:
+        store.scalar("SELECT 1")
+    except DatabaseUnavailable:
+        store.close()
+        return False
+    return True
 
 
 def storage() -> Storage:
