@@ -272,9 +272,11 @@ def push_and_pull(url: str, folder: Path, args, postmaster: int | None) -> dict:
 
 
 def raw_insert(url: str, rows: list[dict], batch: int) -> float:
-    """Seconds to insert `rows` into an empty schema, one executemany per transaction."""
+    """Seconds to insert `rows` into the demo county (their villages and author exist), one
+    executemany per transaction."""
     store = connect(url)
-    store.migrate()
+    init_db(store, at=START.isoformat())
+    load_demo(store, now=START)
     columns = list(rows[0])
     sql = (
         f"INSERT INTO submissions ({', '.join(columns)})"
@@ -297,10 +299,10 @@ def postgres_server(args):
         yield url
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    from pg_cluster import cluster  # noqa: PLC0415 (only when no server was given)
+    from pg_cluster import Cluster  # noqa: PLC0415 (only when no server was given)
 
-    with cluster() as started:
-        yield started
+    with Cluster() as started:
+        yield started.url
 
 
 @contextlib.contextmanager
