@@ -2,8 +2,8 @@
 
 `metadata.create_all` builds a fresh database at the newest schema (SQLite or PostgreSQL); an
 existing SQLite file made by older code is upgraded in place instead (schema.py, migrations/).
-Every table keeps a village code, or reaches one through a single key, so a later step to
-distributing by county (docs/SCALE.md) needs no rewrite.
+docs/SCALE.md says what a later step to distributing by county would still need (a county code
+on the tables that reach a village only through their record, and a change log per county).
 
 Types: text (compared byte by byte, see TEXT) for identifiers, clocks, timestamps and canonical
 JSON (its bytes are hashed, so the database must not rewrite it); BIGINT for counters and
