@@ -24,6 +24,7 @@ BIN = VENV / "bin"
 POSTGRES_TESTS = (
     "test_storage_*.py",
     "test_sync_api.py",
+    "test_push_by_set.py",
     "test_conflict_scenario.py",
     "test_supervisor.py",
 )

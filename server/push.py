@@ -292,6 +292,13 @@ RECORD_REFUSED = _err(
 )
 
 
+STORE_FAILED = _err(
+    "server_error",
+    "服务器暂时无法保存这条记录，稍后会自动重新上传",
+    "the server could not store this item now; it will be sent again",
+)
+
+
 def _unusable_errors(raw: dict) -> dict:
     """Per field, the values the server cannot hold (see server/requests.py)."""
     errors = {}
@@ -479,7 +486,9 @@ class _SubmissionWriter:
         self.skew, self.window_ms, self.now_iso = skew, window_ms, now_iso
 
     def by_set(self, items: list[Item]) -> None:
-        """All at once; if that fails, one savepoint per item (a bad item loses only itself).
+        """All at once; if that fails, one savepoint per item: an item that fails again is
+        answered `failed` (nothing of it is stored; the phone sends it again later), the others
+        are stored.
 
         A report whose clock is far ahead is stored on its own: its re-stamped clock comes from
         the server's clock, which must already count the batch's earlier observations.
@@ -498,8 +507,14 @@ class _SubmissionWriter:
                 item.result.pop("status", None)
                 item.result.pop("errors", None)
         for item in ahead:
-            with self.store.write():
-                self.store_all([item])
+            try:
+                with self.store.write():
+                    self.store_all([item])
+            except (DatabaseBusy, DatabaseUnavailable):
+                raise
+            except Exception:
+                current_app.logger.exception("push: item %s could not be stored", item.id)
+                item.result = {"status": protocol.FAILED, "errors": {"_item": [STORE_FAILED]}}
 
     def store_all(self, items: list[Item]) -> None:
         """Insert the submissions and merge their observations into the records they are about.

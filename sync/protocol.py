@@ -21,6 +21,7 @@ DUPLICATE = "duplicate"
 REFUSED = "refused"
 INVALID = "invalid"
 WAITING = "waiting_for_photos"
+FAILED = "failed"  # the server could not store this item now; the phone sends it again
 
 # Fields that describe the transport, not the item: a resend may differ in them.
 _TRANSPORT_FIELDS = frozenset({"type", "sent_at"})
