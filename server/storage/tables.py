@@ -240,7 +240,6 @@ observations = Table(
     _text("fields", nullable=False),
     _text("base", nullable=False),
     Index("idx_observations_record_id_wall_ms", "record_id", "wall_ms"),
-    Index("idx_observations_record_id_clock", "record_id", "clock"),
     Index("idx_observations_clock", "clock"),
 )
 
