@@ -496,8 +496,9 @@ class _SubmissionWriter:
         ahead = [i for i in items if self.clocks.too_far_ahead(i)]
         together = [i for i in items if not self.clocks.too_far_ahead(i)]
         try:
-            with self.store.write():
-                self.store_all(together)
+            if together:
+                with self.store.write():
+                    self.store_all(together)
         except (DatabaseBusy, DatabaseUnavailable):
             raise
         except Exception:
@@ -553,7 +554,7 @@ class _SubmissionWriter:
             if item.observation.fields:
                 merged.append(item)
         store.insert_submissions(rows)
-        for record_type in {i.record_type for i in merged}:
+        for record_type in sorted({i.record_type for i in merged}):
             observations = [i.observation for i in merged if i.record_type == record_type]
             merge_observations(store, record_type, observations, self.window_ms, at=self.now_iso)
         complete = [row["id"] for row, _ in rows if row["state"] == "complete"]
