@@ -1,8 +1,6 @@
 """The supervisors' and admins' pages (the desk) and the exports: read-only queries.
 
-A method given an empty list of villages, states or ids answers without a statement:
-SQLAlchemy renders an empty `IN :list` as a set of INTEGER, which PostgreSQL will not compare
-with a text column.
+A method given an empty list of villages, states or ids answers without a statement.
 """
 
 import json

@@ -52,7 +52,7 @@ class FormsMixin:
     def form_definitions(self, keys: Iterable[str]) -> list[dict]:
         """Definitions by "id@version" keys, as the change log names them."""
         keys = list(keys)
-        if not keys:  # an empty `IN :list` fails on PostgreSQL against a TEXT expression
+        if not keys:
             return []
         return self._definitions(
             "WHERE form_id || '@' || CAST(version AS TEXT) IN :keys", keys=keys

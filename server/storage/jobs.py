@@ -20,9 +20,7 @@ _FACILITY_VALUES = (
 
 
 def _scope(village_codes: Iterable[str] | None) -> tuple[str, list[str] | None]:
-    """The condition "in these villages" (every village when None) and the codes to bind. An
-    empty list is answered without a statement: an empty `IN :codes` is a set of INTEGER to
-    PostgreSQL (see media.py)."""
+    """The condition "in these villages" (every village when None) and the codes to bind."""
     if village_codes is None:
         return "1 = 1", None
     return "village_code IN :codes", sorted(village_codes)

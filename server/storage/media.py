@@ -1,7 +1,6 @@
 """The photo pipeline: media rows, who holds each photo, evidence flags and risk scores.
 
-A method given an empty list answers without a statement: SQLAlchemy renders an empty
-`IN :list` as a set of INTEGER, which PostgreSQL will not compare with a text column.
+A method given an empty list answers without a statement.
 """
 
 import json

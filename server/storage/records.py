@@ -1,8 +1,7 @@
 """Records (facilities and monthly tasks), their observations and their conflicts.
 
 Lookups by a list of ids answer an empty list without asking the database: push asks with
-empty lists all the time, and PostgreSQL refuses an empty `IN :ids` on a text column (the
-empty set is rendered as integers).
+empty lists all the time.
 """
 
 import json

@@ -14,7 +14,7 @@ class SubmissionsMixin:
     def submission_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         """content_hash of each already-stored submission among these ids."""
         if not (ids := list(ids)):
-            return {}  # as in records.py: no empty `IN :ids` on PostgreSQL
+            return {}
         return dict(
             self.q("SELECT id, content_hash FROM submissions WHERE id IN :ids", ids=ids).all()
         )

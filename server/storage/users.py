@@ -178,7 +178,7 @@ class UsersMixin:
         """The login throttle buckets with these keys (missing ones are absent)."""
         self._lock_throttle()
         keys = sorted(keys)
-        if not keys:  # an empty `IN :list` fails on PostgreSQL against a TEXT column
+        if not keys:
             return {}
         return {
             r["key"]: r
@@ -347,7 +347,7 @@ class UsersMixin:
         codes = sorted(village_codes)
         with self.write():
             removed = 0
-            if codes:  # an empty `IN :list` fails on PostgreSQL against a TEXT column
+            if codes:
                 removed = self.q(
                     "DELETE FROM assignments WHERE user_id = :user_id AND village_code IN :codes",
                     user_id=user_id,

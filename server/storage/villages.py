@@ -50,7 +50,7 @@ class VillagesMixin:
         if codes is None:
             return self.rows("SELECT * FROM villages ORDER BY code")
         codes = sorted(codes)
-        if not codes:  # an empty `IN :list` fails on PostgreSQL against a TEXT column
+        if not codes:
             return []
         return self.rows("SELECT * FROM villages WHERE code IN :codes ORDER BY code", codes=codes)
 
