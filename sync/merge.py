@@ -265,21 +265,16 @@ def merge_batch(
         seen.append(obs)
         state = apply(state, obs)
         lo, hi = window_bounds(obs.clock, window_ms)
-        candidates = [o for o in seen if lo <= o.clock.wall_ms <= hi and o.id != obs.id]
+        candidates = [o for o in seen if lo <= o.clock.wall_ms <= hi]
         found = find_conflicts(obs, candidates, window_ms)
-        clocks = {o.id: o.clock for o in candidates} | {obs.id: obs.clock}
-        if found:
-            pairs = {c.id: (clocks[c.a], clocks[c.b]) for c in found}
-            since = min(max(pair) for pair in pairs.values())
-            later = [o for o in seen if o.clock >= since]
-            for conflict in found:
-                by = conflict_resolved_by(conflict, pairs[conflict.id], later)
-                made[conflict.id] = [conflict, by]
-                if by is None:
-                    still_open[conflict.id] = (conflict, pairs[conflict.id])
+        clocks = {o.id: o.clock for o in candidates}
+        for conflict in found:
+            pair = (clocks[conflict.a], clocks[conflict.b])
+            by = conflict_resolved_by(conflict, pair, seen)
+            made[conflict.id] = [conflict, by]
+            if by is None:
+                still_open[conflict.id] = (conflict, pair)
         for conflict_id, (conflict, pair) in list(still_open.items()):
-            if conflict.field not in obs.fields:
-                continue
             if by := conflict_resolved_by(conflict, pair, [obs]):
                 del still_open[conflict_id]
                 if conflict_id in made:

@@ -96,3 +96,39 @@ def test_a_report_just_outside_the_window_makes_no_conflict_and_one_just_inside_
     assert merge_batch(EMPTY, [a, outside]).conflicts == []
     assert window_bounds(a.clock, W) == (NOW - W, NOW + W)
     assert DAY_MS * 3 == W
+
+
+def test_a_held_report_at_the_far_edge_of_the_window_conflicts_with_an_older_new_one():
+    later = obs("a", Clock(NOW + W, 0, "p1"), {"sanitary": True})
+    held = fold(EMPTY, [later])
+    older = obs("b", Clock(NOW, 0, "p2"), {"sanitary": False})
+    assert len(merge_batch(held, [older]).conflicts) == 1
+
+
+def test_a_conflict_found_already_resolved_keeps_its_first_resolver():
+    """b arrives after the report that settled a and b: the conflict is made resolved by it,
+    and a later report in the same batch that saw both does not take its place."""
+    a = obs("a", Clock(NOW, 0, "p1"), {"sanitary": True})
+    b = obs("b", Clock(NOW + 1000, 0, "p2"), {"sanitary": False})
+    first = obs("r1", Clock(NOW + 2000, 0, "p3"), {"sanitary": True}, base={"sanitary": b.clock})
+    second = obs("r2", Clock(NOW + 3000, 0, "p4"), {"sanitary": True}, base={"sanitary": b.clock})
+    held = fold(EMPTY, [a, first])
+    [(conflict, by)] = merge_batch(held, [b, second]).conflicts
+    assert by == "r1"
+
+
+def test_a_held_open_conflict_is_resolved_once_by_the_first_report_that_settles_it():
+    a = obs("a", Clock(NOW, 0, "p1"), {"sanitary": True})
+    b = obs("b", Clock(NOW + 1000, 0, "p2"), {"sanitary": False})
+    held = fold(EMPTY, [a, b])
+    first = obs("r1", Clock(NOW + 2000, 0, "p3"), {"sanitary": True}, base={"sanitary": b.clock})
+    second = obs("r2", Clock(NOW + 3000, 0, "p4"), {"sanitary": True}, base={"sanitary": b.clock})
+    assert merge_batch(held, [first, second]).resolved == {held.open[0][0].id: "r1"}
+
+
+def test_a_report_on_other_fields_leaves_a_conflict_open():
+    a = obs("a", Clock(NOW, 0, "p1"), {"sanitary": True})
+    b = obs("b", Clock(NOW + 1000, 0, "p2"), {"sanitary": False})
+    held = fold(EMPTY, [a, b])
+    other = obs("r", Clock(NOW + 2000, 0, "p3"), {"in_use": True}, base={"sanitary": b.clock})
+    assert merge_batch(held, [other]).resolved == {}
