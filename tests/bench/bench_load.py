@@ -39,12 +39,13 @@ sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
 from bench_sync import add_facilities  # noqa: E402
 from conftest import photo, submission, toilet_answers  # noqa: E402
+from engines import create_database  # noqa: E402
 from live_serve import Serve  # noqa: E402
 
 from server.auth import hash_password  # noqa: E402
 from server.bootstrap import init_db  # noqa: E402
 from server.demo import demo_data, load_demo  # noqa: E402
-from server.storage import connect  # noqa: E402
+from server.storage import connect, database_url  # noqa: E402
 from sync.clock import decode, encode, receive, tick  # noqa: E402
 
 STORED = {"accepted", "duplicate", "waiting_for_photos"}
@@ -192,25 +193,41 @@ def _uuid(rng):
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and its children (gunicorn's workers), in KiB."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(proc.name) == pid or int(fields.get("PPid", "0").strip()) == pid:
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
+    return total
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-def integrity(database: Path, stats: Stats) -> dict:
+def integrity(url: str, stats: Stats) -> dict:
     """Every item the server said it holds is stored exactly once, with its observation."""
-    db = sqlite3.connect(database)
+    store = connect(url)
     subs = Counter(
-        r[0] for r in db.execute("SELECT id FROM submissions WHERE device_id LIKE 'load-%'")
+        r[0] for r in store.q("SELECT id FROM submissions WHERE device_id LIKE 'load-%'")
     )
     obs = Counter(
         r[0]
-        for r in db.execute(
+        for r in store.q(
             "SELECT o.id FROM observations o JOIN submissions s ON s.id = o.id"
             " WHERE s.device_id LIKE 'load-%'"
         )
     )
-    db.close()
+    store.close()
     accepted = set(stats.stored)
     return {
         "accepted": len(accepted),
@@ -222,7 +239,7 @@ def integrity(database: Path, stats: Stats) -> dict:
     }
 
 
-def prepare(database: Path, inspectors, households: int, rng) -> dict:
+def prepare(database: str, inspectors, households: int, rng) -> dict:
     """The demo county plus household toilets in every inspector's villages, so inspections
     spread over a county's facilities as they do in a month (not all on the demo's few).
     Returns the toilet ids by inspector."""
@@ -246,7 +263,7 @@ def prepare(database: Path, inspectors, households: int, rng) -> dict:
     return toilets
 
 
-def add_device_users(database: Path, inspectors, devices: int) -> list[tuple]:
+def add_device_users(database: str, inspectors, devices: int) -> list[tuple]:
     """One inspector account per phone, sharing the demo inspectors' villages in turn: a team
     of many people, not many phones on two accounts (whose logins the throttle would rightly
     slow). Returns ((username, password, villages), demo inspector) per device."""
@@ -288,6 +305,19 @@ def main():
         help="a server setting for this run, e.g. --set SERVE_THREADS=8",
     )
     parser.add_argument("--short", action="store_true", help="20 devices for 20 s")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("VILLAGECHECK_TEST_POSTGRES", ""),
+        help="a PostgreSQL server the bench may create a database on (--engine postgresql)",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an argument for `villagecheck serve`, e.g. --serve-arg=--workers=4",
+    )
     parser.add_argument("--seed", type=int, default=8)
     args = parser.parse_args()
     if args.short:
@@ -300,10 +330,18 @@ def main():
     ]
     stats = Stats()
     folder = Path(tempfile.mkdtemp(prefix="vc-load-"))
-    toilets = prepare(folder / "vc.db", inspectors, args.households, random.Random(args.seed))
-    users = add_device_users(folder / "vc.db", inspectors, args.devices)
     settings = dict(pair.split("=", 1) for pair in args.set)
-    with Serve(folder, settings=settings) as server:
+    if args.engine == "postgresql":
+        if not args.postgres:
+            sys.exit("--engine postgresql needs --postgres URL (or VILLAGECHECK_TEST_POSTGRES)")
+        os.environ["VILLAGECHECK_TEST_POSTGRES"] = args.postgres
+        url = create_database()
+        settings["DATABASE_URL"] = url
+    else:
+        url = database_url(folder / "vc.db")
+    toilets = prepare(url, inspectors, args.households, random.Random(args.seed))
+    users = add_device_users(url, inspectors, args.devices)
+    with Serve(folder, *args.serve_arg, settings=settings) as server:
         devices = []
         for n, (user, inspector) in enumerate(users):
             rng = random.Random(args.seed * 1000 + n)
@@ -321,7 +359,8 @@ def main():
         for t in threads:
             t.join()
         elapsed = time.monotonic() - started
-    check = integrity(server.database, stats)
+        rss_mb = tree_rss_kb(server.process.pid) / 1024
+    check = integrity(url, stats)
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores (shared with other sessions), "
@@ -331,7 +370,7 @@ def main():
         f"load: {args.devices} devices for {elapsed:.0f} s (logging in over the first "
         f"{min(args.ramp, args.duration / 2):.0f} s), think {args.think} s mean, "
         f"{args.households} household toilets added to the demo county; "
-        f"one `villagecheck serve` process on 127.0.0.1"
+        f"`villagecheck serve {' '.join(args.serve_arg)}` on 127.0.0.1, {args.engine}"
         + (f", settings {settings}" if settings else "")
     )
     total = sum(len(v) for v in stats.latency.values())
@@ -349,6 +388,7 @@ def main():
                 f"  max {max(values) * 1000:7.0f} ms"
             )
     print(f"integrity: {check}")
+    print(f"server resident memory at the end (all its processes): {rss_mb:.0f} MB")
     ok = (
         errors == 0
         and percentile(stats.latency["push"], 99) < 1.0
