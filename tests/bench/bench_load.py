@@ -5,8 +5,9 @@ as in a month's work, instead of piling on the demo's few), starts `villagecheck
 subprocess on 127.0.0.1 (one process, as deployed by default), then runs one thread per simulated
 device: each logs in as one of the demo inspectors (one after another over the first seconds)
 and loops pull, think, push 1-3 toilet inspections, think, like a phone's sync loop. A push that
-fails stays in the device's outbox and is sent again, as the PWA does. Photos are not uploaded
-(the items wait for them): ingest has its own benchmark.
+fails stays in the device's outbox and is sent again, as the PWA does. With --photos each
+inspection's two photos (real camera JPEGs, each copy made distinct) are uploaded after the
+push in 512 KiB chunks, as the PWA does; without it the items wait for them.
 
 Reports every non-2xx answer, push and pull latency percentiles, and an integrity check of the
 database afterwards: each item the server accepted is stored exactly once (one submission, one
@@ -14,9 +15,12 @@ observation), and nothing was stored from a push that answered with an error.
 
     .venv/bin/python tests/bench/bench_load.py [--devices 100] [--duration 120] [--think 1.0]
     .venv/bin/python tests/bench/bench_load.py --short      # 20 devices for 20 s
+    .venv/bin/python tests/bench/bench_load.py --photos --engine postgresql \
+        --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres --serve-arg=--workers=4
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -38,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
 from bench_sync import add_facilities  # noqa: E402
-from conftest import photo, submission, toilet_answers  # noqa: E402
+from conftest import CORPUS, photo, submission, toilet_answers  # noqa: E402
 from engines import create_database  # noqa: E402
 from live_serve import Serve  # noqa: E402
 
@@ -57,7 +61,7 @@ class Stats:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.latency = {"push": [], "pull": [], "login": []}
+        self.latency = {"push": [], "pull": [], "login": [], "upload": []}
         self.steady = {"push": [], "pull": []}  # requests begun after every device logged in
         self.steady_from = float("inf")
         self.errors = Counter()
@@ -75,20 +79,44 @@ class Stats:
                 self.errors[(kind, status, code)] += 1
 
 
+CHUNK = 512 * 1024  # the PWA's upload chunk
+
+
+class PhotoPool:
+    """Distinct real camera JPEGs for the devices: corpus photos, each copy made distinct by a
+    random JPEG comment after its start marker (same picture, new SHA-256), so every
+    inspection uploads its own bytes as a phone would. `None` when photos are not uploaded."""
+
+    def __init__(self, folder: Path):
+        self.bases = [
+            p.read_bytes()
+            for p in sorted(folder.glob("*.jpg"))
+            if p.stat().st_size > 500_000  # the camera photos, not the EXIF oddities
+        ]
+
+    def take(self, rng) -> bytes:
+        base = rng.choice(self.bases)
+        comment = rng.randbytes(16)
+        return base[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + base[2:]
+
+
 class Device:
-    def __init__(self, n, port, user, facilities, stats, rng, think):
+    def __init__(self, n, port, user, facilities, stats, rng, think, photos=None):
         self.n, self.user, self.facilities, self.stats = n, user, facilities, stats
-        self.rng, self.think = rng, think
+        self.rng, self.think, self.photos = rng, think, photos
+        self.held = {}  # sha256 -> bytes of this device's photos not yet uploaded
+        self.missing = set()  # photos the server asked for
         self.device_id = f"load-{n:03d}"
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.token, self.cursor, self.clock, self.outbox = None, None, None, []
         self.known = {}  # facility id -> the field clocks of its record as last pulled
 
-    def call(self, kind, method, path, body=None):
-        headers = {"Content-Type": "application/json"}
+    def call(self, kind, method, path, body=None, *, data=None, headers=None):
+        headers = {"Content-Type": "application/json", **(headers or {})}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
+        if body is not None:
+            data = json.dumps(body).encode()
         started = time.perf_counter()
         try:
             self.conn.request(method, path, body=data, headers=headers)
@@ -142,8 +170,8 @@ class Device:
             sanitary=sanitary,
             harmless=(self.rng.random() < 0.9) if sanitary else None,
             in_use=self.rng.random() < 0.95,
-            photo_outside=[photo(self.rng.randbytes(32).hex())],
-            photo_inside=[photo(self.rng.randbytes(32).hex())],
+            photo_outside=[photo(self._photo())],
+            photo_inside=[photo(self._photo())],
         )
         facility = self.rng.choice(self.facilities)
         return submission(
@@ -154,6 +182,38 @@ class Device:
             observed_at=datetime.now(UTC).isoformat(timespec="seconds"),
             sub_id=str(_uuid(self.rng)),
         )
+
+    def _photo(self) -> str:
+        """A new photo's SHA-256 (its bytes kept for upload when photos are uploaded)."""
+        if self.photos is None:
+            return self.rng.randbytes(32).hex()
+        data = self.photos.take(self.rng)
+        digest = hashlib.sha256(data).hexdigest()
+        self.held[digest] = data
+        return digest
+
+    def upload(self, digest: str) -> None:
+        """One photo by resumable upload in the PWA's chunks; kept for the next round if a
+        chunk fails."""
+        data, offset = self.held[digest], 0
+        while True:
+            status, body = self.call(
+                "upload",
+                "PATCH",
+                f"/api/v1/media/{digest}",
+                data=data[offset : offset + CHUNK],
+                headers={
+                    "Content-Type": "application/offset+octet-stream",
+                    "Upload-Offset": str(offset),
+                    "Upload-Length": str(len(data)),
+                },
+            )
+            if status != 200:
+                return
+            offset = body["offset"]
+            if body["complete"] or offset >= len(data):
+                del self.held[digest]
+                return
 
     def push(self):
         self.outbox += [self.inspect() for _ in range(self.rng.randint(1, 3))]
@@ -166,11 +226,16 @@ class Device:
             sent = {i["id"]: i for i in self.outbox}
             for r in result["results"]:
                 self.stats.outcomes[r["status"]] += 1
+                self.missing.update(r.get("missing", []))
                 if r["status"] in STORED:
                     self.stats.stored[r["id"]] = sent[r["id"]]
                 if r["status"] == "duplicate" and r["id"] in self.stats.failed_push_ids:
                     self.stats.stored_by_failed_push.add(r["id"])
         self.outbox = []
+        if self.photos is not None:
+            for digest in sorted(self.missing & self.held.keys()):
+                self.upload(digest)
+            self.missing &= self.held.keys()
 
     def run(self, start_at, deadline):
         time.sleep(max(0.0, start_at - time.monotonic()))
@@ -307,6 +372,9 @@ def main():
     parser.add_argument("--short", action="store_true", help="20 devices for 20 s")
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
+        "--photos", action="store_true", help="upload each inspection's two photos (real JPEGs)"
+    )
+    parser.add_argument(
         "--postgres",
         default=os.environ.get("VILLAGECHECK_TEST_POSTGRES", ""),
         help="a PostgreSQL server the bench may create a database on (--engine postgresql)",
@@ -341,11 +409,14 @@ def main():
         url = database_url(folder / "vc.db")
     toilets = prepare(url, inspectors, args.households, random.Random(args.seed))
     users = add_device_users(url, inspectors, args.devices)
+    photos = PhotoPool(CORPUS) if args.photos else None
     with Serve(folder, *args.serve_arg, settings=settings) as server:
         devices = []
         for n, (user, inspector) in enumerate(users):
             rng = random.Random(args.seed * 1000 + n)
-            devices.append(Device(n, server.port, user, toilets[inspector], stats, rng, args.think))
+            devices.append(
+                Device(n, server.port, user, toilets[inspector], stats, rng, args.think, photos)
+            )
         started = time.monotonic()
         deadline = started + args.duration
         ramp = min(args.ramp, args.duration / 2) / max(len(devices), 1)
@@ -377,7 +448,7 @@ def main():
     print(f"requests: {total} ({total / elapsed:.1f}/s); item outcomes {dict(stats.outcomes)}")
     errors = sum(stats.errors.values())
     print(f"errors (non-2xx or no answer): {errors}" + (f" {dict(stats.errors)}" if errors else ""))
-    rows = [(k, stats.latency[k]) for k in ("push", "pull", "login")]
+    rows = [(k, stats.latency[k]) for k in ("push", "pull", "login", "upload")]
     rows += [(f"{k} after logins", stats.steady[k]) for k in ("push", "pull")]
     for kind, values in rows:
         if values:
