@@ -2,6 +2,8 @@
 from the metadata: the same tables, columns and indexes (so later revisions build on one
 shape, whichever way a database came to schema 5)."""
 
+import threading
+
 from conftest import version_3_database
 from sqlalchemy import inspect
 
@@ -34,3 +36,25 @@ def test_an_upgraded_version_3_file_has_the_shape_of_a_fresh_database(tmp_path):
         assert upgraded[table] == created[table], table
     old.close()
     fresh.close()
+
+
+def test_servers_starting_at_once_on_an_empty_database_create_the_schema_once(engine_url):
+    stores = [connect(engine_url) for _ in range(4)]
+    start, reached, failed = threading.Barrier(4), [], []
+
+    def migrate(store):
+        start.wait(10)
+        try:
+            reached.append(store.migrate())
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+            failed.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failed == [] and reached == [SCHEMA_VERSION] * 4
+    assert stores[0].scalar("SELECT count(*) FROM alembic_version") == 1
+    for store in stores:
+        store.close()

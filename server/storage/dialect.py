@@ -21,8 +21,11 @@ import psycopg
 from psycopg import pq
 from sqlalchemy import exc as sa_exc
 
-#: The advisory lock key of the change log (a record's key is never this: see `record_key`).
+#: Advisory lock keys of what is not a record (a record's key is positive: see `record_key`):
+#: the change log, the numbering of photos (media.py) and the schema (migrations).
 CHANGE_LOG_KEY = 0
+MEDIA_SEQ_KEY = -1
+SCHEMA_KEY = -2
 
 _SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 #: PostgreSQL: lock_not_available, query_canceled (statement/lock timeout), deadlock_detected.

@@ -7,12 +7,7 @@ import json
 from collections.abc import Iterable
 
 from .core import dumps
-
-#: The advisory lock a new media row is inserted under (PostgreSQL; a no-op on SQLite), so
-#: media `seq` numbers commit in order and the near-duplicate index, which each process tops up
-#: with `media_hashes_after(last seq seen)`, never skips a photo committed late. Negative:
-#: never a record's key (`dialect.record_key` is non-negative) nor the change log's.
-MEDIA_SEQ_KEY = -1
+from .dialect import MEDIA_SEQ_KEY
 
 
 def _judged_elsewhere(record_id: str | None) -> str:
@@ -59,7 +54,11 @@ class MediaMixin:
         )
 
     def insert_media(self, row: dict) -> None:
-        """Record a photo the server now holds, with its EXIF facts and perceptual hashes."""
+        """Record a photo the server now holds, with its EXIF facts and perceptual hashes.
+
+        Under the photo numbering's lock (PostgreSQL), so `seq` numbers commit in order and the
+        near-duplicate index, which each process tops up with `media_hashes_after(last seq
+        seen)`, never skips a photo committed late."""
         with self.write():
             self._lock([MEDIA_SEQ_KEY])
             self.q(

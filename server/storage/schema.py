@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from .dialect import SCHEMA_KEY
 from .tables import metadata
 
 SCHEMA_VERSION = 5
@@ -424,8 +425,12 @@ class SchemaMixin:
         return int(value) if value else 0
 
     def migrate(self) -> int:
-        """Bring the schema up to SCHEMA_VERSION in place; returns the version reached."""
+        """Bring the schema up to SCHEMA_VERSION in place; returns the version reached.
+
+        Server processes starting at once each call this: the schema's lock (PostgreSQL; on
+        SQLite the write lock) makes the later ones wait and then find the work done."""
         with self.write():
+            self._lock([SCHEMA_KEY])
             current = self.schema_version()
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
