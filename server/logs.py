@@ -120,12 +120,13 @@ def install_format(app: Flask) -> None:
 def install(app: Flask) -> None:
     """Format the app's log records and log each request (see the module docstring)."""
     install_format(app)
-    for name in LOGGERS:
+    for name in (*LOGGERS, "werkzeug"):
         logger = logging.getLogger(name)
         if _HANDLER not in logger.handlers:
             logger.addHandler(_HANDLER)
         if not app.testing and logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
+            # werkzeug's own line per request names the raw path and query: ours replaces it
+            logger.setLevel(logging.WARNING if name == "werkzeug" else logging.INFO)
     _ = app.logger  # Flask adds its own stderr handler on first use unless one is there
     from flask.logging import default_handler
 

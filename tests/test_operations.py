@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import time
 
 import pytest
 from conftest import FakeClock, submission, toilet_answers
@@ -181,3 +182,34 @@ def test_log_format_auto_is_json_off_a_terminal_and_text_in_tests(tmp_path, monk
     app.config["LOG_FORMAT"] = "xml"
     with pytest.raises(ValueError):
         logs.log_format(app)
+
+
+def test_serve_writes_json_lines_only(tmp_path, demo_db):
+    """A real `villagecheck serve` (stderr to a file, as under systemd): every line it logs
+    after the banner is JSON, one access line per request, no raw path or query string."""
+    import shutil
+
+    import requests
+    from live_serve import Serve
+
+    shutil.copy(demo_db, tmp_path / "vc.db")
+    with Serve(tmp_path, "--no-scheduler") as live:
+        base = f"http://127.0.0.1:{live.port}"
+        assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
+        response = requests.get(
+            f"{base}/api/v1/auth/me?secret={SECRET_QUERY}",
+            headers={"X-Request-ID": "live-1", "Authorization": "Bearer not-a-token"},
+            timeout=10,
+        )
+        assert response.status_code == 401
+        assert response.headers["X-Request-ID"] == "live-1"
+        deadline = time.monotonic() + 10
+        while "live-1" not in live.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        output = live.output()
+    lines = [line for line in output.splitlines() if line.strip()]
+    logged = [line for line in lines if line.startswith("{")]
+    assert [json.loads(line)["route"] for line in logged] == ["/api/v1/auth/me"], output
+    assert json.loads(logged[0])["request_id"] == "live-1"
+    assert SECRET_QUERY not in output and "not-a-token" not in output
+    assert not [line for line in lines if "HTTP/1.1" in line], output
