@@ -38,6 +38,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from media.store import is_sha256
+
 from .context import media_store, storage
 
 FORMAT = 1
@@ -123,6 +125,7 @@ def make_backup(folder: Path, *, photos_only: bool = False) -> dict:
         raise BackupError(f"{folder} 已存在且不是空文件夹，不会覆盖")
     store = storage()
     engine = store.dialect.name
+    root = _photo_root()
     if engine != "sqlite" and not photos_only:
         raise BackupError(
             "数据库是 PostgreSQL: 请用 pg_dump 备份数据库 (见 docs/DEPLOY.md)，"
@@ -146,7 +149,6 @@ def make_backup(folder: Path, *, photos_only: bool = False) -> dict:
                 "sha256": _sha256(work / DATABASE_FILE),
             }
         store.rollback()
-        root = _photo_root()
         for relative in _photo_files(root):
             try:
                 digest = _copy_checked(root / relative, work / "media" / relative)
@@ -170,8 +172,20 @@ def _read_manifest(folder: Path) -> dict:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise BackupError(f"{folder} 不是 villagecheck 备份 (没有可读的 {MANIFEST})") from exc
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"不认识的备份格式: {manifest.get('format')!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError("不认识的备份格式")
+    database, photos = manifest.get("database"), manifest.get("photos")
+    if database is not None and (
+        not isinstance(database, dict)
+        or database.get("file") != DATABASE_FILE
+        or not is_sha256(database.get("sha256"))
+    ):
+        raise BackupError("备份清单中的数据库项不合法")
+    if not isinstance(photos, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("path"), str) and is_sha256(p.get("sha256"))
+        for p in photos
+    ):
+        raise BackupError("备份清单中的照片项不合法")
     return manifest
 
 

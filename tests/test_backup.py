@@ -211,12 +211,24 @@ def _escape_the_store(copy, manifest):
     (copy / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _point_the_database_elsewhere(copy, manifest):
+    manifest["database"]["file"] = "../../vc.db"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _a_photo_without_a_hash(copy, manifest):
+    manifest["photos"][0]["sha256"] = None
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     "damage,message",
     [
         (_flip_a_photo, "校验失败"),
         (_flip_the_database, "校验失败"),
         (_escape_the_store, "路径不合法"),
+        (_point_the_database_elsewhere, "数据库项不合法"),
+        (_a_photo_without_a_hash, "照片项不合法"),
     ],
 )
 def test_restore_checks_every_hash_and_changes_nothing_when_one_fails(
