@@ -39,8 +39,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
     from . import api, auth, cli, context, exports, media_api, pwa, scheduler, supervisor, web
+    from .health import bp as health_bp
+    from .logs import install as install_logs
 
     errors.register(app)
+    install_logs(app)
     app.session_interface = web.DeskCookieInterface()
     app.after_request(_security_headers)
     app.teardown_appcontext(context.close_storage)
@@ -51,6 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(supervisor.bp)
     app.register_blueprint(exports.bp)
     app.register_blueprint(pwa.bp)
+    app.register_blueprint(health_bp)
     cli.register(app)
     if app.config["SCHEDULER_ENABLED"]:
         scheduler.start(app)

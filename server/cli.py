@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from . import scheduler as _scheduler
 from . import serving
 from .auth import ROLES, hash_password
+from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
 from .context import now, now_iso, storage
 from .demo import demo_data, load_demo
@@ -54,6 +55,7 @@ def register(app) -> None:
         revoke_token,
         deactivate_user,
         activate_user,
+        *BACKUP_COMMANDS,
     ):
         app.cli.add_command(command)
 

@@ -127,6 +127,12 @@ SETTINGS = (
         "`villagecheck serve`: open connections at most (keep well under the open-file limit)",
     ),
     Setting("SECRET_KEY", None, "session signing key; generated into the instance folder if unset"),
+    # -- operations: logs (server/logs.py) --
+    Setting(
+        "LOG_FORMAT",
+        "auto",
+        "logs as `json` lines or plain `text`; `auto`: text in tests and on a terminal, else JSON",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

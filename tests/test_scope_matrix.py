@@ -531,6 +531,13 @@ MATRIX = {
     ("GET", "/static/<path:filename>"): Entry(
         None, lambda ctx, role, v: _text(ctx.app.test_client().get("/static/desk.css"))
     ),
+    # -- probes for the process manager: public, never about a village --
+    ("GET", "/healthz"): Entry(
+        None, lambda ctx, role, v: _text(ctx.app.test_client().get("/healthz"))
+    ),
+    ("GET", "/readyz"): Entry(
+        None, lambda ctx, role, v: _text(ctx.app.test_client().get("/readyz"))
+    ),
 }
 
 
