@@ -1,6 +1,7 @@
 """`villagecheck serve`: create or upgrade the database, then serve with gunicorn (serving.py)."""
 
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -35,6 +36,9 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
     keyfile = keyfile or config["SERVE_KEYFILE"] or None
     if bool(certfile) != bool(keyfile):
         raise click.UsageError("--certfile 和 --keyfile 须一起给出")
+    for path in (certfile, keyfile):
+        if path and not Path(path).is_file():
+            raise click.UsageError(f"没有这个文件: {path}")
     store = connect(config["DATABASE_URL"])  # closed before gunicorn forks its workers
     try:
         init_db(store, at=now_iso())
@@ -50,8 +54,8 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
     finally:
         store.close()
     running = current_app.extensions.pop(_scheduler.EXTENSION, None)
-    if running:  # SCHEDULER_ENABLED started one in this process, the arbiter: not there
-        running.shutdown(wait=False)
+    if running:  # SCHEDULER_ENABLED started one here, in the arbiter-to-be: not there
+        running.shutdown(wait=True)  # a job under way finishes before anything is forked
     options = serving.gunicorn_options(
         config,
         host=host,
@@ -65,7 +69,7 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
     click.echo(f"乡村巡检 服务已启动: {scheme}://{host}:{port}/ ({options['workers']} 个工作进程)")
     sys.stdout.flush()
     serving.Server(
-        lambda: _create_app_in_worker(),
+        _create_app_in_worker,
         options,
         request_timeout=config["REQUEST_TIMEOUT_SECONDS"],
         scheduler=_scheduler.start if scheduler else None,
