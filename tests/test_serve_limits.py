@@ -233,3 +233,20 @@ def test_a_body_that_stops_coming_times_out(server):
     finally:
         s.close()
     assert get_me(server.port)[0] == 401
+
+
+def test_clients_that_stay_open_after_a_closing_answer_do_not_stall_the_worker(server):
+    """The answer to an HTTP/1.0 request ends the connection; a client that neither reads it
+    nor closes must not hold up the worker while it closes (it used to linger 2 s each)."""
+    lingering = []
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        s.sendall(b"GET /api/v1/auth/me HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        lingering.append(s)
+    try:
+        time.sleep(0.5)
+        status, _, seconds = get_me(server.port)
+        assert status == 401 and seconds < 1.5
+    finally:
+        for s in lingering:
+            s.close()
