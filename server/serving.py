@@ -2,10 +2,12 @@
 
 gunicorn's arbiter forks SERVE_WORKERS worker processes; each creates its own app after the
 fork (`create_app()`, so no database connection crosses a fork) and serves with gunicorn's
-threaded worker, with SERVE_THREADS threads. The stock threaded worker hands a new connection
-to a thread as soon as its first byte arrives and then reads the rest of the headers in that
-thread with no time limit: a client trickling its headers holds a thread for ever, and a few
-such clients stop the process. `GuardedThreadWorker` adds what the server gave before:
+threaded worker, with SERVE_THREADS threads. The stock threaded worker hands every new
+connection to a thread, which waits up to 5 s for its first byte and then reads the rest of the
+headers and the body with no time limit: a client that sends nothing holds a thread for 5 s, one
+trickling its headers holds it for ever, and a few such clients stop the process (the tests in
+tests/test_serve_limits.py all fail against it). `GuardedThreadWorker` adds what the server
+gave before:
 
 - a lobby on the worker's main loop holds every connection until its request headers are
   complete (including the TLS handshake, done without blocking): a client that connects and
