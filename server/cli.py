@@ -1,7 +1,6 @@
 """The `villagecheck` command: a thin layer that parses options and calls the library."""
 
 import re
-import sys
 from pathlib import Path
 
 import click
@@ -10,13 +9,13 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
-from . import serving
 from .auth import ROLES, hash_password
 from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
 from .context import now, now_iso, storage
-from .demo import demo_data, load_demo
+from .demo import load_demo
 from .jobs import JOBS
+from .serve_command import serve
 from .storage import dumps
 from .villages_csv import decode_csv_bytes, parse_villages_csv
 
@@ -142,34 +141,6 @@ def _load_and_print(store) -> None:
             f"  {user['role']:<11} 用户名 {user['username']:<12} 密码 {user['password']}"
             f"  ({user['display_name']})"
         )
-
-
-@click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option(
-    "--demo/--no-demo", default=False, help="load the demo county when the database is empty"
-)
-@click.option(
-    "--scheduler/--no-scheduler", default=True, help="run the scheduled jobs in this process"
-)
-@with_appcontext
-def serve(host, port, demo, scheduler):
-    """Create or upgrade the database, then serve the app."""
-    store = storage()
-    init_db(store, at=now_iso())
-    if demo and store.is_empty():
-        _load_and_print(store)
-    elif demo:
-        click.echo(
-            "数据库已有数据，未重新加载示例数据。demo logins: "
-            + ", ".join(f"{u['username']}/{u['password']}" for u in demo_data()["users"])
-        )
-    if scheduler:
-        _scheduler.start(current_app._get_current_object())
-    click.echo(f"乡村巡检 服务已启动: http://{host}:{port}/")
-    sys.stdout.flush()
-    serving.serve(current_app._get_current_object(), host, port)
 
 
 # -- scheduled jobs -----------------------------------------------------------------------------

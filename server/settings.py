@@ -99,7 +99,8 @@ SETTINGS = (
     Setting(
         "SCHEDULER_ENABLED",
         False,
-        "start the job scheduler inside the app (`villagecheck serve` starts it anyway)",
+        "start the job scheduler inside the app (`villagecheck serve` ignores it: it runs the"
+        " jobs in one of its worker processes unless --no-scheduler)",
     ),
     Setting("TIMEZONE", "Asia/Shanghai", "time zone of job schedules, months and due dates"),
     Setting("JOB_LEASE_SECONDS", 3600, "a job's lease lasts this long if its runner dies"),
@@ -118,13 +119,19 @@ SETTINGS = (
     Setting(
         "REQUEST_TIMEOUT_SECONDS",
         30,
-        "`villagecheck serve`: headers must arrive within this, and each read of the body too",
+        "`villagecheck serve`: a request's headers must be complete this long after it connects"
+        " (or after its last answer), and each read of the body and write of the answer too",
     ),
-    Setting("SERVE_THREADS", 32, "`villagecheck serve`: requests served at once"),
+    Setting(
+        "SERVE_THREADS",
+        32,
+        "`villagecheck serve --threads`: requests served at once by each worker process",
+    ),
     Setting(
         "SERVE_MAX_CONNECTIONS",
         500,
-        "`villagecheck serve`: open connections at most (keep well under the open-file limit)",
+        "`villagecheck serve`: open connections at most per worker process (keep well under"
+        " the open-file limit); at the bound the oldest idle one is dropped for a new one",
     ),
     Setting("SECRET_KEY", None, "session signing key; generated into the instance folder if unset"),
     # -- operations: logs (server/logs.py) --
@@ -132,6 +139,27 @@ SETTINGS = (
         "LOG_FORMAT",
         "auto",
         "logs as `json` lines or plain `text`; `auto`: text in tests and on a terminal, else JSON",
+    ),
+    # -- `villagecheck serve`: gunicorn worker processes and HTTPS (issue 10) --
+    Setting("SERVE_WORKERS", 2, "`villagecheck serve --workers`: worker processes"),
+    Setting(
+        "SERVE_KEEPALIVE_SECONDS",
+        5,
+        "`villagecheck serve`: an idle connection is kept open this long for the next request",
+    ),
+    Setting(
+        "SERVE_GRACEFUL_SECONDS",
+        30,
+        "`villagecheck serve`: on stop or restart, requests under way get this long to finish",
+    ),
+    Setting(
+        "SERVE_CERTFILE",
+        "",
+        "`villagecheck serve --certfile`: PEM certificate chain; with SERVE_KEYFILE it serves"
+        " HTTPS",
+    ),
+    Setting(
+        "SERVE_KEYFILE", "", "`villagecheck serve --keyfile`: PEM private key of SERVE_CERTFILE"
     ),
 )
 

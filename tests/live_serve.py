@@ -1,12 +1,15 @@
-"""`villagecheck serve` as a real subprocess on 127.0.0.1, for the load bench and the slow-client
-tests: the same server start, thread bound and socket timeouts a deployment gets.
+"""`villagecheck serve` as a real subprocess on 127.0.0.1, for the load bench, the slow-client
+tests and the HTTPS browser test: the same gunicorn arbiter and worker processes, thread bound
+and socket timeouts a deployment gets.
 
 The database, photo store and secret live in a temporary folder given through VILLAGECHECK_*
 variables; the subprocess imports this worktree's code (PYTHONPATH).
 """
 
+import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +33,8 @@ class Serve:
         self.port = free_port()
         self.database = self.folder / "vc.db"
         self.process = None
+        self.tls = "--certfile" in args
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "Serve":
         env = {
@@ -53,11 +58,9 @@ class Serve:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            if self.answers():
                 return self
-            except OSError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         self.__exit__()
         raise RuntimeError(f"serve did not listen within {self.wait} s: {self.output()}")
 
@@ -70,6 +73,26 @@ class Serve:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+    def answers(self) -> bool:
+        """Whether a worker answers a request (the arbiter listens before its workers boot)."""
+        try:
+            with contextlib.ExitStack() as stack:
+                conn = stack.enter_context(socket.create_connection(("127.0.0.1", self.port), 2))
+                if self.tls:
+                    context = ssl.create_default_context()
+                    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                    conn = stack.enter_context(context.wrap_socket(conn))
+                conn.sendall(b"GET /api/v1/auth/me HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                return conn.recv(12).startswith(b"HTTP/1.")
+        except OSError:
+            return False
+
+    def workers(self) -> list[int]:
+        """The pids of the arbiter's worker processes (Linux)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
 
     def output(self) -> str:
         self.log.flush()
