@@ -14,7 +14,6 @@ from server.storage import connect
 from server.storage.core import engine_for
 from sync.clock import Clock, encode
 
-
 START_MS = int(START.timestamp() * 1000)
 
 
