@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import io
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -58,6 +59,9 @@ __all__ = ["S3MediaStore", "make_client"]
 # More chunks than this in one partial are merged into one before the next is added, so a
 # client sending tiny chunks cannot make every append list thousands of keys.
 MAX_CHUNKS = 256
+# An instance answers partial_offset/partial_length from one LIST for this long (instances are
+# made per request: server/context.py media_store()).
+MEMO_SECONDS = 1.0
 _CHUNK_RE = re.compile(r"chunk-([0-9]{15})")
 _LENGTH_RE = re.compile(r"length-([1-9][0-9]{0,14})")
 _TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
@@ -195,6 +199,7 @@ class S3MediaStore:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.max_bytes = max_bytes
+        self._memo: dict[str, tuple[float, _Partial]] = {}
 
     # -- keys (only ever from validated values) -----------------------------------------------
 
@@ -300,17 +305,27 @@ class S3MediaStore:
 
     # -- partial uploads ------------------------------------------------------------------------
 
+    def _seen(self, sha256: str) -> _Partial:
+        """The partial as last listed by this instance within MEMO_SECONDS, else listed now: the
+        server asks for offset and length one after the other, one LIST answers both. Writes
+        (``append_chunk``) always list afresh and forget what was seen."""
+        seen = self._memo.get(sha256)
+        if seen is None or time.monotonic() - seen[0] > MEMO_SECONDS:
+            seen = self._memo[sha256] = (time.monotonic(), self._partial(sha256))
+        return seen[1]
+
     def partial_offset(self, sha256: str) -> int | None:
-        p = self._partial(sha256)
+        p = self._seen(sha256)
         return None if p.length is None else p.offset()
 
     def partial_length(self, sha256: str) -> int | None:
-        return self._partial(sha256).length
+        return self._seen(sha256).length
 
     def append_chunk(
         self, sha256: str, offset: int, chunk: bytes, total_length: int
     ) -> AppendResult:
         sha256 = validate_sha256(sha256)
+        self._memo.pop(sha256, None)
         if self.has(sha256):
             leftover = self._partial(sha256).keys  # a completion that died before its cleanup
             if leftover:
@@ -408,6 +423,7 @@ class S3MediaStore:
         for sha in sorted(newest):
             if now - newest[sha] <= seconds:
                 continue
+            self._memo.pop(sha, None)
             p = self._partial(sha)  # look again just before: an append may have come
             if p.keys and now - p.newest > seconds:
                 self._delete(p.keys)

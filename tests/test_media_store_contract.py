@@ -87,7 +87,12 @@ class S3Backend:
         return S3MediaStore(self.client, self.bucket, prefix=self.prefix, **kw)
 
     def spec(self) -> dict:
-        return {"kind": "s3", "endpoint": self.endpoint, "bucket": self.bucket, "prefix": self.prefix}
+        return {
+            "kind": "s3",
+            "endpoint": self.endpoint,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+        }
 
     def _items(self, under: str = "") -> list[dict]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -205,9 +210,7 @@ def test_a_partial_upload_continues_in_another_process(backend):
     """Any worker process can take the next chunk, whichever one took the first: the upload's
     state is in the store, not in a process's memory."""
     size = len(SMALL_BYTES)
-    assert backend.make().append_chunk(SMALL_SHA, 0, SMALL_BYTES[:50_000], size) == Appended(
-        50_000
-    )
+    assert backend.make().append_chunk(SMALL_SHA, 0, SMALL_BYTES[:50_000], size) == Appended(50_000)
     spec = {**backend.spec(), "photo": str(SMALL), "sha": SMALL_SHA}
     out = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps(spec), "50000", "120000"],
@@ -412,23 +415,23 @@ BAD_HASHES = [
 ]
 
 
-def test_path_like_or_non_hex_hashes_are_refused(backend):
+@pytest.mark.parametrize("bad", BAD_HASHES)
+def test_path_like_or_non_hex_hashes_are_refused(backend, bad):
     store = backend.make()
-    for bad in BAD_HASHES:
-        assert not is_sha256(bad)
-        calls = [
-            lambda: store.has(bad),
-            lambda: store.open(bad),
-            lambda: store.put_derived(bad, "1280.jpg", b"x"),
-            lambda: store.open_derived(bad, "1280.jpg"),
-            lambda: store.partial_offset(bad),
-            lambda: store.partial_length(bad),
-            lambda: store.append_chunk(bad, 0, b"x", 1),
-            lambda: store.discard(bad),
-        ]
-        for call in calls:
-            with pytest.raises(ValueError):
-                call()
+    assert not is_sha256(bad)
+    calls = [
+        lambda: store.has(bad),
+        lambda: store.open(bad),
+        lambda: store.put_derived(bad, "1280.jpg", b"x"),
+        lambda: store.open_derived(bad, "1280.jpg"),
+        lambda: store.partial_offset(bad),
+        lambda: store.partial_length(bad),
+        lambda: store.append_chunk(bad, 0, b"x", 1),
+        lambda: store.discard(bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError):
+            call()
     assert backend.names() == []
 
 
@@ -557,9 +560,7 @@ def test_s3_chunks_off_the_run_are_ignored_and_removed(s3):
 def test_s3_many_small_chunks_are_merged(s3, monkeypatch):
     monkeypatch.setattr(s3_store, "MAX_CHUNKS", 4)
     store = s3.make()
-    assert _upload(store, SMALL_BYTES, SMALL_SHA, 9_000) == Completed(
-        SMALL_SHA, len(SMALL_BYTES)
-    )
+    assert _upload(store, SMALL_BYTES, SMALL_SHA, 9_000) == Completed(SMALL_SHA, len(SMALL_BYTES))
     with store.open(SMALL_SHA) as fh:
         assert fh.read() == SMALL_BYTES
     # and while it runs, a partial never has more than MAX_CHUNKS + 1 chunks
@@ -594,4 +595,3 @@ def test_s3_unreachable_store_raises_store_unavailable():
     for call in calls:
         with pytest.raises(StoreUnavailable):
             call()
-
