@@ -3,6 +3,7 @@ this process on loopback (an emulator; tests/s3_helpers.py): photos uploaded thr
 are held and readable; while the store is unreachable uploads answer 503 `store_unavailable`
 with Retry-After, nothing is marked complete, and the phone's retry completes once it is back."""
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from test_media_api import corpus, inspect
 
 from media.s3_store import S3MediaStore
 from media.store import StoreUnavailable
+from server.context import media_store_for
+from server.jobs import JobContext, clean_partials
 
 CHUNK = 512 * 1024  # as the PWA sends them
 
@@ -157,3 +160,30 @@ def test_store_failing_after_the_bytes_are_held_keeps_the_photo_unprocessed(
     status = client.get(f"/api/v1/media/{digest}", headers=phone.headers).json
     assert status["complete"] is True
     assert store.submission(submission_id)["state"] == "complete"
+
+
+def test_settings_choose_the_store_and_the_jobs_use_it(app, bucket, phone, toilets, client):
+    """MEDIA_STORE picks the store for requests and for jobs alike (clean-partials here); the
+    S3 client is made once per process and settings."""
+    first, second = media_store_for(app.config), media_store_for(app.config)
+    assert isinstance(first, S3MediaStore) and first.client is second.client
+    assert first.prefix == "vc/"
+    with pytest.raises(ValueError):
+        media_store_for({**app.config, "MEDIA_STORE": "ftp"})
+
+    data = corpus("canon_hdr_NO.jpg")
+    digest = sha(data)
+    waiting_submission(phone, toilets[1], data)
+    assert patch(client, phone, digest, data, 0).json["offset"] == CHUNK
+    assert clean_partials(JobContext(None, datetime.now(UTC), app.config)) == {
+        "removed": 0,
+        "sha256": [],
+    }
+    later = datetime.now(UTC) + timedelta(days=8)
+    assert clean_partials(JobContext(None, later, app.config)) == {
+        "removed": 1,
+        "sha256": [digest],
+    }
+    assert not [k for k in bucket() if "/partials/" in k]
+    status = client.get(f"/api/v1/media/{digest}", headers=phone.headers).json
+    assert status["offset"] == 0 and status["length"] is None
