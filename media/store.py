@@ -1,5 +1,8 @@
 """Content-addressed photo store with tus-style resumable uploads.
 
+``MediaStore`` is the protocol the server uses; ``LocalMediaStore`` (here, the default) keeps
+the photos in a directory, ``media.s3_store.S3MediaStore`` in an S3-compatible bucket.
+
 Layout under ``root`` (``LocalMediaStore``)::
 
     objects/ab/cd/<sha256>          original bytes, named by their SHA-256
@@ -48,6 +51,7 @@ __all__ = [
     "MediaStore",
     "OffsetConflict",
     "PastDeclaredLength",
+    "StoreUnavailable",
     "TooLarge",
     "decide_append",
     "is_sha256",
@@ -206,29 +210,61 @@ def decide_append(
 # Interface
 
 
+class StoreUnavailable(Exception):
+    """The store could not be reached or failed transiently (an object store that is down, a
+    timeout, a 5xx). Nothing was marked complete; the caller answers 503 and the phone retries
+    (server/errors.py maps it)."""
+
+
 @runtime_checkable
 class MediaStore(Protocol):
-    def has(self, sha256: str) -> bool: ...
+    """What the server does with photo bytes: exactly the operations server/ uses.
+
+    Implementations: ``LocalMediaStore`` (a directory, the default) and
+    ``media.s3_store.S3MediaStore`` (S3-compatible object storage). Every name is built from a
+    SHA-256 that passed ``validate_sha256`` (and a derived name matching ``DERIVED_NAME_RE``);
+    both raise ValueError for anything else. State lives in the store only, so any process or
+    instance sharing it sees the same objects and partial uploads. Any method may raise
+    ``StoreUnavailable``.
+    """
+
+    def has(self, sha256: str) -> bool:
+        """Whether the verified original is held."""
+        ...
 
     def open(self, sha256: str) -> BinaryIO:
         """Original bytes; FileNotFoundError if not held."""
         ...
 
-    def put_derived(self, sha256: str, name: str, data: bytes) -> None: ...
+    def put_derived(self, sha256: str, name: str, data: bytes) -> None:
+        """Store (replace) a display version whole; readers never see half of one."""
+        ...
 
     def open_derived(self, sha256: str, name: str) -> BinaryIO | None: ...
 
-    def partial_offset(self, sha256: str) -> int | None: ...
+    def partial_offset(self, sha256: str) -> int | None:
+        """Bytes held of an unfinished upload (where the phone resumes), None if none."""
+        ...
 
-    def read_head(self, sha256: str, n: int) -> bytes | None: ...
+    def partial_length(self, sha256: str) -> int | None:
+        """Total length first declared for an unfinished upload, None if none."""
+        ...
 
     def append_chunk(
         self, sha256: str, offset: int, chunk: bytes, total_length: int
-    ) -> AppendResult: ...
+    ) -> AppendResult:
+        """Add one chunk (rules: ``decide_append``). The last one is checked against the
+        SHA-256 before the object counts as held (``Completed``; ``HashMismatch`` otherwise)."""
+        ...
 
-    def discard(self, sha256: str) -> None: ...
+    def discard(self, sha256: str) -> None:
+        """Remove an object and its display versions (it failed the image checks)."""
+        ...
 
-    def remove_partials_older_than(self, seconds: float, *, now: float) -> list[str]: ...
+    def remove_partials_older_than(self, seconds: float, *, now: float) -> list[str]:
+        """Remove unfinished uploads idle for more than ``seconds`` before ``now`` (a Unix
+        time); returns their SHA-256s, sorted."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +402,8 @@ class LocalMediaStore:
         return self._read_meta(meta) if part.exists() else None
 
     def read_head(self, sha256: str, n: int) -> bytes | None:
-        """First ``n`` bytes (fewer if not yet received) of the object or its partial."""
+        """First ``n`` bytes (fewer if not yet received) of the object or its partial (not part
+        of ``MediaStore``: the server sniffs the type on the chunk itself)."""
         if n < 0:
             raise ValueError("n must be >= 0")
         part, _ = self._partial_paths(sha256)

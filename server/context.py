@@ -9,12 +9,14 @@ The clock is read through `now()` so tests can fix it (`app.config["CLOCK"]`).
 """
 
 import contextlib
+import os
 import queue
+import threading
 from datetime import UTC, datetime
 
 from flask import current_app, g
 
-from media.store import LocalMediaStore
+from media.store import LocalMediaStore, MediaStore
 
 from .storage import DatabaseUnavailable, Storage, connect
 
@@ -73,10 +75,43 @@ def storage() -> Storage:
     return g.storage
 
 
-def media_store() -> LocalMediaStore:
-    """The photo store (a local folder; an S3-compatible store would slot in here)."""
-    return LocalMediaStore(
-        current_app.config["MEDIA_PATH"], max_bytes=current_app.config["MAX_PHOTO_BYTES"]
+def media_store() -> MediaStore:
+    """The photo store of the MEDIA_STORE setting (see `media_store_for`)."""
+    return media_store_for(current_app.config)
+
+
+_S3_CLIENTS: dict[tuple, object] = {}
+_S3_CLIENTS_LOCK = threading.Lock()
+
+
+def media_store_for(config) -> MediaStore:
+    """The photo store the settings name: a local folder (MEDIA_PATH) or an S3-compatible bucket
+    (S3_* settings). Cheap to call per request: the S3 client (thread-safe, with its connection
+    pool) is made once per process and settings."""
+    kind = str(config.get("MEDIA_STORE") or "local")
+    if kind == "local":
+        return LocalMediaStore(config["MEDIA_PATH"], max_bytes=config["MAX_PHOTO_BYTES"])
+    if kind != "s3":
+        raise ValueError(f"MEDIA_STORE must be local or s3, not {kind!r}")
+    from media.s3_store import S3MediaStore, make_client
+
+    options = {
+        "endpoint_url": str(config.get("S3_ENDPOINT_URL") or ""),
+        "region": str(config.get("S3_REGION") or ""),
+        "access_key_id": str(config.get("S3_ACCESS_KEY_ID") or ""),
+        "secret_access_key": str(config.get("S3_SECRET_ACCESS_KEY") or ""),
+        "addressing_style": str(config.get("S3_ADDRESSING_STYLE") or "path"),
+    }
+    key = (os.getpid(), *options.values())  # a forked worker makes its own client
+    with _S3_CLIENTS_LOCK:
+        client = _S3_CLIENTS.get(key)
+        if client is None:
+            client = _S3_CLIENTS[key] = make_client(**options)
+    return S3MediaStore(
+        client,
+        str(config.get("S3_BUCKET") or ""),
+        prefix=str(config.get("S3_PREFIX") or ""),
+        max_bytes=config["MAX_PHOTO_BYTES"],
     )
 
 

@@ -8,6 +8,8 @@ never has to parse an HTML error page.
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from media.store import StoreUnavailable
+
 from .storage import DatabaseUnavailable, is_busy
 
 BUSY_RETRY_AFTER_SECONDS = 5
@@ -65,6 +67,8 @@ def register(app: Flask) -> None:
             return _busy(app)
         if isinstance(err, DatabaseUnavailable):
             return _unavailable(app, err)
+        if isinstance(err, StoreUnavailable):
+            return _store_unavailable(app, err)
         if isinstance(err, TimeoutError):  # the request body stopped coming (serve's timeout)
             return error_response(408, "request_timeout", "网络太慢，请求超时，请重试")
         app.logger.exception("unhandled error on %s", request.path)
@@ -93,6 +97,21 @@ def _unavailable(app: Flask, err: DatabaseUnavailable):
         return "数据库暂时无法连接，请稍后再试 (database unavailable)", 503, headers
     response, status = error_response(
         503, "database_unavailable", "服务器暂时连不上数据库，数据仍在手机上，稍后自动重试"
+    )
+    response.headers.update(headers)
+    return response, status
+
+
+def _store_unavailable(app: Flask, err: StoreUnavailable):
+    """The photo store (an object store) could not be reached or failed for now: nothing was
+    marked complete that is not stored, so 503 and the phone sends the chunk again later. Every
+    store maps its own failures to `StoreUnavailable` (S3: media/s3_store.py `_translated`)."""
+    app.logger.error("photo store unavailable on %s: %s", request.path, err)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+    if not request.path.startswith("/api/"):
+        return "照片存储暂时无法连接，请稍后再试 (photo store unavailable)", 503, headers
+    response, status = error_response(
+        503, "store_unavailable", "服务器暂时连不上照片存储，照片仍在手机上，稍后自动重试"
     )
     response.headers.update(headers)
     return response, status

@@ -15,15 +15,14 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from forms.definitions import load_task_templates
-from media.store import LocalMediaStore
 from sync.clock import decode
 from sync.merge import Observation
 
 from . import indicators, sampling
+from .context import media_store_for
 from .ingest import decode_gate, reprocess_held
 from .push import apply_observation, clock_ahead_ms, next_server_clock
 from .storage import Storage
@@ -37,7 +36,7 @@ class JobContext:
     config: Mapping
     month: str | None = None  # YYYY-MM, for the jobs that work on one month
     seed: int | None = None  # draw-sample only: reproduce a draw
-    media: object | None = None  # a MediaStore; LocalMediaStore(MEDIA_PATH) when None
+    media: object | None = None  # a MediaStore; the settings' store when None
 
     @property
     def local(self) -> datetime:
@@ -158,9 +157,7 @@ def reprocess_held_photos(ctx: JobContext) -> dict:
 
 
 def _media(ctx: JobContext):
-    return ctx.media or LocalMediaStore(
-        Path(ctx.config["MEDIA_PATH"]), max_bytes=ctx.config["MAX_PHOTO_BYTES"]
-    )
+    return ctx.media or media_store_for(ctx.config)
 
 
 @dataclass(frozen=True)

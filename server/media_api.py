@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from media import store as media_results
 from media.images import ImageRejected, sniff_type
-from media.store import is_sha256
+from media.store import StoreUnavailable, is_sha256
 
 from .auth import require_token
 from .context import media_store, now_iso, storage
@@ -137,6 +137,8 @@ def _ingest(sha256: str) -> None:
         )
     except ImageRejected as rejected:
         raise ApiError(422, rejected.code, _REJECTED.get(rejected.code, "照片无法读取")) from None
+    except StoreUnavailable:
+        raise  # 503 store_unavailable (errors.py); the photo stays held
     except Exception:
         current_app.logger.exception("processing photo %s failed; it stays held", sha256)
         raise ApiError(503, "processing", "照片已收到，正在处理，请稍后再查询") from None

@@ -161,6 +161,28 @@ SETTINGS = (
     Setting(
         "SERVE_KEYFILE", "", "`villagecheck serve --keyfile`: PEM private key of SERVE_CERTFILE"
     ),
+    # -- photo store (docs/PHOTO_STORE.md)
+    Setting(
+        "MEDIA_STORE",
+        "local",
+        "where photos are kept: `local` (the MEDIA_ROOT folder) or `s3` (an S3-compatible bucket)",
+    ),
+    Setting(
+        "S3_ENDPOINT_URL",
+        "",
+        "S3 API address, e.g. http://127.0.0.1:9000 (MinIO), https://oss-cn-hangzhou.aliyuncs.com"
+        " (empty: AWS)",
+    ),
+    Setting("S3_BUCKET", "", "bucket holding the photos (create it first)"),
+    Setting("S3_REGION", "", "region for request signing, e.g. cn-hangzhou (empty: us-east-1)"),
+    Setting("S3_ACCESS_KEY_ID", "", "access key (empty: boto3's usual sources, e.g. AWS_* vars)"),
+    Setting("S3_SECRET_ACCESS_KEY", "", "secret key; keep it out of shared files"),
+    Setting("S3_PREFIX", "", "key prefix inside the bucket, e.g. villagecheck/ (empty: none)"),
+    Setting(
+        "S3_ADDRESSING_STYLE",
+        "path",
+        "`path` (MinIO, Ceph RGW) or `virtual` (bucket in the host name: Aliyun OSS, Tencent COS)",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
