@@ -69,7 +69,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.request_id:
+        if getattr(record, "request_id", None):  # gunicorn's own records have none
             line["request_id"] = record.request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):

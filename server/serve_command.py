@@ -12,6 +12,7 @@ from . import serving
 from .bootstrap import init_db
 from .context import now_iso
 from .demo import demo_data
+from .logs import log_format
 from .storage import connect
 
 
@@ -64,6 +65,7 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
         threads=threads or config["SERVE_THREADS"],
         certfile=certfile,
         keyfile=keyfile,
+        json_logs=log_format(current_app) == "json",
     )
     scheme = "https" if certfile else "http"
     click.echo(f"乡村巡检 服务已启动: {scheme}://{host}:{port}/ ({options['workers']} 个工作进程)")

@@ -38,8 +38,11 @@ import time
 from functools import partial
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.http import get_parser
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from .logs import JsonFormatter
 
 HEADER_END = b"\r\n\r\n"
 MAX_HEADER_BYTES = 64 * 1024  # a request whose headers are longer is dropped in the lobby
@@ -285,7 +288,19 @@ class Server(BaseApplication):
         self.scheduler_worker = None  # reload forks new workers first: one of them takes over
 
 
-def gunicorn_options(config, *, host, port, workers, threads, certfile=None, keyfile=None):
+class JsonLinesLogger(GunicornLogger):
+    """gunicorn's own lines (start, workers booting and dying, errors) as JSON lines, like the
+    app's, so the whole log parses (LOG_FORMAT)."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+def gunicorn_options(
+    config, *, host, port, workers, threads, certfile=None, keyfile=None, json_logs=False
+):
     """gunicorn's settings for `villagecheck serve`, from the app's settings (docs/SETTINGS.md)."""
     options = {
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
@@ -311,4 +326,6 @@ def gunicorn_options(config, *, host, port, workers, threads, certfile=None, key
     }
     if certfile or keyfile:
         options.update(certfile=certfile, keyfile=keyfile)
+    if json_logs:
+        options["logger_class"] = JsonLinesLogger
     return options

@@ -208,8 +208,10 @@ def test_serve_writes_json_lines_only(tmp_path, demo_db):
             time.sleep(0.1)
         output = live.output()
     lines = [line for line in output.splitlines() if line.strip()]
-    logged = [line for line in lines if line.startswith("{")]
-    assert [json.loads(line)["route"] for line in logged] == ["/api/v1/auth/me"], output
-    assert json.loads(logged[0])["request_id"] == "live-1"
+    assert lines[0].startswith("乡村巡检 服务已启动"), output
+    logged = [json.loads(line) for line in lines[1:]]  # every line after the banner is JSON
+    assert {line["logger"] for line in logged} >= {"gunicorn.error", "villagecheck.access"}
+    ours = [line for line in logged if line.get("request_id") == "live-1"]
+    assert [line["route"] for line in ours] == ["/api/v1/auth/me"], output
     assert SECRET_QUERY not in output and "not-a-token" not in output
     assert not [line for line in lines if "HTTP/1.1" in line], output
