@@ -20,6 +20,7 @@ Tests run the queue synchronously: `drain(app)` processes everything claimable n
 import logging
 import os
 import signal
+import socket
 import threading
 from datetime import timedelta
 
@@ -100,6 +101,33 @@ def drain(app, worker: str = "drain") -> list[str]:
     return done
 
 
+def release_dead_claims(app, store: Storage) -> int:
+    """Free the claims of ingest workers of this host whose process is gone (this server's
+    earlier self, killed mid-ingest), so a restart resumes at once rather than after
+    INGEST_CLAIM_SECONDS; other hosts' dead workers' claims expire."""
+    host = socket.gethostname()
+    dead = []
+    for worker in store.ingest_claimers():
+        parts = worker.split(":")
+        if len(parts) >= 4 and parts[1] == host and parts[2].isdigit():
+            if int(parts[2]) != os.getpid() and not _alive(int(parts[2])):
+                dead.append(worker)
+    with app.app_context():
+        return store.release_ingest_claims(
+            dead, now=_iso(now()), max_attempts=int(app.config["INGEST_MAX_ATTEMPTS"])
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Workers:
     """`count` ingest threads of one process, woken at once by `notify()` after a local upload
     and every INGEST_POLL_SECONDS otherwise (photos queued by other processes)."""
@@ -115,6 +143,15 @@ class Workers:
         ]
 
     def start(self) -> "Workers":
+        config = self.app.config
+        try:
+            store = connect(config["DATABASE_URL"], write_wait=config["WRITE_WAIT_SECONDS"])
+            try:
+                release_dead_claims(self.app, store)
+            finally:
+                store.close()
+        except Exception:  # the claims expire anyway
+            log.exception("could not release dead ingest workers' claims")
         for thread in self.threads:
             thread.start()
         return self

@@ -82,6 +82,34 @@ class IngestQueueMixin:
                 now=now,
             )
 
+    def ingest_claimers(self) -> set[str]:
+        """Who holds a claim now (live or expired)."""
+        return set(
+            self.q(
+                "SELECT DISTINCT claimed_by FROM ingest_queue WHERE claimed_by IS NOT NULL"
+            ).scalars()
+        )
+
+    def release_ingest_claims(self, workers: Iterable[str], *, now: str, max_attempts: int) -> int:
+        """Free the claims of workers known to be dead (a restarted process's earlier self):
+        claimable again at once, or failed if they used `max_attempts`. How many were freed."""
+        workers = sorted(set(workers))
+        if not workers:
+            return 0
+        with self.write():
+            return len(
+                self.q(
+                    "UPDATE ingest_queue SET claimed_by = NULL, claim_until = NULL,"
+                    " updated_at = :now, last_error = coalesce(last_error, :why),"
+                    " state = CASE WHEN attempts >= :max THEN 'failed' ELSE state END"
+                    " WHERE claimed_by IN :workers AND state = 'queued' RETURNING sha256",
+                    workers=workers,
+                    now=now,
+                    max=max_attempts,
+                    why="worker stopped mid-ingest",
+                ).all()
+            )
+
     def finish_ingest(self, sha256: str) -> None:
         """The photo is processed (its media row committed): it leaves the queue."""
         with self.write():
