@@ -15,8 +15,11 @@ are redacted for a viewer who may not see the other records (`visible_flags`).
 """
 
 import json
+import logging
 import threading
 from collections.abc import Collection, Mapping, Sequence
+
+import numpy as np
 
 from flask import current_app
 
@@ -32,11 +35,13 @@ from media.checks import (
     reuse_flag,
     risk_score,
 )
-from media.near_dup import NearDuplicateIndex
+from media.near_dup import CROPS, NearDuplicateIndex
 from media.phash import from_hex
 
 from .auth import scope_villages
-from .storage import Storage
+from .storage import Storage, connect
+
+log = logging.getLogger("villagecheck.evidence")
 
 # Figures of a flag on a photo the viewer may not see that come from the photo itself (EXIF).
 WITHHELD = {
@@ -59,26 +64,101 @@ def settings_from(config) -> EvidenceSettings:
 
 class HashCache:
     """The near-duplicate index of one database (keyed by its URL), kept in memory and topped
-    up from it with the photos after the last `seq` seen.
+    up from it before every use with the photos after the last `seq` seen: one indexed query,
+    empty when nothing changed. A photo ingested by any process (a server worker, `villagecheck
+    worker`) is found by the next query in every other.
 
     Only a cache: the media table is the truth, and each process builds its own copy. Media
     rows commit in `seq` order (storage/media.py), so with several server processes on
     PostgreSQL a photo committed late is never skipped.
+
+    Building it from a large archive takes seconds (tests/bench/bench_hash_cache.py: 1M photos),
+    so a serving process starts loading it in the background when it starts (`warm`); a use
+    before that is done waits for it rather than loading a second copy. Rows are read and
+    parsed `BATCH` at a time into numpy arrays.
     """
 
+    BATCH = 50_000
     _lock = threading.Lock()
-    _indexes: dict[str, tuple[NearDuplicateIndex, list[int]]] = {}
+    _entries: dict[str, "_CacheEntry"] = {}
+
+    @classmethod
+    def _entry(cls, key: str) -> "_CacheEntry":
+        with cls._lock:
+            return cls._entries.setdefault(key, _CacheEntry())
+
+    @classmethod
+    def warm(cls, url: str) -> threading.Thread:
+        """Start loading `url`'s index in a background thread (once per process)."""
+        entry = cls._entry(url)
+        with cls._lock:
+            if entry.loader is None:
+                entry.loader = threading.Thread(
+                    target=cls._load, args=(url, entry), name="near-dup-index", daemon=True
+                )
+                entry.loader.start()
+            return entry.loader
+
+    @classmethod
+    def _load(cls, url: str, entry: "_CacheEntry") -> None:
+        try:
+            store = connect(url)
+            try:
+                with entry.lock:
+                    entry.top_up(store, cls.BATCH)
+            finally:
+                store.close()
+        except Exception:  # the next use loads what is missing itself
+            log.exception("loading the near-duplicate index in the background failed")
 
     @classmethod
     def index(cls, store: Storage, key: str) -> NearDuplicateIndex:
+        entry = cls._entry(key)
+        loader = entry.loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join()
+        with entry.lock:
+            entry.top_up(store, cls.BATCH)
+            return entry.index
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop every cached index (tests, benches)."""
         with cls._lock:
-            index, last = cls._indexes.setdefault(key, (NearDuplicateIndex(), [0]))
-            for seq, sha, phash, crops in store.media_hashes_after(last[0]):
-                index.add(
-                    sha, from_hex(phash), crops=[from_hex(c) for c in json.loads(crops or "[]")]
-                )
-                last[0] = seq
-            return index
+            cls._entries.clear()
+
+
+class _CacheEntry:
+    def __init__(self):
+        self.index = NearDuplicateIndex()
+        self.last = 0
+        self.lock = threading.Lock()
+        self.loader: threading.Thread | None = None
+
+    def top_up(self, store: Storage, batch: int) -> None:
+        """Add the photos after `last`, `batch` rows at a time (the caller holds `lock`)."""
+        while True:
+            rows = store.media_hashes_after(self.last, limit=batch)
+            if rows:
+                self.index.extend(*_hash_arrays(rows))
+                self.last = rows[-1][0]
+            if len(rows) < batch:
+                return
+
+
+def _hash_arrays(rows: Sequence[tuple]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Keys, full hashes and crop hashes (the full hash standing in when a photo has none) of
+    `media_hashes_after` rows. Crop hashes are canonical JSON arrays of hex strings."""
+    keys = [r[1] for r in rows]
+    full = np.array([int(r[2], 16) for r in rows], dtype=np.uint64)
+    crops = np.empty((len(rows), CROPS), dtype=np.uint64)
+    for i, r in enumerate(rows):
+        text = r[3]
+        if text and len(text) > 2:
+            crops[i] = [int(h, 16) for h in json.loads(text)]
+        else:
+            crops[i] = full[i]
+    return keys, full, crops
 
 
 def _photo(row: dict) -> PhotoEvidence:

@@ -31,6 +31,7 @@ from flask.cli import with_appcontext
 from media.images import ImageRejected
 
 from .context import media_store, now
+from .evidence import HashCache
 from .ingest import decode_gate, ingest
 from .scheduler import make_holder
 from .storage import Storage, connect
@@ -152,6 +153,7 @@ class Workers:
                 store.close()
         except Exception:  # the claims expire anyway
             log.exception("could not release dead ingest workers' claims")
+        HashCache.warm(config["DATABASE_URL"])  # judging needs it: load it now, not on a request
         for thread in self.threads:
             thread.start()
         return self
@@ -196,6 +198,7 @@ def start(app, count: int | None = None) -> Workers | None:
         return running
     count = worker_count(app.config) if count is None else count
     if count <= 0:
+        HashCache.warm(app.config["DATABASE_URL"])  # the desk's flags still read it
         return None
     workers = Workers(app, count).start()
     app.extensions[EXTENSION] = workers
