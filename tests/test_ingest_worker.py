@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import photo, sha, submission, toilet_answers, upload_photo
+from desk_helpers import desk_session
 from test_media_api import noise_photo
 
 from media.phash import from_hex
@@ -96,7 +97,7 @@ def test_a_photo_that_keeps_failing_ends_failed_and_the_phone_is_told(
     app, phone, toilets, client, store, clock, runner
 ):
     data = noise_photo(102)
-    push(phone, toilets[0], data)
+    item = push(phone, toilets[0], data)
     digest = sha(data)
     blocker = Path(app.config["MEDIA_PATH"]) / "derived" / digest[:2]
     blocker.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,10 @@ def test_a_photo_that_keeps_failing_ends_failed_and_the_phone_is_told(
     assert answer.status_code == 422 and answer.json["error"]["code"] == "processing_failed"
     with app.app_context():
         assert media_store().has(digest)  # still held: nothing lost
+    desk = app.test_client()
+    desk_session(desk, store, "admin")
+    page = desk.get(f"/desk/submissions/{item['id']}").get_data(as_text=True)
+    assert "照片已收到，但处理失败（已试 5 次）" in page
     listed = runner.invoke(args=["worker", "--failed"])
     assert digest in listed.output and "NotADirectoryError" in listed.output
     blocker.unlink()

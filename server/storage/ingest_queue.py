@@ -166,6 +166,20 @@ class IngestQueueMixin:
             sha256=sha256,
         )
 
+    def ingest_states(self, hashes: Iterable[str]) -> dict[str, dict]:
+        """sha256 -> {state, attempts, last_error} of these photos that are in the queue."""
+        hashes = sorted(set(hashes))
+        if not hashes:
+            return {}
+        return {
+            r["sha256"]: r
+            for r in self.rows(
+                "SELECT sha256, state, attempts, last_error FROM ingest_queue"
+                " WHERE sha256 IN :hashes",
+                hashes=hashes,
+            )
+        }
+
     def ingest_entries(self, state: str | None = None, limit: int = 100) -> list[dict]:
         where = "WHERE state = :state" if state else ""
         return self.rows(
