@@ -10,11 +10,12 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
-from . import ingest_worker, serving
+from . import serving
 from .auth import ROLES, hash_password
 from .bootstrap import init_db
 from .context import now, now_iso, storage
 from .demo import demo_data, load_demo
+from .ingest_worker import start_workers, worker_command
 from .jobs import JOBS
 from .storage import dumps
 from .villages_csv import decode_csv_bytes, parse_villages_csv
@@ -54,7 +55,7 @@ def register(app) -> None:
         revoke_token,
         deactivate_user,
         activate_user,
-        ingest_worker.worker_command,
+        worker_command,
     ):
         app.cli.add_command(command)
 
@@ -166,7 +167,7 @@ def serve(host, port, demo, scheduler):
         )
     if scheduler:
         _scheduler.start(current_app._get_current_object())
-    ingest_worker.start(current_app._get_current_object())
+    start_workers(current_app._get_current_object())
     click.echo(f"乡村巡检 服务已启动: http://{host}:{port}/")
     sys.stdout.flush()
     serving.serve(current_app._get_current_object(), host, port)

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
-
 from flask import current_app
 
 from media.checks import (

@@ -67,7 +67,14 @@ def run_once(app, store: Storage, worker: str) -> str | None:
             return None
         sha256 = job["sha256"]
         try:
-            ingest(store, media_store(), sha256, config=config, gate=decode_gate(config), at=_iso(start))
+            ingest(
+                store,
+                media_store(),
+                sha256,
+                config=config,
+                gate=decode_gate(config),
+                at=_iso(start),
+            )
         except ImageRejected as rejected:
             store.reject_ingest(sha256, code=rejected.code, now=_iso(now()))
             log.info("photo %s rejected: %s", sha256, rejected.code)
@@ -203,6 +210,9 @@ def start(app, count: int | None = None) -> Workers | None:
     workers = Workers(app, count).start()
     app.extensions[EXTENSION] = workers
     return workers
+
+
+start_workers = start
 
 
 def notify(app) -> None:

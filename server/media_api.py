@@ -14,13 +14,13 @@ import re
 from flask import Blueprint, current_app, g, jsonify, request
 
 from media import store as media_results
-from media.images import ImageRejected, sniff_type
+from media.images import sniff_type
 from media.store import is_sha256
 
+from . import ingest_worker
 from .auth import require_token
 from .context import media_store, now_iso, storage
 from .errors import ApiError
-from . import ingest_worker
 from .ingest import DISPLAY_SIZES
 
 bp = Blueprint("media", __name__, url_prefix="/api/v1/media")

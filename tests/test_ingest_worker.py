@@ -44,8 +44,9 @@ def worker_process(app, *, slow: bool = False, args=("--threads", "1")) -> subpr
     sleeps a minute (so it can be killed in the middle)."""
     code = "from server.cli import main\n"
     if slow:
-        code = textwrap.dedent(
-            """
+        code = (
+            textwrap.dedent(
+                """
             import time
             import server.ingest
             real = server.ingest.process_image
@@ -55,7 +56,9 @@ def worker_process(app, *, slow: bool = False, args=("--threads", "1")) -> subpr
                 return real(*a, **k)
             server.ingest.process_image = slow
             """
-        ) + code
+            )
+            + code
+        )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),

@@ -70,7 +70,9 @@ def main() -> None:
     index = HashCache.index(store, url)
     cold = time.perf_counter() - t
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"cold load of {len(index)} photos: {cold:.2f} s, peak RSS +{(rss1 - rss0) / 1024:.0f} MB")
+    print(
+        f"cold load of {len(index)} photos: {cold:.2f} s, peak RSS +{(rss1 - rss0) / 1024:.0f} MB"
+    )
 
     t = time.perf_counter()
     for _ in range(100):

@@ -83,8 +83,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
     args = ap.parse_args()
     data = photos(args.photos)
-    print(f"{len(data)} photos of {sum(map(len, data)) / len(data) / 2**20:.1f} MB; "
-          f"{len(os.sched_getaffinity(0))} CPUs")
+    print(
+        f"{len(data)} photos of {sum(map(len, data)) / len(data) / 2**20:.1f} MB; "
+        f"{len(os.sched_getaffinity(0))} CPUs"
+    )
     for threads in args.threads:
         rate, cores = run(threads, data)
         print(f"threads {threads}: {rate:.2f} photos/s, {cores:.2f} cores busy")
