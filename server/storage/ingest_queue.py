@@ -60,7 +60,16 @@ class IngestQueueMixin:
         {sha256, attempts} (attempts counts this one), or None when there is none.
 
         First, rows whose claim expired with `max_attempts` used (their worker died each
-        time) are marked failed, so a photo that kills its worker is not claimed forever."""
+        time) are marked failed, so a photo that kills its worker is not claimed forever.
+
+        An idle queue is answered by one read, without taking the write lock (idle workers of
+        every process ask every INGEST_POLL_SECONDS)."""
+        claimable = (
+            "SELECT 1 FROM ingest_queue WHERE state = 'queued'"
+            " AND (claim_until IS NULL OR claim_until <= :now) LIMIT 1"
+        )
+        if not self.in_transaction() and self.q(claimable, now=now).first() is None:
+            return None
         with self.write():
             self.q(
                 "UPDATE ingest_queue SET state = 'failed', claimed_by = NULL, updated_at = :now,"
