@@ -38,14 +38,13 @@ def fill(store, n: int, rng: random.Random, batch: int = 50_000) -> None:
                     "sha256": f"{i:064x}",
                     "phash": to_hex(rng.getrandbits(64)),
                     "crops": dumps([to_hex(rng.getrandbits(64)) for _ in range(5)]),
-                    "seq": i + 1,
                 }
             )
         with store.write():
             store.many(
                 "INSERT INTO media (sha256, size, mime, width, height, exif, phash, crop_hashes,"
                 " created_at, seq) VALUES (:sha256, 1, 'image/jpeg', 1, 1, '{}', :phash, :crops,"
-                " '2026-11-30T00:00:00.000+00:00', :seq)",
+                f" '2026-11-30T00:00:00.000+00:00', {store.dialect.next_seq('media')})",
                 rows,
             )
 
