@@ -43,6 +43,19 @@ class NearDuplicateIndex:
         self._crops[n] = list(crops) if crops else [h] * CROPS
         self._keys.append(key)
 
+    def extend(self, keys: Sequence[object], full: np.ndarray, crops: np.ndarray) -> None:
+        """Add many photos at once: `full` (n,) and `crops` (n, CROPS) uint64 arrays."""
+        n, m = len(self._keys), len(keys)
+        if len(full) != m or crops.shape != (m, CROPS):
+            raise ValueError("keys, full and crops must describe the same photos")
+        if n + m > len(self._full):
+            size = max(2 * len(self._full), n + m)
+            self._full = np.resize(self._full, size)
+            self._crops = np.resize(self._crops, (size, CROPS))
+        self._full[n : n + m] = full
+        self._crops[n : n + m] = crops
+        self._keys.extend(keys)
+
     def query(
         self, h: int, max_distance: int = DEFAULT_MAX_DISTANCE, *, crops: Sequence[int] = ()
     ) -> list[tuple[object, int]]:

@@ -14,6 +14,7 @@ from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
 from .context import now, now_iso, storage
 from .demo import load_demo
+from .ingest_worker import worker_command
 from .jobs import JOBS
 from .serve_command import serve
 from .storage import dumps
@@ -55,6 +56,7 @@ def register(app) -> None:
         deactivate_user,
         activate_user,
         *BACKUP_COMMANDS,
+        worker_command,
     ):
         app.cli.add_command(command)
 

@@ -15,9 +15,11 @@ are redacted for a viewer who may not see the other records (`visible_flags`).
 """
 
 import json
+import logging
 import threading
 from collections.abc import Collection, Mapping, Sequence
 
+import numpy as np
 from flask import current_app
 
 from media.checks import (
@@ -32,11 +34,13 @@ from media.checks import (
     reuse_flag,
     risk_score,
 )
-from media.near_dup import NearDuplicateIndex
+from media.near_dup import CROPS, NearDuplicateIndex
 from media.phash import from_hex
 
 from .auth import scope_villages
-from .storage import Storage
+from .storage import Storage, connect
+
+log = logging.getLogger("villagecheck.evidence")
 
 # Figures of a flag on a photo the viewer may not see that come from the photo itself (EXIF).
 WITHHELD = {
@@ -59,26 +63,115 @@ def settings_from(config) -> EvidenceSettings:
 
 class HashCache:
     """The near-duplicate index of one database (keyed by its URL), kept in memory and topped
-    up from it with the photos after the last `seq` seen.
+    up from it before every use with the photos after the last `seq` seen: one indexed query,
+    empty when nothing changed. A photo ingested by any process (a server worker, `villagecheck
+    worker`) is found by the next query in every other.
 
     Only a cache: the media table is the truth, and each process builds its own copy. Media
     rows commit in `seq` order (storage/media.py), so with several server processes on
     PostgreSQL a photo committed late is never skipped.
+
+    Building it from a large archive takes seconds (tests/bench/bench_hash_cache.py: 1M photos),
+    so a serving process starts loading it in the background when it starts (`warm`); a use
+    before that is done waits for it rather than loading a second copy. Rows are read and
+    parsed `BATCH` at a time into numpy arrays.
     """
 
+    BATCH = 50_000
     _lock = threading.Lock()
-    _indexes: dict[str, tuple[NearDuplicateIndex, list[int]]] = {}
+    _entries: dict[str, "_CacheEntry"] = {}
+
+    @classmethod
+    def _entry(cls, key: str) -> "_CacheEntry":
+        with cls._lock:
+            return cls._entries.setdefault(key, _CacheEntry())
+
+    @classmethod
+    def warm(cls, url: str) -> threading.Thread:
+        """Start loading `url`'s index in a background thread (once per process)."""
+        entry = cls._entry(url)
+        with cls._lock:
+            if entry.loader is None:
+                entry.loader = threading.Thread(
+                    target=cls._load, args=(url, entry), name="near-dup-index", daemon=True
+                )
+                entry.loader.start()
+            return entry.loader
+
+    @classmethod
+    def _load(cls, url: str, entry: "_CacheEntry") -> None:
+        try:
+            store = connect(url)
+            try:
+                with entry.lock:
+                    entry.top_up(store, cls.BATCH)
+            finally:
+                store.close()
+        except Exception:  # the next use loads what is missing itself
+            log.exception("loading the near-duplicate index in the background failed")
 
     @classmethod
     def index(cls, store: Storage, key: str) -> NearDuplicateIndex:
+        entry = cls._entry(key)
+        loader = entry.loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join()
+        with entry.lock:
+            entry.top_up(store, cls.BATCH)
+            return entry.index
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop every cached index (tests, benches)."""
         with cls._lock:
-            index, last = cls._indexes.setdefault(key, (NearDuplicateIndex(), [0]))
-            for seq, sha, phash, crops in store.media_hashes_after(last[0]):
-                index.add(
-                    sha, from_hex(phash), crops=[from_hex(c) for c in json.loads(crops or "[]")]
-                )
-                last[0] = seq
-            return index
+            cls._entries.clear()
+
+
+class _CacheEntry:
+    def __init__(self):
+        self.index = NearDuplicateIndex()
+        self.last = 0
+        self.lock = threading.Lock()
+        self.loader: threading.Thread | None = None
+
+    def top_up(self, store: Storage, batch: int) -> None:
+        """Add the photos after `last`, `batch` rows at a time (the caller holds `lock`)."""
+        while True:
+            rows = store.media_hashes_after(self.last, limit=batch)
+            if rows:
+                self.index.extend(*_hash_arrays(rows))
+                self.last = rows[-1][0]
+            if len(rows) < batch:
+                return
+
+
+#: Canonical JSON of CROPS 16-digit hex strings: `["…","…",…]`.
+_CROPS_JSON_LEN = 2 + CROPS * 16 + (CROPS - 1) * 3 + 2
+
+
+def _hex_array(text: str) -> np.ndarray:
+    """Concatenated 16-digit hex numbers as uint64, parsed at C speed."""
+    return np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64)
+
+
+def _hash_arrays(rows: Sequence[tuple]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Keys, full hashes and crop hashes (the full hash standing in when a photo has none) of
+    `media_hashes_after` rows. Hashes are 16-digit hex (`to_hex`), crop hashes canonical JSON
+    arrays of them, so a batch is parsed as one hex string rather than row by row."""
+    keys = [r[1] for r in rows]
+    if any(len(r[2]) != 16 for r in rows):  # not written by to_hex: parse one by one
+        full = np.array([int(r[2], 16) for r in rows], dtype=np.uint64)
+    else:
+        full = _hex_array("".join(r[2] for r in rows))
+    crops = np.repeat(full[:, None], CROPS, axis=1)
+    whole = [i for i, r in enumerate(rows) if r[3] and len(r[3]) == _CROPS_JSON_LEN]
+    if whole:
+        text = "".join(rows[i][3][2:-2].replace('","', "") for i in whole)
+        crops[whole] = _hex_array(text).reshape(-1, CROPS)
+    for i, r in enumerate(rows):  # anything else: read as JSON (empty: the full hash)
+        if r[3] and len(r[3]) > 2 and len(r[3]) != _CROPS_JSON_LEN:
+            crops[i] = [int(h, 16) for h in json.loads(r[3])]
+    return keys, full, crops
 
 
 def _photo(row: dict) -> PhotoEvidence:

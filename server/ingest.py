@@ -9,10 +9,12 @@ A photo is in one of three durable states, and a kill at any moment leaves it in
 3. processed: the display versions are written first, then the media row and the state of
    every submission it completes are committed in one transaction. Only this is "complete".
 
-Held photos are processed again when a phone asks about or re-sends them, and by the
-`reprocess-held` job (at scheduler start and every 10 minutes), which finds them from the
-photos submissions use that have no media row. The job also judges any submission left
-`received` with all its photos in, should judging ever be separated from the row's commit.
+A held photo is processed by an ingest worker (server/ingest_worker.py) from the durable
+queue (storage/ingest_queue.py): the upload's last chunk queues it; a phone asking about a held
+photo missing from the queue queues it again, and so does the `reprocess-held` job (at scheduler
+start and every 10 minutes), which finds held photos from those submissions use that have no
+media row. The job also judges any submission left `received` with all its photos in, should
+judging ever be separated from the row's commit.
 
 Decoding a large photo takes a lot of memory (about 220 MB for 49 MP), so each process decodes
 at most INGEST_CONCURRENCY photos at once; the others wait their turn.
@@ -81,30 +83,19 @@ def ingest(store: Storage, media, sha256: str, *, config, gate: Gate, at: str) -
         judge_complete(store, waiting, at=at)
 
 
-def reprocess_held(store: Storage, media, *, config, gate: Gate, at: str) -> dict:
-    """Process every photo held but not processed, then judge any submission left `received`
-    with all its photos in; the summary counts what happened."""
-    done, rejected, failed = [], [], []
-    for sha256 in store.photos_without_media():
-        if not media.has(sha256):
-            continue  # not uploaded (yet): nothing to do
-        try:
-            ingest(store, media, sha256, config=config, gate=gate, at=at)
-        except ImageRejected:
-            rejected.append(sha256)
-        except Exception:  # one bad photo must not stop the others; the next run retries it
-            log.exception("processing held photo %s failed", sha256)
-            failed.append(sha256)
-        else:
-            done.append(sha256)
+def reprocess_held(store: Storage, media, *, at: str) -> dict:
+    """Queue every photo held but not processed and not yet queued (the worker processes it:
+    there is one path for ingest), then judge any submission left `received` with all its
+    photos in; the summary counts what happened."""
+    held = [sha for sha in store.photos_without_media() if media.has(sha)]
+    queued = store.enqueue_ingest_many(held, at=at)
     stranded = store.received_with_all_photos()
     if stranded:
         with store.write():
             judge_complete(store, stranded, at=at)
     return {
         "judged": len(stranded),
-        "processed": len(done),
-        "rejected": len(rejected),
-        "failed": len(failed),
-        "sha256": (done + rejected + failed)[:20],
+        "held": len(held),
+        "queued": queued,
+        "sha256": held[:20],
     }

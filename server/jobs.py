@@ -23,7 +23,7 @@ from sync.merge import Observation
 
 from . import indicators, sampling
 from .context import media_store_for
-from .ingest import decode_gate, reprocess_held
+from .ingest import reprocess_held
 from .push import apply_observation, clock_ahead_ms, next_server_clock
 from .storage import Storage
 from .tasks import month_tasks
@@ -149,11 +149,9 @@ def clean_partials(ctx: JobContext) -> dict:
 
 
 def reprocess_held_photos(ctx: JobContext) -> dict:
-    """Process photos held but not processed (the server died between upload and processing),
-    and judge the submissions whose photos are then all in."""
-    return reprocess_held(
-        ctx.store, _media(ctx), config=ctx.config, gate=decode_gate(ctx.config), at=ctx.at
-    )
+    """Queue photos held but not processed (the server died between upload and queueing) for
+    the ingest workers, and judge submissions left `received` with all their photos in."""
+    return reprocess_held(ctx.store, _media(ctx), at=ctx.at)
 
 
 def _media(ctx: JobContext):

@@ -1,10 +1,12 @@
 """Photo upload and download under /api/v1/media/<sha256> (see docs/PROTOCOL.md, "Photos").
 
 Uploads are resumable by offset, checked by content type on the first bytes and by SHA-256 when
-complete; a complete photo is processed at once (server/ingest.py: EXIF facts, display versions,
-perceptual hashes, and judging every submission whose photos are now all in). A photo counts as
-complete only once processed: one held but not processed (the server died in between) is
-processed again when the phone asks about it or sends it again.
+complete. A complete photo is stored and queued, and the answer comes at once: 503 `processing`
+(the phone asks again later). Ingest workers process it in the background (server/ingest.py:
+EXIF facts, display versions, perceptual hashes, and judging every submission whose photos are
+now all in; server/ingest_worker.py). A photo counts as complete only once processed: one held
+but missing from the queue (the server died in between) is queued again when the phone asks
+about it or sends it again.
 """
 
 import re
@@ -12,13 +14,14 @@ import re
 from flask import Blueprint, current_app, g, jsonify, request
 
 from media import store as media_results
-from media.images import ImageRejected, sniff_type
-from media.store import StoreUnavailable, is_sha256
+from media.images import sniff_type
+from media.store import is_sha256
 
+from . import ingest_worker
 from .auth import require_token
 from .context import media_store, now_iso, storage
 from .errors import ApiError
-from .ingest import DISPLAY_SIZES, decode_gate, ingest
+from .ingest import DISPLAY_SIZES
 
 bp = Blueprint("media", __name__, url_prefix="/api/v1/media")
 ORIGINAL_ROLES = ("supervisor", "admin")
@@ -47,21 +50,46 @@ def _readable(sha256: str) -> str:
 def _status(sha256: str) -> dict:
     """Complete (with its size) once processed; otherwise the partial upload's progress.
 
-    A photo held but not processed is processed here first, so asking again is enough to
-    recover from a crash between the upload and its processing.
+    A photo held but not processed is not complete: it is queued if it is not yet (a crash
+    between the upload and its queueing), and the answer is 503 `processing` (ask again later);
+    422 with the reason if it was not a readable image or its processing failed for good.
     """
     media = media_store()
     _finish_full_partial(media, sha256)
+    store = storage()
+    row = store.media(sha256)
+    if row is not None:
+        return {"sha256": sha256, "complete": True, "offset": row["size"], "length": row["size"]}
     if media.has(sha256):
-        _ingest(sha256)
-        size = storage().media(sha256)["size"]
-        return {"sha256": sha256, "complete": True, "offset": size, "length": size}
+        _processing(sha256)
+    entry = store.ingest_entry(sha256)
+    if entry is not None and entry["state"] == "rejected":
+        code = entry["last_error"] or "corrupt"
+        raise ApiError(422, code, _REJECTED.get(code, "照片无法读取"))
     return {
         "sha256": sha256,
         "complete": False,
         "offset": media.partial_offset(sha256) or 0,
         "length": media.partial_length(sha256),
     }
+
+
+def _processing(sha256: str):
+    """A held photo not processed yet: queue it (if it is not) and answer 503 `processing`,
+    or 422 `processing_failed` once its processing has failed INGEST_MAX_ATTEMPTS times."""
+    store = storage()
+    entry = store.ingest_entry(sha256)
+    if entry is None or entry["state"] == "rejected":
+        store.enqueue_ingest(sha256, at=now_iso())
+        ingest_worker.notify(current_app._get_current_object())
+    elif entry["state"] == "failed":
+        raise ApiError(422, "processing_failed", "照片已收到，但多次处理失败，请联系管理员")
+    raise ApiError(
+        503,
+        "processing",
+        "照片已收到，正在处理，请稍后再查询",
+        retry_after=PROCESSING_RETRY_SECONDS,
+    )
 
 
 def _finish_full_partial(media, sha256: str) -> None:
@@ -120,29 +148,8 @@ def upload_chunk(sha256: str):
     return response
 
 
-def _ingest(sha256: str) -> None:
-    """Process a held photo now (nothing if it already is); 422 if it is not a readable image.
-
-    Any other failure keeps the photo held and answers 503: the phone asks again later, and
-    the reprocess-held job retries it meanwhile.
-    """
-    try:
-        ingest(
-            storage(),
-            media_store(),
-            sha256,
-            config=current_app.config,
-            gate=decode_gate(current_app.config),
-            at=now_iso(),
-        )
-    except ImageRejected as rejected:
-        raise ApiError(422, rejected.code, _REJECTED.get(rejected.code, "照片无法读取")) from None
-    except StoreUnavailable:
-        raise  # 503 store_unavailable (errors.py); the photo stays held
-    except Exception:
-        current_app.logger.exception("processing photo %s failed; it stays held", sha256)
-        raise ApiError(503, "processing", "照片已收到，正在处理，请稍后再查询") from None
-
+#: Seconds a phone is told to wait before asking again about a photo being processed.
+PROCESSING_RETRY_SECONDS = 2
 
 _REJECTED = {
     "corrupt": "照片文件不完整或已损坏，请重新拍摄",

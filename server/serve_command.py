@@ -79,7 +79,10 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
 
 
 def _create_app_in_worker():
-    """A worker's app, made after the fork; its scheduler starts only if the arbiter says."""
-    from . import create_app
+    """A worker's app, made after the fork, with its ingest threads (INGEST_WORKERS); its
+    scheduler starts only if the arbiter says."""
+    from . import create_app, ingest_worker
 
-    return create_app({"SCHEDULER_ENABLED": False})
+    app = create_app({"SCHEDULER_ENABLED": False})
+    ingest_worker.start(app)
+    return app

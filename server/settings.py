@@ -183,6 +183,29 @@ SETTINGS = (
         "path",
         "`path` (MinIO, Ceph RGW) or `virtual` (bucket in the host name: Aliyun OSS, Tencent COS)",
     ),
+    # -- background photo ingest (server/ingest_worker.py) --
+    Setting(
+        "INGEST_WORKERS",
+        None,
+        "ingest threads per server process (None: the CPUs the process may use, at most 8;"
+        " 0: none, run `villagecheck worker` instead); decodes stay bounded by INGEST_CONCURRENCY",
+    ),
+    Setting(
+        "INGEST_CLAIM_SECONDS",
+        300,
+        "a worker holds a photo this long; if it is killed mid-ingest, another takes it after",
+    ),
+    Setting(
+        "INGEST_MAX_ATTEMPTS",
+        5,
+        "tries before a photo that keeps failing is marked failed (retry: `worker --retry-failed`)",
+    ),
+    Setting("INGEST_RETRY_SECONDS", 30, "wait before a failed photo is tried again (doubling)"),
+    Setting(
+        "INGEST_POLL_SECONDS",
+        1.0,
+        "idle ingest workers look for photos queued by other processes this often",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -361,6 +361,9 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
     ref = _reference(record, row["record_type"], village)
     rows = _visible_photos(store, store.desk_photos([submission_id]))
     photos = [_photo_evidence(p, ref, n) for n, p in enumerate(rows, start=1)]
+    ingesting = store.ingest_states(p["sha256"] for p in photos if not p["held"])
+    for p in photos:
+        p["ingest"] = ingesting.get(p["sha256"])
     flags = flags_for_viewer(store, submission_id, g.user, g.villages)
     for flag in flags:
         flag["rows"] = _figures(flag["figures"])

@@ -244,9 +244,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def upload_photo(client, headers, data: bytes, *, chunk=None, digest=None):
+def upload_photo(client, headers, data: bytes, *, chunk=None, digest=None, drain=True):
     """Send a photo's bytes by resumable upload, in chunks of `chunk` bytes (all in one request
-    by default), as long as the server answers 200; returns the last response."""
+    by default), as long as the server answers 200; returns the last response. The last chunk
+    is answered 503 `processing`: then (unless `drain` is False) the queue is run and the
+    answer is the photo's status once processed."""
     digest = digest or sha(data)
     chunk = chunk or max(len(data), 1)
     offset, response = 0, None
@@ -261,12 +263,23 @@ def upload_photo(client, headers, data: bytes, *, chunk=None, digest=None):
                 "Content-Type": "application/offset+octet-stream",
             },
         )
+        if drain and response.status_code == 503 and response.json["error"]["code"] == "processing":
+            return processed(client, headers, digest)
         if response.status_code != 200:
             return response
         offset = response.json["offset"]
         if response.json["complete"]:
             break
     return response
+
+
+def processed(client, headers, digest: str):
+    """Run the ingest queue as a worker would (tests start no worker threads), then ask about
+    the photo again: the answer the phone gets once the photo is processed."""
+    from server import ingest_worker
+
+    ingest_worker.drain(client.application)
+    return client.get(f"/api/v1/media/{digest}", headers=headers)
 
 
 def _dms(value: float):

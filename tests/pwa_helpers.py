@@ -65,7 +65,7 @@ class QuietHandler(WSGIRequestHandler):
 
 
 class LiveServer:
-    """The app on 127.0.0.1 on a free port, in a daemon thread."""
+    """The app on 127.0.0.1 on a free port, in a daemon thread, with an ingest worker."""
 
     def __init__(self, app):
         self.app = app
@@ -74,10 +74,14 @@ class LiveServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
+        from server import ingest_worker
+
+        self.workers = ingest_worker.start(self.app, 1)  # photos are processed as `serve` does
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
+        self.workers.shutdown()
         self.server.shutdown()
         self.thread.join(5)
         self.server.server_close()

@@ -2,13 +2,14 @@
 
 import io
 import threading
+import time
 
 import pytest
-from conftest import CORPUS, photo, sha, submission, toilet_answers
+from conftest import CORPUS, photo, sha, submission, toilet_answers, upload_photo
 from PIL import Image
-from test_media_api import upload
 
 import server.ingest
+from server import ingest_worker
 
 UPLOADS = 6
 
@@ -64,19 +65,17 @@ def test_photos_arriving_together_are_decoded_at_most_limit_at_a_time(
         answers = toilet_answers(photo_outside=[photo(sha(data))], photo_inside=[photo(sha(data))])
         items.append(submission(toilets[i % len(toilets)], phone.clock(), answers=answers))
     assert phone.push(items).status_code == 200
-    start = threading.Barrier(UPLOADS)
-    answers = [None] * UPLOADS
-
-    def send(i: int) -> None:
-        client = app.test_client()
-        start.wait()
-        answers[i] = upload(client, phone, photos[i], chunk=len(photos[i]))
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(UPLOADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    for data in photos:  # each last chunk answers at once: stored and queued
+        answer = upload_photo(app.test_client(), phone.headers, data, drain=False)
+        assert answer.status_code == 503 and answer.json["error"]["code"] == "processing"
+    workers = ingest_worker.start(app, UPLOADS)  # more workers than the gate lets decode
+    try:
+        deadline = time.monotonic() + 120
+        while len(store.ingest_entries()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        workers.shutdown()
+    answers = [phone.client.get(f"/api/v1/media/{sha(d)}", headers=phone.headers) for d in photos]
     assert [a.status_code for a in answers] == [200] * UPLOADS
     assert all(a.json["complete"] for a in answers)
     assert decodes["calls"] == UPLOADS

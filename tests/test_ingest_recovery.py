@@ -16,7 +16,7 @@ from test_media_api import corpus, noise_photo, upload
 
 from media.images import process_image
 from media.phash import to_hex
-from server import scheduler
+from server import ingest_worker, scheduler
 from server.context import media_store
 from server.ingest import DISPLAY_SIZES
 from server.jobs import JOBS
@@ -48,6 +48,10 @@ def status(client, phone, digest):
     return client.get(f"/api/v1/media/{digest}", headers=phone.headers)
 
 
+def processing(answer) -> bool:
+    return answer.status_code == 503 and answer.json["error"]["code"] == "processing"
+
+
 def display(client, phone, digest, size=320):
     return client.get(f"/api/v1/media/{digest}/display/{size}", headers=phone.headers)
 
@@ -62,11 +66,15 @@ def half_done(app, phone, toilets, client):
     return item, sha(inside)
 
 
-def test_asking_about_a_held_photo_processes_it_and_completes_the_inspection(
-    half_done, phone, client, store
+def test_asking_about_a_held_photo_queues_it_and_the_worker_completes_the_inspection(
+    half_done, app, phone, client, store
 ):
     item, digest = half_done
     assert store.submission(item["id"])["state"] == "received"
+    assert processing(status(client, phone, digest))
+    assert store.ingest_entry(digest)["state"] == "queued"
+    assert store.submission(item["id"])["state"] == "received"
+    assert ingest_worker.drain(app) == [digest]
     answer = status(client, phone, digest)
     assert answer.status_code == 200
     assert answer.json["complete"] is True
@@ -110,17 +118,18 @@ def test_the_job_processes_held_photos_and_judges_what_they_complete(
     killed_after_file_in_place(app, third)
     result = runner.invoke(args=["run-job", "reprocess-held"])
     assert result.exit_code == 0, result.output
-    assert '"processed":3' in result.output
+    assert '"queued":3' in result.output
+    assert sorted(ingest_worker.drain(app)) == sorted(map(sha, (first, second, third)))
     for digest in (sha(first), sha(second), sha(third)):
         assert store.media(digest) is not None
         assert display(client, phone, digest, 1280).status_code == 200
     assert store.submission(a["id"])["state"] == "complete"
     assert store.submission(b["id"])["state"] == "received"
     again = runner.invoke(args=["run-job", "reprocess-held"])
-    assert '"processed":0' in again.output
+    assert '"queued":0' in again.output
 
 
-def test_a_held_photo_that_cannot_be_read_is_dropped_so_the_phone_sends_it_again(
+def test_a_held_photo_that_cannot_be_read_is_dropped_and_the_phone_told_why(
     app,
     phone,
     toilets,
@@ -132,14 +141,20 @@ def test_a_held_photo_that_cannot_be_read_is_dropped_so_the_phone_sends_it_again
     push_two(phone, toilets[0], broken, noise_photo(12))
     digest = killed_after_file_in_place(app, broken)
     result = runner.invoke(args=["run-job", "reprocess-held"])
-    assert '"rejected":1' in result.output
+    assert '"queued":1' in result.output
+    assert ingest_worker.drain(app) == [digest]
     assert store.media(digest) is None
-    answer = status(client, phone, digest).json
-    assert answer == {"sha256": digest, "complete": False, "offset": 0, "length": None}
+    with app.app_context():
+        assert not media_store().has(digest)
+    answer = status(client, phone, digest)
+    assert answer.status_code == 422 and answer.json["error"]["code"] == "corrupt"
+    again = upload(client, phone, broken)  # the phone may send it again (once, by its rules)
+    assert again.status_code == 422 and again.json["error"]["code"] == "corrupt"
 
 
-def test_the_scheduler_processes_held_photos_as_soon_as_it_starts(half_done, app, store):
+def test_the_scheduler_queues_held_photos_as_soon_as_it_starts(half_done, app, store):
     item, digest = half_done
+    workers = ingest_worker.start(app, 1)
     sched = scheduler.start(app)
     try:
         deadline = time.monotonic() + 20
@@ -147,6 +162,7 @@ def test_the_scheduler_processes_held_photos_as_soon_as_it_starts(half_done, app
             time.sleep(0.1)
     finally:
         sched.shutdown(wait=True)
+        workers.shutdown()
     assert store.media(digest) is not None
     assert store.submission(item["id"])["state"] == "complete"
     assert JOBS["reprocess-held"].at_start
@@ -214,19 +230,25 @@ def test_a_reprocess_run_killed_midway_blocks_the_next_only_one_cycle(app, store
 
 
 def test_a_held_photo_that_fails_for_another_reason_stays_held_and_answers_503(
-    half_done, app, phone, client, store
+    half_done, app, phone, client, store, clock
 ):
     item, digest = half_done
     blocker = Path(app.config["MEDIA_PATH"]) / "derived" / digest[:2]
     blocker.write_text("a file where the versions' folder should be")  # disk trouble
-    answer = status(client, phone, digest)
-    assert answer.status_code == 503
-    assert answer.json["error"]["code"] == "processing"
+    assert processing(status(client, phone, digest))
+    assert ingest_worker.drain(app) == [digest]  # tried once, failed
+    assert processing(status(client, phone, digest))
+    entry = store.ingest_entry(digest)
+    assert entry["state"] == "queued" and entry["attempts"] == 1 and entry["last_error"]
     with app.app_context():
         assert media_store().has(digest)  # kept: the phone need not send it again
     assert store.media(digest) is None
     blocker.unlink()
+    assert ingest_worker.drain(app) == []  # not before its retry time
+    clock.advance(seconds=app.config["INGEST_RETRY_SECONDS"])
+    assert ingest_worker.drain(app) == [digest]
     assert status(client, phone, digest).json["complete"] is True
+    assert store.ingest_entry(digest) is None
     assert store.submission(item["id"])["state"] == "complete"
 
 
@@ -286,6 +308,9 @@ def test_a_partial_holding_every_byte_is_checked_and_processed_when_the_phone_co
                 "Content-Type": "application/offset+octet-stream",
             },
         )
+    assert processing(answer)
+    assert ingest_worker.drain(app) == [digest]
+    answer = status(client, phone, digest)
     assert answer.status_code == 200
     assert answer.json == {
         "sha256": digest,

@@ -214,7 +214,11 @@ async function uploadPhotos(session) {
     } catch (error) {
       if (!(error instanceof api.ApiError)) throw error;
       const decision = rules.shouldRetry(error.status);
-      if (error.network) {
+      if (error.status === 503 && error.code === 'processing') {
+        // Every byte is on the server, which is processing them: go on with the other photos
+        // and ask about this one again below (it is not complete yet).
+        uploads[sha256] = rules.applyUploadResponse(uploads[sha256], error.status, error.body);
+      } else if (error.network) {
         // The connection dropped mid-chunk: wait a little, ask where the server is, resume.
         if (++reconnects > RECONNECT_TRIES) throw error;
         await new Promise((resolve) => setTimeout(resolve, rules.backoff(reconnects - 1)));
@@ -232,6 +236,40 @@ async function uploadPhotos(session) {
     if (uploads[sha256].complete) await photoDone(session, sha256);
     await reportRun();
   }
+  await awaitProcessing(session);
+}
+
+/**
+ * Ask again about photos the server holds but is still processing, after growing pauses. Any
+ * still processing at the end fail the run with the server's `processing` answer, so the next
+ * run (after the usual backoff) asks again; they are never taken for complete.
+ */
+async function awaitProcessing(session) {
+  let pending = null;
+  for (const wait of rules.PROCESSING_POLLS_MS) {
+    const waiting = Object.keys(uploads).filter((sha) => uploads[sha].processing);
+    if (!waiting.length) return;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    for (const sha256 of waiting) {
+      try {
+        const status = await api.mediaStatus(sha256);
+        uploads[sha256] = rules.applyUploadResponse(uploads[sha256], 200, status);
+      } catch (error) {
+        if (!(error instanceof api.ApiError)) throw error;
+        if (error.status === 503 && error.code === 'processing') {
+          pending = error;
+          continue;
+        }
+        if (rules.shouldRetry(error.status) !== 'stop') throw error;
+        const { processing, ...before } = uploads[sha256];
+        uploads[sha256] = rules.applyUploadResponse(before, error.status, error.body);
+        if (uploads[sha256].failed) await notePhotoFailure(session, sha256, error);
+      }
+      if (uploads[sha256].complete) await photoDone(session, sha256);
+    }
+    await reportRun();
+  }
+  if (pending && Object.values(uploads).some((upload) => upload.processing)) throw pending;
 }
 
 async function photoDone(session, sha256) {

@@ -97,7 +97,7 @@ export function nextUpload(items, uploads) {
   for (const item of items) {
     for (const sha256 of item.missing || []) {
       const upload = uploads[sha256];
-      if (!upload || upload.complete || upload.failed || !Number.isInteger(upload.size)) continue;
+      if (!upload || upload.complete || upload.failed || upload.processing || !Number.isInteger(upload.size)) continue;
       return { sha256, offset: upload.offset || 0, size: upload.size };
     }
   }
@@ -116,21 +116,31 @@ export function chunkPlan(size, offset = 0, chunkSize = MAX_CHUNK_BYTES) {
   return chunks;
 }
 
+/** Milliseconds to wait before each new question about photos the server is still processing. */
+export const PROCESSING_POLLS_MS = [1000, 2000, 4000, 8000];
+
 /**
  * The upload record after an answer to GET or PATCH /api/v1/media/<sha256> (status, JSON body).
  * 409 resumes from the server's offset; 422 (hash mismatch: the server discarded the bytes)
- * starts again from 0 once, then marks the photo failed; 413/415/400 mark it failed.
+ * starts again from 0 once, then marks the photo failed; 413/415/400 mark it failed, and so
+ * does 422 `processing_failed` (the server holds it but cannot process it). 503 `processing`:
+ * the server holds every byte and is processing them: `processing`, not complete (ask again).
  */
 export function applyUploadResponse(upload, status, body) {
-  if (status >= 200 && status < 300) {
-    return { ...upload, offset: body.offset, complete: Boolean(body.complete) };
-  }
   const error = (body && body.error) || {};
-  if (status === 409 && Number.isSafeInteger(error.offset)) return { ...upload, offset: error.offset };
-  if (status === 422) {
-    return upload.restarted ? { ...upload, offset: 0, failed: error.code || 'hash_mismatch' } : { ...upload, offset: 0, restarted: true };
+  if (status === 503 && error.code === 'processing') {
+    return { ...upload, offset: Number.isInteger(upload.size) ? upload.size : upload.offset, processing: true };
   }
-  if ([400, 413, 415].includes(status)) return { ...upload, failed: error.code || String(status) };
+  const { processing, ...rest } = upload;
+  if (status >= 200 && status < 300) {
+    return { ...rest, offset: body.offset, complete: Boolean(body.complete) };
+  }
+  if (status === 409 && Number.isSafeInteger(error.offset)) return { ...rest, offset: error.offset };
+  if (status === 422 && error.code === 'processing_failed') return { ...rest, failed: error.code };
+  if (status === 422) {
+    return upload.restarted ? { ...rest, offset: 0, failed: error.code || 'hash_mismatch' } : { ...rest, offset: 0, restarted: true };
+  }
+  if ([400, 413, 415].includes(status)) return { ...rest, failed: error.code || String(status) };
   return upload; // network trouble, 5xx, 401, 403: retry or log in again per shouldRetry
 }
 

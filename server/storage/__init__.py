@@ -13,6 +13,7 @@ methods of `Storage`, which is assembled here from one mixin per aggregate:
     records.py      facilities and monthly tasks, observations, conflicts
     submissions.py  submissions and reviews
     media.py        media, photo holders, evidence flags and risk scores
+    ingest_queue.py photos waiting for ingest, claimed by ingest workers
     jobs.py         job leases and runs, samples, indicators
     desk.py         the supervisors' and admins' pages, and the exports
 """
@@ -29,6 +30,7 @@ from .core import (
 )
 from .desk import DeskMixin
 from .forms import FormsMixin
+from .ingest_queue import IngestQueueMixin
 from .jobs import JobsMixin
 from .media import MediaMixin
 from .records import RecordsMixin
@@ -60,6 +62,7 @@ class Storage(
     RecordsMixin,
     SubmissionsMixin,
     MediaMixin,
+    IngestQueueMixin,
     JobsMixin,
     DeskMixin,
     StorageBase,

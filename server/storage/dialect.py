@@ -107,6 +107,11 @@ class Dialect:
         """The JSON value at `keys` as the driver gives it: str, number, or bool (1/0 here)."""
         return f"json_extract({expr}, '$.{'.'.join(keys)}')"
 
+    def skip_locked(self) -> str:
+        """Appended to a SELECT choosing a row to claim: lock it, passing over rows other
+        transactions hold (nothing on SQLite, whose write lock already admits one claimer)."""
+        return ""
+
 
 class PostgresDialect(Dialect):
     name = "postgresql"
@@ -176,6 +181,9 @@ class PostgresDialect(Dialect):
 
     def json_path_value(self, expr: str, *keys: str) -> str:
         return f"(CAST({expr} AS jsonb) #> '{{{','.join(keys)}}}')"
+
+    def skip_locked(self) -> str:
+        return " FOR UPDATE SKIP LOCKED"
 
 
 DIALECTS = {"sqlite": Dialect(), "postgresql": PostgresDialect()}

@@ -89,14 +89,17 @@ class MediaMixin:
         row["crop_hashes"] = json.loads(row["crop_hashes"]) if row["crop_hashes"] else []
         return row
 
-    def media_hashes_after(self, seq: int) -> list[tuple]:
-        """(seq, sha256, phash hex, crop hashes JSON) of photos added after `seq`, in order."""
+    def media_hashes_after(self, seq: int, limit: int | None = None) -> list[tuple]:
+        """(seq, sha256, phash hex, crop hashes JSON) of photos added after `seq`, in order
+        (at most `limit` of them)."""
         return [
             tuple(r)
             for r in self.q(
                 "SELECT seq, sha256, phash, crop_hashes FROM media WHERE seq > :seq"
-                " AND phash IS NOT NULL ORDER BY seq",
+                " AND phash IS NOT NULL ORDER BY seq"
+                + (" LIMIT :limit" if limit is not None else ""),
                 seq=seq,
+                limit=limit,
             )
         ]
 

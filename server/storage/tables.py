@@ -374,3 +374,20 @@ indicator_snapshots = Table(
     _text("computed_at", nullable=False),
     _text("data", nullable=False),
 )
+
+#: Photos waiting for ingest (server/ingest_worker.py): one row per held photo not yet processed.
+#: A worker claims a row until `claim_until`; one killed mid-ingest loses it when that passes.
+#: Done rows are deleted (the media row is then the truth); `failed` and `rejected` rows stay.
+ingest_queue = Table(
+    "ingest_queue",
+    metadata,
+    _text("sha256", primary_key=True),
+    _text("state", nullable=False),
+    _int("attempts", nullable=False),
+    _text("claimed_by"),
+    _text("claim_until"),
+    _text("last_error"),
+    _text("enqueued_at", nullable=False),
+    _text("updated_at", nullable=False),
+    Index("idx_ingest_queue_state_claim_until", "state", "claim_until"),
+)

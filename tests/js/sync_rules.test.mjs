@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_CHUNK_BYTES, STATE_LABELS, STEPS, applyPushResult, applyReview,
+  BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_CHUNK_BYTES, PROCESSING_POLLS_MS, STATE_LABELS, STEPS, applyPushResult, applyReview,
   applyUploadResponse, backoff, chunkPlan, markQueued, nextStep, nextUpload, photoStored, progress,
   pushBatches, shouldRetry, startRun,
 } from '../../client_pwa/js/sync_rules.js';
@@ -116,6 +116,22 @@ test('upload answers: resume, restart once after a hash mismatch, or give up', (
   assert.equal(applyUploadResponse(up, 413, null).failed, '413');
   assert.equal(applyUploadResponse(up, 503, null), up);
   assert.equal(applyUploadResponse(up, 0, null), up);
+});
+
+test('a photo the server is processing is not complete: skipped, asked about again', () => {
+  const up = { size: 100, offset: 40 };
+  const processing = applyUploadResponse(up, 503, { error: { code: 'processing', retry_after: 2 } });
+  assert.deepEqual(processing, { size: 100, offset: 100, processing: true });
+  assert.equal(processing.complete, undefined);
+  const items = [{ state: 'waiting_for_photos', missing: [SHA('1'), SHA('2')] }];
+  const uploads = { [SHA('1')]: processing, [SHA('2')]: { size: 7, offset: 0 } };
+  assert.deepEqual(nextUpload(items, uploads), { sha256: SHA('2'), offset: 0, size: 7 });
+  assert.equal(nextUpload(items, { [SHA('1')]: processing }), null);
+  assert.deepEqual(applyUploadResponse(processing, 200, { offset: 100, complete: true }), { size: 100, offset: 100, complete: true });
+  assert.equal(applyUploadResponse(processing, 422, { error: { code: 'processing_failed' } }).failed, 'processing_failed');
+  const discarded = applyUploadResponse(processing, 422, { error: { code: 'corrupt' } });
+  assert.deepEqual(discarded, { size: 100, offset: 0, restarted: true });
+  assert.ok(PROCESSING_POLLS_MS.length > 0 && PROCESSING_POLLS_MS.every((ms) => ms > 0));
 });
 
 test('backoff: full jitter under a growing ceiling, capped at 5 minutes', () => {
