@@ -29,15 +29,20 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from media.images import ImageRejected
+from media.store import StoreUnavailable
 
 from .context import media_store, now
 from .evidence import HashCache
 from .ingest import decode_gate, ingest
 from .scheduler import make_holder
-from .storage import Storage, connect
+from .storage import DatabaseBusy, DatabaseUnavailable, Storage, connect
 
 log = logging.getLogger("villagecheck.ingest")
 EXTENSION = "villagecheck.ingest_workers"
+
+
+#: Failures that are not the photo's: the attempt is not counted against INGEST_MAX_ATTEMPTS.
+OUTAGES = (StoreUnavailable, DatabaseBusy, DatabaseUnavailable)
 
 
 def worker_count(config) -> int:
@@ -79,7 +84,11 @@ def run_once(app, store: Storage, worker: str) -> str | None:
             store.reject_ingest(sha256, code=rejected.code, now=_iso(now()))
             log.info("photo %s rejected: %s", sha256, rejected.code)
         except Exception as exc:
-            log.exception("ingest of photo %s failed (attempt %s)", sha256, job["attempts"])
+            outage = isinstance(exc, OUTAGES)
+            if outage:
+                log.warning("ingest of photo %s postponed: %s", sha256, exc)
+            else:
+                log.exception("ingest of photo %s failed (attempt %s)", sha256, job["attempts"])
             delay = float(config["INGEST_RETRY_SECONDS"]) * 2 ** (job["attempts"] - 1)
             at = now()
             state = store.fail_ingest(
@@ -89,6 +98,7 @@ def run_once(app, store: Storage, worker: str) -> str | None:
                 now=_iso(at),
                 retry_at=_iso(at + timedelta(seconds=delay)),
                 max_attempts=int(config["INGEST_MAX_ATTEMPTS"]),
+                counted=not outage,
             )
             if state == "failed":
                 log.error("photo %s failed %s times; it stays held", sha256, job["attempts"])

@@ -12,7 +12,7 @@ from s3_helpers import ThreadedMoto, client_for, new_bucket, s3_settings
 from test_media_api import corpus, inspect
 
 from media.s3_store import S3MediaStore
-from media.store import StoreUnavailable
+from server import ingest_worker
 from server.context import media_store_for
 from server.jobs import JobContext, clean_partials
 
@@ -127,38 +127,44 @@ def test_unreachable_store_answers_503_and_the_retry_completes(
     assert status == {"sha256": digest, "complete": False, "offset": offset, "length": len(data)}
 
     response = patch(client, phone, digest, data, offset)  # the phone's retry
-    assert response.status_code == 200, response.json
-    assert response.json["complete"] is True
+    assert response.status_code == 503 and response.json["error"]["code"] == "processing"
+    assert ingest_worker.drain(app) == [digest]
+    status = client.get(f"/api/v1/media/{digest}", headers=phone.headers).json
+    assert status["complete"] is True
     assert store.submission(submission_id)["state"] == "complete"
     assert store.media(digest)["size"] == len(data)
     assert not [k for k in bucket() if "/partials/" in k]
 
 
-def test_store_failing_after_the_bytes_are_held_keeps_the_photo_unprocessed(
-    app, bucket, phone, toilets, client, store, monkeypatch
+def test_a_store_outage_during_background_ingest_postpones_the_photo_without_failing_it(
+    app, bucket, moto, phone, toilets, client, store, clock
 ):
-    """The store drops while the display versions are written: 503, the photo is held but not
-    complete; asking again once it is back processes it."""
+    """The store drops while the photo waits in the ingest queue: the worker's attempts are
+    postponed, never counted against INGEST_MAX_ATTEMPTS, and nothing is marked complete;
+    once the store is back the photo is processed."""
     data = corpus("canon_hdr_NO.jpg")
     digest = sha(data)
     submission_id = waiting_submission(phone, toilets[1], data)
     waiting = store.submission(submission_id)["state"]
-
-    def down(*args, **kwargs):
-        raise StoreUnavailable("object store unreachable: EndpointConnectionError")
-
-    with monkeypatch.context() as m:
-        m.setattr(S3MediaStore, "put_derived", down)
-        response = client.patch(
-            f"/api/v1/media/{digest}",
-            data=data,
-            headers={**phone.headers, "Upload-Offset": "0", "Upload-Length": str(len(data))},
-        )
-        assert_store_unavailable(response)
+    response = client.patch(
+        f"/api/v1/media/{digest}",
+        data=data,
+        headers={**phone.headers, "Upload-Offset": "0", "Upload-Length": str(len(data))},
+    )
+    assert response.status_code == 503 and response.json["error"]["code"] == "processing"
+    moto.stop()
+    try:
+        for _ in range(app.config["INGEST_MAX_ATTEMPTS"] + 2):
+            assert ingest_worker.drain(app) == [digest]
+            clock.advance(hours=1)  # past the retry wait
+    finally:
+        moto.start()
+    entry = store.ingest_entry(digest)
+    assert entry["state"] == "queued" and "StoreUnavailable" in entry["last_error"]
     assert store.media(digest) is None
     assert store.submission(submission_id)["state"] == waiting != "complete"
-    status = client.get(f"/api/v1/media/{digest}", headers=phone.headers).json
-    assert status["complete"] is True
+    assert ingest_worker.drain(app) == [digest]
+    assert client.get(f"/api/v1/media/{digest}", headers=phone.headers).json["complete"] is True
     assert store.submission(submission_id)["state"] == "complete"
 
 

@@ -125,15 +125,25 @@ class IngestQueueMixin:
             self.q("DELETE FROM ingest_queue WHERE sha256 = :sha256", sha256=sha256)
 
     def fail_ingest(
-        self, sha256: str, worker: str, *, error: str, now: str, retry_at: str, max_attempts: int
+        self,
+        sha256: str,
+        worker: str,
+        *,
+        error: str,
+        now: str,
+        retry_at: str,
+        max_attempts: int,
+        counted: bool = True,
     ) -> str | None:
         """An attempt by `worker` failed: queued again from `retry_at`, or failed for good once
-        `max_attempts` were made. The state reached (None if the claim was no longer ours)."""
+        `max_attempts` were made. An attempt that could not run (the photo store or the database
+        was out: not the photo's fault) is not `counted`. The state reached (None if the claim
+        was no longer ours)."""
         with self.write():
             return self.scalar(
                 "UPDATE ingest_queue SET claimed_by = NULL, claim_until = :retry_at,"
-                " last_error = :error, updated_at = :now, state = CASE WHEN attempts >= :max"
-                " THEN 'failed' ELSE 'queued' END"
+                " attempts = attempts - :uncounted, last_error = :error, updated_at = :now,"
+                " state = CASE WHEN attempts - :uncounted >= :max THEN 'failed' ELSE 'queued' END"
                 " WHERE sha256 = :sha256 AND claimed_by = :worker AND state = 'queued'"
                 " RETURNING state",
                 sha256=sha256,
@@ -142,6 +152,7 @@ class IngestQueueMixin:
                 now=now,
                 retry_at=retry_at,
                 max=max_attempts,
+                uncounted=0 if counted else 1,
             )
 
     def reject_ingest(self, sha256: str, *, code: str, now: str) -> None:
