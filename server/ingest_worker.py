@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from datetime import timedelta
 
 import click
@@ -40,6 +41,9 @@ from .storage import DatabaseBusy, DatabaseUnavailable, Storage, connect
 log = logging.getLogger("villagecheck.ingest")
 EXTENSION = "villagecheck.ingest_workers"
 
+
+#: How often one ingest thread per process frees the claims of this host's dead processes.
+DEAD_CHECK_SECONDS = 10
 
 #: Failures that are not the photo's: the attempt is not counted against INGEST_MAX_ATTEMPTS.
 OUTAGES = (StoreUnavailable, DatabaseBusy, DatabaseUnavailable)
@@ -190,11 +194,17 @@ class Workers:
         config = self.app.config
         poll = float(config["INGEST_POLL_SECONDS"])
         worker, store = f"{self.holder}:{index}", None
+        checked = time.monotonic()
         while not self.stop.is_set():
             self.wake.clear()
             try:
                 if store is None or not store.usable():
                     store = connect(config["DATABASE_URL"], write_wait=config["WRITE_WAIT_SECONDS"])
+                if index == 0 and time.monotonic() - checked > DEAD_CHECK_SECONDS:
+                    # A process of this host that died after we started (a gunicorn worker
+                    # outliving its killed arbiter, then stopping) left its claims behind.
+                    release_dead_claims(self.app, store)
+                    checked = time.monotonic()
                 done = run_once(self.app, store, worker)
             except Exception:  # the database went away: try again after a pause
                 log.exception("ingest worker %s: cannot reach the queue", worker)

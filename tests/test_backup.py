@@ -24,7 +24,8 @@ def _file_sha(path: Path) -> str:
 
 class Load:
     """Phones in threads, each pushing toilet inspections with two new photos and uploading
-    them, noting when each push and each upload was answered."""
+    them, noting when each push and each upload was answered (held: the last chunk answered,
+    whether processed yet or still queued for processing)."""
 
     def __init__(self, app, toilets, phones=3):
         self.app, self.toilets = app, toilets
@@ -68,6 +69,8 @@ class Load:
                 "Content-Type": "application/offset+octet-stream",
             },
         )
+        if response.status_code == 503 and response.json["error"]["code"] == "processing":
+            return True  # the bytes are held (and queued for processing): a photo to back up
         if response.status_code != 200:
             self.errors.append(f"upload {response.status_code} {response.get_json()}")
             return False

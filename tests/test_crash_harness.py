@@ -77,6 +77,7 @@ class Server:
                 cwd=self.folder,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: gunicorn's arbiter and workers
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -90,10 +91,22 @@ class Server:
         raise AssertionError("server did not start\n" + self.tail())
 
     def kill(self) -> None:
+        """A crash: every process of the server dies at once (as at a power cut, or when
+        systemd kills the service's control group)."""
         if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc:
             self.proc.wait()
+            # The workers die a moment after the arbiter, and until then hold its listening
+            # socket: wait until it is closed, or the restart's port check would reach them.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                except OSError:
+                    break
+                time.sleep(0.02)
 
     def tail(self, n: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""

@@ -11,7 +11,7 @@ import json
 import uuid
 
 from conftest import SHILING, START, YUNYU, photo, submission, toilet_answers, upload_photo
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -448,7 +448,17 @@ json_values = st.recursive(
 )
 
 
+def depth(value) -> int:
+    """Nesting of objects and arrays: 0 for a scalar, 1 for [] or {}."""
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    return 0
+
+
 @settings(max_examples=60, deadline=None)
+@example(value=[[[]]], levels=61, ascii_only=False)  # depth 65: just too deep
 @given(json_values, st.integers(0, 1500), st.booleans())
 def test_parse_json_gives_json_loads_values_and_marks_only_what_is_too_deep(
     value, levels, ascii_only
@@ -458,13 +468,14 @@ def test_parse_json_gives_json_loads_values_and_marks_only_what_is_too_deep(
     wrapped = '{"s": "[[{\\"", "v": ' + "[" * levels + text + "]" * levels + "}"
     parsed, found = parse_json(wrapped.encode())
     assert parsed["s"] == '[[{"'  # brackets in strings do not count
-    if levels < MAX_DEPTH - 2:  # the wrappers and the value fit in MAX_DEPTH
+    if 1 + levels + depth(value) <= MAX_DEPTH:  # the object, the wrappers and the value fit
         inner = parsed["v"]
         for _ in range(levels):
             inner = inner[0]
         assert inner == value and not found
-    elif levels >= MAX_DEPTH:  # the wrappers alone are too deep
-        assert found == {"too_deep"}
+        return
+    assert found == {"too_deep"}
+    if levels >= MAX_DEPTH:  # the wrappers alone are too deep
         inner = parsed["v"]
         for _ in range(MAX_DEPTH - 1):  # parsed["v"] is at depth 2
             inner = inner[0]
