@@ -133,7 +133,9 @@ class Device:
         except ValueError:
             payload = None
         code = (payload or {}).get("error", {}).get("code") if status >= 300 else None
-        self.stats.request(kind, elapsed, status, code)
+        # The last chunk's 503 `processing`: held and queued for processing, not an error.
+        counted = 202 if kind == "upload" and code == "processing" else status
+        self.stats.request(kind, elapsed, counted, code)
         return status, payload
 
     def pause(self):
@@ -208,6 +210,9 @@ class Device:
                     "Upload-Length": str(len(data)),
                 },
             )
+            if status == 503 and (body or {}).get("error", {}).get("code") == "processing":
+                del self.held[digest]  # held and queued: the server processes it in the background
+                return
             if status != 200:
                 return
             offset = body["offset"]
