@@ -17,6 +17,7 @@ Bytes that are not a readable image are discarded and the photo is `rejected` wi
 Tests run the queue synchronously: `drain(app)` processes everything claimable now.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -41,6 +42,9 @@ from .storage import DatabaseBusy, DatabaseUnavailable, Storage, connect
 log = logging.getLogger("villagecheck.ingest")
 EXTENSION = "villagecheck.ingest_workers"
 
+
+#: How much lower ingest threads run than request threads (nice, 0-19).
+INGEST_NICENESS = 10
 
 #: How often one ingest thread per process frees the claims of this host's dead processes.
 DEAD_CHECK_SECONDS = 10
@@ -150,6 +154,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _yield_cpu_to_requests() -> None:
+    """Lower this thread's CPU priority (Linux: per thread), so that on a busy machine a
+    phone's push and pull are served first and photos are processed with what is left."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INGEST_NICENESS)
+
+
 class Workers:
     """`count` ingest threads of one process, woken at once by `notify()` after a local upload
     and every INGEST_POLL_SECONDS otherwise (photos queued by other processes)."""
@@ -191,6 +202,7 @@ class Workers:
             thread.join(timeout)
 
     def _loop(self, index: int) -> None:
+        _yield_cpu_to_requests()
         config = self.app.config
         poll = float(config["INGEST_POLL_SECONDS"])
         worker, store = f"{self.holder}:{index}", None

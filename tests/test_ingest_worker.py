@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -207,3 +208,18 @@ def test_a_photo_ingested_by_another_process_is_in_this_ones_index_within_a_seco
     assert len(index) == before + 1
     assert (sha(second), 0) in found
     assert elapsed < 1.0
+
+
+def test_ingest_threads_run_at_a_lower_cpu_priority_than_requests():
+    """On a busy machine a phone's push is served before photos are processed."""
+    seen = {}
+
+    def thread():
+        ingest_worker._yield_cpu_to_requests()
+        seen["ingest"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    assert seen["ingest"] == ingest_worker.INGEST_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # only that thread
