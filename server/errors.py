@@ -77,41 +77,42 @@ def register(app: Flask) -> None:
         return error_response(500, "internal", "服务器内部错误，请稍后再试")
 
 
-def _busy(app: Flask):
-    """A write could not get the database in time (it wrote nothing): 503, try again soon."""
-    app.logger.warning("database busy on %s", request.path)
+def _try_again(code: str, api_message: str, page_message: str):
+    """503 with Retry-After: nothing of the request was kept, the phone sends it again."""
     headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     if not request.path.startswith("/api/"):
-        return "服务器繁忙，请稍后再试 (server busy, try again)", 503, headers
-    response, status = error_response(503, "busy", "服务器繁忙，请稍后自动重试")
+        return page_message, 503, headers
+    response, status = error_response(503, code, api_message)
     response.headers.update(headers)
     return response, status
+
+
+def _busy(app: Flask):
+    """A write could not get the database in time (it wrote nothing)."""
+    app.logger.warning("database busy on %s", request.path)
+    return _try_again(
+        "busy", "服务器繁忙，请稍后自动重试", "服务器繁忙，请稍后再试 (server busy, try again)"
+    )
 
 
 def _unavailable(app: Flask, err: DatabaseUnavailable):
     """The database could not be reached or dropped mid-request (nothing was half-written: the
-    transaction died with the connection): 503, the phone retries later."""
+    transaction died with the connection)."""
     app.logger.error("database unavailable on %s: %s", request.path, err)
-    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
-    if not request.path.startswith("/api/"):
-        return "数据库暂时无法连接，请稍后再试 (database unavailable)", 503, headers
-    response, status = error_response(
-        503, "database_unavailable", "服务器暂时连不上数据库，数据仍在手机上，稍后自动重试"
+    return _try_again(
+        "database_unavailable",
+        "服务器暂时连不上数据库，数据仍在手机上，稍后自动重试",
+        "数据库暂时无法连接，请稍后再试 (database unavailable)",
     )
-    response.headers.update(headers)
-    return response, status
 
 
 def _store_unavailable(app: Flask, err: StoreUnavailable):
     """The photo store (an object store) could not be reached or failed for now: nothing was
-    marked complete that is not stored, so 503 and the phone sends the chunk again later. Every
-    store maps its own failures to `StoreUnavailable` (S3: media/s3_store.py `_translated`)."""
+    marked complete that is not stored. Every store maps its own failures to
+    `StoreUnavailable` (S3: media/s3_store.py `_translated`)."""
     app.logger.error("photo store unavailable on %s: %s", request.path, err)
-    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
-    if not request.path.startswith("/api/"):
-        return "照片存储暂时无法连接，请稍后再试 (photo store unavailable)", 503, headers
-    response, status = error_response(
-        503, "store_unavailable", "服务器暂时连不上照片存储，照片仍在手机上，稍后自动重试"
+    return _try_again(
+        "store_unavailable",
+        "服务器暂时连不上照片存储，照片仍在手机上，稍后自动重试",
+        "照片存储暂时无法连接，请稍后再试 (photo store unavailable)",
     )
-    response.headers.update(headers)
-    return response, status

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import CORPUS
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from media.store import (
     Accept,
-    AlreadyHave,
-    Appended,
-    Completed,
     LengthMismatch,
     LocalMediaStore,
     OffsetConflict,
@@ -102,74 +98,6 @@ def test_decide_accepts_only_what_fits(held, declared, offset, n, max_bytes):
 # The store
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(data=st.data())
-def test_interrupted_upload_resumes_byte_identical(data):
-    """Random chunk boundaries, stale-offset resends, lost replies and new store instances
-    (server restarts) between chunks: the photo still arrives byte-identical."""
-    payload, sha, size = SMALL_BYTES, SMALL_SHA, len(SMALL_BYTES)
-    cuts = data.draw(st.lists(st.integers(1, size - 1), max_size=25), label="chunk boundaries")
-    boundaries = sorted({*cuts, size})
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        store = LocalMediaStore(root)
-        client_offset = 0  # what the phone believes the server holds
-        server_offset = 0  # what the server really holds (for checking only)
-        drops_left = 12
-        for _ in range(200):
-            if data.draw(st.booleans(), label="restart server"):
-                store = LocalMediaStore(root)
-            drop = "none"
-            if drops_left:
-                drop = data.draw(st.sampled_from(["none", "stale", "lost_reply"]), label="drop")
-                drops_left -= drop != "none"
-            send_at = client_offset
-            if drop == "stale":  # the phone resends from an offset it should not use
-                send_at = data.draw(st.integers(0, size - 1), label="stale offset")
-            end = next(b for b in boundaries if b > send_at)
-            r = store.append_chunk(sha, send_at, payload[send_at:end], size)
-            if send_at != server_offset:
-                assert r == OffsetConflict(server_offset)
-                client_offset = r.offset  # resume from what the server reports
-                continue
-            server_offset = end
-            if end == size:
-                assert r == Completed(sha, size)
-                break
-            assert r == Appended(end)
-            assert LocalMediaStore(root).partial_offset(sha) == end
-            if drop != "lost_reply":  # a lost reply: the phone keeps its old offset
-                client_offset = end
-        else:
-            pytest.fail("upload never completed")
-        assert store.has(sha)
-        with LocalMediaStore(root).open(sha) as fh:
-            assert fh.read() == payload
-        assert list((root / "partials").iterdir()) == []
-
-
-def test_object_already_held_costs_nothing(tmp_path):
-    store = LocalMediaStore(tmp_path)
-    store.append_chunk(SMALL_SHA, 0, SMALL_BYTES, len(SMALL_BYTES))
-    before = _files_under(tmp_path)
-    obj = tmp_path / before[0]
-    os.utime(obj, (1_000_000, 1_000_000))
-    for offset, chunk, length in [
-        (0, SMALL_BYTES[:100], len(SMALL_BYTES)),
-        (500, b"x" * 10, len(SMALL_BYTES)),  # stale offset: no conflict, nothing to send
-        (0, b"", 7),  # wrong length: irrelevant, we have it
-        (0, b"", 10**12),  # over the limit: irrelevant too
-    ]:
-        assert store.append_chunk(SMALL_SHA, offset, chunk, length) == AlreadyHave(SMALL_SHA)
-    assert _files_under(tmp_path) == before
-    assert obj.stat().st_mtime == 1_000_000
-    assert obj.read_bytes() == SMALL_BYTES
-
-
 def test_is_sha256():
     assert is_sha256(SMALL_SHA)
     assert is_sha256("0" * 64)
@@ -187,31 +115,6 @@ def test_read_head_from_partial_then_object(tmp_path):
     assert store.read_head(SMALL_SHA, 16).startswith(b"\xff\xd8")  # JPEG SOI, for sniffing
     store.append_chunk(SMALL_SHA, 8, SMALL_BYTES[8:], len(SMALL_BYTES))
     assert store.read_head(SMALL_SHA, 16) == SMALL_BYTES[:16]
-
-
-def test_abandoned_partials_removed_by_age(tmp_path):
-    store = LocalMediaStore(tmp_path)
-    old, fresh = "a" * 64, "b" * 64
-    store.append_chunk(old, 0, b"old bytes", 100)
-    store.append_chunk(fresh, 0, b"fresh bytes", 100)
-    now = 2_000_000_000.0
-    for p in (tmp_path / "partials").glob(f"{old}.*"):
-        os.utime(p, (now - 7200, now - 7200))
-    for p in (tmp_path / "partials").glob(f"{fresh}.*"):
-        os.utime(p, (now - 60, now - 60))
-    assert store.remove_partials_older_than(3600, now=now) == [old]
-    assert store.partial_offset(old) is None
-    assert store.partial_offset(fresh) == len(b"fresh bytes")
-    assert sorted(p.name for p in (tmp_path / "partials").iterdir()) == [
-        f"{fresh}.json",
-        f"{fresh}.part",
-    ]
-    # exactly at the age: kept; one second more: removed
-    assert store.remove_partials_older_than(60, now=now) == []
-    assert store.remove_partials_older_than(59, now=now) == [fresh]
-    assert list((tmp_path / "partials").iterdir()) == []
-    # the phone simply starts over
-    assert store.append_chunk(old, 0, b"x", 100) == Appended(1)
 
 
 def test_display_versions_left_half_written_by_a_kill_are_removed_by_age(tmp_path):
