@@ -200,6 +200,15 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _shrink(img: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Area-average ``img`` down to ``target``. An exact integer factor (1280 -> 320) is
+    ``reduce``: the same box average as the BOX filter, at a quarter of the cost."""
+    factor = img.width // target[0]
+    if factor > 1 and img.size == (target[0] * factor, target[1] * factor):
+        return img.reduce(factor)
+    return img.resize(target, DISPLAY_RESAMPLE)
+
+
 def decode_versions(
     source: Source,
     sizes: Iterable[int] = DEFAULT_SIZES,
@@ -234,7 +243,7 @@ def decode_versions(
         for size in wanted:
             target = _fit(current.size, size)
             if target != current.size:
-                current = current.resize(target, DISPLAY_RESAMPLE)
+                current = _shrink(current, target)
             elif current is img:
                 current = current.copy()  # never hand out the file-backed image
             current.info = {}  # no EXIF/ICC/XMP/comment can leak into a saved version
