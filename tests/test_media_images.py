@@ -17,7 +17,7 @@ import pytest
 from conftest import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from media.exif import ExifFacts, read_facts
 from media.images import (
@@ -489,3 +489,29 @@ def test_index_with_crops_equals_the_pairwise_distance(stored, h, crops, max_dis
         if (d := _near((h, tuple(crops)), (full, tuple(its_crops)))) <= max_distance
     )
     assert index.query(h, max_distance, crops=crops) == [(i, d) for d, i in expected]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_each_exif_orientation_turns_the_pixels_upright(orientation):
+    """Every orientation gives the picture exif_transpose gives (a red corner block and a blue
+    bar tell every turn and flip apart), for both versions."""
+    img = Image.new("RGB", (800, 400), "white")
+    img.paste((255, 0, 0), (0, 0, 200, 100))
+    img.paste((0, 0, 255), (600, 0, 800, 400))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(io.BytesIO(buf.getvalue())) as stored:
+        upright = ImageOps.exif_transpose(stored).convert("RGB")
+    for size, data in make_display_versions(buf.getvalue(), sizes=(640, 160)).items():
+        with Image.open(io.BytesIO(data)) as version:
+            assert version.size == _fit_longest(upright.size, size)
+            expected = upright.resize(version.size, Image.Resampling.BOX)
+            diff = ImageChops.difference(version.convert("RGB"), expected)
+            assert max(ImageStat.Stat(diff).mean) < 8, (orientation, size)
+
+
+def _fit_longest(size, longest):
+    w, h = size
+    return (longest, round(h * longest / w)) if w >= h else (round(w * longest / h), longest)
