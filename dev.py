@@ -2,9 +2,9 @@
 """Run or test villagecheck from a fresh checkout: `python3 dev.py run` / `python3 dev.py test`.
 
 Creates its own virtualenv in .venv, installs the project into it, then runs the server (with
-the demo county when the database is empty) or the test suite: the whole suite on SQLite, then
-the tests of the storage and what sits on it again with the app on PostgreSQL (a throwaway
-cluster, when PostgreSQL is installed). Needs only python3.
+the demo county when the database is empty) or the test suite: the whole suite on SQLite and,
+alongside it, the tests of the storage and what sits on it again with the app on PostgreSQL (a
+throwaway cluster, when PostgreSQL is installed). Needs only python3.
 """
 
 import contextlib
@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from scripts import pg_cluster
@@ -67,25 +68,42 @@ def run() -> None:
 
 
 def test() -> None:
-    """The whole suite on SQLite (with the pytest arguments given), then POSTGRES_TESTS on
-    PostgreSQL; fails if either fails. Both halves see the PostgreSQL server, so the storage
-    contract tests run on both engines in the first half already."""
+    """The whole suite on SQLite (with the pytest arguments given) and, at the same time,
+    POSTGRES_TESTS on PostgreSQL; fails if either fails. The PostgreSQL half's output is
+    printed when it ends. Both halves see the PostgreSQL server, so the storage contract tests
+    run on both engines in the first half already."""
     ensure_venv()
     install("[test]")
     with postgres_server() as (server, skipped):
         env = {**os.environ, "VILLAGECHECK_TEST_ENGINE": "sqlite"}
         if server:
             env["VILLAGECHECK_TEST_POSTGRES"] = server
-        chosen = " ".join(sys.argv[2:]) or "the whole suite"
-        halves = {f"SQLite, {chosen}": pytest(sys.argv[2:] or ["-q"], env)}
+        second = None
         if server:
             files = [
                 str(path.relative_to(ROOT))
                 for name in POSTGRES_TESTS
                 for path in sorted(ROOT.glob(f"tests/{name}"))
             ]
-            env["VILLAGECHECK_TEST_ENGINE"] = "postgresql"
-            halves["PostgreSQL, " + ", ".join(POSTGRES_TESTS)] = pytest(["-q", *files], env)
+            name = "PostgreSQL, " + ", ".join(POSTGRES_TESTS)
+            second = (
+                name,
+                pytest(
+                    ["-q", *files], {**env, "VILLAGECHECK_TEST_ENGINE": "postgresql"}, quiet=True
+                ),
+            )
+        chosen = " ".join(sys.argv[2:]) or "the whole suite"
+        try:
+            halves = {f"SQLite, {chosen}": pytest(sys.argv[2:] or ["-q"], env).wait()}
+        except BaseException:  # Ctrl-C: stop the other half too
+            if second:
+                second[1].kill()
+            raise
+        if second:
+            name, process = second
+            halves[name] = process.wait()
+            process.stdout.seek(0)
+            print(f"\n+ output of the PostgreSQL half:\n{process.stdout.read()}", flush=True)
     for name, code in halves.items():
         print(f"{name}: {'passed' if code == 0 else f'FAILED (pytest exit code {code})'}")
     if skipped:
@@ -93,11 +111,19 @@ def test() -> None:
     sys.exit(next((code for code in halves.values() if code), 0))
 
 
-def pytest(args: list[str], env: dict) -> int:
+def pytest(args: list[str], env: dict, quiet: bool = False) -> subprocess.Popen:
+    """Start pytest; with `quiet` its output goes to a temporary file (`process.stdout`)."""
     print(f"+ pytest {' '.join(args)}  (app on {env['VILLAGECHECK_TEST_ENGINE']})", flush=True)
-    return subprocess.run(
-        [str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=env
-    ).returncode
+    out = tempfile.TemporaryFile("w+", encoding="utf-8") if quiet else None
+    process = subprocess.Popen(
+        [str(BIN / "python"), "-m", "pytest", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if quiet else None,
+    )
+    process.stdout = out
+    return process
 
 
 @contextlib.contextmanager
