@@ -1,6 +1,6 @@
 """client_pwa/js/photo_resize.js in one headless Chromium page, for the photo-size tests.
 
-The page's origin is a made-up host whose requests Playwright answers from client_pwa/ (no
+The page's origin is http://localhost, whose requests Playwright answers from client_pwa/ (no
 server, no service worker), so the module runs exactly as the PWA loads it. Bytes cross the
 boundary as base64.
 """
@@ -14,7 +14,7 @@ import pytest
 from pwa_helpers import CHROMIUM, launch_chromium
 
 CLIENT = Path(__file__).resolve().parent.parent / "client_pwa"
-ORIGIN = "http://photo-resize.test"
+ORIGIN = "http://localhost"  # a secure context (crypto.subtle); never reached: routed
 
 
 def b64(data: bytes) -> str:
@@ -49,7 +49,8 @@ class Resizer:
         out = self.page.evaluate(
             """async ([expression, blobs]) => {
                 const bytes = blobs.map((b) => Uint8Array.from(atob(b), (c) => c.charCodeAt(0)));
-                const value = await new Function('pr', 'bytes', `return (${expression});`)(window.pr, bytes);
+                const fn = new Function('pr', 'bytes', `return (${expression});`);
+                const value = await fn(window.pr, bytes);
                 const enc = (v) => {
                   if (v instanceof Uint8Array) return { $bytes: btoa(String.fromCharCode(...v)) };
                   if (v && typeof v === 'object' && !Array.isArray(v)) {
@@ -63,8 +64,10 @@ class Resizer:
         )
 
         def dec(v):
+            if isinstance(v, dict) and "$bytes" in v:
+                return base64.b64decode(v["$bytes"])
             if isinstance(v, dict):
-                return base64.b64decode(v["$bytes"]) if "$bytes" in v else {k: dec(x) for k, x in v.items()}
+                return {k: dec(x) for k, x in v.items()}
             return v
 
         return dec(out)
@@ -73,12 +76,13 @@ class Resizer:
 def _serve(route):
     path = route.request.url[len(ORIGIN) :].split("?")[0]
     if path in ("", "/"):
-        return route.fulfill(status=200, content_type="text/html", body="<!doctype html><title>t</title>")
+        return route.fulfill(status=200, content_type="text/html", body="<!doctype html>")
     file = (CLIENT / path.removeprefix("/app/")).resolve()
     if not path.startswith("/app/") or CLIENT not in file.parents or not file.is_file():
         return route.fulfill(status=404, body="")
     kind = "text/javascript" if file.suffix == ".js" else mimetypes.guess_type(file.name)[0]
-    return route.fulfill(status=200, content_type=kind or "application/octet-stream", body=file.read_bytes())
+    kind = kind or "application/octet-stream"
+    return route.fulfill(status=200, content_type=kind, body=file.read_bytes())
 
 
 @contextmanager

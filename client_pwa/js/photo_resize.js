@@ -10,17 +10,18 @@
 //   is kept as it was, so the server still turns the pixels once.)
 // - The EXIF thumbnail (IFD1) is dropped: it shows the sensor's unturned picture, which no longer
 //   matches Orientation 1, nothing on the server reads it, and it costs 5–60 kB on every upload.
-//   IFD0's link to it is set to 0; its bytes are cut off when they are the block's tail (they are
-//   in every camera file we have seen) and nothing else lies after them.
+//   IFD0's link to it is set to 0; its bytes are cut off too when they end the block (zero
+//   padding aside) and nothing IFD0, Exif, GPS or Interop point at lies after them (the Apple and
+//   Canon files of the corpus), else they stay, unreachable (the Nikon one).
 // - PixelXDimension/PixelYDimension, when present, get the new size.
 // Everything else is byte for byte the camera's, in the camera's byte order (II or MM).
 //
 // Anything not understood keeps the original unchanged: a photo that is not a JPEG (HEIC, PNG…),
-// one the browser cannot decode, an EXIF block that cannot be walked, a result that is not
-// smaller. Photos already within the edge are never decoded and are kept byte for byte.
+// one cut short or the browser cannot decode, an EXIF block that cannot be walked, a result that
+// is not smaller. Photos already within the edge are never decoded and are kept byte for byte.
 //
-// The byte helpers (jpegInfo, exifOrientation, patchExif, withExif) are pure functions on
-// Uint8Arrays, tested on their own (tests/test_photo_resize.py).
+// The byte helpers (jpegInfo, jpegComplete, exifOrientation, patchExif, withExif) are pure
+// functions on Uint8Arrays, tested on their own (tests/test_photo_resize.py).
 
 export const DEFAULT_MAX_EDGE = 2560;
 export const JPEG_QUALITY = 0.85;
@@ -44,7 +45,7 @@ const TYPE_SIZE = [0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4];
 /**
  * The frame size and the segments that matter of a JPEG, read from the markers before the scan:
  * {width, height, exif: {start, end} | null (the whole APP1 Exif segment), insertAt (where an
- * APP1 goes: after SOI, or after a leading APP0 JFIF)}. null when the bytes are not a JPEG whose
+ * APP1 goes: after SOI, or after a leading APP0 JFIF), scanAt (the first SOS marker, 0 if none)}. null when the bytes are not a JPEG whose
  * header can be read.
  */
 export function jpegInfo(bytes) {
@@ -54,12 +55,14 @@ export function jpegInfo(bytes) {
   let height = 0;
   let exif = null;
   let insertAt = 2;
+  let scanAt = 0;
   while (i + 4 <= bytes.length) {
     if (bytes[i] !== 0xff) return null;
     const marker = bytes[i + 1];
     if (marker === 0xff) { i += 1; continue; } // fill byte
     if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; }
-    if (marker === 0xd9 || marker === 0xda) break; // end of image, start of scan
+    if (marker === 0xd9) break;
+    if (marker === 0xda) { scanAt = i; break; }
     const length = (bytes[i + 2] << 8) | bytes[i + 3];
     const end = i + 2 + length;
     if (length < 2 || end > bytes.length) return null;
@@ -75,7 +78,17 @@ export function jpegInfo(bytes) {
     i = end;
   }
   if (!width || !height) return null;
-  return { width, height, exif, insertAt };
+  return { width, height, exif, insertAt, scanAt };
+}
+
+/** Whether an end-of-image marker follows the first scan: a photo cut short has none (a browser
+ * would still decode it, grey where the bytes stop, and the server would refuse the original). */
+export function jpegComplete(bytes, info = jpegInfo(bytes)) {
+  if (!info || !info.scanAt) return false;
+  for (let i = bytes.indexOf(0xd9, info.scanAt + 2); i !== -1; i = bytes.indexOf(0xd9, i + 1)) {
+    if (bytes[i - 1] === 0xff) return true;
+  }
+  return false;
 }
 
 /** The TIFF block (after "Exif\0\0") of a JPEG's APP1 segment, or null. */
@@ -268,6 +281,7 @@ export async function shrinkPhoto(file, maxEdge = DEFAULT_MAX_EDGE, { quality = 
     info = jpegInfo(bytes);
     if (!info) return keep('not_jpeg');
     if (Math.max(info.width, info.height) <= maxEdge) return keep('small', info);
+    if (!jpegComplete(bytes, info)) return keep('truncated', info);
     const tiff = exifTiff(bytes, info);
     const old = tiff ? exifOrientation(tiff) : 1;
     if (old === null) return keep('exif_unreadable', info);
