@@ -28,6 +28,7 @@ const SHELL = [
   '/app/js/expr.js',
   '/app/js/form_logic.js',
   '/app/js/i18n.js',
+  '/app/js/photo_resize.js',
   '/app/js/render_form.js',
   '/app/js/store.js',
   '/app/js/sync.js',

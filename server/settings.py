@@ -206,6 +206,13 @@ SETTINGS = (
         1.0,
         "idle ingest workers look for photos queued by other processes this often",
     ),
+    # -- photo size on the phone (client_pwa/js/photo_resize.js) --
+    Setting(
+        "PWA_MAX_PHOTO_EDGE",
+        2560,
+        "phones redraw JPEGs with a longer edge to this many pixels, keeping the EXIF, before"
+        " storing and uploading them (0: keep every photo as taken)",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

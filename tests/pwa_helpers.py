@@ -54,6 +54,8 @@ def make_app(tmp: Path, demo_db: Path):
             "DATABASE": str(tmp / "vc.db"),
             "MEDIA_ROOT": str(tmp / "media"),
             "SECRET_KEY": "test",
+            # these tests follow originals byte for byte; tests/test_photo_resize*.py downsize
+            "PWA_MAX_PHOTO_EDGE": 0,
         }
     )
     return app

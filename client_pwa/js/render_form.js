@@ -226,6 +226,9 @@ const CONTROLS = {
     input.addEventListener('change', async () => {
       const files = [...input.files];
       input.value = '';
+      // Making a large photo smaller takes a moment: no second shot until this one is kept.
+      input.disabled = true;
+      camera.setAttribute('aria-busy', 'true');
       for (const file of files) {
         try {
           const answer = await photos.add(file);
@@ -236,6 +239,8 @@ const CONTROLS = {
           toast(t('photo_failed'), { error: true });
         }
       }
+      input.disabled = false;
+      camera.removeAttribute('aria-busy');
       paint();
     });
     async function paint() {

@@ -7,6 +7,7 @@
 // so the rest of the app only ever sees Blobs.
 
 import { db } from './db.js';
+import { DEFAULT_MAX_EDGE, shrinkPhoto } from './photo_resize.js';
 
 // ---- meta ----------------------------------------------------------------------------------
 
@@ -119,14 +120,16 @@ export async function makeThumbnail(blob) {
 }
 
 /**
- * Keep a photo just taken: the original bytes unchanged (they are what the server hashes), a
- * thumbnail, and the answer for the form ({sha256, captured_at, position}).
+ * Keep a photo just taken: the bytes to upload (the original, or a smaller JPEG with its EXIF
+ * when its long edge is over the server's max_photo_edge; photo_resize.js), a thumbnail, and the
+ * answer for the form ({sha256, captured_at, position}). The kept bytes are what the server hashes.
  */
 export async function addPhoto(file, { position = null, capturedAt = isoWithOffset() } = {}) {
-  const bytes = await file.arrayBuffer();
+  const kept = (await shrinkPhoto(file, await getMeta('max_photo_edge', DEFAULT_MAX_EDGE))).blob;
+  const bytes = await kept.arrayBuffer();
   const sha256 = await sha256Hex(bytes);
-  const type = file.type || 'image/jpeg';
-  const thumb = await makeThumbnail(file);
+  const type = kept.type || file.type || 'image/jpeg';
+  const thumb = await makeThumbnail(kept);
   const asBlob = await blobsStore();
   const d = await db();
   const existing = await d.get('photos', sha256);
@@ -136,6 +139,7 @@ export async function addPhoto(file, { position = null, capturedAt = isoWithOffs
       data: asBlob ? new Blob([bytes], { type }) : bytes,
       type,
       size: bytes.byteLength,
+      original_size: file.size,
       captured_at: capturedAt,
       position,
       uploaded: false,
@@ -266,6 +270,7 @@ export async function applyPullPage(page, { applyReview }) {
     if (entry) await outbox.put(applyReview(entry, review));
   }
   await tx.objectStore('meta').put(page.cursor, 'cursor');
+  if (Number.isInteger(page.max_photo_edge)) await tx.objectStore('meta').put(page.max_photo_edge, 'max_photo_edge');
   await tx.done;
 }
 
