@@ -206,6 +206,19 @@ SETTINGS = (
         1.0,
         "idle ingest workers look for photos queued by other processes this often",
     ),
+    # -- the PWA on real phones (server/pwa.py, /app/config.json; issue 11) --
+    Setting(
+        "PWA_SERVICE_WORKER",
+        True,
+        "the app's service worker (offline shell); off (false): phones unregister it and clear"
+        " its caches on their next online load, and the app runs online only",
+    ),
+    Setting(
+        "PWA_GPS_GOOD_METRES",
+        50,
+        "a phone's fix worse than this shows 等待定位 on forms (photos may still be taken; the"
+        " accuracy is recorded) and asks to confirm when registering a facility",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
