@@ -73,12 +73,13 @@ def app_root():
 
 #: Served as /app/sw.js while PWA_SERVICE_WORKER is off: a worker that deletes the app's caches
 #: and unregisters itself (a browser checking for an update installs it at once).
-REMOVE_WORKER = """// PWA_SERVICE_WORKER is off on this server: remove the app's caches and this worker.
+REMOVE_WORKER = """// PWA_SERVICE_WORKER is off: remove the app's caches and this worker.
 self.addEventListener('install', () => self.skipWaiting());
 self.addEventListener('activate', (event) => {
   event.waitUntil((async () => {
     const names = await caches.keys();
-    await Promise.all(names.filter((n) => n.startsWith('villagecheck-shell-')).map((n) => caches.delete(n)));
+    const ours = names.filter((n) => n.startsWith('villagecheck-shell-'));
+    await Promise.all(ours.map((n) => caches.delete(n)));
     await self.registration.unregister();
   })());
 });

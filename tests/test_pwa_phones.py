@@ -276,8 +276,10 @@ def test_without_a_service_worker_the_app_works_online_and_syncs_on_every_trigge
     n = runs(page)
     page.evaluate(
         """async () => {
-            await window.villagecheck.store.setMeta('last_sync', {at: '2020-01-01T00:00:00Z', ok: true});
-            Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});
+            const old = {at: '2020-01-01T00:00:00Z', ok: true};
+            await window.villagecheck.store.setMeta('last_sync', old);
+            const visible = {value: 'visible', configurable: true};
+            Object.defineProperty(document, 'visibilityState', visible);
             document.dispatchEvent(new Event('visibilitychange'));
         }"""
     )
@@ -307,7 +309,8 @@ def test_without_a_service_worker_the_app_works_online_and_syncs_on_every_trigge
         """async (id) => {
             const s = window.villagecheck.store;
             const e = await s.outboxEntry(id);
-            await s.putOutbox({...e, createdAt: new Date(Date.now() - 2 * 86400e3 - 60e3).toISOString()});
+            const createdAt = new Date(Date.now() - 2 * 86400e3 - 60e3).toISOString();
+            await s.putOutbox({...e, createdAt});
             window.villagecheck.app.rerender();
         }""",
         entry_id,
@@ -321,7 +324,9 @@ def test_without_a_service_worker_the_app_works_online_and_syncs_on_every_trigge
     n = runs(page)
     context.set_offline(False)
     page.wait_for_selector(f"#outbox li[data-id='{entry_id}'][data-state=synced]", timeout=30000)
-    assert "online" in [r["reason"] for r in page.evaluate("() => window.villagecheck.sync.history()")[n:]]
+    assert "online" in [
+        r["reason"] for r in page.evaluate("() => window.villagecheck.sync.history()")[n:]
+    ]
     page.wait_for_function(
         "() => document.querySelector('#outbox-summary')?.textContent === '全部已同步'"
     )
@@ -402,7 +407,9 @@ def test_registering_a_facility_confirms_a_poor_fix_and_a_neighbour(phone, live)
     assert "定位精度 ±5 米" in gps(page, "good")
     with page.expect_event("dialog"):
         page.click("#save-facility")
-    assert len(dialogs) == 2 and "已经登记了同类设施“陈朝光户厕”（30 米以内）" in dialogs[1], dialogs
+    assert len(dialogs) == 2 and "已经登记了同类设施“陈朝光户厕”（30 米以内）" in dialogs[1], (
+        dialogs
+    )
     assert page.locator("#save-facility").count() == 1  # still registering
 
     page.remove_listener("dialog", answer)
@@ -416,7 +423,8 @@ def test_registering_a_facility_confirms_a_poor_fix_and_a_neighbour(phone, live)
     page.click("#save-facility")
     page.wait_for_selector("[data-field=sanitary]")
     item = page.evaluate(
-        "async () => (await window.villagecheck.store.outbox()).find((e) => e.type === 'facility').item"
+        "async () => (await window.villagecheck.store.outbox())"
+        ".find((e) => e.type === 'facility').item"
     )
     assert (item["datum"], item["source"], item["accuracy"]) == ("wgs84", "browser", 6)
     wait_sync_idle(page)
@@ -463,7 +471,8 @@ def test_a_form_shows_live_accuracy_and_guidance_when_location_is_refused(phone,
     shot(page, "p6-form-location-refused")
     context.grant_permissions(["geolocation", "background-sync"], origin=live.url)
     page.evaluate(
-        "async (id) => { window.villagecheck.app.onLeave(null); await window.villagecheck.store.deleteDraft(id); }",
+        "async (id) => { window.villagecheck.app.onLeave(null);"
+        " await window.villagecheck.store.deleteDraft(id); }",
         draft_id,
     )
 
@@ -505,7 +514,9 @@ def test_a_photo_the_server_processes_shows_a_label_not_its_message(phone, live,
         request = route.request
         if request.method == "GET" and request.url.endswith(sha) and held["n"] < 1:
             held["n"] += 1
-            body = {"error": {"code": "processing", "message": "照片已收到，正在处理，请稍后再查询"}}
+            body = {
+                "error": {"code": "processing", "message": "照片已收到，正在处理，请稍后再查询"}
+            }
             return route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
         return route.continue_()
 
@@ -580,11 +591,13 @@ def test_the_server_switches_the_service_worker_off(phone, live):
         page.wait_for_selector("html[data-ready='1']")
         page.wait_for_function(
             """async () => (await navigator.serviceWorker.getRegistrations()).length === 0
-                && (await caches.keys()).filter((n) => n.startsWith('villagecheck-')).length === 0"""
+                && !(await caches.keys()).some((n) => n.startsWith('villagecheck-'))"""
         )
         page.goto(live.url + "/#/settings")
         page.wait_for_selector("#caps")
-        assert page.inner_text("#caps dd[data-cap=service_worker]") == "已由服务器关闭（只能联网使用）"
+        assert (
+            page.inner_text("#caps dd[data-cap=service_worker]") == "已由服务器关闭（只能联网使用）"
+        )
         assert page.evaluate("() => navigator.serviceWorker.getRegistrations()") == []
         assert page.evaluate("() => window.villagecheck.store.getMeta('pwa_config')") == {
             "service_worker": False,
