@@ -581,7 +581,8 @@ def test_a_photo_stays_on_the_phone_until_the_server_confirms_it(phone, live, tm
 
 def test_the_server_switches_the_service_worker_off(phone, live):
     """PWA_SERVICE_WORKER off: on the next online load the phone unregisters its worker and
-    deletes its caches, registers none, and the settings say the server switched it off."""
+    deletes its caches, registers none, and the settings say the server switched it off; on
+    again, the next load registers it again."""
     context, page = phone
     page.goto(live.url + "/#/villages")
     wait_service_worker(page)
@@ -603,5 +604,10 @@ def test_the_server_switches_the_service_worker_off(phone, live):
             "service_worker": False,
             "gps_good_metres": 50,
         }
+        # Switched on again: the next load registers it again.
+        live.app.config["PWA_SERVICE_WORKER"] = True
+        page.reload()
+        page.wait_for_selector("html[data-ready='1']")
+        wait_service_worker(page)
     finally:
         live.app.config["PWA_SERVICE_WORKER"] = True

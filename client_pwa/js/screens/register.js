@@ -140,7 +140,9 @@ export async function show(app, seq, villageCode) {
     actions: [h('button.btn.primary', { type: 'button', id: 'save-facility', onclick: save }, t('save_and_inspect'))],
   });
   if (mounted) {
-    app.onLeave(stop);
+    app.onLeave((stay) => {
+      if (!stay) stop(); // stay: only hidden for a while, keep watching
+    });
     locateNow();
   } else {
     stop();
