@@ -23,10 +23,12 @@ const SHELL = [
   '/app/vendor/idb/idb.js',
   '/app/js/api.js',
   '/app/js/app.js',
+  '/app/js/caps.js',
   '/app/js/clock.js',
   '/app/js/db.js',
   '/app/js/expr.js',
   '/app/js/form_logic.js',
+  '/app/js/geo.js',
   '/app/js/i18n.js',
   '/app/js/photo_resize.js',
   '/app/js/render_form.js',
@@ -86,6 +88,7 @@ function routeFor(request) {
   const url = new URL(request.url);
   if (url.origin !== self.location.origin) return null;
   if (url.pathname.startsWith('/api/')) return null; // network only, never cached
+  if (url.pathname === '/app/config.json') return null; // the server's switches: network only
   if (request.method !== 'GET') return null;
   if (request.mode === 'navigate') return url.pathname === '/' || url.pathname === '/index.html' ? serveShellPage : null;
   if (url.pathname.startsWith('/app/')) return serveShellFile;

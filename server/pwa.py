@@ -11,12 +11,19 @@ The app is static ES modules with no build step. Two things need the server's he
 Every response revalidates (`no-cache` + ETag): the worker's versioned cache is what keeps the
 app working offline, and the HTTP cache must never hold a stale sw.js (browsers cap its
 max-age at 24 hours anyway, but a day-old shell after a fix is a day too long).
+
+Real phones (issue 11): `/app/config.json` tells the app the server's switches (the service
+worker on or off, the GPS accuracy a form waits for). It is read from the network on every
+online load, never from a cache, so `PWA_SERVICE_WORKER = false` reaches every phone the next
+time it opens the app online: the page unregisters the worker and deletes its caches. Browsers
+also re-fetch /app/sw.js on their own; while the switch is off that is a worker that removes
+itself, for phones whose page never gets to run.
 """
 
 import hashlib
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, redirect, send_from_directory
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, send_from_directory
 
 ROOT = Path(__file__).resolve().parent.parent / "client_pwa"
 SHELL_SUFFIXES = (".html", ".js", ".css", ".webmanifest", ".png", ".json")
@@ -64,11 +71,48 @@ def app_root():
     return redirect("/", code=302)
 
 
+#: Served as /app/sw.js while PWA_SERVICE_WORKER is off: a worker that deletes the app's caches
+#: and unregisters itself (a browser checking for an update installs it at once).
+REMOVE_WORKER = """// PWA_SERVICE_WORKER is off: remove the app's caches and this worker.
+self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('activate', (event) => {
+  event.waitUntil((async () => {
+    const names = await caches.keys();
+    const ours = names.filter((n) => n.startsWith('villagecheck-shell-'));
+    await Promise.all(ours.map((n) => caches.delete(n)));
+    await self.registration.unregister();
+  })());
+});
+"""
+
+_OFF = {"off", "false", "0", "no", ""}
+
+
+def service_worker_enabled(config=None) -> bool:
+    """PWA_SERVICE_WORKER as a flag: False, 0, or the strings off/false/0/no turn it off."""
+    value = (config if config is not None else current_app.config).get("PWA_SERVICE_WORKER", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in _OFF
+    return bool(value)
+
+
+def client_config() -> dict:
+    """What the app needs from the server before it registers its worker or opens a form."""
+    config = current_app.config
+    return {
+        "service_worker": service_worker_enabled(config),
+        "gps_good_metres": int(config.get("PWA_GPS_GOOD_METRES", 50)),
+    }
+
+
 @bp.get("/app/sw.js")
 def service_worker():
     """The worker, stamped with the shell version, allowed to control the whole origin."""
-    text = (ROOT / "sw.js").read_text(encoding="utf-8")
-    body = text.replace("__SHELL_VERSION__", shell_version())
+    if service_worker_enabled():
+        text = (ROOT / "sw.js").read_text(encoding="utf-8")
+        body = text.replace("__SHELL_VERSION__", shell_version())
+    else:
+        body = REMOVE_WORKER
     response = Response(body, mimetype="text/javascript")
     response.headers["Service-Worker-Allowed"] = "/"
     response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
@@ -77,7 +121,13 @@ def service_worker():
 
 @bp.get("/app/<path:filename>")
 def static_file(filename: str):
-    """A shell file (scripts, styles, icons, the manifest, vendored libraries)."""
+    """A shell file (scripts, styles, icons, the manifest, vendored libraries), or the app's
+    settings from the server at config.json (answered here, not by a route of its own, so the
+    public surface stays /app/<path>)."""
+    if filename == "config.json":
+        response = jsonify(client_config())
+        response.headers["Cache-Control"] = "no-store"
+        return response
     path = (ROOT / filename).resolve()
     if ROOT not in path.parents or not path.is_file() or path.name.startswith("."):
         abort(404)

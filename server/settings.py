@@ -213,6 +213,19 @@ SETTINGS = (
         "phones redraw JPEGs with a longer edge to this many pixels, keeping the EXIF, before"
         " storing and uploading them (0: keep every photo as taken)",
     ),
+    # -- the PWA on real phones (server/pwa.py, /app/config.json; issue 11) --
+    Setting(
+        "PWA_SERVICE_WORKER",
+        True,
+        "the app's service worker (offline shell); off (false): phones unregister it and clear"
+        " its caches on their next online load, and the app runs online only",
+    ),
+    Setting(
+        "PWA_GPS_GOOD_METRES",
+        50,
+        "a phone's fix worse than this shows 等待定位 on forms (photos may still be taken; the"
+        " accuracy is recorded) and asks to confirm when registering a facility",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

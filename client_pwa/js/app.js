@@ -1,8 +1,14 @@
 // The app: boot, the hash router, the top bar and tabs, service-worker registration with the
-// "new version ready" prompt, and the sync triggers (open, online, the 同步 button, Background
-// Sync messages from the worker). Screens live in screens/*.js and export show(app, ...params).
+// "new version ready" prompt, and the sync triggers (open, back to the foreground, online, the
+// 同步 button; Background Sync messages from the worker where there is one, never relied on).
+// Screens live in screens/*.js and export show(app, ...params).
+//
+// Real phones (issue 11): the server's switches come from /app/config.json on every online
+// load (caps.js); with the service worker switched off the page unregisters it and deletes its
+// caches instead of registering it. The app works fully online without any worker.
 
 import * as api from './api.js';
+import * as caps from './caps.js';
 import { formatTime, getLang, setLang, t } from './i18n.js';
 import * as store from './store.js';
 import * as sync from './sync.js';
@@ -62,7 +68,7 @@ export const app = {
     const backButton = $('back');
     backButton.hidden = !back;
     backButton.onclick = back ? () => (typeof back === 'function' ? back() : app.go(back)) : null;
-    $('main').replaceChildren(el);
+    $('main').replaceChildren(...[inAppNotice(), el].filter(Boolean));
     document.querySelector('.actions')?.remove();
     const tabs = $('tabs');
     if (actions) {
@@ -181,8 +187,11 @@ function startSyncTriggers() {
     const last = await store.getMeta('last_sync');
     return !last || !last.at || Date.now() - Date.parse(last.at) > RESYNC_MS;
   };
+  // Back in the foreground: send what waits at once, else look for news when it is stale.
+  const waiting = async () => (await store.outbox()).some((e) => app.session && e.owner === app.session.user.id && sync.isUnsynced(e));
   document.addEventListener('visibilitychange', async () => {
-    if (document.visibilityState === 'visible' && navigator.onLine && app.session && (await stale())) sync.syncNow('visible');
+    if (document.visibilityState !== 'visible' || !navigator.onLine || !app.session || app.session.expired) return;
+    if ((await waiting()) || (await stale())) sync.syncNow('visible');
   });
   setInterval(async () => {
     if (document.visibilityState === 'visible' && navigator.onLine && app.session && (await stale())) sync.syncNow('interval');
@@ -211,7 +220,15 @@ function showUpdatePrompt(worker) {
 }
 
 async function registerServiceWorker() {
-  if (!('serviceWorker' in navigator)) return;
+  if (!('serviceWorker' in navigator) || typeof navigator.serviceWorker.register !== 'function') {
+    caps.setServiceWorkerState('unsupported');
+    return;
+  }
+  if (!caps.serverConfig().service_worker) {
+    // Switched off by the server: remove it (and its caches) rather than register it.
+    await caps.removeServiceWorker();
+    return;
+  }
   navigator.serviceWorker.addEventListener('controllerchange', () => {
     // Reload only when the user asked for the new version (not on the very first install).
     if (updateRequested) location.reload();
@@ -224,6 +241,13 @@ async function registerServiceWorker() {
   });
   try {
     const reg = await navigator.serviceWorker.register('/app/sw.js', { scope: '/' });
+    if (!reg) {
+      // Some browsers (and web views) answer without registering anything.
+      caps.setServiceWorkerState('failed');
+      return;
+    }
+    caps.setServiceWorkerState(reg.active ? 'active' : 'installing');
+    if (!reg.active) navigator.serviceWorker.ready.then(() => caps.setServiceWorkerState('active'));
     if (reg.waiting && navigator.serviceWorker.controller) showUpdatePrompt(reg.waiting);
     reg.addEventListener('updatefound', () => {
       const worker = reg.installing;
@@ -232,6 +256,7 @@ async function registerServiceWorker() {
       });
     });
   } catch (err) {
+    caps.setServiceWorkerState('failed');
     console.warn('service worker registration failed', err);
   }
 }
@@ -274,14 +299,52 @@ async function boot() {
     if (document.visibilityState === 'hidden' && app.leave) app.leave(true);
   });
   await app.refreshSession();
+  const configured = caps.loadConfig();
   await route();
+  await configured;
   registerServiceWorker();
   if (app.session && !app.session.expired) {
     requestPersistence();
     sync.syncNow('open');
   }
-  window.villagecheck = { app, sync, store, ready: true, lastSyncText };
+  window.villagecheck = { app, sync, store, caps, ready: true, lastSyncText };
   document.documentElement.dataset.ready = '1';
+}
+
+// ---- in-app web views ---------------------------------------------------------------------------
+
+/**
+ * Inside WeChat, QQ and other apps' web views: say, on top of every screen until dismissed for
+ * this visit, to open the app in a real browser before working offline, and how.
+ */
+function inAppNotice() {
+  const view = caps.inAppView();
+  if (!view || dismissed()) return null;
+  const name = getLang() === 'zh' ? view.zh : view.en;
+  const box = h('div.card.warn.inapp', { id: 'inapp', role: 'alert' },
+    h('strong', t('inapp_title')),
+    h('p', t('inapp_body', { app: name })),
+    h('p.howto', t('inapp_howto')),
+    h('button.btn', {
+      type: 'button',
+      onclick: () => {
+        try {
+          sessionStorage.setItem('inapp_dismissed', '1');
+        } catch {
+          // No session storage (some web views): the notice just comes back on the next screen.
+        }
+        box.remove();
+      },
+    }, t('inapp_dismiss')));
+  return box;
+}
+
+function dismissed() {
+  try {
+    return Boolean(sessionStorage.getItem('inapp_dismissed'));
+  } catch {
+    return false;
+  }
 }
 
 /** "上次同步 11-20 10:35" for the screens. */

@@ -6,8 +6,8 @@
 // failed run leaves every entry as it was, and the next run sends the same bytes again (the
 // server answers `duplicate` for what it already took).
 //
-// Runs are single-flight. Triggers (app open, `online`, the 同步 button, Background Sync)
-// live in app.js; this module owns the replay policy: stop at the first network failure,
+// Runs are single-flight. Triggers (app open, back to the foreground, `online`, the 同步
+// button; Background Sync where a worker has it, never relied on) live in app.js; this module owns the replay policy: stop at the first network failure,
 // retry later with backoff and jitter, and stop for good (until the user logs in) on a 401.
 
 import * as api from './api.js';
@@ -25,6 +25,12 @@ let running = null;
 let retryTimer = null;
 let failures = 0;
 let snapshot = idle();
+const started = []; // the last runs' reasons and start times, newest last (settings, tests)
+
+/** The reasons and start times of the last runs started (at most 20). */
+export function history() {
+  return started.slice();
+}
 
 function idle() {
   return { running: false, phase: 'idle', records: { done: 0, total: 0 }, photos: { done: 0, total: 0 }, bytes: { done: 0, total: 0 } };
@@ -49,6 +55,8 @@ export function syncNow(reason = 'manual') {
   if (!running) {
     clearTimeout(retryTimer);
     retryTimer = null;
+    started.push({ reason, at: new Date().toISOString() });
+    if (started.length > 20) started.shift();
     running = runOnce(reason).finally(() => {
       running = null;
     });
@@ -185,8 +193,22 @@ async function uploadPhotos(session) {
     uploads[sha] = { size: info ? info.size : undefined, offset: 0, complete: false, asked: false };
   }
   await reportRun();
-  let reconnects = 0;
   const chunkSize = (await store.getMeta('chunk_bytes')) || CHUNK_BYTES;
+  // A photo leaves the phone only once the server confirms it holds it, complete and checked
+  // against its hash. One the server no longer holds when asked for that confirmation (lost,
+  // discarded) is still here and is sent again, in this run (a few passes at most).
+  for (let pass = 0; pass < LOST_PHOTO_PASSES; pass += 1) {
+    await sendPhotos(session, chunkSize);
+    await awaitProcessing(session);
+    const items = (await myEntries(session)).filter((e) => e.state !== 'queued');
+    if (!rules.nextUpload(items, uploads)) return;
+  }
+}
+
+const LOST_PHOTO_PASSES = 3;
+
+async function sendPhotos(session, chunkSize) {
+  let reconnects = 0;
   for (;;) {
     const items = (await myEntries(session)).filter((e) => e.state !== 'queued');
     const next = rules.nextUpload(items, uploads);
@@ -218,6 +240,7 @@ async function uploadPhotos(session) {
         // Every byte is on the server, which is processing them: go on with the other photos
         // and ask about this one again below (it is not complete yet).
         uploads[sha256] = rules.applyUploadResponse(uploads[sha256], error.status, error.body);
+        await markProcessing(session, sha256, true);
       } else if (error.network) {
         // The connection dropped mid-chunk: wait a little, ask where the server is, resume.
         if (++reconnects > RECONNECT_TRIES) throw error;
@@ -236,7 +259,6 @@ async function uploadPhotos(session) {
     if (uploads[sha256].complete) await photoDone(session, sha256);
     await reportRun();
   }
-  await awaitProcessing(session);
 }
 
 /**
@@ -254,6 +276,7 @@ async function awaitProcessing(session) {
       try {
         const status = await api.mediaStatus(sha256);
         uploads[sha256] = rules.applyUploadResponse(uploads[sha256], 200, status);
+        if (!uploads[sha256].complete) await markProcessing(session, sha256, false); // lost: send again
       } catch (error) {
         if (!(error instanceof api.ApiError)) throw error;
         if (error.status === 503 && error.code === 'processing') {
@@ -275,7 +298,21 @@ async function awaitProcessing(session) {
 async function photoDone(session, sha256) {
   await store.markPhotoUploaded(sha256);
   for (const entry of await myEntries(session)) {
-    if ((entry.missing || []).includes(sha256)) await store.putOutbox(rules.photoStored(entry, sha256));
+    if ((entry.missing || []).includes(sha256)) {
+      const { processing = [], ...rest } = rules.photoStored(entry, sha256);
+      const left = processing.filter((sha) => sha !== sha256);
+      await store.putOutbox(left.length ? { ...rest, processing: left } : rest);
+    }
+  }
+}
+
+/** Note on the entries that wait for a photo whether the server is processing it (处理中). */
+async function markProcessing(session, sha256, on) {
+  for (const entry of await myEntries(session)) {
+    if (!(entry.missing || []).includes(sha256)) continue;
+    const now = (entry.processing || []).filter((sha) => sha !== sha256);
+    if (on) now.push(sha256);
+    if (now.length !== (entry.processing || []).length) await store.putOutbox({ ...entry, processing: now });
   }
 }
 

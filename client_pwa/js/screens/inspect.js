@@ -2,6 +2,7 @@
 // a draft on every change, checked with form_logic.validate before it may go to the outbox.
 
 import { validate } from '../form_logic.js';
+import * as geo from '../geo.js';
 import { pick, t } from '../i18n.js';
 import { renderForm } from '../render_form.js';
 import * as store from '../store.js';
@@ -62,16 +63,22 @@ export async function show(app, seq, draftId) {
     return saving;
   };
 
-  // Keep a recent fix while the form is open, so a photo gets the position of its moment.
+  // Keep a recent fix while the form is open, so a photo gets the position of its moment, and
+  // show its accuracy live (等待定位 / 粗略位置 / how to turn location on). A poor fix never
+  // stops a photo: the photo keeps the accuracy it was taken with.
   let fix = null;
   let watch = null;
-  const hasPhotos = definition.fields.some((f) => f.type === 'photo');
-  if (hasPhotos && navigator.geolocation) {
-    watch = navigator.geolocation.watchPosition(
-      (p) => { fix = { lat: Number(p.coords.latitude.toFixed(7)), lon: Number(p.coords.longitude.toFixed(7)), accuracy: Math.round(p.coords.accuracy * 10) / 10, at: Date.now() }; },
-      () => {},
-      { enableHighAccuracy: true, maximumAge: 10000, timeout: 30000 },
-    );
+  const gps = h('div.gps', { id: 'gps', role: 'status' });
+  gps.hidden = true;
+  const located = definition.fields.some((f) => f.type === 'photo' || f.type === 'geopoint');
+  if (located) {
+    gps.hidden = false;
+    geo.paintStatus(gps, { fix: null, error: null });
+    watch = geo.watch((state) => {
+      if (state.fix) fix = state.fix;
+      else if (state.error === 'denied' || state.error === 'unavailable') fix = null;
+      geo.paintStatus(gps, { fix, error: state.error });
+    });
   }
   async function positionNow() {
     if (fix && Date.now() - fix.at < POSITION_FRESH_MS) return { lat: fix.lat, lon: fix.lon, accuracy: fix.accuracy };
@@ -98,6 +105,7 @@ export async function show(app, seq, draftId) {
   const head = h('div.form-head',
     h('div.muted', draft.name || ''),
     draft.serverErrors ? h('div.card.warn', t('state_invalid')) : null,
+    gps,
     saved);
 
   async function submit() {
@@ -145,7 +153,7 @@ export async function show(app, seq, draftId) {
   }
 
   function cleanup() {
-    if (watch != null) navigator.geolocation.clearWatch(watch);
+    if (watch) watch();
     watch = null;
     for (const u of urls.splice(0)) URL.revokeObjectURL(u);
   }

@@ -1,6 +1,10 @@
 // The outbox: everything submitted on this phone with its state (待同步 / 已同步 / 被退回 with
 // the supervisor's comment …), the 同步 button, the progress of a run and the storage used.
+// Real phones (issue 11): how many records wait and since when, the photos still to upload
+// with an estimate of the time they take at village speeds, and warnings when the browser may
+// clear the phone's data (little space left, storage not persistent).
 
+import * as caps from '../caps.js';
 import { formatBytes, formatTime, pick, t } from '../i18n.js';
 import * as store from '../store.js';
 import * as sync from '../sync.js';
@@ -18,6 +22,78 @@ export async function storageLine() {
   return t('storage_value', { used: formatBytes(usage), quota: formatBytes(quota) });
 }
 
+/** Assumed upload speed in a village (2.6 MB took 44 s at 60 KB/s in our own test). */
+export const VILLAGE_KBPS = 60;
+
+/** "刚刚" / "5 分钟前" / "3 小时前" / "2 天前" for an ISO time. */
+export function ageText(iso, now = Date.now()) {
+  const ms = now - Date.parse(iso);
+  if (!Number.isFinite(ms) || ms < 60000) return t('age_now');
+  const minutes = Math.floor(ms / 60000);
+  if (minutes < 60) return t('age_minutes', { n: minutes });
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return t('age_hours', { n: hours });
+  return t('age_days', { n: Math.floor(hours / 24) });
+}
+
+function durationText(seconds) {
+  if (seconds < 90) return t('dur_seconds', { n: Math.max(1, Math.ceil(seconds)) });
+  return t('dur_minutes', { n: Math.ceil(seconds / 60) });
+}
+
+/**
+ * The photos unsynced entries still need to send, from the bytes kept on the phone:
+ * {count, bytes, seconds} (seconds at VILLAGE_KBPS).
+ */
+export async function pendingPhotos(entries) {
+  const shas = new Set();
+  for (const e of entries) {
+    if (!sync.isUnsynced(e)) continue;
+    const unanswered = e.state === 'queued' || e.state === 'invalid';
+    for (const sha of (unanswered ? e.photos : e.missing) || []) shas.add(sha);
+  }
+  let count = 0;
+  let bytes = 0;
+  for (const sha of shas) {
+    const info = await store.photoInfo(sha);
+    if (!info || info.uploaded) continue;
+    count += 1;
+    bytes += info.size || 0;
+  }
+  return { count, bytes, seconds: bytes / (VILLAGE_KBPS * 1024) };
+}
+
+/** The summary on top of the outbox: waiting records and their age, photos, storage warnings. */
+async function paintSummary(box, entries) {
+  const unsynced = entries.filter((e) => sync.isUnsynced(e));
+  const lines = [];
+  if (unsynced.length) {
+    const oldest = unsynced.map((e) => e.createdAt).filter(Boolean).sort()[0];
+    lines.push(h('div', { id: 'outbox-summary' }, t('outbox_unsynced', { n: unsynced.length, age: ageText(oldest) })));
+  } else {
+    lines.push(h('div.muted', { id: 'outbox-summary' }, t('outbox_all_synced')));
+  }
+  const photos = await pendingPhotos(entries);
+  if (photos.count) {
+    lines.push(h('div.small', { id: 'outbox-photos', dataset: { bytes: photos.bytes, seconds: Math.ceil(photos.seconds) } },
+      t('outbox_photos', { n: photos.count, size: formatBytes(photos.bytes), speed: VILLAGE_KBPS, time: durationText(photos.seconds) })));
+  }
+  const estimate = await caps.storageEstimate();
+  if (estimate && estimate.quota && estimate.free < caps.LOW_STORAGE_BYTES) {
+    lines.push(h('div.review.storage-warn', { id: 'storage-low' }, t('storage_low', { free: formatBytes(estimate.free) })));
+  }
+  let persisted = null;
+  try {
+    if (navigator.storage && navigator.storage.persisted) persisted = await navigator.storage.persisted();
+  } catch {
+    persisted = null;
+  }
+  if (persisted !== true) {
+    lines.push(h('div.review.storage-warn', { id: 'storage-not-persistent' }, t('storage_not_persistent_warn')));
+  }
+  box.replaceChildren(...lines);
+}
+
 function errorLines(errors) {
   const out = [];
   for (const [field, list] of Object.entries(errors || {})) {
@@ -32,6 +108,7 @@ export async function show(app, seq) {
   const status = h('div.muted.small', { id: 'sync-status' });
   const progressBox = h('div', { id: 'sync-progress' });
   const storage = h('div.muted.small', { id: 'storage' });
+  const summary = h('div.card.outbox-summary', { id: 'outbox-head' });
 
   async function paintStatus() {
     const p = sync.progress();
@@ -45,6 +122,7 @@ export async function show(app, seq) {
     } else {
       progressBox.replaceChildren();
       if (!navigator.onLine) status.textContent = t('sync_offline');
+      else if (last && last.ok === false && last.code === 'processing') status.textContent = t('sync_processing');
       else if (last && last.ok === false && last.message) status.textContent = t('sync_failed', { msg: last.message });
       else status.textContent = last && last.at ? t('last_sync', { t: formatTime(last.at) }) : t('never_synced');
     }
@@ -58,8 +136,10 @@ export async function show(app, seq) {
 
   const el = h('div',
     h('div.card', h('div', { style: 'display:flex;gap:10px;align-items:center' }, h('div', { style: 'flex:1' }, status, progressBox), syncButton), storage),
+    summary,
     list,
   );
+  await paintSummary(summary, entries);
   if (!app.mount(seq, el, { title: t('outbox'), tab: 'outbox' })) return;
 
   // Entries change state during a run (待同步 → 等待照片 → 已同步): redraw them as it goes.
@@ -68,12 +148,15 @@ export async function show(app, seq) {
     const fresh = (await store.outbox()).filter((e) => e.owner === session.user.id).reverse();
     for (const e of fresh) {
       const row = list.querySelector(`li[data-id="${CSS.escape(e.id)}"]`);
-      if (row && row.dataset.state !== e.state) row.replaceWith(entryRow(app, e));
+      const processing = String((e.processing || []).length);
+      if (row && (row.dataset.state !== e.state || row.dataset.processing !== processing)) row.replaceWith(entryRow(app, e));
     }
+    await paintSummary(summary, fresh);
   }
   const onProgress = (event) => {
     paintStatus();
-    if (event.detail.phase !== lastPhase || !event.detail.running) paintEntries();
+    // Also on every upload step: a photo the server is processing shows 处理中 at once.
+    if (event.detail.phase !== lastPhase || !event.detail.running || event.detail.phase === 'upload') paintEntries();
     lastPhase = event.detail.phase;
   };
   sync.events.addEventListener('progress', onProgress);
@@ -108,7 +191,11 @@ function entryRow(app, e) {
   if (e.state === 'refused') details.push(h('div.review', t('refused_explain')));
   for (const err of Object.values(e.photoErrors || {})) details.push(h('div.review', icon('camera'), ` ${err.message}`));
   if (e.missing && e.missing.length && e.state !== 'queued') details.push(h('div.small.muted', icon('camera'), ` ${t('state_photos')} ${e.missing.length}`));
-  return h('li', { dataset: { id: e.id, state: e.state } }, h('div.row',
+  // A photo the server holds and is still processing (503 `processing`): a label, not the
+  // server's message, which is no error.
+  const processing = e.state === 'waiting_for_photos' && (e.processing || []).length > 0;
+  if (processing) details.push(h('div.small.muted', t('photo_processing_note')));
+  return h('li', { dataset: { id: e.id, state: e.state, processing: String((e.processing || []).length) } }, h('div.row',
     h('div.main', h('div.name', title), h('div.sub', formatTime(when)), details),
-    h('div.side', stateBadge(e))));
+    h('div.side', stateBadge(e), processing ? h('span.badge.info.processing', t('photo_processing')) : null)));
 }

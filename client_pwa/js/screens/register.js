@@ -1,11 +1,31 @@
 // Register a facility missing from the records: kind, its type, a name and where it is (the
 // phone's position). It joins the local records at once and goes to the outbox; then the first
 // inspection of it opens.
+//
+// Issue 11: the position is watched live with its accuracy shown; saving with a poor or rough
+// (cell/network) fix asks first, and so does a facility of the same kind already registered
+// within NEARBY_METRES (among the facilities this phone has). The item says the position is
+// the browser's, in WGS-84 (`datum`, `source`, `accuracy` next to lat/lon).
 
+import * as geo from '../geo.js';
 import { pick, t } from '../i18n.js';
 import * as store from '../store.js';
 import * as sync from '../sync.js';
-import { currentPosition, h, icon, toast } from './ui.js';
+import { distanceM, h, icon, toast } from './ui.js';
+
+export const NEARBY_METRES = 30;
+
+/** The nearest facility of `kind` within NEARBY_METRES of `position`: {facility, metres} or null. */
+export function nearbySameKind(facilities, kind, position) {
+  let best = null;
+  for (const f of facilities) {
+    if (f.kind !== kind || typeof f.lat !== 'number' || typeof f.lon !== 'number') continue;
+    if (f.fields && f.fields.status === 'retired') continue;
+    const metres = distanceM(position, { lat: f.lat, lon: f.lon });
+    if (metres <= NEARBY_METRES && (!best || metres < best.metres)) best = { facility: f, metres };
+  }
+  return best;
+}
 
 const KINDS = ['toilet', 'rubbish', 'fire', 'zone'];
 const TYPE_FIELD = { toilet: 'toilet_type', rubbish: 'rubbish_type', fire: 'fire_type', zone: 'zone_type' };
@@ -21,8 +41,9 @@ export async function show(app, seq, villageCode) {
   typeField.append(typeBox);
   typeField.hidden = true;
   const name = h('input', { type: 'text', id: 'facility-name', maxLength: 100, placeholder: t('facility_name_hint') });
-  const where = h('div.muted', t('position_wait'));
-  const locate = h('button.btn.block', { type: 'button', onclick: () => locateNow() }, icon('pin'), t('get_position'));
+  const where = h('div.muted', { id: 'facility-where' }, t('position_wait'));
+  const gps = h('div.gps', { id: 'gps', role: 'status' });
+  const locate = h('button.btn.block', { type: 'button', onclick: () => locateNow() }, icon('pin'), t('relocate'));
   const errors = h('div.errors', { role: 'alert' });
   errors.hidden = true;
 
@@ -41,13 +62,34 @@ export async function show(app, seq, villageCode) {
       h(`button.choice${state.type === c.value ? '.on' : ''}`, { type: 'button', dataset: { value: c.value }, onclick: () => { state.type = c.value; paint(); } }, pick(c.label))));
   }
 
-  async function locateNow() {
+  let stopWatch = null;
+  function locateNow() {
+    if (stopWatch) stopWatch();
+    state.position = null;
     where.textContent = t('position_wait');
-    locate.disabled = true;
-    const p = await currentPosition({ timeout: 10000, maximumAge: 0 });
-    locate.disabled = false;
-    state.position = p;
-    where.textContent = p ? t('position_value', { lat: p.lat.toFixed(6), lon: p.lon.toFixed(6), acc: Math.round(p.accuracy ?? 0) }) : t('position_failed');
+    geo.paintStatus(gps, { fix: null, error: null });
+    stopWatch = geo.watch(({ fix, error }) => {
+      if (fix) state.position = fix;
+      else if (error === 'denied' || error === 'unavailable') state.position = null;
+      const p = state.position;
+      where.textContent = p ? t('position_value', { lat: p.lat.toFixed(6), lon: p.lon.toFixed(6), acc: Math.round(p.accuracy ?? 0) }) : t('position_failed');
+      geo.paintStatus(gps, { fix: p, error });
+    });
+  }
+  const stop = () => {
+    if (stopWatch) stopWatch();
+    stopWatch = null;
+  };
+
+  /** Ask before saving a poor or rough fix, or next to a facility of the same kind. */
+  async function confirmed(position) {
+    const q = geo.quality(position);
+    const acc = Math.round(position.accuracy ?? 0);
+    if (q === 'coarse' && !confirm(t('register_coarse_fix', { acc }))) return false;
+    if (q === 'wait' && !confirm(t('register_poor_fix', { acc }))) return false;
+    const near = nearbySameKind(await store.facilitiesOf(villageCode), state.kind, position);
+    if (near && !confirm(t('register_nearby', { name: near.facility.name, m: Math.round(near.metres), limit: NEARBY_METRES }))) return false;
+    return true;
   }
 
   async function save() {
@@ -58,6 +100,8 @@ export async function show(app, seq, villageCode) {
     errors.textContent = problems.join('；');
     errors.hidden = !problems.length;
     if (problems.length) return;
+    const position = { ...state.position };
+    if (!(await confirmed(position))) return;
     const fields = {};
     if (state.type) fields[TYPE_FIELD[state.kind]] = state.type;
     const item = {
@@ -66,11 +110,15 @@ export async function show(app, seq, villageCode) {
       village: villageCode,
       kind: state.kind,
       name: name.value.trim(),
-      lat: state.position.lat,
-      lon: state.position.lon,
+      lat: position.lat,
+      lon: position.lon,
+      accuracy: position.accuracy,
+      datum: 'wgs84',
+      source: 'browser',
       clock: await sync.nextClock(),
       fields,
     };
+    stop();
     await store.registerFacility(item, { owner: app.session.user.id, state: 'queued' });
     toast(t(navigator.onLine ? 'submitted_online' : 'submitted'));
     sync.requestBackgroundSync();
@@ -83,7 +131,7 @@ export async function show(app, seq, villageCode) {
     h('div.field', h('div.label', t('facility_kind')), kindBox),
     typeField,
     h('div.field', h('label.label', { htmlFor: 'facility-name' }, t('facility_name')), name),
-    h('div.field', h('div.label', t('facility_position')), where, h('div', { style: 'margin-top:8px' }, locate)),
+    h('div.field', h('div.label', t('facility_position')), where, gps, h('div', { style: 'margin-top:8px' }, locate)),
     errors,
   );
   const mounted = app.mount(seq, el, {
@@ -91,5 +139,12 @@ export async function show(app, seq, villageCode) {
     back: `/village/${villageCode}`,
     actions: [h('button.btn.primary', { type: 'button', id: 'save-facility', onclick: save }, t('save_and_inspect'))],
   });
-  if (mounted) locateNow();
+  if (mounted) {
+    app.onLeave((stay) => {
+      if (!stay) stop(); // stay: only hidden for a while, keep watching
+    });
+    locateNow();
+  } else {
+    stop();
+  }
 }
