@@ -206,6 +206,18 @@ SETTINGS = (
         1.0,
         "idle ingest workers look for photos queued by other processes this often",
     ),
+    # -- server-verified photo stamps (server/stamp.py, media/stamp_code.py) --
+    Setting(
+        "STAMP_SECRET",
+        "",
+        "secret of the photo stamps' verification codes (empty: derived from SECRET_KEY under its"
+        " own label); changing it makes every code issued before unverifiable",
+    ),
+    Setting(
+        "STAMP_VERIFY_PER_MINUTE",
+        30,
+        "code look-ups at /desk/verify per user and minute, per server process (0: no limit)",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
