@@ -168,9 +168,7 @@ def layout(width: int, lines: list[str]) -> tuple[int, int, int]:
     while size > 12:
         font, _ = _font(size)
         title, _ = _font(round(size * 1.2))
-        widest = max(
-            [title.getlength(lines[0])] + [font.getlength(line) for line in lines[1:]]
-        )
+        widest = max([title.getlength(lines[0])] + [font.getlength(line) for line in lines[1:]])
         if widest <= width - 2 * margin - size // 2:
             break
         size -= 1

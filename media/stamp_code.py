@@ -12,10 +12,11 @@ The code is HMAC-SHA256 truncated to 50 bits, written as 10 characters of Crockf
 forgiving: case, spaces and dashes do not matter, and O/o read as 0, I/i/L/l as 1 (the letters
 the alphabet leaves out because they look like those digits).
 
-The secret: `stamp_secret(config)` is STAMP_SECRET when set (`hex:…` for raw bytes), otherwise HMAC(SECRET_KEY) under
-a label of its own, so the session key is never used directly and the stamp key can be pinned
-separately before SECRET_KEY is rotated. `key_id` names a secret without revealing it, so a code
-issued under a former secret can be told apart from a forged one.
+The secret: `stamp_secret(config)` is STAMP_SECRET when set (`hex:…` for raw bytes), otherwise
+HMAC(SECRET_KEY) under a label of its own, so the session key is never used directly and the
+stamp key can be pinned separately before SECRET_KEY is rotated. `key_id` names a secret
+without revealing it, so a code issued under a former secret can be told apart from a forged
+one.
 """
 
 from __future__ import annotations

@@ -121,9 +121,7 @@ def stamp_facts(store: Storage, submission: dict, sha256: str, code_row: dict) -
         village_text += f"（{village['township']}）"
     author = submission.get("author_id")
     inspector = store.desk_user_names([author]).get(author, "") if author is not None else ""
-    photo = next(
-        (p for p in store.desk_photos([submission["id"]]) if p["sha256"] == sha256), {}
-    )
+    photo = next((p for p in store.desk_photos([submission["id"]]) if p["sha256"] == sha256), {})
     exif = photo.get("exif") or {}
     phone = photo.get("position") or {}
     lat = lon = accuracy = source = None

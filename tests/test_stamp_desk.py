@@ -151,9 +151,7 @@ def test_a_forged_or_altered_code_is_refused_in_chinese(client, store, inspected
 
 def test_a_row_planted_without_the_secret_does_not_verify(client, store, inspected):
     sid, digest = inspected
-    store.q(
-        "UPDATE photo_codes SET code = 'AAAAAAAAAA' WHERE submission_id = :sid", sid=sid
-    )
+    store.q("UPDATE photo_codes SET code = 'AAAAAAAAAA' WHERE submission_id = :sid", sid=sid)
     login_page(client, "supervisor")
     response = client.get("/desk/verify", query_string={"code": "AAAA-AAAA-AA"})
     assert response.status_code == 404 and INVALID in response.get_data(as_text=True)
@@ -282,3 +280,24 @@ def test_codes_are_stored_once_per_use_and_found_by_code(pipeline):  # noqa: F81
     assert store.photo_codes_of("s1")[P1]["code"] == s1[P1]["code"]
     store.insert_photo_codes([])
     assert store.photo_code_uses("ZZZZZZZZZZ") == []
+
+
+# -- the stamped version through the API (phones) --------------------------------------------
+
+
+def test_the_author_gets_the_stamped_version_through_the_api(client, store, inspected):
+    sid, digest = inspected
+    code = store.photo_codes_of(sid)[digest]["code"]
+    phone = Phone(client, "inspector")
+    url = f"/api/v1/media/{digest}/stamped/{sid}"
+    response = client.get(url, headers=phone.headers)
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert response.headers["X-Stamp-Code"] == display(code)
+    again = client.get(url, headers={**phone.headers, "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    assert client.get(url).status_code == 401
+    missing = client.get(f"/api/v1/media/{digest}/stamped/nope", headers=phone.headers)
+    assert missing.status_code == 404 and missing.json["error"]["code"] == "not_found"
+    # an inspector of other villages: the photo is not theirs to read
+    other = Phone(client, "inspector2")
+    assert client.get(url, headers=other.headers).status_code == 403

@@ -22,9 +22,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "photo_codes",
-        sa.Column(
-            "submission_id", TEXT, sa.ForeignKey("submissions.id"), primary_key=True
-        ),
+        sa.Column("submission_id", TEXT, sa.ForeignKey("submissions.id"), primary_key=True),
         sa.Column("sha256", TEXT, primary_key=True),
         sa.Column("code", TEXT, nullable=False),
         sa.Column("received_at", TEXT, nullable=False),
