@@ -38,6 +38,7 @@ from media.near_dup import CROPS, NearDuplicateIndex
 from media.phash import from_hex
 
 from .auth import scope_villages
+from .stamp import issue_codes
 from .storage import Storage, connect
 
 log = logging.getLogger("villagecheck.evidence")
@@ -294,6 +295,7 @@ def judge_complete(store: Storage, submission_ids, *, at: str) -> None:
     index = HashCache.index(store, config["DATABASE_URL"])
     for sid in submission_ids:
         judge(store, sid, settings=settings, index=index, at=at)
+    issue_codes(store, submission_ids)  # the photo stamps' codes (server/stamp.py)
 
 
 # -- reading flags -------------------------------------------------------------------------

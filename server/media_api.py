@@ -15,9 +15,10 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from media import store as media_results
 from media.images import sniff_type
+from media.stamp_code import display as stamp_display
 from media.store import is_sha256
 
-from . import ingest_worker
+from . import ingest_worker, stamp
 from .auth import require_token
 from .context import media_store, now_iso, storage
 from .errors import ApiError
@@ -179,6 +180,31 @@ def display(sha256: str, size: int):
     if size not in DISPLAY_SIZES:
         raise ApiError(404, "not_found", "没有这个尺寸")
     return send_display(_readable(sha256), size)
+
+
+@bp.get("/<sha256>/stamped/<submission_id>")
+@require_token
+def stamped(sha256: str, submission_id: str):
+    """The stamped version of a photo as one submission in the caller's villages uses it
+    (server/stamp.py): drawn at its first request and kept, like the display versions."""
+    _readable(sha256)
+    store = storage()
+    row = store.submission(submission_id)
+    if (
+        row is None
+        or row["village_code"] not in g.villages
+        or sha256 not in store.submission_photo_hashes(submission_id)
+    ):
+        raise ApiError(404, "not_found", "没有这条记录，或记录没有使用这张照片")
+    made = stamp.stamped_jpeg(store, media_store(), row, sha256)
+    if made is None:
+        raise ApiError(404, "not_found", "照片尚未上传完成")
+    jpeg, code = made
+    response = current_app.response_class(jpeg, mimetype="image/jpeg")
+    response.set_etag(f"{sha256[:16]}-stamp-{code}")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["X-Stamp-Code"] = stamp_display(code)
+    return response.make_conditional(request)
 
 
 @bp.get("/<sha256>/original")

@@ -226,6 +226,18 @@ SETTINGS = (
         "a phone's fix worse than this shows 等待定位 on forms (photos may still be taken; the"
         " accuracy is recorded) and asks to confirm when registering a facility",
     ),
+    # -- server-verified photo stamps (server/stamp.py, media/stamp_code.py) --
+    Setting(
+        "STAMP_SECRET",
+        "",
+        "secret of the photo stamps' verification codes (empty: derived from SECRET_KEY under its"
+        " own label); changing it makes every code issued before unverifiable",
+    ),
+    Setting(
+        "STAMP_VERIFY_PER_MINUTE",
+        30,
+        "code look-ups at /desk/verify per user and minute, per server process (0: no limit)",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

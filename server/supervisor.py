@@ -23,9 +23,11 @@ from flask import (
 )
 from markupsafe import Markup
 
+from media.stamp_code import display as code_display
 from sync import review
 
 from . import resolve as resolving
+from . import stamp as stamps
 from .context import media_store, now, now_iso, now_ms, storage
 from .evidence import flags_for_viewer
 from .media_api import stream_file
@@ -362,8 +364,11 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
     rows = _visible_photos(store, store.desk_photos([submission_id]))
     photos = [_photo_evidence(p, ref, n) for n, p in enumerate(rows, start=1)]
     ingesting = store.ingest_states(p["sha256"] for p in photos if not p["held"])
+    codes = stamps.codes_for(store, submission_id) if row["state"] != "received" else {}
     for p in photos:
         p["ingest"] = ingesting.get(p["sha256"])
+        code = codes.get(p["sha256"]) if p["held"] and not p.get("withheld") else None
+        p["code"] = code_display(code["code"]) if code else None
     flags = flags_for_viewer(store, submission_id, g.user, g.villages)
     for flag in flags:
         flag["rows"] = _figures(flag["figures"])
@@ -475,6 +480,99 @@ def media(sha: str, variant: str):
     response.headers["Cache-Control"] = CACHE
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# -- stamped photos and their codes (server/stamp.py) -----------------------------------------
+
+
+@bp.get("/submissions/<submission_id>/stamped/<sha>.jpg")
+@login_required
+def stamped(submission_id: str, sha: str):
+    """The stamped version of a photo of a submission in the viewer's villages (made and kept at
+    its first request)."""
+    row = _submission_in_scope(submission_id)
+    store = storage()
+    if (
+        not SHA256.match(sha)
+        or sha not in store.submission_photo_hashes(submission_id)
+        or not store.photo_readable(sha, g.villages)
+    ):
+        abort(404)
+    made = stamps.stamped_jpeg(store, media_store(), row, sha)
+    if made is None:
+        abort(404)
+    jpeg, code = made
+    response = Response(jpeg, mimetype="image/jpeg")
+    response.set_etag(f"{sha}-stamp-{code}")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = f'inline; filename="stamped-{code}.jpg"'
+    return response.make_conditional(request)
+
+
+VERIFY_ANSWERS = {
+    "invalid": "校验码无效：未找到对应照片，可能是伪造或被改动",
+    "old_key": "这个校验码是用已更换的旧密钥签发的，无法再核验；请联系管理员",
+    "limited": "查询太频繁，请一分钟后再试",
+}
+
+
+@bp.get("/verify")
+@login_required
+def verify():
+    """Look a stamp's code up: the photo and record it belongs to, within the viewer's villages.
+    Anything else (malformed, unknown, altered, forged, another township's) is one answer."""
+    text = request.args.get("code", "")[:64]
+    if not text.strip():
+        return render_template("verify.html", text="", result=None, answer=None)
+    if not stamps.VERIFY_LIMITER.allow(g.user["id"], current_app.config):
+        return render_template(
+            "verify.html", text=text, result=None, answer=VERIFY_ANSWERS["limited"]
+        ), 429
+    store = storage()
+    result = stamps.look_up(store, text, g.villages)
+    uses = []
+    for use in result["uses"]:
+        submission = store.submission(use["submission_id"])
+        record = store.record(submission["record_type"], submission["record_id"]) or {}
+        title = record.get("title")
+        photo = _visible_photos(
+            store,
+            [p for p in store.desk_photos([use["submission_id"]]) if p["sha256"] == use["sha256"]][
+                :1
+            ],
+        )
+        uses.append(
+            {
+                **use,
+                "submission": submission,
+                "record_name": record.get("name")
+                or (title.get("zh") if isinstance(title, dict) else title)
+                or submission["record_id"],
+                "village": store.village(submission["village_code"]) or {},
+                "author": store.desk_user_names([submission["author_id"]]).get(
+                    submission["author_id"], "—"
+                ),
+                "form_title": _form_titles().get(submission["form_id"], submission["form_id"]),
+                "photo": photo[0] if photo else None,
+            }
+        )
+    if result["status"] == "found":
+        store.audit(
+            "stamp.verify",
+            at=now_iso(),
+            user_id=g.user["id"],
+            entity="photo_code",
+            entity_id=result["code"],
+        )
+    return render_template(
+        "verify.html",
+        text=text,
+        result=result,
+        uses=uses,
+        code=code_display(result["code"]) if result["code"] else None,
+        answer=None if result["status"] == "found" else VERIFY_ANSWERS[result["status"]],
+    ), (200 if result["status"] == "found" else 404)
 
 
 # -- conflicts -------------------------------------------------------------------------------

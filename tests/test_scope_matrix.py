@@ -406,6 +406,18 @@ def probe_pull(ctx, role, village):
     return _text(response)
 
 
+def probe_verify(ctx, role, village):
+    """Look up the code of the village's photo at /desk/verify (photo stamps)."""
+    store = connect(ctx.folder / "vc.db")
+    code = store.scalar(
+        "SELECT code FROM photo_codes WHERE submission_id = :id", id=ctx.world.submission[village]
+    )
+    store.close()
+    assert code, "the photo's ingest gives it a code"
+    client, _ = ctx.desk(role)
+    return _text(client.get("/desk/verify", query_string={"code": code}))
+
+
 API_ROLES = frozenset(ROLES)
 REVIEWERS = frozenset({"supervisor", "admin"})
 ADMIN = frozenset({"admin"})
@@ -443,6 +455,11 @@ MATRIX = {
         api_get(lambda w, v: f"/api/v1/media/{sha(w.photo[v])}/display/320"),
         per_village=True,
     ),
+    ("GET", "/api/v1/media/<sha256>/stamped/<submission_id>"): Entry(
+        API_ROLES,
+        api_get(lambda w, v: f"/api/v1/media/{sha(w.photo[v])}/stamped/{w.submission[v]}"),
+        per_village=True,
+    ),
     ("GET", "/api/v1/media/<sha256>/original"): Entry(
         REVIEWERS,
         api_get(lambda w, v: f"/api/v1/media/{sha(w.photo[v])}/original"),
@@ -475,6 +492,12 @@ MATRIX = {
         desk_get(lambda w, v: f"/desk/media/{sha(w.photo[v])}/original"),
         per_village=True,
     ),
+    ("GET", "/desk/submissions/<submission_id>/stamped/<sha>.jpg"): Entry(
+        REVIEWERS,
+        desk_get(lambda w, v: f"/desk/submissions/{w.submission[v]}/stamped/{sha(w.photo[v])}.jpg"),
+        per_village=True,
+    ),
+    ("GET", "/desk/verify"): Entry(REVIEWERS, probe_verify, per_village=True),
     ("GET", "/desk/conflicts"): Entry(
         REVIEWERS, desk_get(lambda w, v: "/desk/conflicts?all=1"), lists=True
     ),

@@ -341,3 +341,55 @@ class MediaMixin:
             {**r, "figures": json.loads(r["figures"]), "message": json.loads(r["message"])}
             for r in rows
         ]
+
+    # -- verification codes of stamped photos (server/stamp.py) ------------------------------
+
+    def codeless_photo_uses(self, submission_ids: Iterable[str]) -> list[dict]:
+        """Photo uses of these judged submissions that have a media row but no code yet: what
+        the code is made from (the received time is when the submission became complete)."""
+        ids = sorted(set(submission_ids))
+        if not ids:
+            return []
+        return self.rows(
+            "SELECT DISTINCT m.submission_id, m.sha256, s.record_id,"
+            " coalesce(s.completed_at, s.received_at) AS received_at"
+            " FROM submission_media m JOIN submissions s ON s.id = m.submission_id"
+            " JOIN media ON media.sha256 = m.sha256"
+            " LEFT JOIN photo_codes c ON c.submission_id = m.submission_id"
+            " AND c.sha256 = m.sha256"
+            " WHERE m.submission_id IN :ids AND s.state != 'received' AND c.code IS NULL"
+            " ORDER BY m.submission_id, m.sha256",
+            ids=ids,
+        )
+
+    def insert_photo_codes(self, rows: list[dict]) -> None:
+        """Store codes (submission_id, sha256, code, received_at, key_id); one already stored
+        for a use stays (codes never change)."""
+        with self.write():
+            self.many(
+                "INSERT INTO photo_codes (submission_id, sha256, code, received_at, key_id)"
+                " VALUES (:submission_id, :sha256, :code, :received_at, :key_id)"
+                " ON CONFLICT (submission_id, sha256) DO NOTHING",
+                rows,
+            )
+
+    def photo_codes_of(self, submission_id: str) -> dict[str, dict]:
+        """sha256 -> its code row, for one submission."""
+        return {
+            r["sha256"]: r
+            for r in self.rows(
+                "SELECT sha256, code, received_at, key_id FROM photo_codes"
+                " WHERE submission_id = :id",
+                id=submission_id,
+            )
+        }
+
+    def photo_code_uses(self, code: str) -> list[dict]:
+        """Every use stored under this canonical code, with what it was made from and where
+        its submission belongs (the caller keeps those in the viewer's villages)."""
+        return self.rows(
+            "SELECT c.submission_id, c.sha256, c.code, c.received_at, c.key_id, s.record_id,"
+            " s.village_code FROM photo_codes c JOIN submissions s ON s.id = c.submission_id"
+            " WHERE c.code = :code ORDER BY c.submission_id, c.sha256",
+            code=code,
+        )

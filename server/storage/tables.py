@@ -272,6 +272,20 @@ submission_media = Table(
     Index("idx_submission_media_seq", "seq"),
 )
 
+#: The verification code of each use of a photo by a submission (media/stamp_code.py): an HMAC
+#: of the photo, the submission, `received_at` and the submission's record. `key_id` names the
+#: secret it was made with. Codes are 50 bits, so one may (rarely) repeat: not unique.
+photo_codes = Table(
+    "photo_codes",
+    metadata,
+    _text("submission_id", ForeignKey("submissions.id"), primary_key=True),
+    _text("sha256", primary_key=True),
+    _text("code", nullable=False),
+    _text("received_at", nullable=False),
+    _text("key_id", nullable=False),
+    Index("idx_photo_codes_code", "code"),
+)
+
 photo_holders = Table(
     "photo_holders",
     metadata,
