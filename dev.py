@@ -21,13 +21,14 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 # Run a second time with the app on PostgreSQL: the storage contract, the sync API, the merge
-# scenarios and the supervisors' pages.
+# scenarios, the supervisors' pages and the photo codes.
 POSTGRES_TESTS = (
     "test_storage_*.py",
     "test_sync_api.py",
     "test_push_by_set.py",
     "test_conflict_scenario.py",
     "test_supervisor.py",
+    "test_stamp_desk.py",
 )
 
 
