@@ -23,9 +23,9 @@ from sqlalchemy import inspect
 from .dialect import SCHEMA_KEY
 from .tables import metadata
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: The Alembic revision of each schema version from 4 on.
-REVISIONS = {4: "v4", 5: "v5", 6: "v6"}
+REVISIONS = {4: "v4", 5: "v5", 6: "v6", 7: "v7"}
 
 
 def _v1(db: sqlite_utils.Database) -> None:
