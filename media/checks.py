@@ -8,7 +8,15 @@ sample. Nothing here reads files, the database or the clock.
 Rules (thresholds in ``EvidenceSettings``):
 
 - position: EXIF GPS when present (and not the bogus 0,0), the phone's own fix otherwise; the
-  flag says which (``source`` "exif" / "phone").
+  flag says which (``source`` "exif" / "phone"). A missing EXIF position alone is no flag
+  (Android strips it); only no position at all is (``no_location``).
+- datums: positions are compared in WGS-84. The facility's position is stored in WGS-84 with the
+  datum it was declared in (``facility_position["datum"]``, media/datum.py); a phone fix may
+  say its datum too (default wgs84). "Far" means further than ``far_metres`` (the margin) plus
+  the fix's accuracy plus ``register_uncertainty_metres``. A far distance that falls within
+  that threshold once one side is read in another datum (the register's numbers as GCJ-02 or
+  BD-09 rather than as declared, or the phone's) is ``coordinate_system_mismatch`` (low
+  weight) instead of ``far_from_facility``.
 - photo time: EXIF ``taken_at`` when present and parseable, the phone's ``captured_at``
   otherwise (``source`` likewise). Naive times are read in the observation's UTC offset; a
   naive observation time is read as China Standard Time (+08:00).
@@ -23,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
+
+from .datum import DATUM_LABELS, DATUMS, from_wgs84, to_wgs84
 
 __all__ = [
     "CODES",
@@ -47,6 +57,7 @@ CODES = (
     "no_exif",
     "no_location",
     "far_from_facility",
+    "coordinate_system_mismatch",
     "taken_long_before",
     "taken_after",
     "reused_photo",
@@ -65,6 +76,9 @@ DEFAULT_WEIGHTS: Mapping[str, int] = MappingProxyType(
         "taken_after": 15,
         "no_exif": 10,
         "large_clock_skew": 10,
+        # A register (or phone) position declared in the wrong datum: a data-entry matter for
+        # the office, not a sign the inspector was elsewhere.
+        "coordinate_system_mismatch": 5,
     }
 )
 
@@ -99,7 +113,10 @@ EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
 class EvidenceSettings:
     """Thresholds for the evidence checks. A figure exactly at a threshold is not flagged.
 
-    far_metres: photo position further than this from the facility -> far_from_facility.
+    far_metres: the margin: a photo position further from the facility than this plus the
+        phone fix's accuracy plus register_uncertainty_metres -> far_from_facility.
+    register_uncertainty_metres: how far a register's position may be from the facility itself
+        (picked on a map, typed from a list).
     taken_before_hours: photo taken more than this before the observation -> taken_long_before.
     taken_after_minutes: photo taken more than this after the observation -> taken_after.
     near_duplicate_distance: perceptual-hash distance at or below this -> near_duplicate.
@@ -111,6 +128,7 @@ class EvidenceSettings:
     """
 
     far_metres: float = 200
+    register_uncertainty_metres: float = 0
     taken_before_hours: float = 48
     taken_after_minutes: float = 30
     near_duplicate_distance: int = 10
@@ -122,6 +140,7 @@ class EvidenceSettings:
     def __post_init__(self) -> None:
         for name in (
             "far_metres",
+            "register_uncertainty_metres",
             "taken_before_hours",
             "taken_after_minutes",
             "near_duplicate_distance",
@@ -148,7 +167,7 @@ class PhotoEvidence:
     exif_lon: float | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal as ISO, with offset or naive
     software: str | None = None  # EXIF Software tag
-    phone_position: Mapping | None = None  # {"lat", "lon", "accuracy"} at capture
+    phone_position: Mapping | None = None  # {"lat", "lon", "accuracy", "datum"?} at capture
     captured_at: str | None = None  # phone's time of capture, ISO with offset
 
 
@@ -252,18 +271,68 @@ def _num(x: float) -> float | int:
 # Per-photo checks
 
 
+def _datum(mapping) -> str:
+    """The datum a position says it was given in (wgs84 when absent or unknown)."""
+    value = mapping.get("datum") if isinstance(mapping, Mapping) else None
+    return value if value in DATUMS else "wgs84"
+
+
+def _family(datum: str) -> str:
+    return "wgs84" if datum in ("wgs84", "cgcs2000") else datum
+
+
+def _reread(point: tuple[float, float], declared: str) -> list[tuple[str, tuple[float, float]]]:
+    """A WGS-84 position converted from `declared`, as it would be had its original numbers
+    been in each other datum: [(assumed datum, WGS-84 position)]."""
+    raw = from_wgs84(point[0], point[1], declared)
+    return [
+        (assumed, to_wgs84(raw[0], raw[1], assumed))
+        for assumed in ("wgs84", "gcj02", "bd09")
+        if assumed != _family(declared)
+    ]
+
+
+def _mismatch(
+    point: tuple[float, float],
+    point_datum: str,
+    facility: tuple[float, float],
+    facility_datum: str,
+    threshold: float,
+) -> dict | None:
+    """The closest re-reading of either side that brings the distance within the threshold."""
+    found = []
+    for assumed, moved in _reread(facility, facility_datum):
+        found.append((round(haversine_m(point, moved)), "facility", facility_datum, assumed))
+    for assumed, moved in _reread(point, point_datum):
+        found.append((round(haversine_m(moved, facility)), "photo", point_datum, assumed))
+    distance, side, declared, assumed = min(found)
+    if distance > threshold:
+        return None
+    return {"side": side, "declared": declared, "assumed": assumed, "distance_m": distance}
+
+
+_SIDE_ZH = {"facility": "设施登记坐标", "photo": "照片位置"}
+_SIDE_EN = {"facility": "the facility's registered position", "photo": "the photo position"}
+
+
 def _check_location(
-    photo: PhotoEvidence, facility: tuple[float, float] | None, s: EvidenceSettings
+    photo: PhotoEvidence,
+    facility: tuple[float, float] | None,
+    facility_datum: str,
+    s: EvidenceSettings,
 ) -> list[Flag]:
     point = _valid_point(photo.exif_lat, photo.exif_lon)
     source = "exif"
+    point_datum = "wgs84"  # EXIF GPS is WGS-84 by the EXIF standard
     accuracy = None
     if point is None:
         point = _position(photo.phone_position)
         source = "phone"
         if point is not None:
+            point_datum = _datum(photo.phone_position)
+            point = to_wgs84(point[0], point[1], point_datum)
             acc = photo.phone_position.get("accuracy")  # type: ignore[union-attr]
-            if isinstance(acc, int | float) and math.isfinite(acc):
+            if isinstance(acc, int | float) and math.isfinite(acc) and acc >= 0:
                 accuracy = round(float(acc), 1)
     if point is None:
         return [
@@ -280,21 +349,59 @@ def _check_location(
     if facility is None:
         return []
     distance = round(haversine_m(point, facility))
-    if distance <= s.far_metres:
+    threshold = s.far_metres + (accuracy or 0) + s.register_uncertainty_metres
+    if distance <= threshold:
         return []
     figures: dict = {
         "distance_m": distance,
-        "threshold_m": _num(s.far_metres),
+        "threshold_m": _num(round(threshold, 1)),
+        "margin_m": _num(s.far_metres),
+        "register_uncertainty_m": _num(s.register_uncertainty_metres),
         "source": source,
         "photo_position": {"lat": point[0], "lon": point[1]},
         "facility_position": {"lat": facility[0], "lon": facility[1]},
+        "facility_datum": facility_datum,
     }
+    if source == "phone":
+        figures["photo_datum"] = point_datum
     zh_acc = en_acc = ""
     if source == "phone":
         figures["accuracy_m"] = accuracy
         if accuracy is not None:
             zh_acc = f"，定位精度约 {round(accuracy)} 米"
             en_acc = f", accuracy about {round(accuracy)} m"
+    allowed = _num(round(threshold, 1))
+    mismatch = _mismatch(point, point_datum, facility, facility_datum, threshold)
+    if mismatch is not None:
+        figures.update(
+            side=mismatch["side"],
+            declared_datum=mismatch["declared"],
+            assumed_datum=mismatch["assumed"],
+            distance_if_assumed_m=mismatch["distance_m"],
+        )
+        side = mismatch["side"]
+        return [
+            Flag(
+                "coordinate_system_mismatch",
+                photo.sha256,
+                figures,
+                {
+                    "zh": f"照片拍摄地点距设施 {_fmt_distance_zh(distance)}，"
+                    f"超出允许范围 {allowed} 米"
+                    f"（依据{_SOURCE_ZH[source]}{zh_acc}）；但若把{_SIDE_ZH[side]}按"
+                    f"{DATUM_LABELS[mismatch['assumed']]}理解（现登记为"
+                    f"{DATUM_LABELS[mismatch['declared']]}），距离只有 "
+                    f"{_fmt_distance_zh(mismatch['distance_m'])}。多半是坐标系填错，"
+                    "不是人不在现场；请核对该坐标的来源"
+                    "（高德、腾讯地图为 GCJ-02，百度地图为 BD-09）",
+                    "en": f"Photo taken {_fmt_distance_en(distance)} from the facility, beyond the "
+                    f"allowed {allowed} m ({_SOURCE_EN[source]}{en_acc}); but read as "
+                    f"{mismatch['assumed']} instead of {mismatch['declared']}, {_SIDE_EN[side]} is "
+                    f"only {_fmt_distance_en(mismatch['distance_m'])} away: most likely a "
+                    "coordinate-system mix-up, not an absent inspector",
+                },
+            )
+        ]
     return [
         Flag(
             "far_from_facility",
@@ -302,9 +409,9 @@ def _check_location(
             figures,
             {
                 "zh": f"照片拍摄地点距设施 {_fmt_distance_zh(distance)}"
-                f"（依据{_SOURCE_ZH[source]}{zh_acc}；允许范围 {_num(s.far_metres)} 米）",
+                f"（依据{_SOURCE_ZH[source]}{zh_acc}；允许范围 {allowed} 米）",
                 "en": f"Photo taken {_fmt_distance_en(distance)} from the facility "
-                f"({_SOURCE_EN[source]}{en_acc}; allowed {_num(s.far_metres)} m)",
+                f"({_SOURCE_EN[source]}{en_acc}; allowed {allowed} m)",
             },
         )
     ]
@@ -534,6 +641,9 @@ def check_submission(
 ) -> list[Flag]:
     """All evidence flags for one submission, in a deterministic order.
 
+    ``facility_position``: {"lat", "lon"} in WGS-84, with "datum" the register declared (default
+    wgs84); see the module docstring.
+
     Order: submission-wide flags first, then each photo in the order given (a photo attached
     twice is checked once), within a photo in ``CODES`` order.
     ``same_bytes_elsewhere``: sha256 -> OTHER uses of the same bytes ({"submission_id",
@@ -546,6 +656,7 @@ def check_submission(
     if observed is None:
         raise ValueError(f"observed_at is not an ISO time: {observed_at!r}")
     facility = _position(facility_position)
+    facility_datum = _datum(facility_position)
     flags: list[Flag] = []
 
     if device_skew_ms is not None and abs(device_skew_ms) > s.skew_minutes * 60_000:
@@ -576,7 +687,7 @@ def check_submission(
         seen.add(photo.sha256)
         found = [
             *_check_exif(photo),
-            *_check_location(photo, facility, s),
+            *_check_location(photo, facility, facility_datum, s),
             *_check_time(photo, observed, s),
             *_check_reuse(photo, same_bytes_elsewhere.get(photo.sha256, ())),
             *_check_near(photo, near_duplicates.get(photo.sha256, ()), s),

@@ -14,11 +14,12 @@ from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
 from .context import now, now_iso, storage
 from .demo import load_demo
+from .facilities_csv import import_facilities
 from .ingest_worker import worker_command
 from .jobs import JOBS
 from .serve_command import serve
 from .storage import dumps
-from .villages_csv import decode_csv_bytes, parse_villages_csv
+from .villages_csv import UNDECLARED_ZH, decode_csv_bytes, parse_datum_option, parse_villages_csv
 
 
 def _create_app():
@@ -57,6 +58,7 @@ def register(app) -> None:
         activate_user,
         *BACKUP_COMMANDS,
         worker_command,
+        import_facilities,
     ):
         app.cli.add_command(command)
 
@@ -106,16 +108,19 @@ def create_user(username, role, display_name, villages, township, county, passwo
 
 @click.command("import-villages")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--datum", help="坐标系 of lat/lon: wgs84, cgcs2000, gcj02 (AMap/Tencent), bd09")
 @with_appcontext
-def import_villages(csv_file: Path):
+def import_villages(csv_file: Path, datum: str | None):
     """Import or update villages from a CSV file; refused whole if any row is wrong."""
     store = storage()
     init_db(store, at=now_iso())
     try:
         text = decode_csv_bytes(csv_file.read_bytes())
+        result = parse_villages_csv(text, parse_datum_option(datum))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    result = parse_villages_csv(text)
+    if result.undeclared_positions:
+        raise click.ClickException(f"{UNDECLARED_ZH}；未导入任何村")
     if result.errors:
         for error in result.errors:
             click.echo(f"第 {error['row']} 行: {error['message_zh']}", err=True)

@@ -54,6 +54,7 @@ WITHHELD = {
 def settings_from(config) -> EvidenceSettings:
     return EvidenceSettings(
         far_metres=config["EVIDENCE_FAR_METRES"],
+        register_uncertainty_metres=config["EVIDENCE_REGISTER_UNCERTAINTY_METRES"],
         taken_before_hours=config["EVIDENCE_TAKEN_BEFORE_HOURS"],
         taken_after_minutes=config["EVIDENCE_TAKEN_AFTER_MINUTES"],
         near_duplicate_distance=config["EVIDENCE_NEAR_DUPLICATE_BITS"],
@@ -239,7 +240,11 @@ def judge(
     near = _near_matches(index, inputs["photos"], settings.near_duplicate_distance)
     matched = {o for m in near.values() for o in m}
     near_used = store.uses_elsewhere(matched, submission_id=submission_id, record_id=record)
-    position = {"lat": inputs["lat"], "lon": inputs["lon"]} if inputs["lat"] is not None else None
+    position = (
+        {"lat": inputs["lat"], "lon": inputs["lon"], "datum": inputs.get("datum") or "wgs84"}
+        if inputs["lat"] is not None
+        else None
+    )
     flags = check_submission(
         photos=[_photo(p) for p in inputs["photos"]],
         facility_position=position,

@@ -4,6 +4,11 @@ No map tiles offline: the points are drawn on a local flat projection (metres ea
 of the reference point), which is exact enough for the few hundred metres that matter here. A
 scale bar with a round length (1, 2 or 5 × 10ⁿ m) tells the supervisor how far apart they are;
 each point is joined to the reference (the facility's registered position) with its distance.
+
+Datums: every stored position is WGS-84 (media/datum.py), and this plot draws on no base layer,
+so nothing is converted here. A map that draws these points onto AMap/Tencent tiles (GCJ-02) or
+Baidu's (BD-09) must convert each point first with `media.datum.from_wgs84(lat, lon, "gcj02")`,
+or they land 300-600 m off; 天地图 (CGCS2000) and OpenStreetMap tiles need no conversion.
 """
 
 import math

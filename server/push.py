@@ -25,6 +25,7 @@ from datetime import datetime
 from flask import current_app
 
 from forms.compiler import compile_form
+from media.datum import DATUMS, to_wgs84
 from sync import protocol
 from sync.clock import Clock, decode, encode, skew_ms, tick, valid_device
 from sync.merge import Conflict, Observation, RecordHistory, merge_batch, window_bounds
@@ -38,6 +39,8 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 MAX_FORM_VERSION = 2**31 - 1
 MAX_REF_LEN = 200  # form ids and record ids
 HOUR_MS = 3600 * 1000
+#: Where a position registered on a phone may come from: its own fix, or a point picked on a map.
+PHONE_SOURCES = ("browser", "map_pick")
 
 
 def clock_ahead_ms(config) -> int:
@@ -134,6 +137,17 @@ def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
         errors["name"] = [_err("required", "请填写设施名称（100 字以内）", "name required")]
     if not _number(raw.get("lat"), -90, 90) or not _number(raw.get("lon"), -180, 180):
         errors["position"] = [_err("required", "请记录设施位置", "position required")]
+    datum, source = raw.get("datum", "wgs84"), raw.get("source", "browser")
+    if datum not in DATUMS:
+        errors["datum"] = [
+            _err("choice", "坐标系不正确（只能是 wgs84、cgcs2000、gcj02 或 bd09）", "unknown datum")
+        ]
+    if source not in PHONE_SOURCES:
+        errors["source"] = [
+            _err(
+                "choice", "位置来源不正确（只能是 browser 或 map_pick）", "unknown position source"
+            )
+        ]
     clock = _clock(raw.get("clock"))
     if clock is None:
         errors["clock"] = [_err("type", "时钟格式不正确", "bad clock")]
@@ -153,8 +167,10 @@ def check_facility(item: Item, caller: Caller, *, now_iso: str) -> None:
         "village_code": raw["village"],
         "kind": kind,
         "name": name.strip(),
-        "lat": raw["lat"],
-        "lon": raw["lon"],
+        # Stored in WGS-84 with the datum the phone gave it in (media/datum.py).
+        **dict(zip(("lat", "lon"), to_wgs84(raw["lat"], raw["lon"], datum), strict=True)),
+        "datum": datum,
+        "position_source": source,
         "created_by": caller.user_id,
         "created_clock": raw["clock"],
         "content_hash": protocol.content_hash(raw),

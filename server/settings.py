@@ -238,6 +238,13 @@ SETTINGS = (
         30,
         "code look-ups at /desk/verify per user and minute, per server process (0: no limit)",
     ),
+    # -- coordinates and datums (media/datum.py, media/checks.py) --
+    Setting(
+        "EVIDENCE_REGISTER_UNCERTAINTY_METRES",
+        30,
+        "how far a registered facility position may be from the facility itself (map picks,"
+        " lists); added to EVIDENCE_FAR_METRES and the phone fix's accuracy before a photo is far",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

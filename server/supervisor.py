@@ -55,6 +55,7 @@ FLAG_LABELS = {
     "reused_photo": "照片重复使用",
     "near_duplicate": "与其他设施照片相似",
     "edited_by_software": "经修图软件处理",
+    "coordinate_system_mismatch": "坐标系不一致",
 }
 QUEUE_STATES = {
     "pending": ("待审核（含照片未齐）", ["received", "complete"]),

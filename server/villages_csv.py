@@ -4,6 +4,12 @@ Pure logic: no database, no files. The caller reads the file, turns the bytes in
 `decode_csv_bytes`, calls `parse_villages_csv`, and refuses the whole file when `errors` is not
 empty (see docs/VILLAGES_CSV.md). Rows with an error are never returned in `rows`.
 
+Positions: a `datum` / `坐标系` column (per row) or the caller's `datum` option (the whole file)
+says which coordinate system lat/lon are in (media/datum.py: wgs84, cgcs2000, gcj02 from
+AMap/Tencent, bd09 from Baidu); rows come back converted to WGS-84 with that `datum` and
+`position_source` "register_import". A row with a position and no datum either way is counted
+in `undeclared_positions` (and read as WGS-84): the CLI refuses such a file.
+
 Row numbers are those a spreadsheet (WPS, Excel) shows: the header is row 1, the first village
 row 2. Every error carries a stable `error` key, the `column` concerned (or None) and a message
 in Chinese and in English.
@@ -17,8 +23,15 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-FIELDS = ("code", "name", "township", "county", "county_class", "households", "lat", "lon")
+from media.datum import DATUM_LABELS, normalise_datum, to_wgs84
+
+FIELDS = (
+    "code", "name", "township", "county", "county_class", "households", "lat", "lon", "datum",
+    "position_source",
+)  # fmt: skip
 REQUIRED_COLUMNS = ("code", "name", "township", "county", "county_class")
+
+DATUM_COLUMN_ALIASES = ("datum", "crs", "坐标系", "坐标系统", "坐标类型")
 
 # Header spellings accepted for each field, compared after `_header_key` normalisation.
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -39,6 +52,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "households": ("households", "household_count", "户数", "农户数", "总户数"),
     "lat": ("lat", "latitude", "纬度"),
     "lon": ("lon", "lng", "long", "longitude", "经度"),
+    "datum": DATUM_COLUMN_ALIASES,
 }
 
 COLUMN_LABELS = {
@@ -50,6 +64,7 @@ COLUMN_LABELS = {
     "households": "户数 households",
     "lat": "纬度 lat",
     "lon": "经度 lon",
+    "datum": "坐标系 datum",
 }
 
 CODE_RE = re.compile(r"[0-9]{12}")
@@ -70,6 +85,7 @@ class ParseResult:
     rows: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    undeclared_positions: int = 0  # rows with a position but no datum (column or option)
 
     @property
     def ok(self) -> bool:
@@ -155,12 +171,55 @@ def _sniff_delimiter(first_line: str) -> str:
     return ","
 
 
-def parse_villages_csv(text: str) -> ParseResult:
+def datum_choices_zh() -> str:
+    return "、".join(DATUM_LABELS.values())
+
+
+def parse_datum_option(value: str | None) -> str | None:
+    """An import's --datum option as a datum name; ValueError (Chinese) if unknown."""
+    if value is None:
+        return None
+    datum = normalise_datum(value)
+    if datum is None:
+        raise ValueError(f"坐标系“{value}”无效，只能是：{datum_choices_zh()}")
+    return datum
+
+
+UNDECLARED_ZH = (
+    "文件里有经纬度，但没有说明坐标系：请加一列“坐标系”，或导入时用 --datum 指明"
+    "（高德、腾讯地图取的点是 gcj02，百度地图是 bd09，GPS 和天地图是 wgs84 或 cgcs2000）"
+)
+
+
+def parse_row_position(record: dict[str, str], option: str | None, err):
+    """lat/lon/datum of a row: (lat, lon, datum, declared) in WGS-84, or Nones after `err`."""
+    lat, lon = _parse_location(record, err)
+    raw = record.get("datum", "")
+    datum = option
+    if raw:
+        datum = normalise_datum(raw)
+        if datum is None:
+            err(
+                "datum",
+                "bad_datum",
+                f"坐标系“{raw}”无效，只能是：{datum_choices_zh()}",
+                f"datum {raw!r} is not one of wgs84, cgcs2000, gcj02, bd09",
+            )
+            return None, None, None, True
+    if lat is None:
+        return None, None, None, True
+    lat, lon = to_wgs84(lat, lon, datum or "wgs84")
+    return lat, lon, datum or "wgs84", datum is not None
+
+
+def parse_villages_csv(text: str, datum: str | None = None) -> ParseResult:
     """Parse the text of a village list into rows ready to insert and per-row errors.
 
     Each returned row has every key of FIELDS: code, name, township, county (str),
-    county_class (1/2/3), households (int >= 0 or None when blank), lat and lon (float or both
-    None when blank). Columns not recognised are ignored and listed in `ignored_columns`.
+    county_class (1/2/3), households (int >= 0 or None when blank), lat and lon (WGS-84 floats
+    or both None when blank), datum (as declared) and position_source ("register_import"; both
+    None without a position). `datum` is the file's datum where a row does not say (see the
+    module docstring). Columns not recognised are ignored and listed in `ignored_columns`.
     """
     result = ParseResult()
     text = text.lstrip("\ufeff")
@@ -181,10 +240,11 @@ def parse_villages_csv(text: str) -> ParseResult:
             columns = mapped
             continue
         record = {f: _clean(cells[i]) if i < len(cells) else "" for f, i in columns.items()}
-        row, errors = _parse_row(record, row_no, seen_codes)
+        row, errors = _parse_row(record, row_no, seen_codes, datum)
         if errors:
             result.errors.extend(errors)
         else:
+            result.undeclared_positions += row.pop("_undeclared")
             result.rows.append(row)
 
     if header is None:
@@ -250,7 +310,7 @@ def _map_header(header: list[str], row_no: int, result: ParseResult) -> dict[str
 
 
 def _parse_row(
-    record: dict[str, str], row_no: int, seen_codes: dict[str, int]
+    record: dict[str, str], row_no: int, seen_codes: dict[str, int], datum: str | None
 ) -> tuple[dict, list[dict]]:
     errors: list[dict] = []
 
@@ -331,8 +391,8 @@ def _parse_row(
         else:
             households = number
 
-    # location
-    lat, lon = _parse_location(record, err)
+    # location, converted to WGS-84
+    lat, lon, declared, known = parse_row_position(record, datum, err)
 
     row = {
         "code": code,
@@ -343,6 +403,9 @@ def _parse_row(
         "households": households,
         "lat": lat,
         "lon": lon,
+        "datum": declared,
+        "position_source": "register_import" if lat is not None else None,
+        "_undeclared": lat is not None and not known,
     }
     return row, errors
 

@@ -108,7 +108,7 @@ def test_import_villages_from_csv(empty_app, tmp_path):
         "450222103002,沙埔村,龙头镇,柳城县,2,240,,\n",
         encoding="utf-8-sig",
     )
-    result = invoke(empty_app, "import-villages", str(path))
+    result = invoke(empty_app, "import-villages", str(path), "--datum", "wgs84")
     assert result.exit_code == 0, result.output
     assert "已导入 2 个村" in result.output
     store = connect(empty_app.config["DATABASE_PATH"])

@@ -275,6 +275,7 @@ def test_evidence_inputs_gather_a_submission_its_record_and_its_photos(pipeline)
         "author_id": users["wang"],
         "lat": 24.76,
         "lon": 109.29,
+        "datum": None,  # the facility row of this test is written without one
     }
     assert [(p["field"], p["sha256"]) for p in photos] == [("a", P1), ("a", P3), ("b", P2)]
     assert photos[0] == {

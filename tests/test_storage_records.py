@@ -84,6 +84,8 @@ def test_a_facility_is_stored_whole_and_logged(store):
         "name": "户厕 1",
         "lat": 24.7636,
         "lon": 109.2947,
+        "datum": "wgs84",  # a position given without a datum was taken as WGS-84
+        "position_source": None,
         "state": {"in_use": {"value": True, "clock": clock(1000)}},
         "created_by": store.user_id,
         "created_clock": clock(900),
@@ -397,3 +399,16 @@ def test_conflicts_of_a_record_or_all_in_id_order(store):
     assert [c["id"] for c in store.open_conflicts_of(["f-2", "f-1"])] == ["c-a", "c-b", "c-c"]
     assert store.conflicts(record_id="none") == []
     assert store.conflicts()[0]["a_value"] is True
+
+
+def test_a_facility_keeps_its_datum_and_source_and_refuses_unknown_ones(store):
+    with store.write():
+        store.insert_facility(
+            facility_row("f-1", datum="gcj02", position_source="register_import"), at=AT
+        )
+    got = store.facility("f-1")
+    assert (got["datum"], got["position_source"]) == ("gcj02", "register_import")
+    for bad in ({"datum": "gcj-02"}, {"position_source": "amap"}):
+        with pytest.raises(ValueError), store.write():
+            store.insert_facility(facility_row("f-2", **bad), at=AT)
+    assert store.facility("f-2") is None

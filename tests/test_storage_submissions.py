@@ -1,6 +1,8 @@
 """Storage contract, submissions aggregate (server/storage/submissions.py): submissions, the
 photos each uses, and reviews. Runs unchanged on SQLite and PostgreSQL (`any_store`)."""
 
+import json
+
 import pytest
 
 RECEIVED = "2026-11-20T02:00:00+00:00"
@@ -119,7 +121,12 @@ def test_the_photos_of_a_submission_each_once_in_first_use_order(store):
         ("photo_inside", "b"),
         ("photo_inside", "c"),
     ]
-    assert stored[0]["position"] == '{"lat":24.7636,"lon":109.2947}'
+    assert json.loads(stored[0]["position"]) == {
+        "lat": 24.7636,
+        "lon": 109.2947,
+        "datum": "wgs84",  # browser geolocation is WGS-84, and the stored fix says so
+        "source": "browser",
+    }
     assert stored[1]["position"] is None
     assert stored[0]["captured_at"] == "2026-11-20T10:31:05+08:00"
 

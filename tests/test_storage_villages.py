@@ -6,14 +6,20 @@ AT = "2026-11-20T02:00:00.000+00:00"
 
 
 def village(code, name, township="桐浦乡", county="柳城县", **more) -> dict:
-    """A village row as stored: every column (the ones not given are NULL)."""
-    return {"code": code, "name": name, "township": township, "county": county} | {
+    """A village row as stored: every column (the ones not given are NULL; a position's datum
+    is wgs84 unless given)."""
+    row = {"code": code, "name": name, "township": township, "county": county} | {
         "county_class": 2,
         "households": None,
         "lat": None,
         "lon": None,
+        "datum": None,
+        "position_source": None,
         **more,
     }
+    if row["lat"] is not None and row["datum"] is None:
+        row["datum"] = "wgs84"
+    return row
 
 
 YUNYU = village("450222101001", "云屿村", households=203, lat=24.76521, lon=109.30183)
@@ -60,7 +66,12 @@ def test_an_upsert_replaces_the_village_and_leaves_out_columns_as_null(store):
     renamed = {k: v for k, v in YUNYU.items() if k not in ("lat", "lon")} | {"name": "云屿新村"}
     new = {k: v for k, v in village("450222101003", "新村").items() if v is not None}
     store.upsert_villages([renamed, new], at=later)
-    assert store.village(YUNYU["code"]) == YUNYU | {"name": "云屿新村", "lat": None, "lon": None}
+    assert store.village(YUNYU["code"]) == YUNYU | {
+        "name": "云屿新村",
+        "lat": None,
+        "lon": None,
+        "datum": None,
+    }
     assert store.village("450222101003") == village("450222101003", "新村")
     assert changes(store)[-2:] == [
         ("village", YUNYU["code"], YUNYU["code"], later),
@@ -94,3 +105,28 @@ def test_village_codes_by_township_and_county(store):
     assert store.village_codes_where(township="石岭镇", county="450222") == [SHILING["code"]]
     assert store.village_codes_where(township="石岭镇", county="别县") == []
     assert store.village_codes_where() == sorted(county + [ELSEWHERE["code"]])
+
+
+def test_a_position_keeps_its_datum_and_source(any_store):
+    amap = village(
+        "450222101005", "高德村", lat=24.7, lon=109.3, datum="gcj02",
+        position_source="register_import",
+    )  # fmt: skip
+    any_store.upsert_villages([amap], at=AT)
+    assert any_store.village(amap["code"]) == amap
+    bare = {"code": "450222101006", "name": "无源村", "township": "桐浦乡", "county": "柳城县",
+            "county_class": 2, "lat": 24.7, "lon": 109.3}  # fmt: skip
+    any_store.upsert_villages([bare], at=AT)
+    stored = any_store.village(bare["code"])
+    assert (stored["datum"], stored["position_source"]) == ("wgs84", None)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"datum": "mars"}, {"datum": "GCJ-02"}, {"position_source": "guess"}]
+)
+def test_an_unknown_datum_or_source_writes_nothing(any_store, bad):
+    with pytest.raises(ValueError):
+        any_store.upsert_villages(
+            [village("450222101007", "坏村", lat=24.7, lon=109.3, **bad)], at=AT
+        )
+    assert any_store.village("450222101007") is None

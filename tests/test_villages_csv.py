@@ -33,7 +33,10 @@ YUNYU_ROW = {
     "households": 203,
     "lat": 24.76521,
     "lon": 109.30183,
+    "datum": "wgs84",  # undeclared: read as WGS-84 and counted (the CLI refuses such a file)
+    "position_source": "register_import",
 }
+NO_POSITION = {"lat": None, "lon": None, "datum": None, "position_source": None}
 
 
 def lines(*rows: str) -> str:
@@ -129,7 +132,7 @@ def test_undecodable_bytes():
 
 def test_optional_columns_may_be_absent():
     rows = parse_ok(lines("代码,村名,乡镇,县,县类别", "450222101001,云屿村,桐浦乡,柳城县,2"))
-    assert rows == [{**YUNYU_ROW, "households": None, "lat": None, "lon": None}]
+    assert rows == [{**YUNYU_ROW, "households": None, **NO_POSITION}]
 
 
 def test_optional_cells_may_be_blank():
@@ -176,9 +179,12 @@ def test_demo_county_round_trips():
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(FIELDS))
     writer.writeheader()
+    declared = {"datum": "wgs84", "position_source": "register_import"}
     for village in demo["villages"]:
-        writer.writerow({k: village[k] for k in FIELDS})
-    assert parse_ok(buffer.getvalue()) == [{k: v[k] for k in FIELDS} for v in demo["villages"]]
+        writer.writerow({k: {**village, **declared}[k] for k in FIELDS})
+    result = parse_villages_csv(buffer.getvalue())
+    assert result.ok and result.undeclared_positions == 0
+    assert result.rows == [{k: {**v, **declared}[k] for k in FIELDS} for v in demo["villages"]]
 
 
 def test_example_in_docs_parses():

@@ -294,7 +294,7 @@ class MediaMixin:
         """What the evidence checks need about one submission: its photos and its record."""
         sub = self.row(
             "SELECT s.id, s.record_id, s.record_type, s.observed_at, s.skew_ms, s.state,"
-            " s.author_id, f.lat, f.lon FROM submissions s"
+            " s.author_id, f.lat, f.lon, f.datum FROM submissions s"
             " LEFT JOIN facilities f ON f.id = s.record_id WHERE s.id = :id",
             id=submission_id,
         )

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 
 from .core import dumps
+from .villages import check_position
 
 
 def _with_state(row: dict) -> dict:
@@ -42,16 +43,22 @@ class RecordsMixin:
     # -- records: facilities and monthly tasks -----------------------------------------------
 
     def insert_facility(self, row: dict, *, at: str) -> None:
+        """Insert a facility; lat/lon are WGS-84, with the `datum` they were declared in and
+        their `position_source` (see `check_position`)."""
+        row = check_position(row, f"facility {row.get('id')!r}")
         self.q(
-            "INSERT INTO facilities (id, village_code, kind, name, lat, lon, state, created_by,"
-            " created_clock, created_at, content_hash) VALUES (:id, :village_code, :kind, :name,"
-            " :lat, :lon, :state, :created_by, :created_clock, :created_at, :content_hash)",
+            "INSERT INTO facilities (id, village_code, kind, name, lat, lon, datum,"
+            " position_source, state, created_by, created_clock, created_at, content_hash)"
+            " VALUES (:id, :village_code, :kind, :name, :lat, :lon, :datum, :position_source,"
+            " :state, :created_by, :created_clock, :created_at, :content_hash)",
             id=row["id"],
             village_code=row["village_code"],
             kind=row["kind"],
             name=row["name"],
             lat=row.get("lat"),
             lon=row.get("lon"),
+            datum=row["datum"],
+            position_source=row["position_source"],
             state=dumps(row["state"]),
             created_by=row.get("created_by"),
             created_clock=row.get("created_clock"),

@@ -25,7 +25,7 @@ from .tables import metadata
 
 SCHEMA_VERSION = 8
 #: The Alembic revision of each schema version from 4 on.
-REVISIONS = {4: "v4", 5: "v5", 6: "v6", 8: "v8"}
+REVISIONS = {4: "v4", 5: "v5", 6: "v6", 7: "v7", 8: "v8"}
 
 
 def _v1(db: sqlite_utils.Database) -> None:

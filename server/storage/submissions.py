@@ -6,6 +6,13 @@ from collections.abc import Iterable
 from .core import dumps
 
 
+def _photo_position(position: dict) -> dict:
+    """The phone's fix at capture as stored: browser geolocation, which is WGS-84, says so
+    (media/datum.py); a datum or source the phone gave is kept."""
+    return {**position, "datum": position.get("datum", "wgs84"),
+            "source": position.get("source", "browser")}  # fmt: skip
+
+
 class SubmissionsMixin:
     """Submissions and reviews."""
 
@@ -43,7 +50,9 @@ class SubmissionsMixin:
                     "field": p["field"],
                     "sha256": p["sha256"],
                     "captured_at": p.get("captured_at"),
-                    "position": dumps(p["position"]) if p.get("position") else None,
+                    "position": dumps(_photo_position(p["position"]))
+                    if p.get("position")
+                    else None,
                 }
                 for row, photos in submissions
                 for p in photos

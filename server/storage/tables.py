@@ -65,8 +65,10 @@ villages = Table(
     _text("county", nullable=False),
     _int("county_class", nullable=False),
     _int("households"),
-    Column("lat", Float),
+    Column("lat", Float),  # WGS-84 whatever it was declared in (schema 7)
     Column("lon", Float),
+    _text("datum"),  # the datum it was declared in: media.datum.DATUMS
+    _text("position_source"),  # media.datum.SOURCES
 )
 
 users = Table(
@@ -155,8 +157,10 @@ facilities = Table(
     _text("village_code", ForeignKey("villages.code"), nullable=False),
     _text("kind", nullable=False),
     _text("name", nullable=False),
-    Column("lat", Float),
+    Column("lat", Float),  # WGS-84 whatever it was declared in (schema 7)
     Column("lon", Float),
+    _text("datum"),  # the datum it was declared in: media.datum.DATUMS
+    _text("position_source"),  # media.datum.SOURCES
     _text("state", nullable=False),
     Column("created_by", ID, ForeignKey("users.id")),
     _text("created_clock"),

@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable
 
+from media.datum import DATUMS, SOURCES
+
 from .tables import villages as villages_table
 
 _COLUMNS = tuple(villages_table.c.keys())
@@ -10,6 +12,23 @@ _UPSERT = (
     " ON CONFLICT (code) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "code")
 )
+
+
+def check_position(row: dict, what: str) -> dict:
+    """A row's position fields as stored: lat/lon are WGS-84; `datum` is the datum they were
+    declared in (wgs84 when a position comes without one, as every position did before schema
+    7), `position_source` where they came from; both NULL without a position. Unknown values
+    are refused."""
+    datum, source = row.get("datum"), row.get("position_source")
+    if datum is not None and datum not in DATUMS:
+        raise ValueError(f"{what}: unknown datum {datum!r}")
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"{what}: unknown position source {source!r}")
+    if row.get("lat") is None:
+        datum = source = None  # no position: nothing to qualify
+    elif datum is None:
+        datum = "wgs84"
+    return {**row, "datum": datum, "position_source": source}
 
 
 class VillagesMixin:
@@ -24,11 +43,13 @@ class VillagesMixin:
     def upsert_villages(self, rows: list[dict], *, at: str) -> None:
         """Insert or replace villages, each a change every phone of that village will pull.
 
-        A row holds the columns of `tables.villages`; those it leaves out are stored as NULL.
+        A row holds the columns of `tables.villages`; those it leaves out are stored as NULL,
+        except `datum`, wgs84 for a row with a position (`check_position`).
         """
         for row in rows:
             if unknown := row.keys() - set(_COLUMNS):
                 raise ValueError(f"village {row.get('code')!r}: unknown columns {sorted(unknown)}")
+        rows = [check_position(row, f"village {row.get('code')!r}") for row in rows]
         with self.write():
             self.many(_UPSERT, [dict.fromkeys(_COLUMNS) | row for row in rows])
             self.log_changes(

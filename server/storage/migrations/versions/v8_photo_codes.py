@@ -4,8 +4,6 @@ Codes are HMACs under a secret the migration does not have (STAMP_SECRET or one 
 SECRET_KEY), so photos processed before this schema get theirs lazily: when the desk first
 shows their submission, or its stamped version is first asked for (server/stamp.py). A code is
 only ever given out on those pages, so no code can be looked up before it exists.
-
-(Chained after v6 on its branch; the lead re-chains it after v7 when merging.)
 """
 
 import sqlalchemy as sa
@@ -14,7 +12,7 @@ from alembic import op
 from server.storage.tables import TEXT
 
 revision = "v8"
-down_revision = "v6"
+down_revision = "v7"
 branch_labels = None
 depends_on = None
 
