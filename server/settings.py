@@ -238,6 +238,27 @@ SETTINGS = (
         30,
         "code look-ups at /desk/verify per user and minute, per server process (0: no limit)",
     ),
+    # -- maps (client_pwa/js/screens/map.js, the desk's map; /app/config.json; issue 12) --
+    Setting(
+        "MAP_TILE_URL",
+        "",
+        "tile URL template with {z}/{x}/{y} (and {s} for MAP_TILE_SUBDOMAINS), e.g. 天地图 with"
+        " its key; empty: maps show the facilities on a plain background with a scale bar",
+    ),
+    Setting("MAP_TILE_SUBDOMAINS", "abc", "the letters or digits {s} takes (天地图: 01234567)"),
+    Setting(
+        "MAP_TILE_DATUM",
+        "wgs84",
+        "datum of the tiles: wgs84 (天地图/CGCS2000, OpenStreetMap) or gcj02 (AMap/Tencent tiles;"
+        " positions are converted before drawing)",
+    ),
+    Setting("MAP_TILE_ATTRIBUTION", "", "attribution shown on the map (e.g. 天地图 GS(2024)0568号)"),
+    Setting("MAP_MAX_ZOOM", 18, "deepest zoom level the tile server has"),
+    Setting(
+        "MAP_OFFLINE_MAX_MB",
+        50,
+        "largest estimated download for one village's offline map; larger choices are refused",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
