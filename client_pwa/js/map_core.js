@@ -46,15 +46,23 @@ export function geoLink(lat, lon, name) {
   return `geo:${ll}?q=${ll}(${encodeURIComponent(name || '')})`;
 }
 
-/** Load Leaflet's stylesheet and ours once per page. */
+/** Load Leaflet's stylesheet and ours once per page; resolves when both apply (the map must
+ * have its size before it fits its points). */
 export function ensureCss() {
-  for (const href of ['/app/vendor/leaflet/leaflet.css', '/app/css/map.css']) {
-    if (document.querySelector(`link[href="${href}"]`)) continue;
-    const link = document.createElement('link');
-    link.rel = 'stylesheet';
-    link.href = href;
-    document.head.append(link);
-  }
+  return Promise.all(['/app/vendor/leaflet/leaflet.css', '/app/css/map.css'].map((href) => {
+    let link = document.querySelector(`link[href="${href}"]`);
+    if (link && link.sheet) return null;
+    if (!link) {
+      link = document.createElement('link');
+      link.rel = 'stylesheet';
+      link.href = href;
+      document.head.append(link);
+    }
+    return new Promise((resolve) => {
+      link.addEventListener('load', resolve, { once: true });
+      link.addEventListener('error', resolve, { once: true }); // the points still draw
+    });
+  }));
 }
 
 // ---- saved tiles: Cache Storage, IndexedDB where there is none -------------------------------
@@ -146,12 +154,11 @@ const SavedFirstTiles = L.TileLayer.extend({
 // ---- the map --------------------------------------------------------------------------------
 
 /**
- * Draw a map into `el`. points: [{id, name, kind, lat, lon, fields, highlight?}] in WGS-84;
+ * Draw a map into `el` (after `await ensureCss()`). points: [{id, name, kind, lat, lon, fields, highlight?}] in WGS-84;
  * popup(point) returns extra DOM nodes for a point's popup (or null). Returns
  * {map, toMap(lat, lon), setPosition(fix), hasTiles}.
  */
 export function createMap(el, { config = {}, points = [], popup = null, labels = {} } = {}) {
-  ensureCss();
   el.classList.add('vc-map');
   const gcj = config.datum === 'gcj02';
   const toMap = (lat, lon) => (gcj ? wgs84ToGcj02(lat, lon) : [lat, lon]);

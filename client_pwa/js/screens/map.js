@@ -5,7 +5,7 @@
 // (MAP_OFFLINE_MAX_MB). Drawing, tiles and saving are in ../map_core.js.
 
 import { formatBytes, t } from '../i18n.js';
-import { TILE_BYTES_ESTIMATE, boxOf, createMap, downloadTiles, tileStore, tilesFor } from '../map_core.js';
+import { TILE_BYTES_ESTIMATE, boxOf, createMap, downloadTiles, ensureCss, tileStore, tilesFor } from '../map_core.js';
 import * as store from '../store.js';
 import { h } from './ui.js';
 
@@ -37,6 +37,7 @@ export async function show(app, seq, code) {
   const config = await mapConfig();
   const points = facilities.filter((f) => f.lat != null && f.lon != null);
   const saved = await store.getMeta(`offline_map:${code}`);
+  await ensureCss();
 
   const note = h('p.muted.small.vc-map-note');
   const notes = [];
