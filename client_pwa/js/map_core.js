@@ -17,6 +17,7 @@ export { L };
 
 export const KIND_COLOURS = { toilet: '#1e6fd9', rubbish: '#8d5a2b', fire: '#e0302a', zone: '#2f9e44' };
 const OTHER_COLOUR = '#6b6b6b';
+const OWN_COLOUR = '#7b1fa2'; // the phone's position: a colour no kind uses
 export const STATE_RINGS = { good: '#ffffff', bad: '#b00020', unknown: '#9e9e9e', retired: '#444444' };
 export const TILE_BYTES_ESTIMATE = 20 * 1024; // a typical 256 px PNG/JPEG map tile
 const TILE_CACHE = 'villagecheck-tiles'; // not the shell's prefix: a new app version keeps it
@@ -190,7 +191,7 @@ export function createMap(el, { config = {}, points = [], popup = null, labels =
     marker.addTo(layer);
   }
   if (layer.getLayers().length) {
-    map.fitBounds(layer.getBounds().pad(0.2), { maxZoom: Math.min(17, maxZoom) });
+    map.fitBounds(layer.getBounds(), { padding: [16, 16], maxZoom: Math.min(17, maxZoom) });
   } else {
     map.setView([35, 105], 4); // nothing to show: China
   }
@@ -201,8 +202,8 @@ export function createMap(el, { config = {}, points = [], popup = null, labels =
     const ll = toMap(fix.lat, fix.lon);
     if (!own) {
       own = {
-        circle: L.circle(ll, { radius: fix.accuracy || 0, color: '#1a73e8', weight: 1, fillOpacity: 0.12, className: 'vc-accuracy', interactive: false }).addTo(map),
-        dot: L.circleMarker(ll, { radius: 6, color: '#ffffff', weight: 2, fillColor: '#1a73e8', fillOpacity: 1, className: 'vc-own' }).addTo(map),
+        circle: L.circle(ll, { radius: fix.accuracy || 0, color: OWN_COLOUR, weight: 1, fillOpacity: 0.15, className: 'vc-accuracy', interactive: false }).addTo(map),
+        dot: L.circleMarker(ll, { radius: 7, color: '#ffffff', weight: 3, fillColor: OWN_COLOUR, fillOpacity: 1, className: 'vc-own', interactive: false }).addTo(map),
       };
     } else {
       own.circle.setLatLng(ll).setRadius(fix.accuracy || 0);

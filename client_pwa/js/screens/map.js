@@ -50,7 +50,8 @@ export async function show(app, seq, code) {
 
   const legend = h('div.vc-map-legend',
     ...KINDS.map((k) => h('span', h(`span.dot.${k}`), t(`kind_${k}`))),
-    h('span', h('span.dot.bad'), t('map_legend_bad')));
+    h('span', h('span.dot.bad'), t('map_legend_bad')),
+    navigator.geolocation ? h('span', h('span.dot.me'), t('map_legend_me')) : null);
   const mapEl = h('div.vc-map-screen', { id: 'village-map' });
   const offline = config.tile_url && points.length ? offlinePanel(code, points, config, note) : null;
   const el = h('div', legend, note, mapEl, offline);
