@@ -71,8 +71,10 @@ CONTENT_SECURITY_POLICY = (
 
 def _security_headers(response: Response) -> Response:
     tiles = maps.csp_sources(current_app.config)  # the map's tile server (issue 12)
-    csp = CONTENT_SECURITY_POLICY.replace("blob:;", f"blob:{tiles}; connect-src 'self'{tiles};")
-    response.headers.setdefault("Content-Security-Policy", csp if tiles else CONTENT_SECURITY_POLICY)
+    csp = CONTENT_SECURITY_POLICY
+    if tiles:
+        csp = csp.replace("blob:;", f"blob:{tiles}; connect-src 'self'{tiles};")
+    response.headers.setdefault("Content-Security-Policy", csp)
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

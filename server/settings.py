@@ -252,7 +252,7 @@ SETTINGS = (
         "datum of the tiles: wgs84 (天地图/CGCS2000, OpenStreetMap) or gcj02 (AMap/Tencent tiles;"
         " positions are converted before drawing)",
     ),
-    Setting("MAP_TILE_ATTRIBUTION", "", "attribution shown on the map (e.g. 天地图 GS(2024)0568号)"),
+    Setting("MAP_TILE_ATTRIBUTION", "", "attribution text shown on the map (plain text)"),
     Setting("MAP_MAX_ZOOM", 18, "deepest zoom level the tile server has"),
     Setting(
         "MAP_OFFLINE_MAX_MB",

@@ -10,10 +10,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import Phone
 from pwa_helpers import (
     CHROMIUM,
     VIEWPORT,
-    YUNYU_POSITION,
     LiveServer,
     launch_chromium,
     log_in,
@@ -23,6 +23,7 @@ from pwa_helpers import (
     shot,
     wait_service_worker,
 )
+from test_supervisor import quick_submission
 
 from server.maps import client_config, tile_origin
 from server.storage import connect
@@ -132,6 +133,9 @@ def tiles():
 def live(tmp_path_factory, demo_db, tiles):
     app = make_app(tmp_path_factory.mktemp("maps"), demo_db)
     app.config.update(MAP_TILE_URL=tiles.url, MAP_TILE_ATTRIBUTION="测试底图", MAP_OFFLINE_MAX_MB=5)
+    toilet = next(f for f in facilities_of(app, YUNYU).values() if f["kind"] == "toilet")
+    app.submission_id = quick_submission(Phone(app.test_client(), "inspector"), toilet["id"])
+    app.toilet_id = toilet["id"]
     with LiveServer(app) as server:
         yield server
 
@@ -149,7 +153,11 @@ def browser():
 
 
 def facilities(live, village):
-    store = connect(live.app.config["DATABASE_URL"])
+    return facilities_of(live.app, village)
+
+
+def facilities_of(app, village):
+    store = connect(app.config["DATABASE_URL"])
     try:
         return {f["id"]: f for f in store.facilities(village)}
     finally:
@@ -185,7 +193,8 @@ def wait_tiles_settled(page):
     """Until every tile the map asked for has loaded or failed."""
     page.wait_for_function(
         "() => document.querySelectorAll('#village-map img.leaflet-tile').length > 0 &&"
-        " !document.querySelector('#village-map .leaflet-tile-container img:not(.leaflet-tile-loaded):not(.vc-tile-missing)')",
+        " !document.querySelector('#village-map .leaflet-tile-container"
+        " img:not(.leaflet-tile-loaded):not(.vc-tile-missing)')",
         timeout=15000,
     )
 
@@ -266,7 +275,9 @@ def test_village_map_pins_position_offline_tiles_fallback_and_desk(browser, live
     # Offline, another village not downloaded: points on the plain background, no broken tiles.
     tongpu = facilities(live, TONGPU)
     page.goto(f"{live.url}/#/map/{TONGPU}")
-    page.wait_for_function(f"() => document.querySelectorAll('#village-map path.vc-pin').length === {len(tongpu)}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#village-map path.vc-pin').length === {len(tongpu)}"
+    )
     assert "离线且未下载本村地图" in page.inner_text(".vc-map-note")
     assert page.locator("#village-map img.leaflet-tile:not(.vc-tile-missing)").count() == 0
     assert tiles.count == served  # nothing reached the tile server while offline
@@ -283,7 +294,9 @@ def test_village_map_pins_position_offline_tiles_fallback_and_desk(browser, live
         assert page.locator("#village-map .leaflet-control-scale-line").count() == 1
         assert "未设置底图" in page.inner_text(".vc-map-note")
         assert page.locator(".vc-offline").count() == 0
-        background = page.eval_on_selector("#village-map", "e => getComputedStyle(e).backgroundColor")
+        background = page.eval_on_selector(
+            "#village-map", "e => getComputedStyle(e).backgroundColor"
+        )
         assert background == "rgb(241, 244, 236)"
         shot(page, "maps-no-tile-server")
     finally:
@@ -305,14 +318,18 @@ def test_village_map_pins_position_offline_tiles_fallback_and_desk(browser, live
     page.wait_for_selector("#desk-map[data-ready='1'] path.vc-pin")
     check_pins(page, yunyu)
     page.wait_for_function(
-        "() => document.querySelectorAll('#desk-map img.leaflet-tile-loaded').length > 0", timeout=15000
+        "() => document.querySelectorAll('#desk-map img.leaflet-tile-loaded').length > 0",
+        timeout=15000,
     )
     page.locator("#desk-map").scroll_into_view_if_needed()
     shot(page, "maps-desk-village")
-    link = page.locator("table.queue a[href*='/desk/submissions/']").first
-    if link.count():
-        link.click()
-        page.wait_for_selector("#desk-map[data-ready='1'] path.vc-pin")
-        assert page.locator("#desk-map path.vc-pin").count() == len(yunyu)
+    page.click(f"table.queue a[href*='/desk/submissions/{live.app.submission_id}']")
+    page.wait_for_selector("#desk-map[data-ready='1'] path.vc-pin")
+    assert page.locator("#desk-map path.vc-pin").count() == len(yunyu)
+    highlighted = page.locator("#desk-map path.vc-pin.vc-highlight")
+    assert highlighted.count() == 1  # the submission's own toilet
+    assert "vc-kind-toilet" in highlighted.get_attribute("class")
+    page.locator("#desk-map").scroll_into_view_if_needed()
+    shot(page, "maps-desk-submission")
     assert not page.errors, page.errors
     desk.close()

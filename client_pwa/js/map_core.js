@@ -190,7 +190,10 @@ export function createMap(el, { config = {}, points = [], popup = null, labels =
     marker.vcPoint = p;
     marker.addTo(layer);
   }
-  if (layer.getLayers().length) {
+  const focus = points.find((p) => p.highlight && p.lat != null && p.lon != null);
+  if (focus) {
+    map.setView(toMap(focus.lat, focus.lon), Math.min(16, maxZoom)); // one view: no tiles twice
+  } else if (layer.getLayers().length) {
     map.fitBounds(layer.getBounds(), { padding: [16, 16], maxZoom: Math.min(17, maxZoom) });
   } else {
     map.setView([35, 105], 4); // nothing to show: China
