@@ -211,6 +211,8 @@ def test_village_map_pins_position_offline_tiles_fallback_and_desk(browser, live
 
     # The village screen links to its map.
     page.goto(f"{live.url}/#/village/{YUNYU}")
+    page.wait_for_selector("main a.row")
+    shot(page, "maps-village-screen-link")
     page.click("a.map-link")
     page.wait_for_selector("#village-map path.vc-pin")
     check_pins(page, yunyu)
