@@ -9,10 +9,10 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors
+from . import errors, maps
 from .settings import DEFAULTS
 from .storage import database_url
 
@@ -70,7 +70,11 @@ CONTENT_SECURITY_POLICY = (
 
 
 def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    tiles = maps.csp_sources(current_app.config)  # the map's tile server (issue 12)
+    csp = CONTENT_SECURITY_POLICY
+    if tiles:
+        csp = csp.replace("blob:;", f"blob:{tiles}; connect-src 'self'{tiles};")
+    response.headers.setdefault("Content-Security-Policy", csp)
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, send_from_directory
 
+from . import maps
+
 ROOT = Path(__file__).resolve().parent.parent / "client_pwa"
 SHELL_SUFFIXES = (".html", ".js", ".css", ".webmanifest", ".png", ".json")
 
@@ -102,6 +104,7 @@ def client_config() -> dict:
     return {
         "service_worker": service_worker_enabled(config),
         "gps_good_metres": int(config.get("PWA_GPS_GOOD_METRES", 50)),
+        "map": maps.client_config(config),  # the map's tiles (issue 12)
     }
 
 

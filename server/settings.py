@@ -245,6 +245,27 @@ SETTINGS = (
         "how far a registered facility position may be from the facility itself (map picks,"
         " lists); added to EVIDENCE_FAR_METRES and the phone fix's accuracy before a photo is far",
     ),
+    # -- maps (client_pwa/js/screens/map.js, the desk's map; /app/config.json; issue 12) --
+    Setting(
+        "MAP_TILE_URL",
+        "",
+        "tile URL template with {z}/{x}/{y} (and {s} for MAP_TILE_SUBDOMAINS), e.g. 天地图 with"
+        " its key; empty: maps show the facilities on a plain background with a scale bar",
+    ),
+    Setting("MAP_TILE_SUBDOMAINS", "abc", "the letters or digits {s} takes (天地图: 01234567)"),
+    Setting(
+        "MAP_TILE_DATUM",
+        "wgs84",
+        "datum of the tiles: wgs84 (天地图/CGCS2000, OpenStreetMap) or gcj02 (AMap/Tencent tiles;"
+        " positions are converted before drawing)",
+    ),
+    Setting("MAP_TILE_ATTRIBUTION", "", "attribution text shown on the map (plain text)"),
+    Setting("MAP_MAX_ZOOM", 18, "deepest zoom level the tile server has"),
+    Setting(
+        "MAP_OFFLINE_MAX_MB",
+        50,
+        "largest estimated download for one village's offline map; larger choices are refused",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -26,6 +26,7 @@ from markupsafe import Markup
 from media.stamp_code import display as code_display
 from sync import review
 
+from . import maps
 from . import resolve as resolving
 from . import stamp as stamps
 from .context import media_store, now, now_iso, now_ms, storage
@@ -210,6 +211,11 @@ def queue():
         titles=titles,
         states=QUEUE_STATES,
         here=request.full_path.rstrip("?"),
+        village_map=(
+            maps.desk_map(current_app.config, store.facilities(chosen["village"]))
+            if chosen["village"]
+            else None
+        ),
     )
 
 
@@ -408,6 +414,11 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
         open_conflicts=[c for c in conflicts if not c["resolved_by"]],
         error=error,
         next_url=_safe_next(request.values.get("next")),
+        village_map=maps.desk_map(
+            current_app.config,
+            store.facilities(row["village_code"]),
+            highlight=row["record_id"] if row["record_type"] == "facility" else None,
+        ),
     ), status
 
 

@@ -28,6 +28,7 @@ const ROUTES = [
   [/^\/login$/, login.show, { public: true }],
   [/^\/villages$/, villages.show],
   [/^\/village\/([^/]+)$/, village.show],
+  [/^\/map\/([^/]+)$/, (...a) => import('./screens/map.js').then((m) => m.show(...a))], // Leaflet loads only here
   [/^\/facility\/([^/]+)$/, facility.show],
   [/^\/inspect\/([^/]+)$/, inspect.show],
   [/^\/new\/(facility|task)\/([^/]+)$/, inspect.start],

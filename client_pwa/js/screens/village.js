@@ -100,7 +100,10 @@ export async function show(app, seq, code) {
   const mounted = app.mount(seq, el, {
     title: v ? v.name : code,
     back: '/villages',
-    actions: [h('a.btn.primary', { href: `#/register/${code}` }, icon('plus'), t('register_facility'))],
+    actions: [
+      h('a.btn.secondary.map-link', { href: `#/map/${encodeURIComponent(code)}` }, icon('pin'), t('map_open')), // issue 12
+      h('a.btn.primary', { href: `#/register/${code}` }, icon('plus'), t('register_facility')),
+    ],
   });
   if (!mounted) return;
   const position = await currentPosition({ timeout: 6000, maximumAge: 60000 });
