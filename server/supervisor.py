@@ -26,6 +26,7 @@ from markupsafe import Markup
 from media.stamp_code import display as code_display
 from sync import review
 
+from . import recount
 from . import resolve as resolving
 from . import stamp as stamps
 from .context import media_store, now, now_iso, now_ms, storage
@@ -426,16 +427,16 @@ def review_submission(submission_id: str):
         state, reason = review.decide(decision, request.form.get("reason"))
     except ValueError as exc:
         return _submission_page(submission_id, error=str(exc), status=400)
-    storage().add_review(
-        submission_id=submission_id,
+    recount.decide(
+        storage(),
+        submission_id,
         decision=decision,
-        state=state,
         reason=reason,
         reviewer_id=g.user["id"],
-        author_id=row["author_id"],
+        window_ms=recount.window_ms_of(current_app.config),
         at=now_iso(),
     )
-    flash(f"已{DECISION_LABELS[decision]}：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
+    flash(f"审核结果：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
     return redirect(
         _safe_next(request.form.get("next"))
         or url_for("supervisor.submission", submission_id=submission_id)

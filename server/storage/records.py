@@ -36,12 +36,34 @@ def _conflict(row: dict) -> dict:
     return row
 
 
+# A subquery true for an observation that is a rejected submission's (`observations` unaliased).
+_REJECTED = (
+    "SELECT 1 FROM submissions s WHERE s.id = observations.id AND s.state = 'rejected'"
+)
+
+
 class RecordsMixin:
     """Facilities, monthly tasks, observations and conflicts."""
 
     # -- records: facilities and monthly tasks -----------------------------------------------
 
     def insert_facility(self, row: dict, *, at: str) -> None:
+        """Insert a facility. Its initial fields (one clock: a phone's registration, the demo)
+        are also kept as an observation with the facility's id, so a recount
+        (server/recount.py) can fall back to them when every later report of a field is
+        rejected. That observation is never a conflict candidate (`observations_since`)."""
+        clocks = {entry["clock"] for entry in row["state"].values()}
+        if len(clocks) == 1:
+            clock = clocks.pop()
+            row = {**row, "state": {k: {**e, "by": row["id"]} for k, e in row["state"].items()}}
+            self.q(
+                "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"
+                " VALUES (:id, :id, :clock, :wall_ms, :fields, '{}') ON CONFLICT DO NOTHING",
+                id=row["id"],
+                clock=clock,
+                wall_ms=int(clock[:13]),
+                fields=dumps({k: e["value"] for k, e in row["state"].items()}),
+            )
         self.q(
             "INSERT INTO facilities (id, village_code, kind, name, lat, lon, state, created_by,"
             " created_clock, created_at, content_hash) VALUES (:id, :village_code, :kind, :name,"
@@ -174,16 +196,33 @@ class RecordsMixin:
 
     def observations_since(self, record_ids: Iterable[str], lo_wall_ms: int) -> list[dict]:
         """Observations of these records from a wall time on (what a merge of new observations
-        compares them with: conflict candidates and resolvers), oldest clock first."""
+        compares them with: conflict candidates and resolvers), oldest clock first.
+
+        A rejected submission's observation does not count (server/recount.py) and is left
+        out, and so is a registration's (`insert_facility`): it is the record's floor."""
         if not (record_ids := list(record_ids)):
             return []
         return [
             _observation_row(r)
             for r in self.q(
                 "SELECT id, record_id, clock, fields, base FROM observations"
-                " WHERE record_id IN :ids AND wall_ms >= :lo ORDER BY clock",
+                " WHERE record_id IN :ids AND wall_ms >= :lo AND id <> record_id"
+                f" AND NOT EXISTS ({_REJECTED}) ORDER BY clock",
                 ids=record_ids,
                 lo=lo_wall_ms,
+            )
+        ]
+
+    def observations_of_record(self, record_id: str) -> list[dict]:
+        """Every observation of a record, oldest clock first, each with `counted`: False for a
+        rejected submission's (what a recount leaves out)."""
+        return [
+            {**_observation_row(r), "counted": not r[5]}
+            for r in self.q(
+                "SELECT id, record_id, clock, fields, base,"
+                f" CASE WHEN EXISTS ({_REJECTED}) THEN 1 ELSE 0 END FROM observations"
+                " WHERE record_id = :id ORDER BY clock",
+                id=record_id,
             )
         ]
 
@@ -242,6 +281,42 @@ class RecordsMixin:
             " AND resolved_by IS NULL",
             [{"id": cid, "resolved_by": by} for cid, by in resolvers.items()],
         )
+
+    def replace_conflicts(self, record_id: str, rows: list[dict], *, at: str) -> list[dict]:
+        """Make a record's conflicts exactly `rows` (a recount's: each with its `resolved_by`,
+        or None when open). A conflict no longer among them (a side stopped counting) is
+        removed; one already held keeps its `created_at`. Returns the rows whose presence or
+        resolver changed (both sides' authors are told through pull)."""
+        held = {c["id"]: c for c in self.conflicts(record_id=record_id)}
+        wanted = {r["id"]: r for r in rows}
+        gone = [c for cid, c in held.items() if cid not in wanted]
+        if gone:
+            self.q("DELETE FROM conflicts WHERE id IN :ids", ids=[c["id"] for c in gone])
+        self.insert_conflicts([r for cid, r in wanted.items() if cid not in held], at=at)
+        moved = [
+            r
+            for cid, r in wanted.items()
+            if cid in held and held[cid]["resolved_by"] != r.get("resolved_by")
+        ]
+        self.many(
+            "UPDATE conflicts SET resolved_by = :resolved_by WHERE id = :id",
+            [{"id": r["id"], "resolved_by": r.get("resolved_by")} for r in moved],
+        )
+        return gone + [r for cid, r in wanted.items() if cid not in held] + moved
+
+    def open_conflicts_by_side(self, observation_ids: Iterable[str]) -> list[dict]:
+        """The unresolved conflicts that these observations (submissions) are a side of."""
+        if not (ids := list(observation_ids)):
+            return []
+        return [
+            _conflict(r)
+            for r in self.rows(
+                "SELECT * FROM conflicts WHERE resolved_by IS NULL AND (a IN :a_ids OR b IN :b_ids)"
+                " ORDER BY field, id",
+                a_ids=ids,
+                b_ids=ids,
+            )
+        ]
 
     def conflicts(self, *, record_id: str | None = None) -> list[dict]:
         where = "WHERE record_id = :record_id" if record_id else ""
