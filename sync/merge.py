@@ -127,6 +127,11 @@ def _dump(value: Any) -> str:
     return json.dumps(_canonical(value), sort_keys=True, ensure_ascii=False)
 
 
+def canonical_json(value: Any) -> str:
+    """A value's canonical JSON text: JSON-equal values give the same text."""
+    return _dump(value)
+
+
 def same_value(x: Any, y: Any) -> bool:
     """Equality as JSON sees it (Python's True == 1 would hide a real difference)."""
     return _dump(x) == _dump(y)

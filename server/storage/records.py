@@ -318,6 +318,15 @@ class RecordsMixin:
             )
         ]
 
+    def desk_record_conflicts(self, record_id: str) -> list[dict]:
+        """A record's open conflicts with its name, village and type (the desk's page that
+        settles them all at once), by field."""
+        select, _ = self._desk_conflict_sql("c.record_id = :record_id AND c.resolved_by IS NULL")
+        return [
+            _conflict(r)
+            for r in self.rows(f"{select} ORDER BY c.field, c.id", record_id=record_id)
+        ]
+
     def conflicts(self, *, record_id: str | None = None) -> list[dict]:
         where = "WHERE record_id = :record_id" if record_id else ""
         return [
