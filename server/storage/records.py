@@ -53,9 +53,8 @@ class RecordsMixin:
         (server/recount.py) can fall back to them when every later report of a field is
         rejected. That observation is never a conflict candidate (`observations_since`)."""
         clocks = {entry["clock"] for entry in row["state"].values()}
-        if len(clocks) == 1:
+        if len(clocks) == 1 and all("by" in entry for entry in row["state"].values()):
             clock = clocks.pop()
-            row = {**row, "state": {k: {**e, "by": row["id"]} for k, e in row["state"].items()}}
             self.q(
                 "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"
                 " VALUES (:id, :id, :clock, :wall_ms, :fields, '{}') ON CONFLICT DO NOTHING",
