@@ -73,7 +73,9 @@ def pull():
     for entity, entity_id in changed:
         ids.setdefault(entity, []).append(entity_id)
     facilities = [
-        f for f in store.facilities_by_ids(ids.get("facility", [])) if f["village_code"] in g.villages
+        f
+        for f in store.facilities_by_ids(ids.get("facility", []))
+        if f["village_code"] in g.villages
     ]
     tasks = [t for t in store.tasks_by_ids(ids.get("task", [])) if t["village_code"] in g.villages]
     open_fields: dict[str, set] = {}  # record id -> fields in an open conflict

@@ -421,7 +421,7 @@ def submission(submission_id: str):
 @login_required
 def review_submission(submission_id: str):
     """Approve, reject or order a re-inspection: the same rule and record as the API's."""
-    row = _submission_in_scope(submission_id)
+    _submission_in_scope(submission_id)  # 404 outside the viewer's villages
     decision = request.form.get("decision")
     try:
         state, reason = review.decide(decision, request.form.get("reason"))
@@ -763,9 +763,7 @@ def _record_conflicts_page(record_id: str, *, error=None, status=200):
                 "name": field,
                 "label": spec["label"],
                 "current": current,
-                "current_text": resolving.display_value(spec, current["value"])
-                if current
-                else "—",
+                "current_text": resolving.display_value(spec, current["value"]) if current else "—",
                 "choices": [
                     {"key": resolving.choice_key(v), "text": resolving.display_value(spec, v)}
                     for v in resolving.candidates(conflicts)

@@ -10,7 +10,7 @@ import html
 import json
 import re
 
-from conftest import YUNYU, Phone, toilet_answers
+from conftest import YUNYU, toilet_answers
 from test_resolve import _uuid, make_conflict
 from test_supervisor import add_user, login_page
 
@@ -67,7 +67,9 @@ def test_one_form_settles_every_conflicting_field_of_a_record(client, store, fac
     state = store.facility(toilet)["state"]
     for field, value in a_values.items():
         assert state[field]["value"] == value
-    resolvers = {c["resolved_by"] for c in store.conflicts(record_id=toilet) if c["field"] in a_values}
+    resolvers = {
+        c["resolved_by"] for c in store.conflicts(record_id=toilet) if c["field"] in a_values
+    }
     assert len(resolvers) == len(a_values)  # one server observation per field
     # Phone B pulls A's values, and no conflicts; B's outcome says its values lost no more.
     body = b.pull_all()

@@ -37,9 +37,7 @@ def _conflict(row: dict) -> dict:
 
 
 # A subquery true for an observation that is a rejected submission's (`observations` unaliased).
-_REJECTED = (
-    "SELECT 1 FROM submissions s WHERE s.id = observations.id AND s.state = 'rejected'"
-)
+_REJECTED = "SELECT 1 FROM submissions s WHERE s.id = observations.id AND s.state = 'rejected'"
 
 
 class RecordsMixin:
@@ -304,26 +302,27 @@ class RecordsMixin:
         return gone + [r for cid, r in wanted.items() if cid not in held] + moved
 
     def open_conflicts_by_side(self, observation_ids: Iterable[str]) -> list[dict]:
-        """The unresolved conflicts that these observations (submissions) are a side of."""
+        """The unresolved conflicts that these submissions are a side of."""
         if not (ids := list(observation_ids)):
             return []
-        return [
-            _conflict(r)
+        rows = {
+            r["id"]: r
             for r in self.rows(
-                "SELECT * FROM conflicts WHERE resolved_by IS NULL AND (a IN :a_ids OR b IN :b_ids)"
-                " ORDER BY field, id",
-                a_ids=ids,
-                b_ids=ids,
+                # Through the submissions' records, so the index on conflicts.record_id answers.
+                "SELECT c.* FROM submissions s JOIN conflicts c ON c.record_id = s.record_id"
+                " WHERE s.id IN :ids AND c.resolved_by IS NULL AND (c.a = s.id OR c.b = s.id)"
+                " ORDER BY c.field, c.id",
+                ids=ids,
             )
-        ]
+        }  # a conflict between two of these submissions comes twice
+        return [_conflict(r) for r in rows.values()]
 
     def desk_record_conflicts(self, record_id: str) -> list[dict]:
         """A record's open conflicts with its name, village and type (the desk's page that
         settles them all at once), by field."""
         select, _ = self._desk_conflict_sql("c.record_id = :record_id AND c.resolved_by IS NULL")
         return [
-            _conflict(r)
-            for r in self.rows(f"{select} ORDER BY c.field, c.id", record_id=record_id)
+            _conflict(r) for r in self.rows(f"{select} ORDER BY c.field, c.id", record_id=record_id)
         ]
 
     def conflicts(self, *, record_id: str | None = None) -> list[dict]:

@@ -158,9 +158,7 @@ class SubmissionsMixin:
         (`lost_fields`). docs/PROTOCOL.md, Outcomes."""
         if not (ids := sorted(set(submission_ids))):
             return []
-        states = dict(
-            self.q("SELECT id, state FROM submissions WHERE id IN :ids", ids=ids).all()
-        )
+        states = dict(self.q("SELECT id, state FROM submissions WHERE id IN :ids", ids=ids).all())
         conflicting: dict[str, set] = {}
         lost: dict[str, set] = {}
         for c in self.open_conflicts_by_side(states):
