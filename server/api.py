@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sync import protocol, review
 from sync.clock import encode
 
-from . import evidence, push
+from . import evidence, push, recount
 from .auth import require_token
 from .context import now_iso, now_ms, storage
 from .errors import ApiError
@@ -24,7 +24,7 @@ def server_clock(store) -> str:
     return encode(push.next_server_clock(store, now_ms(), ahead_ms))
 
 
-def _record_out(row: dict, *, task: bool = False) -> dict:
+def _record_out(row: dict, *, task: bool = False, conflicts=None) -> dict:
     state = row["state"]
     out = {
         "id": row["id"],
@@ -32,6 +32,8 @@ def _record_out(row: dict, *, task: bool = False) -> dict:
         "fields": {k: v["value"] for k, v in sorted(state.items())},
         "clocks": {k: v["clock"] for k, v in sorted(state.items())},
     }
+    if conflicts is not None:
+        out["conflicts"] = sorted(conflicts.get(row["id"], ()))
     if task:
         out.update(
             month=row["month"], template=row["template"], title=row["title"], due_on=row["due_on"]
@@ -70,6 +72,15 @@ def pull():
     ids = {}
     for entity, entity_id in changed:
         ids.setdefault(entity, []).append(entity_id)
+    facilities = [
+        f
+        for f in store.facilities_by_ids(ids.get("facility", []))
+        if f["village_code"] in g.villages
+    ]
+    tasks = [t for t in store.tasks_by_ids(ids.get("task", [])) if t["village_code"] in g.villages]
+    open_fields: dict[str, set] = {}  # record id -> fields in an open conflict
+    for c in store.open_conflicts_of([r["id"] for r in facilities + tasks]):
+        open_fields.setdefault(c["record_id"], set()).add(c["field"])
     body = {
         "forms": store.form_definitions(ids.get("form", [])),
         "villages": [
@@ -77,17 +88,12 @@ def pull():
             for v in store.villages(ids.get("village", []))
             if v["code"] in g.villages
         ],
-        "facilities": [
-            _record_out(f)
-            for f in store.facilities_by_ids(ids.get("facility", []))
-            if f["village_code"] in g.villages
-        ],
+        "facilities": [_record_out(f, conflicts=open_fields) for f in facilities],
         "reviews": store.latest_reviews(ids.get("review", [])),
-        "tasks": [
-            _record_out(t, task=True)
-            for t in store.tasks_by_ids(ids.get("task", []))
-            if t["village_code"] in g.villages
-        ],
+        # What became of the caller's own submissions (state, conflicts): the change log holds
+        # these entries for their author only, like reviews.
+        "outcomes": store.outcomes(ids.get("review", []) + ids.get("outcome", [])),
+        "tasks": [_record_out(t, task=True, conflicts=open_fields) for t in tasks],
     }
     last = rows[-1][0] if rows else since
     return jsonify(
@@ -170,13 +176,13 @@ def review_submission(submission_id: str):
         state, reason = review.decide(body.get("decision"), body.get("reason"))
     except ValueError as exc:
         raise ApiError(400, "invalid_review", str(exc)) from None
-    store.add_review(
-        submission_id=submission_id,
+    recount.decide(
+        store,
+        submission_id,
         decision=body["decision"],
-        state=state,
         reason=reason,
         reviewer_id=g.user["id"],
-        author_id=row["author_id"],
+        window_ms=recount.window_ms_of(current_app.config),
         at=now_iso(),
     )
     return jsonify(submission=submission_id, state=state, reason=reason)

@@ -452,6 +452,7 @@ def process(
         store_submissions.by_set(by_set)
         for item in by_set:
             item.result.setdefault("status", protocol.ACCEPTED)
+        _conflict_status(store, by_set)
         _photo_status(store, items)
         answer = {
             "results": [
@@ -662,6 +663,10 @@ def merge_observations(
     store.set_record_states(record_type, states, at=at)
     store.insert_conflicts(conflicts, at=at)
     store.resolve_conflicts(resolved)
+    # Both sides' authors learn that their values are (no longer) in conflict: pull `outcomes`.
+    sides = {row[side] for row in conflicts for side in ("a", "b")}
+    sides |= {row[side] for row in open_rows if row["id"] in resolved for side in ("a", "b")}
+    store.log_outcomes(sides, at=at)
 
 
 def _observation(row: dict) -> Observation:
@@ -698,6 +703,20 @@ def _conflict_row(conflict: Conflict, resolved_by: str | None) -> dict:
         "winner": conflict.winner,
         "resolved_by": resolved_by,
     }
+
+
+def _conflict_status(store: Storage, items: list[Item]) -> None:
+    """A stored submission whose values are in an open conflict says so in its result:
+    `conflict`, `conflict_fields`, `lost_fields` (docs/PROTOCOL.md, Outcomes)."""
+    stored = [i.id for i in items if i.result.get("status") == protocol.ACCEPTED]
+    for outcome in store.outcomes(stored):
+        if outcome["conflict"]:
+            item = next(i for i in items if i.id == outcome["submission_id"])
+            item.result.update(
+                conflict=True,
+                conflict_fields=outcome["conflict_fields"],
+                lost_fields=outcome["lost_fields"],
+            )
 
 
 def _photo_status(store: Storage, items: list[Item]) -> None:

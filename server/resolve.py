@@ -16,7 +16,7 @@ import uuid
 from datetime import date
 
 from sync.clock import Clock, decode
-from sync.merge import Observation
+from sync.merge import Observation, canonical_json, same_value
 
 from . import push
 from .storage import Storage
@@ -278,3 +278,108 @@ def resolve(
             },
         )
     return obs.id
+
+
+# -- every open conflict of one record in one step -------------------------------------------
+
+
+def candidates(conflicts: list[dict]) -> list:
+    """The distinct values one field's open conflicts hold, the standing (winner's) first."""
+    ordered = sorted(
+        (
+            (side != c["winner"], value)
+            for c in conflicts
+            for side, value in ((c["a"], c["a_value"]), (c["b"], c["b_value"]))
+        ),
+        key=lambda pair: pair[0],
+    )
+    out: list = []
+    for _, value in ordered:
+        if not any(same_value(value, v) for v in out):
+            out.append(value)
+    return out
+
+
+def choice_key(value) -> str:
+    """How a candidate travels in the form: its canonical JSON, so a value that changed since
+    the page was drawn is refused, never mistaken for another."""
+    return canonical_json(value)
+
+
+def by_field(conflicts: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for c in sorted(conflicts, key=lambda c: (c["field"], c["id"])):
+        out.setdefault(c["field"], []).append(c)
+    return out
+
+
+def resolve_record(
+    store: Storage,
+    record_id: str,
+    record_type: str,
+    chosen: dict[str, str],
+    *,
+    user_id: int,
+    now_ms: int,
+    now_iso: str,
+    window_ms: int,
+    ahead_ms: int,
+    seen: dict[str, str] | None = None,
+) -> list[str]:
+    """Settle every open conflict of one record at once: for each conflicting field, the
+    supervisor picked one of its candidate values (`chosen`: field -> `choice_key`); one
+    server observation per field, each having seen every side of that field's conflicts, all
+    in one transaction. Returns the observations' ids; ResolveError writes nothing."""
+    seen = seen or {}
+    made = []
+    with store.write():
+        store.lock_records([record_id])
+        fields = by_field(store.open_conflicts_of([record_id]))
+        if not fields:
+            raise ResolveError("这条记录没有待处理的冲突")
+        missing = [f for f in fields if f not in chosen]
+        if missing:
+            raise ResolveError("请为每一项不一致的内容选择正确的值（可能有新的冲突，请刷新后重试）")
+        for field, conflicts in fields.items():
+            values = [v for v in candidates(conflicts) if choice_key(v) == chosen[field]]
+            if not values:
+                raise ResolveError("所选的值已不在冲突中，请刷新后重试")
+            clocks = store.observation_clocks({c[s] for c in conflicts for s in ("a", "b")})
+            known = [decode(v) for v in clocks.values()]
+            try:
+                known.append(decode(seen[field]))
+            except (KeyError, TypeError, ValueError):
+                pass
+            clock = push.next_server_clock(store, now_ms, ahead_ms)
+            if not known or not clock > max(known):
+                raise ResolveError("服务器时钟异常，无法处理")
+            obs = Observation(
+                id=str(uuid.uuid4()),
+                record_id=record_id,
+                clock=clock,
+                fields={field: values[0]},
+                base={field: max(known)},
+            )
+            push.apply_observation(store, record_type, obs, window_ms, at=now_iso)
+            after = {c["id"]: c for c in store.conflicts(record_id=record_id)}
+            if any(after[c["id"]]["resolved_by"] != obs.id for c in conflicts):
+                raise ResolveError("处理没有生效，请刷新后重试")
+            for c in conflicts:
+                store.audit(
+                    "conflict.resolve",
+                    at=now_iso,
+                    user_id=user_id,
+                    entity="conflict",
+                    entity_id=c["id"],
+                    detail={
+                        "observation": obs.id,
+                        "clock": str(obs.clock),
+                        "record_id": record_id,
+                        "field": field,
+                        "value": values[0],
+                        "kept": "record_form",
+                        "resolved": [c["id"] for c in conflicts],
+                    },
+                )
+            made.append(obs.id)
+    return made

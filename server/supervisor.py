@@ -26,7 +26,7 @@ from markupsafe import Markup
 from media.stamp_code import display as code_display
 from sync import review
 
-from . import maps
+from . import maps, recount
 from . import resolve as resolving
 from . import stamp as stamps
 from .context import media_store, now, now_iso, now_ms, storage
@@ -432,22 +432,22 @@ def submission(submission_id: str):
 @login_required
 def review_submission(submission_id: str):
     """Approve, reject or order a re-inspection: the same rule and record as the API's."""
-    row = _submission_in_scope(submission_id)
+    _submission_in_scope(submission_id)  # 404 outside the viewer's villages
     decision = request.form.get("decision")
     try:
         state, reason = review.decide(decision, request.form.get("reason"))
     except ValueError as exc:
         return _submission_page(submission_id, error=str(exc), status=400)
-    storage().add_review(
-        submission_id=submission_id,
+    recount.decide(
+        storage(),
+        submission_id,
         decision=decision,
-        state=state,
         reason=reason,
         reviewer_id=g.user["id"],
-        author_id=row["author_id"],
+        window_ms=recount.window_ms_of(current_app.config),
         at=now_iso(),
     )
-    flash(f"已{DECISION_LABELS[decision]}：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
+    flash(f"审核结果：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
     return redirect(
         _safe_next(request.form.get("next"))
         or url_for("supervisor.submission", submission_id=submission_id)
@@ -743,6 +743,93 @@ def resolve_conflict(conflict_id: str):
     except resolving.ResolveError as exc:
         return _conflict_page(conflict_id, error=str(exc), status=400)
     flash(f"冲突已处理：{conflict['record_name']} 的记录已更新，手机下次同步时会收到。")
+    return redirect(url_for("supervisor.conflicts"))
+
+
+# -- every conflict of one record, settled in one form ------------------------------------------
+
+
+def _record_in_scope(record_id: str) -> tuple[str, dict]:
+    """(record type, record) of a facility or task in the viewer's villages, else 404."""
+    store = storage()
+    for record_type in ("facility", "task"):
+        record = store.record(record_type, record_id)
+        if record is not None:
+            if record["village_code"] not in g.villages:
+                abort(404)
+            return record_type, record
+    abort(404)
+
+
+def _record_conflicts_page(record_id: str, *, error=None, status=200):
+    store = storage()
+    record_type, record = _record_in_scope(record_id)
+    rows = store.desk_record_conflicts(record_id)
+    fields = []
+    for field, conflicts in resolving.by_field(rows).items():
+        spec = _spec(conflicts[0], _conflict_definition(store, conflicts[0]))
+        current = record["state"].get(field)
+        fields.append(
+            {
+                "name": field,
+                "label": spec["label"],
+                "current": current,
+                "current_text": resolving.display_value(spec, current["value"]) if current else "—",
+                "choices": [
+                    {"key": resolving.choice_key(v), "text": resolving.display_value(spec, v)}
+                    for v in resolving.candidates(conflicts)
+                ],
+                "conflicts": conflicts,
+            }
+        )
+    name = rows[0]["record_name"] if rows else record.get("name") or _zh(record.get("title"))
+    return render_template(
+        "record_conflicts.html",
+        record=record,
+        record_id=record_id,
+        record_name=name,
+        village_name=rows[0]["village_name"] if rows else "",
+        fields=fields,
+        error=error,
+        form=request.form if request.method == "POST" else {},
+    ), status
+
+
+def _zh(text) -> str:
+    return text.get("zh", "") if isinstance(text, dict) else str(text or "")
+
+
+@bp.get("/records/<record_id>/conflicts")
+@login_required
+def record_conflicts(record_id: str):
+    """Every open conflict of one record, one choice per field, settled in one step."""
+    return _record_conflicts_page(record_id)
+
+
+@bp.post("/records/<record_id>/conflicts")
+@login_required
+def resolve_record_conflicts(record_id: str):
+    """One server observation per conflicting field, all in one transaction."""
+    record_type, record = _record_in_scope(record_id)
+    form = request.form
+    chosen = {k[len("value:") :]: v for k, v in form.items() if k.startswith("value:")}
+    seen = {k[len("seen:") :]: v for k, v in form.items() if k.startswith("seen:")}
+    try:
+        made = resolving.resolve_record(
+            storage(),
+            record_id,
+            record_type,
+            chosen,
+            user_id=g.user["id"],
+            now_ms=now_ms(),
+            now_iso=now_iso(),
+            window_ms=int(current_app.config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000),
+            ahead_ms=clock_ahead_ms(current_app.config),
+            seen=seen,
+        )
+    except resolving.ResolveError as exc:
+        return _record_conflicts_page(record_id, error=str(exc), status=400)
+    flash(f"已处理 {len(made)} 项不一致的内容，记录已更新，手机下次同步时会收到。")
     return redirect(url_for("supervisor.conflicts"))
 
 

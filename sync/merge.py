@@ -127,6 +127,11 @@ def _dump(value: Any) -> str:
     return json.dumps(_canonical(value), sort_keys=True, ensure_ascii=False)
 
 
+def canonical_json(value: Any) -> str:
+    """A value's canonical JSON text: JSON-equal values give the same text."""
+    return _dump(value)
+
+
 def same_value(x: Any, y: Any) -> bool:
     """Equality as JSON sees it (Python's True == 1 would hide a real difference)."""
     return _dump(x) == _dump(y)
@@ -282,3 +287,29 @@ def merge_batch(
                 else:
                     resolved[conflict_id] = by
     return BatchMerge(state, [(c, by) for c, by in made.values()], resolved)
+
+
+# --- a record from scratch --------------------------------------------------------------------
+
+
+def base_entries(state: Mapping[str, Mapping[str, Any]], observation_ids: Iterable[str]) -> State:
+    """The entries of a record's state that no held observation wrote (a registration's or an
+    import's initial fields): the floor a recount starts from."""
+    ids = set(observation_ids)
+    return {name: dict(entry) for name, entry in state.items() if entry["by"] not in ids}
+
+
+def merge_accepted(
+    base: Mapping[str, Mapping[str, Any]],
+    accepted: Iterable[Observation],
+    window_ms: int = DEFAULT_CONFLICT_WINDOW_MS,
+) -> BatchMerge:
+    """A record rebuilt from its base entries and the observations that count (a rejected
+    submission's do not): its state, and every conflict among them with its resolver or None.
+
+    A function of the set: the observations are folded in by (clock, id), exactly as
+    `merge_batch` folds a push, so the result is what a replica that had only ever seen the
+    accepted set would hold.
+    """
+    history = RecordHistory(state=dict(base), held=[], open=[])
+    return merge_batch(history, sorted(accepted, key=_key), window_ms)

@@ -250,6 +250,22 @@ def desk_post(url, data):
     return probe
 
 
+def probe_resolve_record(ctx, role, village):
+    """Settle every open conflict of the village's facility, each with its first candidate."""
+    from server.resolve import by_field, candidates, choice_key
+
+    client, csrf = ctx.desk(role)
+    record = ctx.world.facility[village]
+    store = connect(ctx.folder / "vc.db")
+    try:
+        fields = by_field(store.open_conflicts_of([record]))
+    finally:
+        store.close()
+    form = {f"value:{f}": choice_key(candidates(cs)[0]) for f, cs in fields.items()}
+    form["csrf_token"] = csrf or ""
+    return _text(client.post(f"/desk/records/{record}/conflicts", data=form))
+
+
 def probe_login(ctx, role, village):
     client, _ = ctx.api(role)
     if role == ANON:
@@ -513,6 +529,14 @@ MATRIX = {
         ),
         per_village=True,
         writes=True,
+    ),
+    ("GET", "/desk/records/<record_id>/conflicts"): Entry(
+        REVIEWERS,
+        desk_get(lambda w, v: f"/desk/records/{w.facility[v]}/conflicts"),
+        per_village=True,
+    ),
+    ("POST", "/desk/records/<record_id>/conflicts"): Entry(
+        REVIEWERS, probe_resolve_record, per_village=True, writes=True
     ),
     ("GET", "/desk/tasks"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/tasks")),
     ("GET", "/desk/indicators"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/indicators")),

@@ -37,6 +37,10 @@ def _conflict(row: dict) -> dict:
     return row
 
 
+# A subquery true for an observation that is a rejected submission's (`observations` unaliased).
+_REJECTED = "SELECT 1 FROM submissions s WHERE s.id = observations.id AND s.state = 'rejected'"
+
+
 class RecordsMixin:
     """Facilities, monthly tasks, observations and conflicts."""
 
@@ -44,8 +48,23 @@ class RecordsMixin:
 
     def insert_facility(self, row: dict, *, at: str) -> None:
         """Insert a facility; lat/lon are WGS-84, with the `datum` they were declared in and
-        their `position_source` (see `check_position`)."""
+        their `position_source` (see `check_position`). Its initial fields (one clock: a
+        phone's registration, the demo) are also kept as an observation with the facility's
+        id, so a recount (server/recount.py) can fall back to them when every later report of
+        a field is rejected. That observation is never a conflict candidate
+        (`observations_since`)."""
         row = check_position(row, f"facility {row.get('id')!r}")
+        clocks = {entry["clock"] for entry in row["state"].values()}
+        if len(clocks) == 1 and all("by" in entry for entry in row["state"].values()):
+            clock = clocks.pop()
+            self.q(
+                "INSERT INTO observations (id, record_id, clock, wall_ms, fields, base)"
+                " VALUES (:id, :id, :clock, :wall_ms, :fields, '{}') ON CONFLICT DO NOTHING",
+                id=row["id"],
+                clock=clock,
+                wall_ms=int(clock[:13]),
+                fields=dumps({k: e["value"] for k, e in row["state"].items()}),
+            )
         self.q(
             "INSERT INTO facilities (id, village_code, kind, name, lat, lon, datum,"
             " position_source, state, created_by, created_clock, created_at, content_hash)"
@@ -181,16 +200,33 @@ class RecordsMixin:
 
     def observations_since(self, record_ids: Iterable[str], lo_wall_ms: int) -> list[dict]:
         """Observations of these records from a wall time on (what a merge of new observations
-        compares them with: conflict candidates and resolvers), oldest clock first."""
+        compares them with: conflict candidates and resolvers), oldest clock first.
+
+        A rejected submission's observation does not count (server/recount.py) and is left
+        out, and so is a registration's (`insert_facility`): it is the record's floor."""
         if not (record_ids := list(record_ids)):
             return []
         return [
             _observation_row(r)
             for r in self.q(
                 "SELECT id, record_id, clock, fields, base FROM observations"
-                " WHERE record_id IN :ids AND wall_ms >= :lo ORDER BY clock",
+                " WHERE record_id IN :ids AND wall_ms >= :lo AND id <> record_id"
+                f" AND NOT EXISTS ({_REJECTED}) ORDER BY clock",
                 ids=record_ids,
                 lo=lo_wall_ms,
+            )
+        ]
+
+    def observations_of_record(self, record_id: str) -> list[dict]:
+        """Every observation of a record, oldest clock first, each with `counted`: False for a
+        rejected submission's (what a recount leaves out)."""
+        return [
+            {**_observation_row(r), "counted": not r[5]}
+            for r in self.q(
+                "SELECT id, record_id, clock, fields, base,"
+                f" CASE WHEN EXISTS ({_REJECTED}) THEN 1 ELSE 0 END FROM observations"
+                " WHERE record_id = :id ORDER BY clock",
+                id=record_id,
             )
         ]
 
@@ -249,6 +285,52 @@ class RecordsMixin:
             " AND resolved_by IS NULL",
             [{"id": cid, "resolved_by": by} for cid, by in resolvers.items()],
         )
+
+    def replace_conflicts(self, record_id: str, rows: list[dict], *, at: str) -> list[dict]:
+        """Make a record's conflicts exactly `rows` (a recount's: each with its `resolved_by`,
+        or None when open). A conflict no longer among them (a side stopped counting) is
+        removed; one already held keeps its `created_at`. Returns the rows whose presence or
+        resolver changed (both sides' authors are told through pull)."""
+        held = {c["id"]: c for c in self.conflicts(record_id=record_id)}
+        wanted = {r["id"]: r for r in rows}
+        gone = [c for cid, c in held.items() if cid not in wanted]
+        if gone:
+            self.q("DELETE FROM conflicts WHERE id IN :ids", ids=[c["id"] for c in gone])
+        self.insert_conflicts([r for cid, r in wanted.items() if cid not in held], at=at)
+        moved = [
+            r
+            for cid, r in wanted.items()
+            if cid in held and held[cid]["resolved_by"] != r.get("resolved_by")
+        ]
+        self.many(
+            "UPDATE conflicts SET resolved_by = :resolved_by WHERE id = :id",
+            [{"id": r["id"], "resolved_by": r.get("resolved_by")} for r in moved],
+        )
+        return gone + [r for cid, r in wanted.items() if cid not in held] + moved
+
+    def open_conflicts_by_side(self, observation_ids: Iterable[str]) -> list[dict]:
+        """The unresolved conflicts that these submissions are a side of."""
+        if not (ids := list(observation_ids)):
+            return []
+        rows = {
+            r["id"]: r
+            for r in self.rows(
+                # Through the submissions' records, so the index on conflicts.record_id answers.
+                "SELECT c.* FROM submissions s JOIN conflicts c ON c.record_id = s.record_id"
+                " WHERE s.id IN :ids AND c.resolved_by IS NULL AND (c.a = s.id OR c.b = s.id)"
+                " ORDER BY c.field, c.id",
+                ids=ids,
+            )
+        }  # a conflict between two of these submissions comes twice
+        return [_conflict(r) for r in rows.values()]
+
+    def desk_record_conflicts(self, record_id: str) -> list[dict]:
+        """A record's open conflicts with its name, village and type (the desk's page that
+        settles them all at once), by field."""
+        select, _ = self._desk_conflict_sql("c.record_id = :record_id AND c.resolved_by IS NULL")
+        return [
+            _conflict(r) for r in self.rows(f"{select} ORDER BY c.field, c.id", record_id=record_id)
+        ]
 
     def conflicts(self, *, record_id: str | None = None) -> list[dict]:
         where = "WHERE record_id = :record_id" if record_id else ""

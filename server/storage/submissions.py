@@ -135,3 +135,54 @@ class SubmissionsMixin:
             " GROUP BY submission_id) ORDER BY r.submission_id",
             ids=ids,
         )
+
+    # -- outcomes: what became of a submission's values -------------------------------------
+
+    def log_outcomes(self, submission_ids: Iterable[str], *, at: str) -> None:
+        """Tell these submissions' authors (through pull's `outcomes`) that what became of
+        their values changed: a conflict appeared, was resolved or went away. Ids that are no
+        submission (a supervisor's resolution, a server mark) are skipped."""
+        if not (ids := sorted(set(submission_ids))):
+            return
+        rows = self.rows(
+            "SELECT id, author_id, village_code FROM submissions WHERE id IN :ids", ids=ids
+        )
+        self.log_changes(
+            [
+                {
+                    "entity": "outcome",
+                    "entity_id": r["id"],
+                    "village_code": r["village_code"],
+                    "user_id": r["author_id"],
+                    "at": at,
+                }
+                for r in rows
+                if r["author_id"] is not None
+            ]
+        )
+
+    def outcomes(self, submission_ids: Iterable[str]) -> list[dict]:
+        """Per submission: its state and the fields on which its value is in an open conflict
+        (`conflict_fields`), those where the other side's value stands meanwhile
+        (`lost_fields`). docs/PROTOCOL.md, Outcomes."""
+        if not (ids := sorted(set(submission_ids))):
+            return []
+        states = dict(self.q("SELECT id, state FROM submissions WHERE id IN :ids", ids=ids).all())
+        conflicting: dict[str, set] = {}
+        lost: dict[str, set] = {}
+        for c in self.open_conflicts_by_side(states):
+            for side in (c["a"], c["b"]):
+                if side in states:
+                    conflicting.setdefault(side, set()).add(c["field"])
+                    if c["winner"] != side:
+                        lost.setdefault(side, set()).add(c["field"])
+        return [
+            {
+                "submission_id": sid,
+                "state": states[sid],
+                "conflict": sid in conflicting,
+                "conflict_fields": sorted(conflicting.get(sid, ())),
+                "lost_fields": sorted(lost.get(sid, ())),
+            }
+            for sid in sorted(states)
+        ]
