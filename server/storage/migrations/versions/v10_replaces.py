@@ -1,0 +1,27 @@
+"""Schema 10: `submissions.replaces`, the submission a fix-and-resend replaces (issue 12).
+
+A phone that re-inspects a rejected submission sends the new one with `replaces: <old id>`;
+the desk shows the chain (替代了 / 被替代). Nullable: every older submission replaces nothing.
+
+(Chained after v8 on its branch; the lead re-chains it when merging.)
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from server.storage.tables import TEXT
+
+revision = "v10"
+down_revision = "v8"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("submissions") as batch:
+        batch.add_column(sa.Column("replaces", TEXT))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("submissions") as batch:
+        batch.drop_column("replaces")
