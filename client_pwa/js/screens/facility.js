@@ -61,12 +61,17 @@ export async function show(app, seq, id) {
   const badges = recordBadges(f);
   if (f.pending) badges.unshift(badge(t('pending_registration'), 'pending'));
   const history = h('div', h('p.muted', navigator.onLine ? t('history_loading') : t('history_offline')));
+  // Issue 12: the record's values differ between reports and wait for a supervisor (the
+  // server's `conflicts` on the facility, or the flag on one of this phone's reports; both
+  // absent on older servers).
+  const conflicted = (Array.isArray(f.conflicts) && f.conflicts.length > 0) || local.some((e) => e.conflict === true);
 
   const el = h('div',
     h('div.card',
       h('div.name', h('strong', f.name)),
       h('div.muted', `${t(`kind_${f.kind}`)}${f.lat != null ? ` · ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)}` : ''}`),
-      badges.length ? h('div.badges', badges) : null),
+      badges.length ? h('div.badges', badges) : null,
+      conflicted ? h('div.conflict-note', { id: 'facility-conflict' }, t('loop_conflict')) : null),
     h('h2', t('record_fields')),
     h('div.card', kv),
     h('h2', t('history')),
@@ -104,11 +109,12 @@ export async function show(app, seq, id) {
 
 function localRow(entry) {
   const state = entry.state;
-  return h('li', h('a.row', { href: '#/outbox' },
+  return h('li', h('a.row', { href: `#/outbox/item/${encodeURIComponent(entry.id)}` },
     h('div.main',
       h('div.name', pick(entry.title)),
       h('div.sub', formatTime(entry.item.observed_at)),
-      entry.review && entry.review.reason ? h('div.review', t('review_reason', { r: entry.review.reason })) : null),
+      entry.review && entry.review.reason ? h('div.review', t('review_reason', { r: entry.review.reason })) : null,
+      entry.conflict === true ? h('div.conflict-note', t('loop_conflict')) : null),
     h('div.side', stateBadge(entry))));
 }
 
