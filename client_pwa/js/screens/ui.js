@@ -34,8 +34,9 @@ function append(el, children) {
 let toastTimer = null;
 
 /**
- * A short message under the top bar, never over the input being filled in (issue 12): when the
- * focused field sits under it, the message goes above the bottom bar instead.
+ * A short message above the bottom bar, never over the input being filled in (issue 12): when
+ * the focused field sits under it (a field scrolled down to the keyboard), it goes under the
+ * top bar instead.
  */
 export function toast(message, { error = false, ms = 3000 } = {}) {
   let el = document.getElementById('toast');
@@ -45,12 +46,12 @@ export function toast(message, { error = false, ms = 3000 } = {}) {
   }
   el.textContent = message;
   el.classList.toggle('error', error);
-  el.classList.remove('low');
+  el.classList.remove('high');
   const focused = document.activeElement;
   if (focused && focused !== document.body && /^(INPUT|TEXTAREA|SELECT)$/.test(focused.tagName)) {
     const a = el.getBoundingClientRect();
     const b = focused.getBoundingClientRect();
-    if (a.top < b.bottom && b.top < a.bottom) el.classList.add('low');
+    if (a.top < b.bottom && b.top < a.bottom) el.classList.add('high');
   }
   el.classList.add('show');
   clearTimeout(toastTimer);
