@@ -95,10 +95,12 @@ async function paintSummary(box, entries) {
   box.replaceChildren(...lines);
 }
 
-function errorLines(errors) {
+/** The server's errors as lines: the question's label before each (never the field's key). */
+function errorLines(errors, definition) {
   const out = [];
+  const labels = new Map(((definition && definition.fields) || []).map((f) => [f.name, pick(f.label)]));
   for (const [field, list] of Object.entries(errors || {})) {
-    for (const e of list) out.push(`${field}: ${pick(e.message)}`);
+    for (const e of list) out.push(labels.has(field) ? `${labels.get(field)}：${pick(e.message)}` : pick(e.message));
   }
   return out;
 }
@@ -183,7 +185,8 @@ function entryRow(app, e, loop) {
       e.review.reviewer ? h('div.small', t('reviewer', { who: e.review.reviewer, t: formatTime(e.review.at) })) : null));
   }
   if (e.state === 'invalid') {
-    details.push(h('div.review', errorLines(e.errors).map((line) => h('div', line))));
+    const definition = e.item && loop.forms ? loop.forms[e.item.form] : null;
+    details.push(h('div.review', errorLines(e.errors, definition).map((line) => h('div', line))));
     if (e.type === 'submission') {
       details.push(h('button.btn.block', {
         type: 'button',
@@ -235,7 +238,7 @@ export async function loopState(entries) {
       if (f && Array.isArray(f.conflicts) && JSON.stringify(f.conflicts).includes(e.id)) conflicted.add(e.id);
     }
   }
-  return { replacement, conflicted };
+  return { replacement, conflicted, forms: await store.latestForms() };
 }
 
 /** A 被退回 / 要求复查 submission still waiting for its fix (no replacement the server took). */
