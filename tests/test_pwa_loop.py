@@ -116,8 +116,22 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     # -- install card: no beforeinstallprompt in headless Chromium → the how-to, dismissible --
     assert page.is_visible("#install #install-howto")
     shot(page, "loop1-villages-install")
+    # Where the browser offers it (Android Chrome), the card has the 添加 button instead.
+    page.evaluate(
+        """() => { const e = new Event('beforeinstallprompt', {cancelable: true});
+          e.prompt = () => { window.prompted = true; };
+          e.userChoice = Promise.resolve({outcome: 'dismissed'});
+          window.dispatchEvent(e); }"""
+    )
+    page.wait_for_selector("#install .install-add")
+    assert page.locator("#install-howto").count() == 0
+    page.click("#install .install-add")
+    page.wait_for_function("() => window.prompted === true")
     page.click("#install .install-dismiss")
     page.wait_for_selector("#install", state="detached")
+    go(page, "/drafts", ".tabs a[data-tab=drafts].active")
+    go(page, "/villages", "main a.row")
+    assert page.locator("#install").count() == 0  # dismissed for good
 
     # -- an inspection with two photos, sent and rejected --
     go(page, f"/new/facility/{TOILET_CHEN}", "[data-field=sanitary]")
@@ -240,6 +254,7 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     page.click("#save-facility")
     page.wait_for_selector("[data-error=kind]:not([hidden])")
     assert page.is_visible("[data-error=name]")
+    shot(page, "loop8-register-inline-errors")
     page.click("button.choice[data-kind=rubbish]")
     page.wait_for_selector("[data-error=kind]", state="hidden")
     assert page.is_visible("[data-error=name]")
