@@ -213,7 +213,11 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
         })""",
         photos[1],
     )
-    page.click("#item-head button.resend")
+    assert page.inner_text("#item-head button.resend") == "修改后重新提交"
+    # The facility's own main action is the fix too (the notice is there as well).
+    go(page, f"/facility/{TOILET_CHEN}", ".actions button.resend")
+    assert page.inner_text("#facility-conflict") == CONFLICT
+    page.click(".actions button.resend")
     page.wait_for_selector("#replacing")
     for field, value in (("sanitary", "true"), ("construction", "septic3"), ("toilet_type", "household")):
         assert page.is_visible(f"[data-field={field}] .choice.on[data-value='{value}']")

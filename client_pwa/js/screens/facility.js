@@ -5,6 +5,7 @@ import * as api from '../api.js';
 import { formatTime, pick, t } from '../i18n.js';
 import * as store from '../store.js';
 import { badge, h, icon, stateBadge } from './ui.js';
+import { loopState, needsFix, resend } from './outbox.js';
 import { recordBadges } from './village.js';
 
 /** A record or answer value as people read it, using the form's labels where it has them. */
@@ -78,9 +79,15 @@ export async function show(app, seq, id) {
     history,
   );
 
-  const action = drafts.length
-    ? h('a.btn.primary', { href: `#/inspect/${drafts[0].id}` }, icon('draft'), t('continue_draft'))
-    : h('a.btn.primary', { href: `#/new/facility/${encodeURIComponent(id)}`, hidden: !form }, icon('plus'), t('new_inspection'));
+  // A report of this phone sent back and not fixed yet: the main action re-inspects it, with
+  // its answers and photos filled in (issue 12).
+  const mine = local.filter((e) => e.owner === app.session.user.id);
+  const loop = await loopState(mine);
+  const sentBack = mine.find((e) => needsFix(e, loop) && !loop.replacement.has(e.id));
+  let action;
+  if (drafts.length) action = h('a.btn.primary', { href: `#/inspect/${drafts[0].id}` }, icon('draft'), t('continue_draft'));
+  else if (sentBack) action = h('button.btn.primary.resend', { type: 'button', onclick: () => resend(app, sentBack) }, icon('draft'), t(sentBack.state === 'rejected' ? 'edit_and_resend' : 'inspect_again'));
+  else action = h('a.btn.primary', { href: `#/new/facility/${encodeURIComponent(id)}`, hidden: !form }, icon('plus'), t('new_inspection'));
   if (!app.mount(seq, el, { title: f.name, back: `/village/${f.village}`, actions: [action] })) return;
 
   // Local entries first (they may not be on the server yet), then the server's when reachable.
