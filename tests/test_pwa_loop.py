@@ -184,7 +184,7 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     page.unroute("**/api/v1/sync/pull*")
 
     # -- the badge, the pinned item, the conflict notice, the archive --
-    assert page.inner_text(".tabs a[data-tab=outbox] .fix-count") == "1"
+    page.wait_for_function("() => document.querySelector('.tabs .fix-count').textContent === '1'")
     ids = outbox_ids(page)
     assert ids[0] == old_id and "newer-synced" in ids and "old-synced" not in ids
     row = page.inner_text(f"#outbox li[data-id='{old_id}']")
@@ -227,7 +227,10 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     choose(page, "manure_emptied", "false")
     page.click("#submit")
     page.wait_for_selector(".tabs a[data-tab=outbox].active")
-    new_id = page.locator("#outbox li").nth(1).get_attribute("data-id")
+    new_id = page.evaluate(
+        f"""async () => (await window.villagecheck.store.outbox())
+          .find((e) => e.item && e.item.replaces === '{old_id}').id"""
+    )
     wait_sync_idle(page)
     page.wait_for_selector(f"#outbox li[data-id='{new_id}'][data-state=synced]", timeout=20000)
     store = connect(live.app.config["DATABASE_URL"])
@@ -240,10 +243,12 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     finally:
         store.close()
     # The old item's button is gone now that its replacement is taken; it is no longer pinned.
-    page.wait_for_selector(f"#outbox li[data-id='{old_id}'] .resent")
+    page.wait_for_selector(".tabs a[data-tab=outbox] .fix-count", state="hidden")
+    page.wait_for_function(
+        f"() => document.querySelector('#outbox > li').dataset.id === '{new_id}'"
+    )
+    assert "已重新提交（已同步）" in page.inner_text(f"#outbox li[data-id='{old_id}'] .resent")
     assert page.locator(f"#outbox li[data-id='{old_id}'] button.resend").count() == 0
-    assert page.is_hidden(".tabs a[data-tab=outbox] .fix-count")
-    assert outbox_ids(page)[0] == new_id
     shot(page, "loop5-resent")
 
     # -- the facility page says the record waits for a supervisor --
