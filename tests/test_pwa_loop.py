@@ -11,7 +11,7 @@ completion date that defaults to today. Every wait is on a condition.
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from PIL import Image
@@ -165,16 +165,18 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     page.evaluate(
         """async ([owner, old]) => {
           const s = window.villagecheck.store;
-          const base = {type: 'submission', owner, record: 'x', recordType: 'facility', village: '450222101001',
-            name: '测试', title: {zh: '户厕检查', en: 'Toilet'}, photos: [], missing: [], errors: null, review: null};
-          const item = {form: 'toilet', version: 1, answers: {}, observed_at: new Date().toISOString()};
+          const now = new Date().toISOString();
+          const base = {type: 'submission', owner, record: 'x', recordType: 'facility',
+            village: '450222101001', name: '测试', title: {zh: '户厕检查', en: 'Toilet'},
+            photos: [], missing: [], errors: null, review: null};
+          const item = {form: 'toilet', version: 1, answers: {}, observed_at: now};
           await s.putOutbox({...base, id: 'newer-synced', seq: 900, state: 'synced', item,
-            createdAt: new Date().toISOString(), answeredAt: new Date().toISOString()});
+            createdAt: now, answeredAt: now});
           await s.putOutbox({...base, id: 'old-synced', seq: 1, state: 'synced', item,
             createdAt: old, answeredAt: old});
         }""",
         [page.evaluate("() => window.villagecheck.app.session.user.id"),
-         (datetime.now(timezone.utc) - timedelta(days=10)).isoformat()],
+         (datetime.now(UTC) - timedelta(days=10)).isoformat()],
     )  # fmt: skip
     stub_conflicts(page, old_id, facility)
     page.click("#sync-now")
@@ -219,7 +221,11 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     assert page.inner_text("#facility-conflict") == CONFLICT
     page.click(".actions button.resend")
     page.wait_for_selector("#replacing")
-    for field, value in (("sanitary", "true"), ("construction", "septic3"), ("toilet_type", "household")):
+    for field, value in (
+        ("sanitary", "true"),
+        ("construction", "septic3"),
+        ("toilet_type", "household"),
+    ):
         assert page.is_visible(f"[data-field={field}] .choice.on[data-value='{value}']")
     for sha in photos:
         page.wait_for_selector(f".photo[data-sha256='{sha}'] img")
@@ -298,13 +304,14 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     # -- font size: 特大 makes the text bigger, and stays after a reload --
     go(page, "/settings", "#font-size")
     small += small_targets(page, "settings")
-    before = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('main h2')).fontSize)")
+    h2_size = "() => parseFloat(getComputedStyle(document.querySelector('main h2')).fontSize)"
+    before = page.evaluate(h2_size)
     page.click("#font-size button[data-size=xlarge]")
     page.wait_for_selector("html[data-font=xlarge]")
     page.reload()
     page.wait_for_selector("html[data-ready='1'][data-font=xlarge]")
     page.wait_for_selector("#font-size button.on[data-size=xlarge]")
-    after = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('main h2')).fontSize)")
+    after = page.evaluate(h2_size)
     assert after > before * 1.25, (before, after)
     shot(page, "loop6-settings-xlarge")
     page.click("#font-size button[data-size=normal]")
@@ -323,9 +330,7 @@ def test_secretary_completion_date_defaults_to_today(browser, live):
     assert page.is_hidden("[data-field=completed_on]")
     choose(page, "status", "done")
     today = datetime.now(CHINA).date().isoformat()
-    page.wait_for_function(
-        f"() => document.querySelector('#f-completed_on').value === '{today}'"
-    )
+    page.wait_for_function(f"() => document.querySelector('#f-completed_on').value === '{today}'")
     page.wait_for_function(
         "() => document.querySelector('#saved').textContent.includes('已自动保存')"
     )
