@@ -203,6 +203,7 @@ submissions = Table(
     Index("idx_submissions_record_id", "record_id"),
     Index("idx_submissions_village_code_form_id", "village_code", "form_id"),
     Index("idx_submissions_state_risk_score", "state", "risk_score"),
+    Index("idx_submissions_replaces", "replaces"),
 )
 
 reviews = Table(

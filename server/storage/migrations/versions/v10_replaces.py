@@ -18,10 +18,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("submissions") as batch:
-        batch.add_column(sa.Column("replaces", TEXT))
+    op.add_column("submissions", sa.Column("replaces", TEXT))
+    # The desk asks which submissions replace the one it shows (被替代).
+    op.create_index("idx_submissions_replaces", "submissions", ["replaces"])
 
 
 def downgrade() -> None:
+    op.drop_index("idx_submissions_replaces", table_name="submissions")
     with op.batch_alter_table("submissions") as batch:
         batch.drop_column("replaces")
