@@ -253,6 +253,11 @@ def check_submission(item: Item, caller: Caller, store: Storage, forms: FormCach
     answers = raw.get("answers")
     if not isinstance(answers, dict):
         errors["answers"] = [_err("type", "答案格式不正确", "answers must be an object")]
+    replaces = raw.get("replaces")
+    if replaces is not None and (
+        not isinstance(replaces, str) or not UUID.fullmatch(replaces) or replaces == item.id
+    ):
+        errors["replaces"] = [BAD_REPLACES]
     if errors:
         return _invalid(item, errors)
     validation = form.validate(answers, observed_on=observed.date())
@@ -274,6 +279,7 @@ def check_submission(item: Item, caller: Caller, store: Storage, forms: FormCach
         "observed_at": raw["observed_at"],
         "answers": validation.answers,
         "content_hash": protocol.content_hash(raw),
+        "replaces": replaces,
     }
     item.observation = Observation(
         id=item.id, record_id=record_id, clock=clock, fields=validation.updates, base=base
@@ -298,6 +304,28 @@ def _record_errors(record: dict | None, caller: Caller, form) -> dict:
                 )
             ]
         }
+    return {}
+
+
+BAD_REPLACES = _err(
+    "bad_replaces",
+    "被替代的检查记录不存在，或不是同一设施的检查",
+    "replaces must name an earlier submission about the same record",
+)
+
+
+def _replaces_errors(store: Storage, row: dict, caller: Caller) -> dict:
+    """A fix-and-resend names the submission it replaces: one about the same record, in the
+    caller's villages (issue 12). Empty when it names none or a good one."""
+    if not row.get("replaces"):
+        return {}
+    old = store.submission(row["replaces"])
+    if (
+        old is None
+        or old["record_id"] != row["record_id"]
+        or old["village_code"] not in caller.villages
+    ):
+        return {"replaces": [BAD_REPLACES]}
     return {}
 
 
@@ -548,7 +576,9 @@ class _SubmissionWriter:
         rows, merged = [], []
         for item in items:
             record = records.get((item.record_type, item.row["record_id"]))
-            if errors := _record_errors(record, self.caller, item.form):
+            if errors := _record_errors(record, self.caller, item.form) or _replaces_errors(
+                store, item.row, self.caller
+            ):
                 _invalid(item, errors)
                 continue
             skew = self.skew

@@ -409,6 +409,7 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
         photos=photos,
         flags=flags,
         history=history,
+        replaced_by=store.replaced_by(submission_id),
         names=names,
         reviews=reviews,
         open_conflicts=[c for c in conflicts if not c["resolved_by"]],

@@ -81,6 +81,7 @@ def test_a_submission_is_stored_whole(store):
         "skew_ms": -120_000,
         "risk_score": None,
         "completed_at": None,
+        "replaces": None,
     }
     insert(store, "s-2", state="received")
     assert store.submission("s-2")["skew_ms"] is None

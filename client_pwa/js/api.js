@@ -113,3 +113,19 @@ export async function mediaPatch(sha256, offset, length, chunk) {
 export async function facilityHistory(id) {
   return (await call('GET', `/facilities/${encodeURIComponent(id)}/history`)).data;
 }
+
+/**
+ * GET /media/<sha>/display/320 → a Blob, or null: the small display version of a photo the
+ * server holds, for a phone that no longer has its thumbnail (fix and resend, issue 12).
+ */
+export async function displayBlob(sha256, size = 320) {
+  const token = tokenSource();
+  try {
+    const response = await fetch(`${BASE}/media/${encodeURIComponent(sha256)}/display/${size}`, {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+    });
+    return response.ok ? await response.blob() : null;
+  } catch {
+    return null;
+  }
+}

@@ -9,15 +9,17 @@
 
 import * as api from './api.js';
 import * as caps from './caps.js';
+import './install.js';
 import { formatTime, getLang, setLang, t } from './i18n.js';
 import * as store from './store.js';
 import * as sync from './sync.js';
-import { h, icon, toast } from './screens/ui.js';
+import { applyFontSize, h, icon, toast } from './screens/ui.js';
 import * as drafts from './screens/drafts.js';
 import * as facility from './screens/facility.js';
 import * as inspect from './screens/inspect.js';
 import * as login from './screens/login.js';
 import * as outbox from './screens/outbox.js';
+import * as outboxItem from './screens/outbox_item.js';
 import * as register from './screens/register.js';
 import * as settings from './screens/settings.js';
 import * as tasks from './screens/tasks.js';
@@ -35,6 +37,7 @@ const ROUTES = [
   [/^\/register\/([^/]+)$/, register.show],
   [/^\/drafts$/, drafts.show],
   [/^\/outbox$/, outbox.show],
+  [/^\/outbox\/item\/([^/]+)$/, outboxItem.show],
   [/^\/tasks$/, tasks.show],
   [/^\/settings$/, settings.show],
 ];
@@ -109,6 +112,14 @@ export const app = {
       count.textContent = String(n);
       count.hidden = n === 0;
     }
+    // Issue 12: the 被退回 items waiting for a fix, as a badge of their own.
+    const fix = document.querySelector('.tabs a[data-tab=outbox] .fix-count');
+    if (fix) {
+      const k = await outbox.fixCount(entries.filter((e) => e.owner === session.user.id));
+      fix.textContent = String(k);
+      fix.hidden = k === 0;
+      fix.setAttribute('aria-label', t('loop_fix_badge', { n: k }));
+    }
   },
 };
 
@@ -119,7 +130,8 @@ function paintTabs(active) {
   tabs.replaceChildren(
     ...TABS.filter(([, , , , when]) => !when || when(session)).map(([key, path, ico, label]) =>
       h(`a${key === active ? '.active' : ''}`, { href: `#${path}`, dataset: { tab: key } },
-        icon(ico), h('span', t(label)), key === 'outbox' ? h('span.count', { hidden: true }) : null),
+        icon(ico), h('span', t(label)), key === 'outbox' ? h('span.count', { hidden: true }) : null,
+        key === 'outbox' ? h('span.fix-count', { hidden: true }) : null),
     ),
   );
   app.updateCounts();
@@ -276,6 +288,7 @@ export async function requestPersistence() {
 
 async function boot() {
   setLang(await store.getMeta('lang', 'zh'));
+  applyFontSize(await store.getMeta('font_size', 'normal'));
   $('lang').textContent = getLang() === 'zh' ? 'EN' : '中文';
   $('lang').addEventListener('click', async () => {
     setLang(getLang() === 'zh' ? 'en' : 'zh');

@@ -27,7 +27,7 @@ export function renderForm(definition, answers, { today, onChange, photos }) {
   }
 
   for (const field of definition.fields) {
-    const part = buildField(field, answers, changed, photos);
+    const part = buildField(field, answers, changed, photos, definition);
     parts.set(field.name, part);
     el.append(part.box);
   }
@@ -39,6 +39,10 @@ export function renderForm(definition, answers, { today, onChange, photos }) {
       part.box.hidden = !state.visible;
       if (part.reqMark) part.reqMark.hidden = !state.required;
       if (part.showValue) part.showValue(state.value);
+      if (part.defaultToday && state.visible && !part.defaulted && isEmpty(answers[name])) {
+        part.defaulted = true;
+        part.defaultToday(today);
+      }
     }
   }
 
@@ -62,7 +66,21 @@ function setErrors(part, list) {
   part.box.classList.toggle('has-error', list.length > 0);
 }
 
-function buildField(field, answers, changed, photos) {
+/** A calculated value as people read it: names of items (names_where) become their questions. */
+export function calcText(definition, field, v) {
+  if (isEmpty(v)) return t('no_value');
+  if (Array.isArray(v)) {
+    const byName = new Map(definition.fields.map((f) => [f.name, f]));
+    return v.map((x) => (field.names_where && byName.has(x) ? pick(byName.get(x).label) : String(x))).join('、');
+  }
+  return String(v);
+}
+
+// A date the user almost always fills in with the day of the report (issue 12: the completion
+// date of a monthly task defaults to today when it appears).
+const TODAY_BY_DEFAULT = new Set(['completed_on']);
+
+function buildField(field, answers, changed, photos, definition) {
   const id = `f-${field.name}`;
   const reqMark = h('span.req', `*${t('required_mark')}`);
   reqMark.hidden = true;
@@ -83,7 +101,7 @@ function buildField(field, answers, changed, photos) {
     const value = h('div.value', t('no_value'));
     box.append(h('div.label', pick(field.label), h('span.muted', ` （${t('calculated')}）`)), value);
     part.showValue = (v) => {
-      value.textContent = isEmpty(v) ? t('no_value') : Array.isArray(v) ? v.join('、') : String(v);
+      value.textContent = calcText(definition, field, v);
     };
     return part;
   }
@@ -99,7 +117,15 @@ function buildField(field, answers, changed, photos) {
   const control = CONTROLS[field.type] || CONTROLS.text;
   box.append(label);
   if (hint) box.append(hint);
-  box.append(control(field, id, answers, (v) => changed(field.name, v), photos), errorsEl);
+  const input = control(field, id, answers, (v) => changed(field.name, v), photos);
+  box.append(input, errorsEl);
+  if (field.type === 'date' && TODAY_BY_DEFAULT.has(field.name) && !field.read_only) {
+    part.defaultToday = (day) => {
+      input.value = day;
+      answers[field.name] = day;
+      queueMicrotask(() => changed(field.name, day));
+    };
+  }
   return part;
 }
 

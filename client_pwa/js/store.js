@@ -172,6 +172,20 @@ export async function thumbBlob(sha256) {
   return asBlob(await (await db()).get('thumbs', sha256));
 }
 
+/**
+ * The thumbnail of a photo, fetched from the server's display version when this phone no
+ * longer has one (kept for next time); null offline or when the server does not have it.
+ */
+export async function thumbOrFetch(sha256, fetchDisplay) {
+  const kept = await thumbBlob(sha256);
+  if (kept || !navigator.onLine || !fetchDisplay) return kept;
+  const blob = await fetchDisplay(sha256);
+  if (!blob) return null;
+  const d = await db();
+  await d.put('thumbs', { sha256, data: (await blobsStore()) ? blob : await blob.arrayBuffer(), type: blob.type || 'image/jpeg', uploaded: true });
+  return blob;
+}
+
 /** The server holds the photo: drop the original (keep the thumbnail) to free the phone. */
 export async function markPhotoUploaded(sha256) {
   const d = await db();
@@ -314,6 +328,45 @@ export async function newDraft(definition, { record, recordType, village, name, 
   return row;
 }
 
+/**
+ * Fix and resend (issue 12): a new draft pre-filled with a rejected outbox entry's answers and
+ * photos, which names the entry it replaces (`replaces` on the pushed item). Photos the phone
+ * no longer holds (the server has them) keep their sha256 reference: the server already holds
+ * the bytes, and the thumbnail kept on the phone still shows them.
+ */
+export async function draftReplacing(entry, definition) {
+  const names = new Set(definition.fields.filter((f) => f.type !== 'calculate' && f.type !== 'note').map((f) => f.name));
+  const answers = {};
+  for (const [k, v] of Object.entries(entry.item.answers || {})) if (names.has(k)) answers[k] = v;
+  const now = new Date().toISOString();
+  const row = {
+    id: uuid(),
+    form: definition.id,
+    version: definition.version,
+    title: definition.title,
+    record: entry.record,
+    recordType: entry.recordType,
+    village: entry.village,
+    name: entry.name,
+    presets: {},
+    answers,
+    photos: photoHashes(definition, answers),
+    replaces: entry.id,
+    createdAt: now,
+    updatedAt: now,
+  };
+  await (await db()).put('drafts', row);
+  return row;
+}
+
+/** The draft or outbox entry that replaces an outbox entry (fix and resend), or null. */
+export async function replacementOf(entryId) {
+  const d = await db();
+  for (const e of await d.getAll('outbox')) if (e.item && e.item.replaces === entryId) return { kind: 'outbox', row: e };
+  for (const r of await d.getAll('drafts')) if (r.replaces === entryId) return { kind: 'draft', row: r };
+  return null;
+}
+
 /** Save a draft's answers (called on every change). */
 export async function saveDraft(row, definition) {
   row.updatedAt = new Date().toISOString();
@@ -369,6 +422,7 @@ export async function draftToOutbox(row, item, { owner, photos, state }) {
         title: row.title,
         item,
         photos,
+        replaces: row.replaces || null,
       },
       state,
     ),

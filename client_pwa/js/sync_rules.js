@@ -52,6 +52,7 @@ export function pushBatches(items, max = PUSH_BATCH_MAX) {
 /** The item after the server's result for it (one entry of the push answer's `results`). */
 export function applyPushResult(item, result) {
   if (!result || result.id !== item.id) return item; // not an answer about this item: keep it
+  if (typeof result.conflict === 'boolean') item = { ...item, conflict: result.conflict }; // issue 12
   const dropped = result.dropped || [];
   const missing = result.missing || [];
   switch (result.status) {
@@ -80,7 +81,11 @@ const REVIEW_STATES = new Set(['approved', 'rejected', 'reinspection_requested']
 
 /** The item after a supervisor's review from the pull's `reviews` (the newest one wins). */
 export function applyReview(item, review) {
-  if (!review || review.submission_id !== item.id || !REVIEW_STATES.has(review.state)) return item;
+  if (!review || review.submission_id !== item.id) return item;
+  // Issue 12: the server may say this submission's values lost or are in conflict with another
+  // report (`conflict`, absent on older servers): kept on the item for the notice.
+  if (typeof review.conflict === 'boolean' && review.conflict !== Boolean(item.conflict)) item = { ...item, conflict: review.conflict };
+  if (!REVIEW_STATES.has(review.state)) return item;
   if (item.review && Date.parse(item.review.at) > Date.parse(review.at)) return item; // a replayed page
   const { decision, reason = null, at, reviewer = null } = review;
   return { ...item, state: review.state, review: { decision, reason, at, reviewer } };

@@ -30,13 +30,19 @@ class SubmissionsMixin:
         """Insert submissions, each a (row, photos it uses) pair."""
         columns = (
             "id, form_id, form_version, record_id, record_type, village_code, author_id,"
-            " device_id, clock, observed_at, received_at, answers, content_hash, state, skew_ms"
+            " device_id, clock, observed_at, received_at, answers, content_hash, state, skew_ms,"
+            " replaces"
         )
         self.many(
             f"INSERT INTO submissions ({columns}) VALUES"
             f" ({', '.join(':' + c.strip() for c in columns.split(','))})",
             [
-                {**row, "answers": dumps(row["answers"]), "skew_ms": row.get("skew_ms")}
+                {
+                    **row,
+                    "answers": dumps(row["answers"]),
+                    "skew_ms": row.get("skew_ms"),
+                    "replaces": row.get("replaces"),
+                }
                 for row, _ in submissions
             ],
         )
@@ -80,6 +86,14 @@ class SubmissionsMixin:
             record_id=record_id,
         )
         return [{**r, "answers": json.loads(r["answers"])} for r in rows]
+
+    def replaced_by(self, submission_id: str) -> list[dict]:
+        """The submissions that name this one as the one they replace (fix and resend)."""
+        return self.rows(
+            "SELECT id, state, observed_at FROM submissions WHERE replaces = :id"
+            " ORDER BY received_at",
+            id=submission_id,
+        )
 
     def submission_photo_hashes(self, submission_id: str) -> list[str]:
         """The photos a submission uses, each once, in the order it first uses them."""

@@ -203,9 +203,11 @@ submissions = Table(
     _int("skew_ms"),
     _int("risk_score"),
     _text("completed_at"),
+    _text("replaces"),  # the submission this one fixes and resends (issue 12; schema 9)
     Index("idx_submissions_record_id", "record_id"),
     Index("idx_submissions_village_code_form_id", "village_code", "form_id"),
     Index("idx_submissions_state_risk_score", "state", "risk_score"),
+    Index("idx_submissions_replaces", "replaces"),
 )
 
 reviews = Table(

@@ -5,6 +5,7 @@ import * as api from '../api.js';
 import { formatTime, pick, t } from '../i18n.js';
 import * as store from '../store.js';
 import { badge, h, icon, stateBadge } from './ui.js';
+import { loopState, needsFix, resend } from './outbox.js';
 import { recordBadges } from './village.js';
 
 /** A record or answer value as people read it, using the form's labels where it has them. */
@@ -61,21 +62,32 @@ export async function show(app, seq, id) {
   const badges = recordBadges(f);
   if (f.pending) badges.unshift(badge(t('pending_registration'), 'pending'));
   const history = h('div', h('p.muted', navigator.onLine ? t('history_loading') : t('history_offline')));
+  // Issue 12: the record's values differ between reports and wait for a supervisor (the
+  // server's `conflicts` on the facility, or the flag on one of this phone's reports; both
+  // absent on older servers).
+  const conflicted = (Array.isArray(f.conflicts) && f.conflicts.length > 0) || local.some((e) => e.conflict === true);
 
   const el = h('div',
     h('div.card',
       h('div.name', h('strong', f.name)),
       h('div.muted', `${t(`kind_${f.kind}`)}${f.lat != null ? ` · ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)}` : ''}`),
-      badges.length ? h('div.badges', badges) : null),
+      badges.length ? h('div.badges', badges) : null,
+      conflicted ? h('div.conflict-note', { id: 'facility-conflict' }, t('loop_conflict')) : null),
     h('h2', t('record_fields')),
     h('div.card', kv),
     h('h2', t('history')),
     history,
   );
 
-  const action = drafts.length
-    ? h('a.btn.primary', { href: `#/inspect/${drafts[0].id}` }, icon('draft'), t('continue_draft'))
-    : h('a.btn.primary', { href: `#/new/facility/${encodeURIComponent(id)}`, hidden: !form }, icon('plus'), t('new_inspection'));
+  // A report of this phone sent back and not fixed yet: the main action re-inspects it, with
+  // its answers and photos filled in (issue 12).
+  const mine = local.filter((e) => e.owner === app.session.user.id);
+  const loop = await loopState(mine);
+  const sentBack = mine.find((e) => needsFix(e, loop) && !loop.replacement.has(e.id));
+  let action;
+  if (drafts.length) action = h('a.btn.primary', { href: `#/inspect/${drafts[0].id}` }, icon('draft'), t('continue_draft'));
+  else if (sentBack) action = h('button.btn.primary.resend', { type: 'button', onclick: () => resend(app, sentBack) }, icon('draft'), t(sentBack.state === 'rejected' ? 'edit_and_resend' : 'inspect_again'));
+  else action = h('a.btn.primary', { href: `#/new/facility/${encodeURIComponent(id)}`, hidden: !form }, icon('plus'), t('new_inspection'));
   if (!app.mount(seq, el, { title: f.name, back: `/village/${f.village}`, actions: [action] })) return;
 
   // Local entries first (they may not be on the server yet), then the server's when reachable.
@@ -104,11 +116,12 @@ export async function show(app, seq, id) {
 
 function localRow(entry) {
   const state = entry.state;
-  return h('li', h('a.row', { href: '#/outbox' },
+  return h('li', h('a.row', { href: `#/outbox/item/${encodeURIComponent(entry.id)}` },
     h('div.main',
       h('div.name', pick(entry.title)),
       h('div.sub', formatTime(entry.item.observed_at)),
-      entry.review && entry.review.reason ? h('div.review', t('review_reason', { r: entry.review.reason })) : null),
+      entry.review && entry.review.reason ? h('div.review', t('review_reason', { r: entry.review.reason })) : null,
+      entry.conflict === true ? h('div.conflict-note', t('loop_conflict')) : null),
     h('div.side', stateBadge(entry))));
 }
 

@@ -1,6 +1,7 @@
 // Filling in an inspection (or a monthly task): the form rendered from its definition, saved as
 // a draft on every change, checked with form_logic.validate before it may go to the outbox.
 
+import * as api from '../api.js';
 import { validate } from '../form_logic.js';
 import * as geo from '../geo.js';
 import { pick, t } from '../i18n.js';
@@ -93,7 +94,7 @@ export async function show(app, seq, draftId) {
       return store.addPhoto(file, { position, capturedAt });
     },
     async thumb(sha) {
-      const blob = await store.thumbBlob(sha);
+      const blob = await store.thumbOrFetch(sha, api.displayBlob);
       if (!blob) return null;
       const url = URL.createObjectURL(blob);
       urls.push(url);
@@ -105,6 +106,7 @@ export async function show(app, seq, draftId) {
   const head = h('div.form-head',
     h('div.muted', draft.name || ''),
     draft.serverErrors ? h('div.card.warn', t('state_invalid')) : null,
+    draft.replaces ? h('div.card.info.replacing', { id: 'replacing' }, t('loop_replacing')) : null,
     gps,
     saved);
 
@@ -131,6 +133,8 @@ export async function show(app, seq, draftId) {
       answers: checked.answers,
       base: baseClocks(definition, record),
     };
+    // Fix and resend: the rejected submission this one replaces (issue 12).
+    if (draft.replaces) item.replaces = draft.replaces;
     await store.draftToOutbox(draft, item, {
       owner: app.session.user.id,
       photos: store.photoHashes(definition, checked.answers),

@@ -8,7 +8,8 @@ import * as caps from '../caps.js';
 import { formatBytes, formatTime, pick, t } from '../i18n.js';
 import * as store from '../store.js';
 import * as sync from '../sync.js';
-import { h, icon, stateBadge } from './ui.js';
+import { STATE_LABELS } from '../sync_rules.js';
+import { h, icon, stateBadge, toast } from './ui.js';
 
 function bar(label, part) {
   const pct = part.total ? Math.round((100 * part.done) / part.total) : 0;
@@ -94,17 +95,21 @@ async function paintSummary(box, entries) {
   box.replaceChildren(...lines);
 }
 
-function errorLines(errors) {
+/** The server's errors as lines: the question's label before each (never the field's key). */
+function errorLines(errors, definition) {
   const out = [];
+  const labels = new Map(((definition && definition.fields) || []).map((f) => [f.name, pick(f.label)]));
   for (const [field, list] of Object.entries(errors || {})) {
-    for (const e of list) out.push(`${field}: ${pick(e.message)}`);
+    for (const e of list) out.push(labels.has(field) ? `${labels.get(field)}：${pick(e.message)}` : pick(e.message));
   }
   return out;
 }
 
 export async function show(app, seq) {
   const session = app.session;
-  const entries = (await store.outbox()).filter((e) => e.owner === session.user.id).reverse();
+  const all = (await store.outbox()).filter((e) => e.owner === session.user.id).reverse();
+  const loop = await loopState(all);
+  const { main: entries, archived } = arrange(all, loop);
   const status = h('div.muted.small', { id: 'sync-status' });
   const progressBox = h('div', { id: 'sync-progress' });
   const storage = h('div.muted.small', { id: 'storage' });
@@ -131,13 +136,20 @@ export async function show(app, seq) {
 
   const syncButton = h('button.btn.primary', { type: 'button', id: 'sync-now', onclick: () => sync.syncNow('manual') }, icon('sync'), t('sync_now'));
   const list = entries.length
-    ? h('ul.list', { id: 'outbox' }, entries.map((e) => entryRow(app, e)))
+    ? h('ul.list', { id: 'outbox' }, entries.map((e) => entryRow(app, e, loop)))
     : h('p.empty', t('outbox_empty'));
+  // Synced items older than the archive age leave the main list (issue 12).
+  const archive = archived.length
+    ? h('details.archive', { id: 'outbox-archive' },
+      h('summary', t('loop_archived', { n: archived.length, d: archiveDays() })),
+      h('ul.list', archived.map((e) => entryRow(app, e, loop))))
+    : null;
 
   const el = h('div',
     h('div.card', h('div', { style: 'display:flex;gap:10px;align-items:center' }, h('div', { style: 'flex:1' }, status, progressBox), syncButton), storage),
     summary,
     list,
+    archive,
   );
   await paintSummary(summary, entries);
   if (!app.mount(seq, el, { title: t('outbox'), tab: 'outbox' })) return;
@@ -149,7 +161,7 @@ export async function show(app, seq) {
     for (const e of fresh) {
       const row = list.querySelector(`li[data-id="${CSS.escape(e.id)}"]`);
       const processing = String((e.processing || []).length);
-      if (row && (row.dataset.state !== e.state || row.dataset.processing !== processing)) row.replaceWith(entryRow(app, e));
+      if (row && (row.dataset.state !== e.state || row.dataset.processing !== processing)) row.replaceWith(entryRow(app, e, loop));
     }
     await paintSummary(summary, fresh);
   }
@@ -164,7 +176,7 @@ export async function show(app, seq) {
   paintStatus();
 }
 
-function entryRow(app, e) {
+function entryRow(app, e, loop) {
   const title = e.type === 'facility' ? t('facility_item', { name: e.name }) : `${pick(e.title)} · ${e.name || ''}`;
   const when = e.type === 'facility' ? e.createdAt : e.item.observed_at;
   const details = [];
@@ -173,7 +185,8 @@ function entryRow(app, e) {
       e.review.reviewer ? h('div.small', t('reviewer', { who: e.review.reviewer, t: formatTime(e.review.at) })) : null));
   }
   if (e.state === 'invalid') {
-    details.push(h('div.review', errorLines(e.errors).map((line) => h('div', line))));
+    const definition = e.item && loop.forms ? loop.forms[e.item.form] : null;
+    details.push(h('div.review', errorLines(e.errors, definition).map((line) => h('div', line))));
     if (e.type === 'submission') {
       details.push(h('button.btn.block', {
         type: 'button',
@@ -185,9 +198,7 @@ function entryRow(app, e) {
       }, t('edit_and_resend')));
     }
   }
-  if ((e.state === 'rejected' || e.state === 'reinspection_requested') && e.type === 'submission') {
-    details.push(h('a.btn.block', { href: `#/new/${e.recordType}/${encodeURIComponent(e.record)}`, style: 'margin-top:8px' }, t('inspect_again')));
-  }
+  details.push(...loopDetails(app, e, loop));
   if (e.state === 'refused') details.push(h('div.review', t('refused_explain')));
   for (const err of Object.values(e.photoErrors || {})) details.push(h('div.review', icon('camera'), ` ${err.message}`));
   if (e.missing && e.missing.length && e.state !== 'queued') details.push(h('div.small.muted', icon('camera'), ` ${t('state_photos')} ${e.missing.length}`));
@@ -196,6 +207,93 @@ function entryRow(app, e) {
   const processing = e.state === 'waiting_for_photos' && (e.processing || []).length > 0;
   if (processing) details.push(h('div.small.muted', t('photo_processing_note')));
   return h('li', { dataset: { id: e.id, state: e.state, processing: String((e.processing || []).length) } }, h('div.row',
-    h('div.main', h('div.name', title), h('div.sub', formatTime(when)), details),
+    h('div.main', h('a.open', { href: `#/outbox/item/${encodeURIComponent(e.id)}` }, h('div.name', title), h('div.sub', formatTime(when))), details),
     h('div.side', stateBadge(e), processing ? h('span.badge.info.processing', t('photo_processing')) : null)));
+}
+
+// ---- fix and resend, conflicts, archive (issue 12, h/loop) --------------------------------------
+
+/** Synced items older than this many days leave the main list (config.json may say otherwise). */
+export const ARCHIVE_DAYS = 7;
+
+function archiveDays() {
+  const days = caps.serverConfig().outbox_archive_days;
+  return Number.isFinite(days) && days > 0 ? days : ARCHIVE_DAYS;
+}
+
+const SENT_BACK = new Set(['rejected', 'reinspection_requested']);
+const ANSWERED = new Set(['waiting_for_photos', 'synced', 'approved']);
+
+/** What fix and resend needs to know of every entry: its replacement, and conflicts on its record. */
+export async function loopState(entries) {
+  const replacement = new Map();
+  for (const e of entries) if (e.item && e.item.replaces) replacement.set(e.item.replaces, { kind: 'outbox', row: e });
+  for (const d of await store.drafts()) if (d.replaces && !replacement.has(d.replaces)) replacement.set(d.replaces, { kind: 'draft', row: d });
+  const conflicted = new Set();
+  for (const e of entries) {
+    if (e.type !== 'submission') continue;
+    if (e.conflict === true) conflicted.add(e.id);
+    else if (e.conflict === undefined) {
+      const f = e.recordType === 'facility' ? await store.facility(e.record) : null;
+      if (f && Array.isArray(f.conflicts) && JSON.stringify(f.conflicts).includes(e.id)) conflicted.add(e.id);
+    }
+  }
+  return { replacement, conflicted, forms: await store.latestForms() };
+}
+
+/** A 被退回 / 要求复查 submission still waiting for its fix (no replacement the server took). */
+export function needsFix(e, loop) {
+  if (e.type !== 'submission' || !SENT_BACK.has(e.state)) return false;
+  const r = loop.replacement.get(e.id);
+  return !r || r.kind === 'draft' || !ANSWERED.has(r.row.state);
+}
+
+/** Sent-back items pinned on top, then newest first; old synced ones apart (archived). */
+export function arrange(entries, loop, now = Date.now()) {
+  const limit = archiveDays() * 24 * 3600 * 1000;
+  const pinned = [];
+  const rest = [];
+  const archived = [];
+  for (const e of entries) {
+    const at = Date.parse(e.answeredAt || e.syncedAt || e.createdAt || '');
+    if (needsFix(e, loop)) pinned.push(e);
+    else if ((e.state === 'synced' || e.state === 'approved') && Number.isFinite(at) && now - at > limit) archived.push(e);
+    else rest.push(e);
+  }
+  return { main: [...pinned, ...rest], archived };
+}
+
+/** How many sent-back items wait for a fix (the badge on the 同步 tab). */
+export async function fixCount(entries) {
+  const loop = await loopState(entries);
+  return entries.filter((e) => needsFix(e, loop)).length;
+}
+
+/** Open a new submission pre-filled from a sent-back one, linked to it (`replaces`). */
+export async function resend(app, e) {
+  const existing = await store.replacementOf(e.id);
+  if (existing && existing.kind === 'draft') return app.go(`/inspect/${existing.row.id}`);
+  const definition = (await store.formDefinition(e.item.form, e.item.version)) || (await store.formForTarget(e.recordType === 'task' ? 'task' : (await store.facility(e.record) || {}).kind));
+  if (!definition) return toast(t('facility_not_found'), { error: true });
+  const latest = (await store.latestForms())[definition.id] || definition;
+  const draft = await store.draftReplacing(e, latest);
+  app.go(`/inspect/${draft.id}`);
+}
+
+/** The notices and buttons of fix and resend and of conflicts, for a row and the item view. */
+export function loopDetails(app, e, loop) {
+  const out = [];
+  if (loop.conflicted.has(e.id)) out.push(h('div.conflict-note', { dataset: { conflict: e.id } }, t('loop_conflict')));
+  if (e.type !== 'submission' || !SENT_BACK.has(e.state)) return out;
+  const r = loop.replacement.get(e.id);
+  if (r && r.kind === 'outbox') {
+    const key = ANSWERED.has(r.row.state) ? 'loop_resent' : 'loop_resent_waiting';
+    out.push(h('div.small.muted.resent', { dataset: { replacement: r.row.id } }, t(key, { state: pick(STATE_LABELS[r.row.state] || { zh: r.row.state, en: r.row.state }) })));
+    if (ANSWERED.has(r.row.state)) return out;
+  }
+  if (!r || r.kind === 'draft') {
+    const label = r ? t('loop_continue_fix') : e.state === 'rejected' ? t('edit_and_resend') : t('inspect_again');
+    out.push(h('button.btn.block.primary.resend', { type: 'button', style: 'margin-top:8px', onclick: () => resend(app, e) }, label));
+  }
+  return out;
 }

@@ -44,8 +44,31 @@ export async function show(app, seq, villageCode) {
   const where = h('div.muted', { id: 'facility-where' }, t('position_wait'));
   const gps = h('div.gps', { id: 'gps', role: 'status' });
   const locate = h('button.btn.block', { type: 'button', onclick: () => locateNow() }, icon('pin'), t('relocate'));
-  const errors = h('div.errors', { role: 'alert' });
-  errors.hidden = true;
+  // Issue 12: each problem shows under its own field and goes away as soon as it is fixed.
+  const fieldError = (key) => {
+    const el = h('div.errors.inline-error', { role: 'alert', dataset: { error: key } });
+    el.hidden = true;
+    return el;
+  };
+  const errors = { kind: fieldError('kind'), name: fieldError('name'), position: fieldError('position') };
+  const problems = () => ({
+    kind: state.kind ? null : t('kind_required'),
+    name: name.value.trim() ? null : t('name_required'),
+    position: state.position ? null : t('position_required'),
+  });
+  let checked = false; // errors show after the first 保存 only, then follow every change
+  function paintErrors() {
+    if (!checked) return 0;
+    let n = 0;
+    for (const [key, message] of Object.entries(problems())) {
+      errors[key].textContent = message || '';
+      errors[key].hidden = !message;
+      errors[key].closest('.field')?.classList.toggle('has-error', Boolean(message));
+      if (message) n += 1;
+    }
+    return n;
+  }
+  name.addEventListener('input', paintErrors);
 
   function typeChoices() {
     const form = forms.find((f) => f.target === state.kind);
@@ -55,7 +78,7 @@ export async function show(app, seq, villageCode) {
 
   function paint() {
     kindBox.replaceChildren(...KINDS.map((k) =>
-      h(`button.choice${state.kind === k ? '.on' : ''}`, { type: 'button', dataset: { kind: k }, onclick: () => { state.kind = k; state.type = ''; paint(); } }, t(`kind_${k}`))));
+      h(`button.choice${state.kind === k ? '.on' : ''}`, { type: 'button', dataset: { kind: k }, onclick: () => { state.kind = k; state.type = ''; paint(); paintErrors(); } }, t(`kind_${k}`))));
     const choices = typeChoices();
     typeField.hidden = !choices.length;
     typeBox.replaceChildren(...choices.map((c) =>
@@ -74,6 +97,7 @@ export async function show(app, seq, villageCode) {
       const p = state.position;
       where.textContent = p ? t('position_value', { lat: p.lat.toFixed(6), lon: p.lon.toFixed(6), acc: Math.round(p.accuracy ?? 0) }) : t('position_failed');
       geo.paintStatus(gps, { fix: p, error });
+      paintErrors();
     });
   }
   const stop = () => {
@@ -93,13 +117,11 @@ export async function show(app, seq, villageCode) {
   }
 
   async function save() {
-    const problems = [];
-    if (!state.kind) problems.push(t('kind_required'));
-    if (!name.value.trim()) problems.push(t('name_required'));
-    if (!state.position) problems.push(t('position_required'));
-    errors.textContent = problems.join('；');
-    errors.hidden = !problems.length;
-    if (problems.length) return;
+    checked = true;
+    if (paintErrors()) {
+      el.querySelector('.field.has-error')?.scrollIntoView({ block: 'center' });
+      return;
+    }
     const position = { ...state.position };
     if (!(await confirmed(position))) return;
     const fields = {};
@@ -128,11 +150,10 @@ export async function show(app, seq, villageCode) {
 
   paint();
   const el = h('div',
-    h('div.field', h('div.label', t('facility_kind')), kindBox),
+    h('div.field', h('div.label', t('facility_kind')), kindBox, errors.kind),
     typeField,
-    h('div.field', h('label.label', { htmlFor: 'facility-name' }, t('facility_name')), name),
-    h('div.field', h('div.label', t('facility_position')), where, gps, h('div', { style: 'margin-top:8px' }, locate)),
-    errors,
+    h('div.field', h('label.label', { htmlFor: 'facility-name' }, t('facility_name')), name, errors.name),
+    h('div.field', h('div.label', t('facility_position')), where, gps, h('div', { style: 'margin-top:8px' }, locate), errors.position),
   );
   const mounted = app.mount(seq, el, {
     title: `${t('register_title')}${v ? ` · ${v.name}` : ''}`,

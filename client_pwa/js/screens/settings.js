@@ -7,7 +7,7 @@ import { getLang, pick, setLang, t } from '../i18n.js';
 import * as store from '../store.js';
 import * as sync from '../sync.js';
 import { storageLine } from './outbox.js';
-import { h, toast } from './ui.js';
+import { FONT_SIZES, applyFontSize, h, toast } from './ui.js';
 
 async function swVersion() {
   const reg = await navigator.serviceWorker?.getRegistration('/');
@@ -66,6 +66,18 @@ export async function show(app, seq) {
         app.rerender();
       },
     }, code === 'zh' ? '中文' : 'English')));
+  const fontNow = await store.getMeta('font_size', 'normal');
+  const fontButtons = h('div.choices.horizontal', { id: 'font-size' }, FONT_SIZES.map((size) =>
+    h(`button.choice${fontNow === size ? '.on' : ''}`, {
+      type: 'button',
+      dataset: { size },
+      'aria-pressed': String(fontNow === size),
+      onclick: async () => {
+        await store.setMeta('font_size', size);
+        applyFontSize(size);
+        app.rerender();
+      },
+    }, t(`font_${size === 'xlarge' ? 'xlarge' : size}`))));
   const version = h('dd', '…');
   const logout = h('button.btn.danger.block', {
     type: 'button',
@@ -88,6 +100,7 @@ export async function show(app, seq) {
   }, t('logout'));
   const el = h('div',
     h('h2', t('language')), langButtons,
+    h('h2', t('font_size')), fontButtons,
     h('h2', t('storage_used')),
     h('div.card', h('div', await storageLine()), h('div.muted.small', persisted ? t('storage_persisted') : t('storage_not_persisted'))),
     h('h2', t('caps_title')),

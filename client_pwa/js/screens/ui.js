@@ -33,7 +33,11 @@ function append(el, children) {
 
 let toastTimer = null;
 
-/** A short message at the bottom of the screen. */
+/**
+ * A short message above the bottom bar, never over the input being filled in (issue 12): when
+ * the focused field sits under it (a field scrolled down to the keyboard), it goes under the
+ * top bar instead.
+ */
 export function toast(message, { error = false, ms = 3000 } = {}) {
   let el = document.getElementById('toast');
   if (!el) {
@@ -42,6 +46,13 @@ export function toast(message, { error = false, ms = 3000 } = {}) {
   }
   el.textContent = message;
   el.classList.toggle('error', error);
+  el.classList.remove('high');
+  const focused = document.activeElement;
+  if (focused && focused !== document.body && /^(INPUT|TEXTAREA|SELECT)$/.test(focused.tagName)) {
+    const a = el.getBoundingClientRect();
+    const b = focused.getBoundingClientRect();
+    if (a.top < b.bottom && b.top < a.bottom) el.classList.add('high');
+  }
   el.classList.add('show');
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => el.classList.remove('show'), ms);
@@ -122,4 +133,11 @@ export function icon(name) {
   path.setAttribute('d', ICONS[name] || '');
   svg.append(path);
   return svg;
+}
+
+/** The text size chosen in settings (issue 12): 标准 / 大 / 特大, on the root element for CSS. */
+export const FONT_SIZES = ['normal', 'large', 'xlarge'];
+
+export function applyFontSize(size) {
+  document.documentElement.dataset.font = FONT_SIZES.includes(size) ? size : 'normal';
 }

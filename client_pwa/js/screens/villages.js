@@ -1,6 +1,7 @@
 // My villages: the villages assigned to the user, with how many facilities each holds.
 
 import { t } from '../i18n.js';
+import { installCard } from '../install.js';
 import * as store from '../store.js';
 import * as sync from '../sync.js';
 import { h, icon } from './ui.js';
@@ -17,6 +18,7 @@ export async function show(app, seq) {
           h('span.chev', '›')))))
     : h('div.card', h('p', t('no_villages')), syncButton);
   const el = h('div',
+    installCard(),
     h('p.muted', `${user.display_name || user.username} · ${user.role_name || ''}`),
     list,
     user.role === 'secretary' ? h('p', h('a.btn.block', { href: '#/tasks' }, icon('tasks'), t('tasks'))) : null,
