@@ -3,7 +3,7 @@
 One browser and one live server for the module; two journeys (an inspector's, a secretary's)
 check what the user sees: fix and resend pre-fills the answers and photos and links the new
 submission to the old one on the server (`replaces`), the 同步 badge and the pinned 被退回
-item, the conflict notice (the pull is stubbed with the flag h/uncount adds), the item view,
+item, the conflict notice (the pull is stubbed with the server's `outcomes`), the item view,
 the archive, the install card, the font size, 44 px tap targets, the register form's inline
 errors, toasts that keep off the focused input, calculated values with labels, and the
 completion date that defaults to today. Every wait is on a condition.
@@ -90,19 +90,23 @@ def outbox_ids(page):
 
 
 def stub_conflicts(page, sub_id, facility):
-    """The pull answers as a server with h/uncount's flag would: the submission is in conflict."""
+    """The pull says what the server says of a submission in conflict (`outcomes`, and the
+    facility's `conflicts`; tests/test_uncount.py makes them for real): here for a rejected
+    item, which the server would not mark, so that one screen shows every notice at once."""
 
     def handle(route):
         response = route.fetch()
         body = response.json()
-        body["reviews"] = [
-            {**r, "conflict": True} if r["submission_id"] == sub_id else r
-            for r in body.get("reviews", [])
+        body["outcomes"] = [
+            {
+                "submission_id": sub_id,
+                "state": "rejected",
+                "conflict": True,
+                "conflict_fields": ["sanitary"],
+                "lost_fields": ["sanitary"],
+            }
         ]
-        body["facilities"] = [
-            *body.get("facilities", []),
-            {**facility, "conflicts": [{"field": "sanitary", "submissions": [sub_id]}]},
-        ]
+        body["facilities"] = [*body.get("facilities", []), {**facility, "conflicts": ["sanitary"]}]
         route.fulfill(response=response, body=json.dumps(body))
 
     page.route("**/api/v1/sync/pull*", handle)

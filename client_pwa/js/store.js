@@ -265,7 +265,7 @@ export async function task(id) {
 }
 
 /** One pull page into the local copy; replaces the records first when the server says reset. */
-export async function applyPullPage(page, { applyReview }) {
+export async function applyPullPage(page, { applyReview, applyOutcome }) {
   const d = await db();
   const tx = d.transaction(['forms', 'villages', 'facilities', 'tasks', 'outbox', 'meta'], 'readwrite');
   if (page.reset) {
@@ -282,6 +282,10 @@ export async function applyPullPage(page, { applyReview }) {
   for (const review of page.reviews || []) {
     const entry = await outbox.get(review.submission_id);
     if (entry) await outbox.put(applyReview(entry, review));
+  }
+  for (const outcome of page.outcomes || []) {
+    const entry = await outbox.get(outcome.submission_id);
+    if (entry) await outbox.put(applyOutcome(entry, outcome));
   }
   await tx.objectStore('meta').put(page.cursor, 'cursor');
   if (Number.isInteger(page.max_photo_edge)) await tx.objectStore('meta').put(page.max_photo_edge, 'max_photo_edge');

@@ -342,7 +342,7 @@ async function pullAll() {
       throw error;
     }
     await receiveClock(page.clock);
-    await store.applyPullPage(page, { applyReview: (entry, review) => rules.applyReview(entry, review) });
+    await store.applyPullPage(page, { applyReview: rules.applyReview, applyOutcome: rules.applyOutcome });
     cursor = page.cursor;
     if (!page.more) return;
   }

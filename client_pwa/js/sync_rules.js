@@ -82,13 +82,22 @@ const REVIEW_STATES = new Set(['approved', 'rejected', 'reinspection_requested']
 /** The item after a supervisor's review from the pull's `reviews` (the newest one wins). */
 export function applyReview(item, review) {
   if (!review || review.submission_id !== item.id) return item;
-  // Issue 12: the server may say this submission's values lost or are in conflict with another
-  // report (`conflict`, absent on older servers): kept on the item for the notice.
-  if (typeof review.conflict === 'boolean' && review.conflict !== Boolean(item.conflict)) item = { ...item, conflict: review.conflict };
   if (!REVIEW_STATES.has(review.state)) return item;
   if (item.review && Date.parse(item.review.at) > Date.parse(review.at)) return item; // a replayed page
   const { decision, reason = null, at, reviewer = null } = review;
   return { ...item, state: review.state, review: { decision, reason, at, reviewer } };
+}
+
+/**
+ * The item after the pull's `outcomes` entry for it: whether its values are in conflict with
+ * another report (`conflict`, with the fields), kept on the item for the notice
+ * 与他人报告不一致，待督查确定. Older servers send no outcomes; the item is then unchanged.
+ */
+export function applyOutcome(item, outcome) {
+  if (!outcome || outcome.submission_id !== item.id || typeof outcome.conflict !== 'boolean') return item;
+  const fields = outcome.conflict ? outcome.conflict_fields || [] : [];
+  if (outcome.conflict === Boolean(item.conflict) && String(fields) === String(item.conflict_fields || [])) return item;
+  return { ...item, conflict: outcome.conflict, conflict_fields: fields };
 }
 
 // ---------------------------------------------------------------- photos

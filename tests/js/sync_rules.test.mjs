@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_CHUNK_BYTES, PROCESSING_POLLS_MS, STATE_LABELS, STEPS, applyPushResult, applyReview,
+  BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_CHUNK_BYTES, PROCESSING_POLLS_MS, STATE_LABELS, STEPS, applyOutcome, applyPushResult, applyReview,
   applyUploadResponse, backoff, chunkPlan, markQueued, nextStep, nextUpload, photoStored, progress,
   pushBatches, shouldRetry, startRun,
 } from '../../client_pwa/js/sync_rules.js';
@@ -78,6 +78,17 @@ test('reviews: the newest one wins, with the reason and reviewer', () => {
   assert.equal(applyReview(synced, { ...reject, submission_id: 'other' }), synced);
   assert.equal(applyReview(synced, { ...reject, state: 'complete' }), synced);
   assert.equal(applyReview(synced, { ...reject, state: 'reinspection_requested' }).state, 'reinspection_requested');
+});
+
+test('outcomes: the conflict notice follows the server, other fields untouched', () => {
+  const synced = item('a', { state: 'synced' });
+  const conflicted = applyOutcome(synced, { submission_id: 'a', state: 'complete', conflict: true, conflict_fields: ['sanitary'], lost_fields: ['sanitary'] });
+  assert.deepEqual([conflicted.state, conflicted.conflict, conflicted.conflict_fields], ['synced', true, ['sanitary']]);
+  const settled = applyOutcome(conflicted, { submission_id: 'a', state: 'complete', conflict: false, conflict_fields: [] });
+  assert.deepEqual([settled.conflict, settled.conflict_fields], [false, []]);
+  assert.equal(applyOutcome(settled, { submission_id: 'a', conflict: false, conflict_fields: [] }), settled);
+  assert.equal(applyOutcome(synced, { submission_id: 'other', conflict: true }), synced);
+  assert.equal(applyOutcome(synced, { submission_id: 'a' }), synced); // an older server's entry
 });
 
 test('next upload: oldest item first, resuming at the known offset', () => {

@@ -229,15 +229,8 @@ export async function loopState(entries) {
   const replacement = new Map();
   for (const e of entries) if (e.item && e.item.replaces) replacement.set(e.item.replaces, { kind: 'outbox', row: e });
   for (const d of await store.drafts()) if (d.replaces && !replacement.has(d.replaces)) replacement.set(d.replaces, { kind: 'draft', row: d });
-  const conflicted = new Set();
-  for (const e of entries) {
-    if (e.type !== 'submission') continue;
-    if (e.conflict === true) conflicted.add(e.id);
-    else if (e.conflict === undefined) {
-      const f = e.recordType === 'facility' ? await store.facility(e.record) : null;
-      if (f && Array.isArray(f.conflicts) && JSON.stringify(f.conflicts).includes(e.id)) conflicted.add(e.id);
-    }
-  }
+  // The server's word on each of this phone's submissions (the pull's `outcomes`, the push result).
+  const conflicted = new Set(entries.filter((e) => e.type === 'submission' && e.conflict === true).map((e) => e.id));
   return { replacement, conflicted, forms: await store.latestForms() };
 }
 
