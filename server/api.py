@@ -102,7 +102,6 @@ def pull():
         more=len(rows) == limit,
         reset=reset,
         clock=server_clock(store),
-        max_photo_edge=max(0, int(config["PWA_MAX_PHOTO_EDGE"] or 0)),
     )
 
 

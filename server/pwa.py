@@ -104,6 +104,7 @@ def client_config() -> dict:
     return {
         "service_worker": service_worker_enabled(config),
         "gps_good_metres": int(config.get("PWA_GPS_GOOD_METRES", 50)),
+        "max_photo_edge": max(0, int(config.get("PWA_MAX_PHOTO_EDGE") or 0)),
         "map": maps.client_config(config),  # the map's tiles (issue 12)
     }
 

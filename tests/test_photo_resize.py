@@ -310,15 +310,15 @@ def test_jpeg_info_and_with_exif(resizer):
 # -- the PWA keeps what the server asked for -------------------------------------------------
 
 
-def test_the_phone_stores_the_downsized_photo_and_the_edge_it_pulled(resizer):
+def test_the_phone_stores_the_downsized_photo_at_the_servers_edge(resizer):
     data = corpus("HMD_Nokia_8.3_5G.jpg")
     script = """async (data) => {
         const store = await import('/app/js/store.js');
         const bytes = [Uint8Array.from(atob(data), (c) => c.charCodeAt(0))];
         const out = {};
         for (const edge of [1024, 0, null]) {
-          if (edge === null) await store.delMeta('max_photo_edge');
-          else await store.setMeta('max_photo_edge', edge);
+          if (edge === null) await store.delMeta('pwa_config');
+          else await store.setMeta('pwa_config', { service_worker: true, max_photo_edge: edge });
           const file = new File([bytes[0]], 'p.jpg', { type: 'image/jpeg' });
           const answer = await store.addPhoto(file, { capturedAt: '2026-11-20T10:31:05+08:00' });
           const info = await store.photoInfo(answer.sha256);
@@ -326,11 +326,6 @@ def test_the_phone_stores_the_downsized_photo_and_the_edge_it_pulled(resizer):
           out[String(edge)] = { sha: answer.sha256, size: info.size, original: info.original_size,
                                 head: Array.from(kept.subarray(0, 2)) };
         }
-        const same = { applyReview: (e) => e };
-        await store.applyPullPage({ cursor: 'c1', max_photo_edge: 1600 }, same);
-        out.pulled = await store.getMeta('max_photo_edge');
-        await store.applyPullPage({ cursor: 'c2' }, same);
-        out.kept_without_field = await store.getMeta('max_photo_edge');
         return out;
     }"""
     out = resizer.page.evaluate(script, b64(data))
@@ -338,14 +333,13 @@ def test_the_phone_stores_the_downsized_photo_and_the_edge_it_pulled(resizer):
     assert out["1024"]["sha"] == sha(small) and out["1024"]["size"] == len(small) < len(data)
     assert out["1024"]["original"] == len(data)
     assert out["0"]["sha"] == sha(data) and out["0"]["size"] == len(data)
-    default, _ = resizer.shrink(data, 2560)  # before any pull: the default edge
+    default, _ = resizer.shrink(data, 2560)  # before the server's config is read: the default
     assert out["null"]["sha"] == sha(default)
-    assert out["pulled"] == 1600 and out["kept_without_field"] == 1600
 
 
-def test_pull_pages_carry_the_setting(app, phone):
-    assert phone.pull().json["max_photo_edge"] == 2560
+def test_the_app_config_carries_the_setting(app, client):
+    assert client.get("/app/config.json").json["max_photo_edge"] == 2560
     app.config["PWA_MAX_PHOTO_EDGE"] = 1600
-    assert phone.pull().json["max_photo_edge"] == 1600
+    assert client.get("/app/config.json").json["max_photo_edge"] == 1600
     app.config["PWA_MAX_PHOTO_EDGE"] = 0
-    assert phone.pull().json["max_photo_edge"] == 0
+    assert client.get("/app/config.json").json["max_photo_edge"] == 0

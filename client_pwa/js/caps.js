@@ -6,11 +6,12 @@
 // there, and what it lacks (a reliable service worker, persistent storage; "清理缓存" wipes web
 // data) cannot be probed before it bites.
 
+import { DEFAULT_MAX_EDGE } from './photo_resize.js';
 import * as store from './store.js';
 
 const SHELL_PREFIX = 'villagecheck-shell-';
 const CONFIG_TIMEOUT_MS = 5000;
-export const DEFAULT_CONFIG = Object.freeze({ service_worker: true, gps_good_metres: 50 });
+export const DEFAULT_CONFIG = Object.freeze({ service_worker: true, gps_good_metres: 50, max_photo_edge: DEFAULT_MAX_EDGE });
 
 // ---- in-app web views --------------------------------------------------------------------------
 

@@ -125,7 +125,9 @@ export async function makeThumbnail(blob) {
  * answer for the form ({sha256, captured_at, position}). The kept bytes are what the server hashes.
  */
 export async function addPhoto(file, { position = null, capturedAt = isoWithOffset() } = {}) {
-  const kept = (await shrinkPhoto(file, await getMeta('max_photo_edge', DEFAULT_MAX_EDGE))).blob;
+  const config = (await getMeta('pwa_config')) || {}; // the server's /app/config.json, kept by caps.js
+  const edge = Number.isInteger(config.max_photo_edge) ? config.max_photo_edge : DEFAULT_MAX_EDGE;
+  const kept = (await shrinkPhoto(file, edge)).blob;
   const bytes = await kept.arrayBuffer();
   const sha256 = await sha256Hex(bytes);
   const type = kept.type || file.type || 'image/jpeg';
@@ -288,7 +290,6 @@ export async function applyPullPage(page, { applyReview, applyOutcome }) {
     if (entry) await outbox.put(applyOutcome(entry, outcome));
   }
   await tx.objectStore('meta').put(page.cursor, 'cursor');
-  if (Number.isInteger(page.max_photo_edge)) await tx.objectStore('meta').put(page.max_photo_edge, 'max_photo_edge');
   await tx.done;
 }
 
