@@ -61,6 +61,7 @@ export async function loadConfig() {
       const fresh = {
         service_worker: body.service_worker !== false,
         gps_good_metres: Number(body.gps_good_metres) > 0 ? Number(body.gps_good_metres) : DEFAULT_CONFIG.gps_good_metres,
+        max_photo_edge: Number.isInteger(body.max_photo_edge) && body.max_photo_edge >= 0 ? body.max_photo_edge : DEFAULT_CONFIG.max_photo_edge,
       };
       await store.setMeta('pwa_config', fresh);
       config = { ...fresh, fresh: true };
