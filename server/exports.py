@@ -641,3 +641,7 @@ def export_village_photos(code):
         mimetype="application/zip",
         headers=_attachment(_file_name(f"photos-{code}", None, month, "zip")),
     )
+
+
+# The monthly township report lives in its own module, on this blueprint.
+from . import reports  # noqa: E402,F401

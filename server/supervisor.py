@@ -83,6 +83,7 @@ FIGURE_LABELS = {
     "count": "其他使用次数",
     "other_uses": "其他使用",
     "facility_ids": "涉及设施",
+    "record_names": "涉及记录",
     "min_distance": "最小差异",
     "threshold": "阈值",
     "matches": "相似照片",
@@ -435,7 +436,7 @@ def review_submission(submission_id: str):
         author_id=row["author_id"],
         at=now_iso(),
     )
-    flash(f"已{DECISION_LABELS[decision]}：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
+    flash(f"审核完成，状态为“{review.STATE_NAMES[state]}”。作者手机下次同步时会收到。")
     return redirect(
         _safe_next(request.form.get("next"))
         or url_for("supervisor.submission", submission_id=submission_id)
