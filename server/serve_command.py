@@ -69,8 +69,10 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
     )
     scheme = "https" if certfile else "http"
     root = f"{scheme}://{host}:{port}"
-    click.echo(f"乡村巡检 服务已启动: {root}/ ({options['workers']} 个工作进程)")
-    click.echo(f"  手机端: {root}/    督查工作台: {root}/desk")
+    click.echo(
+        f"乡村巡检 服务已启动: {root}/ (手机端)  {root}/desk (督查工作台)"
+        f"  ({options['workers']} 个工作进程)"
+    )
     sys.stdout.flush()
     serving.Server(
         _create_app_in_worker,
