@@ -121,3 +121,9 @@ def test_favicon_is_the_app_icon(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response.mimetype == "image/png"
     assert response.get_data()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_start_banner_names_the_desk(tmp_path, demo_db):
+    from test_no_password_output import serve_banner
+
+    assert "/desk (督查工作台)" in serve_banner(tmp_path, demo_db)
