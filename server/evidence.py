@@ -435,7 +435,9 @@ def record_names(store: Storage, ids) -> dict[str, str]:
                         title = {"zh": title}
                 village = store.village(task["village_code"]) or {}
                 label = (title or {}).get("zh") or task.get("template") or "月度工作"
-                names[record_id] = f"{village.get('name', '')}{task.get('month', '')} {label}".strip()
+                names[record_id] = (
+                    f"{village.get('name', '')}{task.get('month', '')} {label}".strip()
+                )
             continue
         facility = store.facility(record_id)
         if facility and facility.get("name"):
@@ -444,16 +446,21 @@ def record_names(store: Storage, ids) -> dict[str, str]:
 
 
 def flags_for_viewer(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
-    """A submission's flags with current figures, redacted for this viewer, naming the other
-    records they cite (only ones the viewer may see are cited at all)."""
+    """A submission's flags with current figures, redacted for this viewer."""
     flags = relation_flags(store, submission_id)
     photos = {f["photo"] for f in flags if f["photo"]}
-    shown = visible_flags(
+    return visible_flags(
         flags,
         villages=villages,
         readable=store.readable_photos(photos, villages),
         admin=user["role"] == "admin",
     )
+
+
+def flags_for_desk(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
+    """flags_for_viewer for a person reading the desk: the other records a flag cites (only
+    ones the viewer may see are cited at all) by name, not id. The API keeps the ids."""
+    shown = flags_for_viewer(store, submission_id, user, villages)
     ids = [i for f in shown if isinstance(f["figures"], dict)
            for i in f["figures"].get("facility_ids") or ()]  # fmt: skip
     return named_flags(shown, record_names(store, ids)) if ids else shown

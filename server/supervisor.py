@@ -29,7 +29,7 @@ from sync import review
 from . import resolve as resolving
 from . import stamp as stamps
 from .context import media_store, now, now_iso, now_ms, storage
-from .evidence import flags_for_viewer
+from .evidence import flags_for_desk
 from .media_api import stream_file
 from .plot import Point, distance_m, position_plot, valid
 from .push import clock_ahead_ms
@@ -370,7 +370,7 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
         p["ingest"] = ingesting.get(p["sha256"])
         code = codes.get(p["sha256"]) if p["held"] and not p.get("withheld") else None
         p["code"] = code_display(code["code"]) if code else None
-    flags = flags_for_viewer(store, submission_id, g.user, g.villages)
+    flags = flags_for_desk(store, submission_id, g.user, g.villages)
     for flag in flags:
         flag["rows"] = _figures(flag["figures"])
         flag["number"] = next((p["number"] for p in photos if p["sha256"] == flag["photo"]), None)

@@ -199,7 +199,6 @@ def home():
     return render_template("home.html", login_alerts=alerts)
 
 
-
 FAVICON = Path(__file__).resolve().parent.parent / "client_pwa" / "icons" / "icon-192.png"
 
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the OOXML part names and content types are long, and clearer whole)
 """A streamed .xlsx: the sheet's XML is written row by row into a ZIP whose bytes are yielded as
 they are made, so the first bytes leave before the last row is read and nothing grows with the
 row count but the hyperlink list, which spills to a temporary file past 1 MB.
@@ -120,7 +121,7 @@ def _sheet_head(widths: list[float]) -> str:
     )
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        f"<worksheet {NS}><sheetViews><sheetView workbookViewId=\"0\">"
+        f'<worksheet {NS}><sheetViews><sheetView workbookViewId="0">'
         '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
         '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
         '<sheetFormatPr defaultRowHeight="15"/>'
@@ -170,9 +171,12 @@ def xlsx_stream(
     """
     sink = _Sink()
     links = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+", encoding="utf-8")
-    with links, zipfile.ZipFile(
-        sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
-    ) as archive:
+    with (
+        links,
+        zipfile.ZipFile(
+            sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+        ) as archive,
+    ):
         for name, body in (
             ("[Content_Types].xml", CONTENT_TYPES),
             ("_rels/.rels", ROOT_RELS),

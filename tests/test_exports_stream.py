@@ -6,7 +6,7 @@ import io
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
-from conftest import START, YUNYU, photo, photo_exif, sha, submission, toilet_answers, upload_photo
+from conftest import YUNYU, photo, photo_exif, sha, submission, toilet_answers, upload_photo
 from desk_helpers import desk_session
 from openpyxl import load_workbook
 from PIL import Image
@@ -62,7 +62,9 @@ def test_photo_links_in_csv_and_xlsx_open_with_the_desk_session_only(client, app
     assert stranger.get(path).status_code == 403  # a phone user is not a desk viewer
 
 
-def test_xlsx_has_date_times_widths_a_frozen_header_and_hyperlinks(client, store, phone, facilities):
+def test_xlsx_has_date_times_widths_a_frozen_header_and_hyperlinks(
+    client, store, phone, facilities
+):
     item = submission(
         facilities[(YUNYU, "toilet")]["id"],
         phone.clock(),

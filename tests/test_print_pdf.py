@@ -74,6 +74,9 @@ def pdf_of(page, url: str, name: str) -> "pypdf.PdfReader":
     page.wait_for_function("() => [...document.images].every((i) => i.complete)")
     data = page.pdf(format="A4", print_background=True)
     (ARTIFACTS / f"{name}.pdf").write_bytes(data)
+    page.emulate_media(media="print")  # what the PDF shows, as a picture to look at
+    page.screenshot(path=str(ARTIFACTS / f"{name}-print.png"), full_page=True)
+    page.emulate_media(media="screen")
     return pypdf.PdfReader(io.BytesIO(data))
 
 

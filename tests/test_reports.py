@@ -127,3 +127,20 @@ def test_the_start_banner_names_the_desk(tmp_path, demo_db):
     from test_no_password_output import serve_banner
 
     assert "/desk (督查工作台)" in serve_banner(tmp_path, demo_db)
+
+
+def test_the_desk_names_the_records_a_reused_photo_flag_cites(client, store, phone, toilets):
+    data = jpeg()
+    first, second = (store.facility(i) for i in toilets[:2])
+    items = [
+        submission(t["id"], phone.clock(), answers=toilet_answers(photo_outside=[photo(sha(data))],
+                                                                  photo_inside=[photo(sha(data))]))
+        for t in (first, second)
+    ]  # fmt: skip
+    assert all(r["status"] != "invalid" for r in phone.push(items).json["results"])
+    assert upload_photo(client, phone.headers, data).status_code == 200
+    desk_session(client, store, "supervisor")
+    html = client.get(f"/desk/submissions/{items[0]['id']}").get_data(as_text=True)
+    assert "照片重复使用" in html
+    flags = html[html.index("证据问题") : html.index("</section>", html.index("证据问题"))]
+    assert second["name"] in flags and second["id"] not in flags

@@ -25,12 +25,12 @@ sys.path.insert(0, str(HERE))
 
 def measure(db: str, fmt: str) -> dict:
     """Run in a child process: one export, streamed to nowhere."""
-    from bench_dashboard import NOW
-
     import uuid
 
-    from server.auth import hash_token
+    from bench_dashboard import NOW
+
     from server import create_app
+    from server.auth import hash_token
     from server.storage import connect
 
     folder = tempfile.mkdtemp(prefix="vc-bench-export-")
@@ -64,8 +64,9 @@ def measure(db: str, fmt: str) -> dict:
     response.close()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"format": fmt, "seconds": seconds, "first_byte": first, "bytes": size, "rss_before_kb": before,
-            "peak_rss_kb": peak, "final_rss_kb": _status_kb("VmRSS")}  # fmt: skip
+    return {"format": fmt, "seconds": seconds, "first_byte": first, "bytes": size,
+            "rss_before_kb": before, "peak_rss_kb": peak,
+            "final_rss_kb": _status_kb("VmRSS")}  # fmt: skip
 
 
 def _status_kb(key: str) -> int:
