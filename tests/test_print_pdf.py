@@ -76,7 +76,7 @@ def pdf_of(page, url: str, name: str) -> "pypdf.PdfReader":
     (ARTIFACTS / f"{name}.pdf").write_bytes(data)
     page.emulate_media(media="print")  # what the PDF shows, as a picture to look at
     page.screenshot(path=str(ARTIFACTS / f"{name}-print.png"), full_page=True)
-    page.emulate_media(media="screen")
+    page.emulate_media(media="null")  # back to no emulation: page.pdf prints as print
     return pypdf.PdfReader(io.BytesIO(data))
 
 
