@@ -402,6 +402,54 @@ def visible_flags(
     return out
 
 
+def named_flags(flags: list[dict], names: Mapping[str, str]) -> list[dict]:
+    """Flags whose messages and figures name records by `names` (id → name) rather than by
+    their ids (a facility UUID, `task-450222101001-2026-11-…`) (pure). Figures that list
+    record ids become `record_names`; messages have each known id replaced."""
+    out = []
+    for flag in flags:
+        ids = flag["figures"].get("facility_ids") if isinstance(flag["figures"], dict) else None
+        if not ids:
+            out.append(flag)
+            continue
+        message = {}
+        for lang, text in (flag.get("message") or {}).items():
+            for record_id in sorted(ids, key=len, reverse=True):
+                name = names.get(record_id)
+                if name:
+                    text = text.replace(record_id, f"“{name}”" if lang == "zh" else f'"{name}"')
+            message[lang] = text
+        figures = {k: v for k, v in flag["figures"].items() if k != "facility_ids"}
+        figures["record_names"] = [names.get(i) or "（未命名记录）" for i in ids]
+        out.append({**flag, "figures": figures, "message": message})
+    return out
+
+
+def record_names(store: Storage, ids) -> dict[str, str]:
+    """Display names of facilities and monthly tasks by id (a task: its village and title)."""
+    names = {}
+    for record_id in set(ids):
+        if record_id.startswith("task-"):
+            task = store.task(record_id)
+            if task:
+                title = task.get("title")
+                if isinstance(title, str):
+                    try:
+                        title = json.loads(title)
+                    except ValueError:
+                        title = {"zh": title}
+                village = store.village(task["village_code"]) or {}
+                label = (title or {}).get("zh") or task.get("template") or "月度工作"
+                names[record_id] = (
+                    f"{village.get('name', '')}{task.get('month', '')} {label}".strip()
+                )
+            continue
+        facility = store.facility(record_id)
+        if facility and facility.get("name"):
+            names[record_id] = facility["name"]
+    return names
+
+
 def flags_for_viewer(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
     """A submission's flags with current figures, redacted for this viewer."""
     flags = relation_flags(store, submission_id)
@@ -412,3 +460,12 @@ def flags_for_viewer(store: Storage, submission_id: str, user: dict, villages) -
         readable=store.readable_photos(photos, villages),
         admin=user["role"] == "admin",
     )
+
+
+def flags_for_desk(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
+    """flags_for_viewer for a person reading the desk: the other records a flag cites (only
+    ones the viewer may see are cited at all) by name, not id. The API keeps the ids."""
+    shown = flags_for_viewer(store, submission_id, user, villages)
+    ids = [i for f in shown if isinstance(f["figures"], dict)
+           for i in f["figures"].get("facility_ids") or ()]  # fmt: skip
+    return named_flags(shown, record_names(store, ids)) if ids else shown

@@ -8,15 +8,20 @@ Pages (session login, scoped to the viewer's villages `g.villages`):
   recomputes the snapshot now.
 - `GET /desk/exports` — links to:
   - `/desk/exports/forms/<form>.csv` and `.xlsx` — one row per submission, Chinese headers from
-    the form's labels, photo links to `/api/v1/media/<sha>/display/1280`;
+    the form's labels, photo links to the desk's own photo route `/desk/media/<sha>/1280`, which
+    the viewer's desk session opens (scoped like every desk page; a stranger gets the login
+    page). Times are in the server's time zone (Asia/Shanghai, +08:00), with the offset in CSV
+    and as real date-times in XLSX;
   - `/desk/exports/facilities.geojson` — facilities with their current fields;
   - `/desk/exports/villages/<code>/photos.zip` — a village's evidence photos (originals) with a
     manifest CSV.
   Each takes `?month=YYYY-MM` (by the inspection's local date) and the form exports `?village=`.
 
 Everything is streamed: rows come from a database cursor a batch at a time (own connection, one
-read transaction), CSV/GeoJSON/ZIP bytes are yielded as they are made, and the XLSX is written by
-openpyxl's write-only workbook to a temp file that is then streamed and deleted. CSV files start
+read transaction), and CSV/GeoJSON/ZIP/XLSX bytes are yielded as they are made (the XLSX by
+server/xlsx_stream.py: its sheet XML goes row by row into a ZIP stream, so the first byte of a
+100,000-row workbook leaves at once; tests/bench/bench_export.py). File names carry the China
+date. CSV files start
 with a UTF-8 BOM so Excel opens the Chinese correctly. Text cells starting with = + - @ are
 prefixed with ' so a spreadsheet never runs them as formulas.
 """
@@ -24,11 +29,9 @@ prefixed with ' so a spreadsheet never runs them as formulas.
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 import zipfile
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -50,6 +53,7 @@ from . import indicators, jobs, scheduler
 from .context import media_store, now, now_iso, storage
 from .storage import connect
 from .web import login_required
+from .xlsx_stream import Link, text_width, xlsx_stream
 
 bp = Blueprint("reports", __name__)
 
@@ -69,13 +73,33 @@ BASE_COLUMNS = (
     "表单版本",
 )
 KIND_NAMES = {"toilet": "厕所", "rubbish": "垃圾收运点", "fire": "消防点", "zone": "村庄清洁区域"}
+# Column widths (Excel character units) by what a column holds; at least the header's width.
+BASE_WIDTHS = (38, 10, 10, 14, 24, 20, 20, 10, 22, 10, 8, 10)
+TYPE_WIDTHS = {"photo": 60, "date": 12, "text": 24, "select_many": 24, "calculate": 16}
 CHUNK = 256 * 1024
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+def _zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["TIMEZONE"])
+
+
 def _local_month() -> str:
-    return now().astimezone(ZoneInfo(current_app.config["TIMEZONE"])).strftime("%Y-%m")
+    return now().astimezone(_zone()).strftime("%Y-%m")
+
+
+def local_time(value, zone):
+    """An ISO time as an aware datetime in `zone` (naive ones are taken as UTC); text if not one."""
+    if not isinstance(value, str) or not value:
+        return value
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+    return moment.astimezone(zone)
 
 
 def _month_arg() -> str | None:
@@ -229,7 +253,12 @@ def cell_value(field: dict, value, photo_url, field_labels: dict):
     if kind == "photo":
         photos = value if isinstance(value, list) else []
         shas = [p.get("sha256") for p in photos if isinstance(p, dict)]
-        return "\n".join(photo_url(s) for s in shas if isinstance(s, str))
+        return Link(photo_url(s) for s in shas if isinstance(s, str))
+    if kind == "date" and isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, bool):
         return "是" if value else "否"
     if kind == "select_one":
@@ -251,12 +280,24 @@ def _safe_text(value):
     return value
 
 
-def _submission_rows(store, form_id, villages, month, photo_url, batch):
-    """Header, then one list of cell values per submission (a generator)."""
+def column_widths(header: list[str], columns: list[dict]) -> list[int]:
+    kinds = [*BASE_WIDTHS, *(TYPE_WIDTHS.get(f["type"], 10) for f in columns)]
+    return [max(min(60, text_width(h) + 4), w) for h, w in zip(header, kinds, strict=True)]
+
+
+def _submission_rows(store, form_id, villages, month, photo_url, batch, zone, widths=None):
+    """Header, then one list of cell values per submission (a generator).
+
+    Times are aware datetimes in `zone`, date answers `date`s, photos `Link`s. `widths`, a list,
+    is filled with the columns' widths when the header is made.
+    """
     versions = store.form_versions(form_id)
     columns = form_columns(versions)
     field_labels = {f["name"]: f["label"]["zh"] for f in columns}
-    yield [*BASE_COLUMNS, *(f["label"]["zh"] for f in columns)]
+    header = [*BASE_COLUMNS, *(f["label"]["zh"] for f in columns)]
+    if widths is not None:
+        widths[:] = column_widths(header, columns)
+    yield header
     for row in store.iter_export_submissions(form_id, villages, month=month, batch=batch):
         answers = json.loads(row["answers"])
         base = [
@@ -265,8 +306,8 @@ def _submission_rows(store, form_id, villages, month, photo_url, batch):
             row["village_name"],
             row["village_code"],
             row["record_name"],
-            row["observed_at"],
-            row["received_at"],
+            local_time(row["observed_at"], zone),
+            local_time(row["received_at"], zone),
             row["author"],
             row["device_id"],
             STATE_NAMES.get(row["state"], row["state"]),
@@ -298,8 +339,9 @@ def _open_reader():
 
 
 def _photo_url_maker():
+    """Links to the desk's photo route: the viewer's session opens them, within its scope."""
     root = request.host_url.rstrip("/")
-    return lambda sha: f"{root}/api/v1/media/{sha}/display/1280"
+    return lambda sha: f"{root}/desk/media/{sha}/1280"
 
 
 def _audit_export(export: str, entity_id: str, **detail) -> None:
@@ -313,6 +355,17 @@ def _audit_export(export: str, entity_id: str, **detail) -> None:
     )
 
 
+def csv_text(value):
+    """A cell as CSV text: times with their offset (2026-11-20 10:00:00+08:00), links one a line."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, (date, Link)):
+        return str(value)
+    return value
+
+
 def csv_stream(rows, *, bom: bool = True):
     """CSV bytes (UTF-8, BOM first, CRLF rows) in chunks of about 64 KB."""
     buffer = io.StringIO()
@@ -320,7 +373,7 @@ def csv_stream(rows, *, bom: bool = True):
     if bom:
         buffer.write("\ufeff")
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([csv_text(v) for v in row])
         if buffer.tell() > 65536:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -337,7 +390,7 @@ def _form_export(export: str, form_id: str) -> tuple[list[str], str | None, str 
     return villages, village, month
 
 
-def _form_rows(reader, form_id: str, villages: list[str], month: str | None):
+def _form_rows(reader, form_id: str, villages: list[str], month: str | None, widths=None):
     """The form's export rows read through `reader`, photo links and batch size fixed now."""
     return _submission_rows(
         reader,
@@ -346,6 +399,8 @@ def _form_rows(reader, form_id: str, villages: list[str], month: str | None):
         month,
         _photo_url_maker(),
         current_app.config["EXPORT_BATCH_ROWS"],
+        _zone(),
+        widths,
     )
 
 
@@ -372,70 +427,36 @@ def export_form_csv(form_id):
 
 
 def _file_name(stem, village, month, ext) -> str:
-    parts = [stem, village, month or now().strftime("%Y%m%d")]
+    """stem-village-month.ext, or the China date (YYYYMMDD) when there is no month."""
+    parts = [stem, village, month or now().astimezone(_zone()).strftime("%Y%m%d")]
     return "-".join(p for p in parts if p) + f".{ext}"
-
-
-def write_xlsx(rows, path: str, *, title: str) -> int:
-    """Write rows to an .xlsx file with a write-only workbook (rows never held in memory)."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title=title[:31])
-    sheet.freeze_panes = "A2"
-    count = 0
-    rows = iter(rows)
-    header = next(rows, [])
-    bold = Font(bold=True)
-    cells = []
-    for name in header:
-        cell = WriteOnlyCell(sheet, value=name)
-        cell.font = bold
-        cells.append(cell)
-    sheet.append(cells)
-    for row in rows:
-        sheet.append(row)
-        count += 1
-    workbook.save(path)
-    return count
-
-
-def file_stream(path: str, *, remove: bool = True):
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
-    finally:
-        if remove:
-            os.unlink(path)
 
 
 @bp.get("/desk/exports/forms/<form_id>.xlsx")
 @login_required
 def export_form_xlsx(form_id):
     villages, village, month = _form_export("xlsx", form_id)
-    fd, path = tempfile.mkstemp(suffix=".xlsx", prefix="villagecheck-export-")
-    os.close(fd)
+    title = _sheet_title(form_id)
     reader = _open_reader()
-    try:
-        with reader.reading():
-            rows = _form_rows(reader, form_id, villages, month)
-            write_xlsx(rows, path, title=_sheet_title(form_id))
-    except BaseException:
-        os.unlink(path)
-        raise
-    finally:
-        reader.close()
+    widths: list[int] = []
+    rows = _form_rows(reader, form_id, villages, month, widths)
     return Response(
-        file_stream(path),
+        _closing(reader, _xlsx_chunks(rows, title, widths)),
         mimetype=XLSX_MIME,
-        headers={
-            **_attachment(_file_name(form_id, village, month, "xlsx")),
-            "Content-Length": str(os.path.getsize(path)),
-        },
+        headers=_attachment(_file_name(form_id, village, month, "xlsx")),
     )
+
+
+def _xlsx_chunks(rows, title: str, widths: list[int]):
+    """The workbook's bytes; the header row (made first) fills in `widths` before the sheet."""
+    rows = iter(rows)
+    header = next(rows, [])
+    yield from xlsx_stream(_prepend(header, rows), title=title, widths=widths or None)
+
+
+def _prepend(first, rest):
+    yield first
+    yield from rest
 
 
 def _sheet_title(form_id: str) -> str:
@@ -620,3 +641,7 @@ def export_village_photos(code):
         mimetype="application/zip",
         headers=_attachment(_file_name(f"photos-{code}", None, month, "zip")),
     )
+
+
+# The monthly township report lives in its own module, on this blueprint.
+from . import reports  # noqa: E402,F401

@@ -68,7 +68,11 @@ def serve(host, port, workers, threads, certfile, keyfile, demo, scheduler):
         json_logs=log_format(current_app) == "json",
     )
     scheme = "https" if certfile else "http"
-    click.echo(f"乡村巡检 服务已启动: {scheme}://{host}:{port}/ ({options['workers']} 个工作进程)")
+    root = f"{scheme}://{host}:{port}"
+    click.echo(
+        f"乡村巡检 服务已启动: {root}/ (手机端)  {root}/desk (督查工作台)"
+        f"  ({options['workers']} 个工作进程)"
+    )
     sys.stdout.flush()
     serving.Server(
         _create_app_in_worker,

@@ -30,7 +30,7 @@ from . import maps, recount
 from . import resolve as resolving
 from . import stamp as stamps
 from .context import media_store, now, now_iso, now_ms, storage
-from .evidence import flags_for_viewer
+from .evidence import flags_for_desk
 from .media_api import stream_file
 from .plot import Point, distance_m, position_plot, valid
 from .push import clock_ahead_ms
@@ -85,6 +85,7 @@ FIGURE_LABELS = {
     "count": "其他使用次数",
     "other_uses": "其他使用",
     "facility_ids": "涉及设施",
+    "record_names": "涉及记录",
     "min_distance": "最小差异",
     "threshold": "阈值",
     "matches": "相似照片",
@@ -376,7 +377,7 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
         p["ingest"] = ingesting.get(p["sha256"])
         code = codes.get(p["sha256"]) if p["held"] and not p.get("withheld") else None
         p["code"] = code_display(code["code"]) if code else None
-    flags = flags_for_viewer(store, submission_id, g.user, g.villages)
+    flags = flags_for_desk(store, submission_id, g.user, g.villages)
     for flag in flags:
         flag["rows"] = _figures(flag["figures"])
         flag["number"] = next((p["number"] for p in photos if p["sha256"] == flag["photo"]), None)
@@ -448,7 +449,7 @@ def review_submission(submission_id: str):
         window_ms=recount.window_ms_of(current_app.config),
         at=now_iso(),
     )
-    flash(f"审核结果：{review.STATE_NAMES[state]}。作者手机下次同步时会收到。")
+    flash(f"审核完成，状态为“{review.STATE_NAMES[state]}”。作者手机下次同步时会收到。")
     return redirect(
         _safe_next(request.form.get("next"))
         or url_for("supervisor.submission", submission_id=submission_id)

@@ -19,9 +19,11 @@ import hmac
 import json
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -195,3 +197,14 @@ def home():
             {**a, "detail": json.loads(a["detail"] or "{}")} for a in storage().login_alerts(since)
         ]
     return render_template("home.html", login_alerts=alerts)
+
+
+FAVICON = Path(__file__).resolve().parent.parent / "client_pwa" / "icons" / "icon-192.png"
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask every site for /favicon.ico: the app's icon (a PNG, which they all accept)."""
+    response = Response(FAVICON.read_bytes(), mimetype="image/png")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response

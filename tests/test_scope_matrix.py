@@ -566,7 +566,13 @@ MATRIX = {
         desk_get(lambda w, v: f"/desk/exports/villages/{v}/photos.zip"),
         per_village=True,
     ),
+    ("GET", "/desk/reports/monthly"): Entry(
+        REVIEWERS, desk_get(lambda w, v: "/desk/reports/monthly?month=2026-11")
+    ),
     # -- the PWA shell and static files: public, and never about a village --
+    ("GET", "/favicon.ico"): Entry(
+        None, lambda ctx, role, v: _text(ctx.app.test_client().get("/favicon.ico"))
+    ),
     ("GET", "/"): Entry(None, lambda ctx, role, v: _text(ctx.app.test_client().get("/"))),
     ("GET", "/app/"): Entry(None, lambda ctx, role, v: _text(ctx.app.test_client().get("/app/"))),
     ("GET", "/app/sw.js"): Entry(
