@@ -57,7 +57,7 @@ def make_photos(count: int, rng: random.Random) -> list[bytes]:
         img, exif = bases[n % len(bases)]
         tint = Image.new("RGB", img.size, tuple(rng.randrange(256) for _ in range(3)))
         out = io.BytesIO()
-        Image.blend(img, tint, 0.04).save(out, "JPEG", quality=95, exif=exif)
+        Image.blend(img, tint, 0.04).save(out, "JPEG", quality=97, exif=exif)
         photos.append(out.getvalue())
     return photos
 
