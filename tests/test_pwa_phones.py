@@ -604,6 +604,7 @@ def test_the_server_switches_the_service_worker_off(phone, live):
         assert page.evaluate("() => window.villagecheck.store.getMeta('pwa_config')") == {
             "service_worker": False,
             "gps_good_metres": 50,
+            "max_photo_edge": 0,  # tests/pwa_helpers.py keeps photos as taken
         }
         # Switched on again: the next load registers it again.
         live.app.config["PWA_SERVICE_WORKER"] = True
