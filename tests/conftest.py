@@ -364,3 +364,18 @@ def submission(
         "answers": toilet_answers() if answers is None else answers,
         "base": base or {},
     }
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (skipped where it is absent)."""
+    from pwa_helpers import CHROMIUM, launch_chromium
+
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()

@@ -12,10 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import Phone
 from pwa_helpers import (
-    CHROMIUM,
     VIEWPORT,
     LiveServer,
-    launch_chromium,
     log_in,
     make_app,
     new_phone,
@@ -138,18 +136,6 @@ def live(tmp_path_factory, demo_db, tiles):
     app.toilet_id = toilet["id"]
     with LiveServer(app) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def facilities(live, village):

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 from pwa_helpers import (
-    CHROMIUM,
     LiveServer,
     choose,
-    launch_chromium,
     logged_in_phone,
     make_app,
     needs_chromium,
@@ -123,18 +121,6 @@ def live(tmp_path_factory, demo_db):
     app = make_app(tmp_path_factory.mktemp("live"), demo_db)
     with LiveServer(app) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 @contextmanager

@@ -16,10 +16,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from PIL import Image
 from pwa_helpers import (
-    CHROMIUM,
     LiveServer,
     choose,
-    launch_chromium,
     logged_in_phone,
     make_app,
     shot,
@@ -49,18 +47,6 @@ def live(tmp_path_factory, demo_db):
     app = make_app(tmp_path_factory.mktemp("loop"), demo_db)
     with LiveServer(app) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def jpeg(tmp_path, name, colour) -> str:

@@ -17,7 +17,6 @@ from pwa_helpers import (
     YUNYU_POSITION,
     LiveServer,
     choose,
-    launch_chromium,
     log_in,
     make_app,
     new_phone,
@@ -129,18 +128,6 @@ def live(tmp_path_factory, demo_db):
     app = make_app(tmp_path_factory.mktemp("phones"), demo_db)
     with LiveServer(app) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def db(live):
