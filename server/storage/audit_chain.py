@@ -174,6 +174,11 @@ def verify(store, archive_dir=None) -> Verdict:
                     )
                 prev, seq = cut["head"], first
             count, last, _ = _walk(table_entries(store), prev, seq, "")
+            if archived and not count:
+                return Verdict(
+                    False, archived=archived, seq=seq,
+                    problem="归档之后的记录全部被删除（归档总会在日志中留下一条归档记录）",
+                )
     except _Broken as broken:
         e = broken.entry
         return Verdict(
@@ -226,6 +231,7 @@ def archive_older_than(store, cutoff: str, folder, *, at: str) -> dict:
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, path)
+        top = head(store)  # before deleting: the whole table may be archived
         store.q("DELETE FROM audit WHERE seq <= :last", last=last)
         detail = json.dumps(
             {"first_seq": first, "last_seq": last, "head": old[-1]["hash"], "file": path.name,
@@ -233,7 +239,6 @@ def archive_older_than(store, cutoff: str, folder, *, at: str) -> dict:
             separators=(",", ":"),
             ensure_ascii=False,
         )
-        top = head(store)
         _insert(
             store,
             {"at": at, "action": ARCHIVE, "entity": "audit", "entity_id": path.name,
