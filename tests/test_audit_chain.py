@@ -20,7 +20,11 @@ def _fill(store, n, *, start=NOW, step=timedelta(minutes=1)):
     for i in range(n):
         at = (start + i * step).isoformat(timespec="milliseconds")
         store.audit(
-            "user.create", at=at, user_id=i + 1, entity="user", entity_id=f"u{i}",
+            "user.create",
+            at=at,
+            user_id=i + 1,
+            entity="user",
+            entity_id=f"u{i}",
             detail={"n": i, "名字": "张三"} if i % 2 else None,
         )
 
@@ -159,3 +163,73 @@ def test_retention_off_keeps_everything(any_store, tmp_path):
     _fill(any_store, 3, start=NOW - timedelta(days=900))
     summary = run_retention(any_store, NOW, {"AUDIT_RETENTION_DAYS": 0}, folder=tmp_path)
     assert "archived" not in summary and any_store.scalar("SELECT count(*) FROM audit") == 4
+
+
+def test_the_upgrade_chains_existing_entries_in_id_order(tmp_path):
+    from alembic import command
+
+    from server.storage.schema import _alembic
+
+    store = connect(tmp_path / "old.db")
+    store.migrate()
+    with store.write():
+        command.downgrade(_alembic(store.conn), "v9")
+        for i in (1, 2, 3):
+            store.q(
+                "INSERT INTO audit (at, action, entity_id) VALUES (:at, 'old', :e)",
+                at=f"2026-01-0{4 - i}T00:00:00",
+                e=f"e{i}",
+            )
+        store.q("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
+    store.migrate()
+    rows = store.rows("SELECT id, seq, entity_id FROM audit ORDER BY seq")
+    assert [(r["seq"], r["entity_id"]) for r in rows] == [(1, "e1"), (2, "e2"), (3, "e3")]
+    store.audit("new", at="2026-01-05T00:00:00")
+    verdict = verify(store)
+    assert verdict.ok and verdict.count == 4
+    store.close()
+
+
+def test_the_cli_says_ok_then_names_the_edited_entry(app, store, tmp_path):
+    def run(*args):
+        return app.test_cli_runner().invoke(args=["audit", "verify", *args])
+
+    store.audit("user.create", at=NOW.isoformat(), entity="user", entity_id="x")
+    count = store.scalar("SELECT count(*) FROM audit")
+    ok = run()
+    assert ok.exit_code == 0 and f"审计日志完整：{count} 条" in ok.output
+    entry = store.row("SELECT id, seq FROM audit ORDER BY seq DESC LIMIT 1")
+    store.q("UPDATE audit SET detail = '{}' WHERE id = :id", id=entry["id"])
+    broken = run()
+    assert broken.exit_code == 1
+    assert f"id {entry['id']} seq {entry['seq']}" in broken.output
+    assert "内容与哈希不符" in broken.output
+    missing = run("--archive", str(tmp_path / "nowhere"))
+    assert missing.exit_code != 0 and "归档目录不存在" in missing.output
+
+
+def test_concurrent_appends_from_processes_keep_one_chain(engine_url):
+    import os
+    import subprocess
+    import sys
+
+    if not str(engine_url).startswith("postgresql"):
+        pytest.skip("SQLite: its one write lock serialises processes (see the threads test)")
+    store = connect(engine_url)
+    store.migrate()
+    code = (
+        "import sys\nfrom server.storage import connect\n"
+        "s = connect(sys.argv[1])\n"
+        "for i in range(15):\n"
+        "    s.audit('p', at='2026-11-20T02:00:00', entity_id=sys.argv[2] + str(i))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(engine_url), f"p{n}-"], env=env)
+        for n in range(2)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    verdict = verify(store)
+    assert verdict.ok and verdict.count == 30
+    store.close()

@@ -80,8 +80,14 @@ def anchor(store, at: str) -> dict | None:
 
 def _anchor_entry(top: dict, at: str) -> dict:
     detail = json.dumps({"count": top["seq"], "head": top["hash"]}, separators=(",", ":"))
-    return {"at": at, "user_id": None, "action": ANCHOR, "entity": "audit", "entity_id": None,
-            "detail": detail}
+    return {
+        "at": at,
+        "user_id": None,
+        "action": ANCHOR,
+        "entity": "audit",
+        "entity_id": None,
+        "detail": detail,
+    }
 
 
 def _insert(store, entry: dict, top: dict | None) -> dict:
@@ -118,7 +124,7 @@ def _walk(entries: Iterable[dict], prev: str, expected_seq: int, where: str):
     for e in entries:
         if e.get("seq") != expected_seq:
             raise _Broken(
-                e, f"{where}序号不连续：应为 {expected_seq}，实为 {e.get('seq')}（记录被删除或调换）"
+                e, f"{where}序号不连续：应为 {expected_seq}，实为 {e.get('seq')}（删除或调换）"
             )
         if e.get("prev_hash") != prev:
             raise _Broken(e, f"{where}前一哈希不符（前一条记录被删除、修改或调换）")
@@ -176,13 +182,18 @@ def verify(store, archive_dir=None) -> Verdict:
             count, last, _ = _walk(table_entries(store), prev, seq, "")
             if archived and not count:
                 return Verdict(
-                    False, archived=archived, seq=seq,
+                    False,
+                    archived=archived,
+                    seq=seq,
                     problem="归档之后的记录全部被删除（归档总会在日志中留下一条归档记录）",
                 )
     except _Broken as broken:
         e = broken.entry
         return Verdict(
-            False, problem=broken.problem, entry_id=e.get("id"), seq=e.get("seq"),
+            False,
+            problem=broken.problem,
+            entry_id=e.get("id"),
+            seq=e.get("seq"),
             archived=archived,
         )
     return Verdict(True, count=count, archived=archived, head=last)
@@ -234,15 +245,25 @@ def archive_older_than(store, cutoff: str, folder, *, at: str) -> dict:
         top = head(store)  # before deleting: the whole table may be archived
         store.q("DELETE FROM audit WHERE seq <= :last", last=last)
         detail = json.dumps(
-            {"first_seq": first, "last_seq": last, "head": old[-1]["hash"], "file": path.name,
-             "cutoff": cutoff},
+            {
+                "first_seq": first,
+                "last_seq": last,
+                "head": old[-1]["hash"],
+                "file": path.name,
+                "cutoff": cutoff,
+            },
             separators=(",", ":"),
             ensure_ascii=False,
         )
         _insert(
             store,
-            {"at": at, "action": ARCHIVE, "entity": "audit", "entity_id": path.name,
-             "detail": detail},
+            {
+                "at": at,
+                "action": ARCHIVE,
+                "entity": "audit",
+                "entity_id": path.name,
+                "detail": detail,
+            },
             top,
         )
     return {"archived": len(old), "first_seq": first, "last_seq": last, "file": path.name}

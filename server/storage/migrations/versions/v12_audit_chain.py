@@ -33,7 +33,9 @@ def upgrade() -> None:
         prev = digest
     if updates:
         bind.execute(
-            sa.text("UPDATE audit SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE id = :id"),
+            sa.text(
+                "UPDATE audit SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE id = :id"
+            ),
             updates,
         )
     with op.batch_alter_table("audit") as batch:
