@@ -92,7 +92,7 @@ def _anchor_entry(top: dict, at: str) -> dict:
 
 def _insert(store, entry: dict, top: dict | None) -> dict:
     row = {name: entry.get(name) for name in FIELDS if name != "seq"}
-    row["seq"] = (top["seq"] if top else 0) + 1
+    row["seq"] = (int(top["seq"]) if top else 0) + 1
     row["prev_hash"] = top["hash"] if top else GENESIS
     row["hash"] = entry_hash(row, row["prev_hash"])
     store.q(
