@@ -165,12 +165,12 @@ def test_retention_off_keeps_everything(any_store, tmp_path):
     assert "archived" not in summary and any_store.scalar("SELECT count(*) FROM audit") == 4
 
 
-def test_the_upgrade_chains_existing_entries_in_id_order(tmp_path):
+def test_the_upgrade_chains_existing_entries_in_id_order(engine_url):
     from alembic import command
 
     from server.storage.schema import _alembic
 
-    store = connect(tmp_path / "old.db")
+    store = connect(engine_url)
     store.migrate()
     with store.write():
         command.downgrade(_alembic(store.conn), "v9")
