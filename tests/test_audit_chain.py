@@ -208,28 +208,46 @@ def test_the_cli_says_ok_then_names_the_edited_entry(app, store, tmp_path):
     assert missing.exit_code != 0 and "归档目录不存在" in missing.output
 
 
+def _append_from_a_process(url, name):
+    store = connect(url)
+    for i in range(15):
+        store.audit("p", at="2026-11-20T02:00:00", entity_id=f"{name}{i}")
+    store.close()
+
+
 def test_concurrent_appends_from_processes_keep_one_chain(engine_url):
-    import os
-    import subprocess
-    import sys
+    import multiprocessing
 
     if not str(engine_url).startswith("postgresql"):
         pytest.skip("SQLite: its one write lock serialises processes (see the threads test)")
     store = connect(engine_url)
     store.migrate()
-    code = (
-        "import sys\nfrom server.storage import connect\n"
-        "s = connect(sys.argv[1])\n"
-        "for i in range(15):\n"
-        "    s.audit('p', at='2026-11-20T02:00:00', entity_id=sys.argv[2] + str(i))\n"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root}
+    store.close()  # no connection crosses the fork
+    fork = multiprocessing.get_context("fork")
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(engine_url), f"p{n}-"], env=env)
-        for n in range(2)
+        fork.Process(target=_append_from_a_process, args=(str(engine_url), f"p{n}-"))
+        for n in range(3)
     ]
-    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    store = connect(engine_url)
     verdict = verify(store)
-    assert verdict.ok and verdict.count == 30
+    assert verdict.ok and verdict.count == 45
     store.close()
+
+
+def test_an_archive_whose_delete_rolled_back_is_replaced_not_doubled(any_store, tmp_path):
+    _fill(any_store, 3, start=NOW - timedelta(days=400))
+    cut = (NOW - timedelta(days=180)).isoformat()
+    with pytest.raises(RuntimeError), any_store.write():
+        audit_chain.archive_older_than(any_store, cut, tmp_path, at=NOW.isoformat())
+        raise RuntimeError("the commit never happens")
+    assert any_store.scalar("SELECT count(*) FROM audit") == 3 and _archive_files(tmp_path)
+    _fill(any_store, 1, start=NOW - timedelta(days=300))
+    summary = audit_chain.archive_older_than(any_store, cut, tmp_path, at=NOW.isoformat())
+    (path,) = _archive_files(tmp_path)
+    assert summary["archived"] == 4 and path.stat().st_mode & 0o777 == 0o640
+    assert verify(any_store, tmp_path).ok

@@ -234,8 +234,19 @@ def archive_older_than(store, cutoff: str, folder, *, at: str) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         first, last = old[0]["seq"], old[-1]["seq"]
         path = folder / f"audit-{first:012d}-{last:012d}.jsonl.gz"
+        # A file from a run whose delete was rolled back holds entries the table still has
+        # (same seq, same hash): replaced by this one, so archive files never overlap.
+        still_held = {e["seq"]: e["hash"] for e in old}
+        for stale in folder.glob("audit-*.jsonl.gz"):
+            with gzip.open(stale, "rt", encoding="utf-8") as f:
+                head_line = json.loads(f.readline() or "{}")
+            if head_line.get("seq") in still_held and still_held[head_line["seq"]] == head_line.get(
+                "hash"
+            ):
+                stale.unlink()
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as raw:
+        # Personal data (docs/PRIVACY.md): readable by the service's user and group only.
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb") as gz:
                 for e in old:
                     gz.write((json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n").encode())
