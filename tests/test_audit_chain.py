@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -206,6 +207,16 @@ def test_the_cli_says_ok_then_names_the_edited_entry(app, store, tmp_path):
     assert "内容与哈希不符" in broken.output
     missing = run("--archive", str(tmp_path / "nowhere"))
     assert missing.exit_code != 0 and "归档目录不存在" in missing.output
+
+
+def test_the_retention_job_runs_from_the_cli_and_anchors_the_head(app, store):
+    job = app.test_cli_runner().invoke(args=["run-job", "audit-retention"])
+    assert job.exit_code == 0 and '"retention_days":180' in job.output
+    last = store.row("SELECT action, detail FROM audit ORDER BY seq DESC LIMIT 1")
+    before = store.row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1 OFFSET 1")
+    assert last["action"] == "audit.anchor"
+    assert json.loads(last["detail"]) == {"count": before["seq"], "head": before["hash"]}
+    assert not (Path(app.instance_path) / "audit-archive").exists()  # nothing old to archive
 
 
 def _append_from_a_process(url, name):
