@@ -9,6 +9,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
+from .audit_command import COMMANDS as AUDIT_COMMANDS
 from .auth import ROLES, hash_password
 from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
@@ -57,6 +58,7 @@ def register(app) -> None:
         deactivate_user,
         activate_user,
         *BACKUP_COMMANDS,
+        *AUDIT_COMMANDS,
         worker_command,
         import_facilities,
     ):

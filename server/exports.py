@@ -30,6 +30,7 @@ import csv
 import io
 import json
 import re
+import urllib.parse
 import zipfile
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -109,8 +110,27 @@ def _month_arg() -> str | None:
     return month
 
 
+#: Every export holds personal data (household names in facility names, positions, photos:
+#: docs/PRIVACY.md): its file name says so (the ASCII fallback too), as do the export page
+#: and the XLSX's second sheet.
+PERSONAL_PREFIX = "含个人信息-"
+PERSONAL_PREFIX_ASCII = "personal-data-"
+PERSONAL_NOTES = [
+    "本文件含个人信息",
+    "含农户姓名（设施名称）、设施和手机位置、检查人员姓名；照片导出另含农户家中照片。",
+    "仅用于农村人居环境检查工作，请妥善保管，不得外传或公开；用完请删除。",
+    "导出人和导出时间已记入审计日志。说明见 docs/PRIVACY.md。",
+]
+
+
 def _attachment(name: str) -> dict:
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
+    """The download's name, marked as holding personal data: a UTF-8 name for browsers
+    (RFC 6266 filename*) and an ASCII one for the rest."""
+    quoted = urllib.parse.quote(PERSONAL_PREFIX + name)
+    ascii_name = PERSONAL_PREFIX_ASCII + name.encode("ascii", "replace").decode().replace("?", "_")
+    return {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}; filename=\"{ascii_name}\""
+    }
 
 
 # -- the indicator dashboard ----------------------------------------------------------------
@@ -451,7 +471,9 @@ def _xlsx_chunks(rows, title: str, widths: list[int]):
     """The workbook's bytes; the header row (made first) fills in `widths` before the sheet."""
     rows = iter(rows)
     header = next(rows, [])
-    yield from xlsx_stream(_prepend(header, rows), title=title, widths=widths or None)
+    yield from xlsx_stream(
+        _prepend(header, rows), title=title, widths=widths or None, notes=PERSONAL_NOTES
+    )
 
 
 def _prepend(first, rest):

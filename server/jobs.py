@@ -22,6 +22,7 @@ from sync.clock import decode
 from sync.merge import Observation
 
 from . import indicators, sampling
+from .audit_command import run_retention
 from .context import media_store_for
 from .ingest import reprocess_held
 from .push import apply_observation, clock_ahead_ms, next_server_clock
@@ -154,6 +155,12 @@ def reprocess_held_photos(ctx: JobContext) -> dict:
     return reprocess_held(ctx.store, _media(ctx), at=ctx.at)
 
 
+def audit_retention(ctx: JobContext) -> dict:
+    """Anchor the audit chain's head, and archive entries older than AUDIT_RETENTION_DAYS
+    (never fewer than 180) to AUDIT_ARCHIVE_DIR: never deleted without their archive file."""
+    return run_retention(ctx.store, ctx.now, ctx.config)
+
+
 def _media(ctx: JobContext):
     return ctx.media or media_store_for(ctx.config)
 
@@ -215,6 +222,13 @@ JOBS = {
             "照片补处理：启动时和每 10 分钟处理已收到但未处理完的照片",
             at_start=True,
             lease_seconds=600,  # a crash mid-run delays the next run by one cycle, not an hour
+        ),
+        JobSpec(
+            "audit-retention",
+            audit_retention,
+            {"hour": 3, "minute": 30},
+            "%Y-%m-%d",
+            "审计日志：每天 03:30 记录链头锚点，并归档超过保留期（至少 180 天）的记录",
         ),
     )
 }

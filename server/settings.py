@@ -266,6 +266,19 @@ SETTINGS = (
         50,
         "largest estimated download for one village's offline map; larger choices are refused",
     ),
+    # -- the audit log's retention (server/audit_command.py, server/storage/audit_chain.py) --
+    Setting(
+        "AUDIT_RETENTION_DAYS",
+        180,
+        "audit entries younger than this are never removed; the daily audit-retention job archives"
+        " older ones to AUDIT_ARCHIVE_DIR (never less than 180: a smaller value is raised to 180"
+        " with a warning; 0: keep every entry in the database)",
+    ),
+    Setting(
+        "AUDIT_ARCHIVE_DIR",
+        "audit-archive",
+        "folder of the audit archive files (gzip JSON lines), relative to the instance folder",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -106,11 +106,38 @@ def _serial(value) -> float:
     return float((value - EPOCH.date()).days)
 
 
-def _workbook(title: str) -> str:
+def _workbook(title: str, notes_title: str | None = None) -> str:
+    notes = f'<sheet name={quoteattr(notes_title)} sheetId="2" r:id="rId3"/>' if notes_title else ""
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f"<workbook {NS}><bookViews><workbookView/></bookViews>"
-        f'<sheets><sheet name={quoteattr(title)} sheetId="1" r:id="rId1"/></sheets></workbook>'
+        f'<sheets><sheet name={quoteattr(title)} sheetId="1" r:id="rId1"/>{notes}</sheets>'
+        "</workbook>"
+    )
+
+
+#: A second sheet of notes (说明: the export holds personal data; issue 13): its parts.
+_SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+_SHEET_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet"
+NOTES_CONTENT_TYPES = CONTENT_TYPES.replace(
+    "</Types>",
+    f'<Override PartName="/xl/worksheets/sheet2.xml" ContentType="{_SHEET_TYPE}"/></Types>',
+)
+NOTES_WORKBOOK_RELS = WORKBOOK_RELS.replace(
+    "</Relationships>",
+    f'<Relationship Id="rId3" Type="{_SHEET_REL}" Target="worksheets/sheet2.xml"/></Relationships>',
+)
+
+
+def _notes_sheet(lines: list[str]) -> str:
+    rows = "".join(
+        f'<row r="{n}">{_text(f"A{n}", line, HEADER if n == 1 else PLAIN)}</row>'
+        for n, line in enumerate(lines, start=1)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<worksheet {NS}><cols><col min="1" max="1" width="100" customWidth="1"/></cols>'
+        f"<sheetData>{rows}</sheetData></worksheet>"
     )
 
 
@@ -161,9 +188,12 @@ class _Sink:
 
 def xlsx_stream(
     rows, *, title: str, widths: list[float] | None = None, compresslevel: int = 1,
-    max_links: int = MAX_HYPERLINKS,
+    max_links: int = MAX_HYPERLINKS, notes: list[str] | None = None,
+    notes_title: str = "说明",
 ):  # fmt: skip
     """Yield the bytes of an .xlsx of `rows` (an iterable: the header row, then data rows).
+
+    `notes`: lines of a second sheet, `notes_title` (what the export holds, e.g. personal data).
 
     `widths` are the column widths (Excel character units); without them each column is as
     wide as its header. Compression level 1: a sheet of text deflates almost as well at 1 as at
@@ -178,11 +208,12 @@ def xlsx_stream(
         ) as archive,
     ):
         for name, body in (
-            ("[Content_Types].xml", CONTENT_TYPES),
+            ("[Content_Types].xml", NOTES_CONTENT_TYPES if notes else CONTENT_TYPES),
             ("_rels/.rels", ROOT_RELS),
-            ("xl/workbook.xml", _workbook(title[:31] or "Sheet1")),
-            ("xl/_rels/workbook.xml.rels", WORKBOOK_RELS),
+            ("xl/workbook.xml", _workbook(title[:31] or "Sheet1", notes_title if notes else None)),
+            ("xl/_rels/workbook.xml.rels", NOTES_WORKBOOK_RELS if notes else WORKBOOK_RELS),
             ("xl/styles.xml", STYLES),
+            *([("xl/worksheets/sheet2.xml", _notes_sheet(notes))] if notes else []),
         ):
             archive.writestr(name, body)
         yield sink.take()

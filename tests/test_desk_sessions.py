@@ -126,7 +126,11 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path):
     old = version_3_database(path)
     with old.write():
         old.q("INSERT INTO login_failures VALUES ('admin', '2026-11-20')")
-    old.create_user(username="w", password_hash="x", role="admin", display_name="W", at="t")
+        # As schema-3 code wrote it (today's create_user also appends to the audit chain).
+        old.q(
+            "INSERT INTO users (username, password_hash, role, display_name, created_at)"
+            " VALUES ('w', 'x', 'admin', 'W', 't')"
+        )
     old.close()
 
     store = connect(path)

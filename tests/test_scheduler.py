@@ -44,9 +44,16 @@ def test_a_version_1_database_is_upgraded_in_place_without_losing_data(tmp_path)
                 "county_class": 2,
             }
         )
-    old.create_user(
-        username="w", password_hash="x", role="inspector", display_name="W", at="2026-11-01"
-    )
+        # As schema-1 code wrote it (today's create_user also appends to the audit chain).
+        db["users"].insert(
+            {
+                "username": "w",
+                "password_hash": "x",
+                "role": "inspector",
+                "display_name": "W",
+                "created_at": "2026-11-01",
+            }
+        )
     assert old.schema_version() == 1
     old.close()
 

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.pool import NullPool
 
 from ..settings import DEFAULTS
+from . import audit_chain
 from .dialect import CHANGE_LOG_KEY, Dialect, dialect_for, record_key
 
 if TYPE_CHECKING:
@@ -438,23 +439,27 @@ class StorageBase:
         ).all()
 
     def audit(self, action, *, at, user_id=None, entity=None, entity_id=None, detail=None):
-        """Append to the audit log (who did what, when); its own write when not in one."""
+        """Append to the audit log (who did what, when); its own write when not in one.
+
+        The log is a hash chain (audit_chain.py): on PostgreSQL the append holds the chain's
+        lock until the write commits, so the audit call is best made late in a long write."""
         with self.write():
-            self.q(
-                "INSERT INTO audit (at, user_id, action, entity, entity_id, detail)"
-                " VALUES (:at, :user_id, :action, :entity, :entity_id, :detail)",
-                at=at,
-                user_id=user_id,
-                action=action,
-                entity=entity,
-                entity_id=entity_id,
-                detail=dumps(detail) if detail else None,
+            audit_chain.append(
+                self,
+                {
+                    "at": at,
+                    "user_id": user_id,
+                    "action": action,
+                    "entity": entity,
+                    "entity_id": entity_id,
+                    "detail": dumps(detail) if detail else None,
+                },
             )
 
     def audit_entries(self, *, entity_id=None, limit=100) -> list[dict]:
         where = "WHERE entity_id = :entity_id" if entity_id else ""
         return self.rows(
-            f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT :limit",
+            f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT :limit",
             entity_id=entity_id,
             limit=limit,
         )

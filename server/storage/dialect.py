@@ -22,10 +22,12 @@ from psycopg import pq
 from sqlalchemy import exc as sa_exc
 
 #: Advisory lock keys of what is not a record (a record's key is positive: see `record_key`):
-#: the change log, the numbering of photos (media.py) and the schema (migrations).
+#: the change log, the numbering of photos (media.py), the schema (migrations) and the audit
+#: log's hash chain (audit_chain.py: two appends never read the same head).
 CHANGE_LOG_KEY = 0
 MEDIA_SEQ_KEY = -1
 SCHEMA_KEY = -2
+AUDIT_KEY = -3
 
 _SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 #: PostgreSQL: lock_not_available, query_canceled (statement/lock timeout), deadlock_detected.

@@ -338,6 +338,12 @@ audit = Table(
     _text("entity"),
     _text("entity_id"),
     _text("detail"),
+    # The hash chain (audit_chain.py): 1, 2, 3, … in append order; the previous entry's hash
+    # and this one's (SHA-256 over its fields and prev_hash).
+    _int("seq", nullable=False),
+    _text("prev_hash", nullable=False),
+    _text("hash", nullable=False),
+    Index("idx_audit_seq", "seq", unique=True),
 )
 
 job_leases = Table(
