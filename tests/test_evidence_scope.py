@@ -204,7 +204,7 @@ def test_an_upload_records_who_sent_the_bytes(phone, client, store):
 
 def _v3_database(path):
     store = version_3_database(path)
-    # Today's storage writes the position columns of schema 7 and the audit chain of schema 12;
+    # Today's storage writes the position columns of schema 7 and the audit chain of schema 10;
     # schema 3 has none, so they are there only while the demo is loaded.
     later = [(t, c) for t in ("villages", "facilities") for c in ("datum", "position_source")]
     later += [("audit", c) for c in ("seq", "prev_hash", "hash")]

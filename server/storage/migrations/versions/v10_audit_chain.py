@@ -1,4 +1,4 @@
-"""Schema 12: the audit log becomes a hash chain (`audit.seq`, `prev_hash`, `hash`; issue 13).
+"""Schema 10: the audit log becomes a hash chain (`audit.seq`, `prev_hash`, `hash`; issue 13).
 
 Existing entries are chained in id order (the order they were written), from the genesis hash,
 so `villagecheck audit verify` holds for them from now on: what was edited before the upgrade
@@ -11,7 +11,7 @@ from alembic import op
 from server.storage.audit_chain import GENESIS, entry_hash
 from server.storage.tables import TEXT
 
-revision = "v12"
+revision = "v10"
 down_revision = "v9"
 branch_labels = None
 depends_on = None
