@@ -1,5 +1,6 @@
 """The `villagecheck` command: a thin layer that parses options and calls the library."""
 
+import getpass
 import re
 from pathlib import Path
 
@@ -31,6 +32,18 @@ def _create_app():
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
 def main():
     """乡村巡检 villagecheck: the sync server of the offline inspection app."""
+
+
+def _audit_cli(store, action: str, entity_id=None, **detail) -> None:
+    """Audit a command-line action with the OS user as its actor (user_id stays NULL)."""
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        os_user = "?"
+    store.audit(
+        f"cli.{action}", at=now_iso(), entity="user" if entity_id else None,
+        entity_id=entity_id, detail={"os_user": os_user, **detail},
+    )  # fmt: skip
 
 
 def _shown(url: str) -> str:
@@ -103,6 +116,7 @@ def create_user(username, role, display_name, villages, township, county, passwo
         scope_county=county,
     )
     store.assign(user_id, villages, at=now_iso())
+    _audit_cli(store, "create-user", str(user_id), role=role, villages=list(villages))
     click.echo(f"已创建用户 {username} ({role}), 村: {', '.join(villages) or '无'}")
 
 
@@ -126,6 +140,7 @@ def import_villages(csv_file: Path, datum: str | None):
             click.echo(f"第 {error['row']} 行: {error['message_zh']}", err=True)
         raise click.ClickException(f"{len(result.errors)} 处错误，未导入任何村")
     store.upsert_villages(result.rows, at=now_iso())
+    _audit_cli(store, "import-villages", count=len(result.rows))
     click.echo(f"已导入 {len(result.rows)} 个村")
 
 
@@ -240,6 +255,7 @@ def set_role(username, role, township, county):
     store.set_user_role(
         user["id"], role, scope_township=township, scope_county=county, at=now_iso()
     )
+    _audit_cli(store, "set-role", str(user["id"]), role=role, township=township, county=county)
     click.echo(f"{username}: {role}")
     if role == "supervisor" and not (township or county):
         click.echo("提示: 督查未设乡镇或县范围，将看不到任何村", err=True)
@@ -254,6 +270,7 @@ def assign_villages(username, codes):
     store = storage()
     user = _user(store, username)
     store.assign(user["id"], _villages(store, codes), at=now_iso())
+    _audit_cli(store, "assign-villages", str(user["id"]), villages=list(codes))
     click.echo(f"{username}: 村 {', '.join(store.assigned_villages(user['id'])) or '无'}")
 
 
@@ -266,6 +283,7 @@ def unassign_villages(username, codes):
     store = storage()
     user = _user(store, username)
     removed = store.unassign(user["id"], codes, at=now_iso())
+    _audit_cli(store, "unassign-villages", str(user["id"]), villages=list(codes))
     left = len(store.assigned_villages(user["id"]))
     click.echo(f"{username}: 取消 {removed} 个村, 现有 {left} 个")
 
@@ -288,6 +306,7 @@ def reset_password(username, password, keep_tokens):
     revoked = store.set_password_hash(
         user["id"], hash_password(password), at=now_iso(), revoke_tokens=not keep_tokens
     )
+    _audit_cli(store, "reset-password", str(user["id"]), tokens_kept=keep_tokens)
     kept = "，手机保持登录" if keep_tokens else f"，注销设备登录 {revoked} 个"
     click.echo(f"{username}: 密码已重置{kept}")
 
@@ -322,6 +341,7 @@ def revoke_token(username, token_ids, revoke_all):
     for token_id in token_ids:
         if not store.revoke_token(token_id, user_id=user["id"], by=None, at=now_iso()):
             raise click.ClickException(f"{username} 没有有效的设备登录 {token_id}")
+        _audit_cli(store, "revoke-token", str(user["id"]), token_id=token_id)
         click.echo(f"已注销 {token_id}")
 
 
@@ -331,7 +351,9 @@ def revoke_token(username, token_ids, revoke_all):
 def deactivate_user(username):
     """Stop a user from logging in; every device token is revoked. Nothing is deleted."""
     store = storage()
-    revoked = store.set_user_active(_user(store, username)["id"], False, at=now_iso())
+    user = _user(store, username)
+    revoked = store.set_user_active(user["id"], False, at=now_iso())
+    _audit_cli(store, "deactivate-user", str(user["id"]))
     click.echo(f"{username}: 已停用, 注销设备登录 {revoked} 个")
 
 
@@ -341,5 +363,7 @@ def deactivate_user(username):
 def activate_user(username):
     """Let a deactivated user log in again."""
     store = storage()
-    store.set_user_active(_user(store, username)["id"], True, at=now_iso())
+    user = _user(store, username)
+    store.set_user_active(user["id"], True, at=now_iso())
+    _audit_cli(store, "activate-user", str(user["id"]))
     click.echo(f"{username}: 已启用")

@@ -7,6 +7,8 @@ Kept apart from core.py, whose `audit`/`audit_entries` are the log's writers and
 import json
 from collections.abc import Iterable
 
+from .core import dumps
+
 AUDIT_PAGE_MAX = 10_000
 
 
@@ -39,7 +41,7 @@ class AuditQueriesMixin:
         if actor:
             if actor.startswith("cli:"):
                 sql += " AND a.user_id IS NULL AND a.detail LIKE :os_user"
-                params["os_user"] = "%" + json.dumps({"os_user": actor[4:]})[1:-1] + "%"
+                params["os_user"] = "%" + dumps({"os_user": actor[4:]})[1:-1] + "%"
             else:
                 sql += " AND u.username = :actor"
                 params["actor"] = actor
