@@ -1,5 +1,6 @@
 """The `villagecheck` command: a thin layer that parses options and calls the library."""
 
+import functools
 import getpass
 import re
 from pathlib import Path
@@ -34,16 +35,27 @@ def main():
     """乡村巡检 villagecheck: the sync server of the offline inspection app."""
 
 
-def _audit_cli(store, action: str, entity_id=None, **detail) -> None:
-    """Audit a command-line action with the OS user as its actor (user_id stays NULL)."""
-    try:
-        os_user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a bare container)
-        os_user = "?"
-    store.audit(
-        f"cli.{action}", at=now_iso(), entity="user" if entity_id else None,
-        entity_id=entity_id, detail={"os_user": os_user, **detail},
-    )  # fmt: skip
+def _as_os_user(command):
+    """Every audit entry the command writes names the OS user as its actor (detail.os_user;
+    user_id stays NULL): the command's storage audits through a wrapper, removed after."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        store = storage()
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a bare container)
+            os_user = "?"
+        plain = store.audit
+        store.audit = lambda action, *, detail=None, **kw: plain(
+            action, detail={**(detail or {}), "os_user": os_user}, **kw
+        )
+        try:
+            return command(*args, **kwargs)
+        finally:
+            del store.audit  # the pooled connection goes back as it was
+
+    return wrapper
 
 
 def _shown(url: str) -> str:
@@ -95,6 +107,7 @@ def init_db_command():
 @click.option("--county", default=None, help="admin/supervisor scope: a county code")
 @click.password_option(help="prompted for when not given")
 @with_appcontext
+@_as_os_user
 def create_user(username, role, display_name, villages, township, county, password):
     """Create a user and assign villages."""
     store = storage()
@@ -116,7 +129,6 @@ def create_user(username, role, display_name, villages, township, county, passwo
         scope_county=county,
     )
     store.assign(user_id, villages, at=now_iso())
-    _audit_cli(store, "create-user", str(user_id), role=role, villages=list(villages))
     click.echo(f"已创建用户 {username} ({role}), 村: {', '.join(villages) or '无'}")
 
 
@@ -124,6 +136,7 @@ def create_user(username, role, display_name, villages, township, county, passwo
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--datum", help="坐标系 of lat/lon: wgs84, cgcs2000, gcj02 (AMap/Tencent), bd09")
 @with_appcontext
+@_as_os_user
 def import_villages(csv_file: Path, datum: str | None):
     """Import or update villages from a CSV file; refused whole if any row is wrong."""
     store = storage()
@@ -140,7 +153,6 @@ def import_villages(csv_file: Path, datum: str | None):
             click.echo(f"第 {error['row']} 行: {error['message_zh']}", err=True)
         raise click.ClickException(f"{len(result.errors)} 处错误，未导入任何村")
     store.upsert_villages(result.rows, at=now_iso())
-    _audit_cli(store, "import-villages", count=len(result.rows))
     click.echo(f"已导入 {len(result.rows)} 个村")
 
 
@@ -246,6 +258,7 @@ def list_users():
 @click.option("--township", default=None, help="supervisor scope: a township name")
 @click.option("--county", default=None, help="admin/supervisor scope: a county code")
 @with_appcontext
+@_as_os_user
 def set_role(username, role, township, county):
     """Change a user's role (and the township/county scope of a supervisor or admin)."""
     store = storage()
@@ -255,7 +268,6 @@ def set_role(username, role, township, county):
     store.set_user_role(
         user["id"], role, scope_township=township, scope_county=county, at=now_iso()
     )
-    _audit_cli(store, "set-role", str(user["id"]), role=role, township=township, county=county)
     click.echo(f"{username}: {role}")
     if role == "supervisor" and not (township or county):
         click.echo("提示: 督查未设乡镇或县范围，将看不到任何村", err=True)
@@ -265,12 +277,12 @@ def set_role(username, role, township, county):
 @click.argument("username")
 @click.argument("codes", nargs=-1, required=True)
 @with_appcontext
+@_as_os_user
 def assign_villages(username, codes):
     """Assign villages to an inspector or first secretary."""
     store = storage()
     user = _user(store, username)
     store.assign(user["id"], _villages(store, codes), at=now_iso())
-    _audit_cli(store, "assign-villages", str(user["id"]), villages=list(codes))
     click.echo(f"{username}: 村 {', '.join(store.assigned_villages(user['id'])) or '无'}")
 
 
@@ -278,12 +290,12 @@ def assign_villages(username, codes):
 @click.argument("username")
 @click.argument("codes", nargs=-1, required=True)
 @with_appcontext
+@_as_os_user
 def unassign_villages(username, codes):
     """Take villages away from a user."""
     store = storage()
     user = _user(store, username)
     removed = store.unassign(user["id"], codes, at=now_iso())
-    _audit_cli(store, "unassign-villages", str(user["id"]), villages=list(codes))
     left = len(store.assigned_villages(user["id"]))
     click.echo(f"{username}: 取消 {removed} 个村, 现有 {left} 个")
 
@@ -297,6 +309,7 @@ def unassign_villages(username, codes):
     help="leave the user's phones logged in (by default every device token is revoked)",
 )
 @with_appcontext
+@_as_os_user
 def reset_password(username, password, keep_tokens):
     """Set a new password; ends desk sessions and, unless --keep-tokens, logs out every phone."""
     store = storage()
@@ -306,7 +319,6 @@ def reset_password(username, password, keep_tokens):
     revoked = store.set_password_hash(
         user["id"], hash_password(password), at=now_iso(), revoke_tokens=not keep_tokens
     )
-    _audit_cli(store, "reset-password", str(user["id"]), tokens_kept=keep_tokens)
     kept = "，手机保持登录" if keep_tokens else f"，注销设备登录 {revoked} 个"
     click.echo(f"{username}: 密码已重置{kept}")
 
@@ -330,6 +342,7 @@ def list_tokens(username):
 @click.argument("token_ids", nargs=-1, type=int)
 @click.option("--all", "revoke_all", is_flag=True, help="revoke every live token of the user")
 @with_appcontext
+@_as_os_user
 def revoke_token(username, token_ids, revoke_all):
     """Revoke device logins (a lost phone): by id, or --all."""
     store = storage()
@@ -341,29 +354,26 @@ def revoke_token(username, token_ids, revoke_all):
     for token_id in token_ids:
         if not store.revoke_token(token_id, user_id=user["id"], by=None, at=now_iso()):
             raise click.ClickException(f"{username} 没有有效的设备登录 {token_id}")
-        _audit_cli(store, "revoke-token", str(user["id"]), token_id=token_id)
         click.echo(f"已注销 {token_id}")
 
 
 @click.command("deactivate-user")
 @click.argument("username")
 @with_appcontext
+@_as_os_user
 def deactivate_user(username):
     """Stop a user from logging in; every device token is revoked. Nothing is deleted."""
     store = storage()
-    user = _user(store, username)
-    revoked = store.set_user_active(user["id"], False, at=now_iso())
-    _audit_cli(store, "deactivate-user", str(user["id"]))
+    revoked = store.set_user_active(_user(store, username)["id"], False, at=now_iso())
     click.echo(f"{username}: 已停用, 注销设备登录 {revoked} 个")
 
 
 @click.command("activate-user")
 @click.argument("username")
 @with_appcontext
+@_as_os_user
 def activate_user(username):
     """Let a deactivated user log in again."""
     store = storage()
-    user = _user(store, username)
-    store.set_user_active(user["id"], True, at=now_iso())
-    _audit_cli(store, "activate-user", str(user["id"]))
+    store.set_user_active(_user(store, username)["id"], True, at=now_iso())
     click.echo(f"{username}: 已启用")
