@@ -43,6 +43,7 @@ from .auth import ROLE_NAMES, ROLES
 from .context import now_iso, now_ms, storage
 from .settings import DEFAULTS
 from .villages_csv import (
+    COLUMN_LABELS,
     UNDECLARED_ZH,
     decode_csv_bytes,
     parse_datum_option,
@@ -56,6 +57,7 @@ ADMIN = ("admin",)
 VIEWERS = ("supervisor", "admin")
 MIN_PASSWORD = 8  # until the password policy (h/auth) lands in server/auth.py
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
+MAX_IMPORT_ROWS = 50_000  # a county has a few hundred villages; a zip bomb of a sheet stops here
 KIND_NAMES = {"toilet": "厕所", "rubbish": "垃圾点", "extinguisher": "灭火器"}
 DATUM_NAMES = {"wgs84": "WGS-84（GPS）", "cgcs2000": "CGCS2000", "gcj02": "GCJ-02（高德/腾讯）",
                "bd09": "BD-09（百度）"}  # fmt: skip
@@ -385,7 +387,9 @@ def xlsx_to_csv_text(data: bytes) -> str:
     try:
         out = io.StringIO()
         writer = csv.writer(out)
-        for row in book.worksheets[0].iter_rows(values_only=True):
+        for number, row in enumerate(book.worksheets[0].iter_rows(values_only=True)):
+            if number > MAX_IMPORT_ROWS:
+                raise ValueError(f"表格行数太多（最多 {MAX_IMPORT_ROWS} 行）")
             writer.writerow(["" if cell is None else _cell_text(cell) for cell in row])
         return out.getvalue()
     finally:
@@ -466,6 +470,8 @@ def villages():
                                "codes": [r["code"] for r in result.rows][:500]})  # fmt: skip
             flash(f"已导入 {len(result.rows)} 个村")
             return redirect(url_for("admin.villages"))
+        errors = [{**e, "column": COLUMN_LABELS.get(e.get("column"), e.get("column"))}
+                  for e in errors]  # fmt: skip
         preview = {"rows": result.rows, "errors": errors, "text": text, "datum": datum or ""}
     return render_template(
         "admin_villages.html",
