@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import uuid
+from collections import ChainMap
 from datetime import date, datetime, timedelta
 
 from flask import (
@@ -80,13 +81,19 @@ SETTINGS = {
 # -- reading settings (other modules may call this) ------------------------------------------
 
 
+def effective_config(config, store, county: str = "") -> ChainMap:
+    """`config` with the admin pages' settings over it (the county's own, else the
+    deployment's): what a reader of EVIDENCE_* or the targets passes on instead of the bare
+    config, e.g. `evidence.settings_from(effective_config(app.config, store, county))`.
+    No Flask context needed (ingest workers)."""
+    stored = {k: v for k, v in store.admin_settings(county or "").items() if v is not None}
+    return ChainMap(stored, config)
+
+
 def setting(name: str, county: str | None = None, *, store=None):
-    """The value of a setting as the admin pages left it: the county's own, else the
-    deployment's, else the config value (None for admin-only settings never set)."""
-    stored = (store or storage()).admin_settings(county or "")
-    if name in stored:
-        return stored[name]
-    return current_app.config.get(name)
+    """The value of one setting as the admin pages left it, else the config value (None for
+    admin-only settings never set)."""
+    return effective_config(current_app.config, store or storage(), county or "").get(name)
 
 
 # -- scope -----------------------------------------------------------------------------------

@@ -258,7 +258,8 @@ def test_facilities_filter_edit_and_retire(admin, store):
 
 
 def test_settings_override_config_and_are_audited(admin, app, store):
-    from server.admin import setting
+    from server.admin import effective_config, setting
+    from server.evidence import settings_from
 
     page = admin.get("/desk/admin/settings").get_data(as_text=True)
     assert "EVIDENCE_FAR_METRES" in page and "县 450222" in page
@@ -278,6 +279,8 @@ def test_settings_override_config_and_are_audited(admin, app, store):
     with app.app_context():
         assert setting("EVIDENCE_FAR_METRES", "450222", store=store) == 350
         assert setting("EVIDENCE_FAR_METRES", "450223", store=store) == 200  # config value
+    assert settings_from(effective_config(app.config, store, "450222")).far_metres == 350
+    assert settings_from(app.config).far_metres == 200
 
 
 def test_audit_page_filters_and_csv_and_cli_actor(admin, store, runner):
