@@ -60,8 +60,12 @@ MIN_PASSWORD = 8  # until the password policy (h/auth) lands in server/auth.py
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 50_000  # a county has a few hundred villages; a zip bomb of a sheet stops here
 KIND_NAMES = {"toilet": "厕所", "rubbish": "垃圾点", "extinguisher": "灭火器"}
-DATUM_NAMES = {"wgs84": "WGS-84（GPS）", "cgcs2000": "CGCS2000", "gcj02": "GCJ-02（高德/腾讯）",
-               "bd09": "BD-09（百度）"}  # fmt: skip
+DATUM_NAMES = {
+    "wgs84": "WGS-84（GPS）",
+    "cgcs2000": "CGCS2000",
+    "gcj02": "GCJ-02（高德/腾讯）",
+    "bd09": "BD-09（百度）",
+}
 AUDIT_PAGE = 200
 
 # Settings an admin may change here: name -> (label, kind, low, high).
@@ -250,8 +254,13 @@ def create_user():
             "admin.user.create",
             entity="user",
             entity_id=str(user_id),
-            detail={"username": username, "role": role, "villages": codes,
-                    "township": township, "county": county},  # fmt: skip
+            detail={
+                "username": username,
+                "role": role,
+                "villages": codes,
+                "township": township,
+                "county": county,
+            },
         )
     flash(f"已创建用户 {username}")
     return redirect(url_for("admin.user", user_id=user_id))
@@ -297,11 +306,19 @@ def user_role(user_id: int):
         return _back(user_id)
     with store.write():
         store.set_user_role(
-            user_id, role, scope_township=township, scope_county=county, at=now_iso(),
+            user_id,
+            role,
+            scope_township=township,
+            scope_county=county,
+            at=now_iso(),
             by=g.user["id"],
-        )  # fmt: skip
-        _audit("admin.user.role", entity="user", entity_id=str(user_id),
-               detail={"role": role, "township": township, "county": county})  # fmt: skip
+        )
+        _audit(
+            "admin.user.role",
+            entity="user",
+            entity_id=str(user_id),
+            detail={"role": role, "township": township, "county": county},
+        )
     flash(f"已修改角色：{ROLE_NAMES[role]}")
     return _back(user_id)
 
@@ -323,8 +340,12 @@ def user_villages(user_id: int):
             store.assign(user_id, added, at=now_iso())
         if removed := held - wanted:
             store.unassign(user_id, removed, at=now_iso(), by=g.user["id"])
-        _audit("admin.user.villages", entity="user", entity_id=str(user_id),
-               detail={"added": sorted(added), "removed": sorted(removed)})  # fmt: skip
+        _audit(
+            "admin.user.villages",
+            entity="user",
+            entity_id=str(user_id),
+            detail={"added": sorted(added), "removed": sorted(removed)},
+        )
     flash(f"已更新分配的村：增加 {len(added)} 个，取消 {len(removed)} 个")
     return _back(user_id)
 
@@ -338,8 +359,12 @@ def user_password(user_id: int):
     try:
         with store.write():
             set_password(person, request.form.get("password", ""), revoke_tokens=not keep)
-            _audit("admin.user.password", entity="user", entity_id=str(user_id),
-                   detail={"tokens_kept": keep})  # fmt: skip
+            _audit(
+                "admin.user.password",
+                entity="user",
+                entity_id=str(user_id),
+                detail={"tokens_kept": keep},
+            )
     except ValueError as exc:
         flash(f"密码未重置：{exc}")
         return _back(user_id)
@@ -358,8 +383,12 @@ def user_active(user_id: int):
         return _back(user_id)
     with store.write():
         revoked = store.set_user_active(user_id, active, at=now_iso(), by=g.user["id"])
-        _audit("admin.user.activate" if active else "admin.user.deactivate", entity="user",
-               entity_id=str(user_id), detail={"tokens_revoked": revoked})  # fmt: skip
+        _audit(
+            "admin.user.activate" if active else "admin.user.deactivate",
+            entity="user",
+            entity_id=str(user_id),
+            detail={"tokens_revoked": revoked},
+        )
     flash("已启用" if active else f"已停用，注销设备登录 {revoked} 个")
     return _back(user_id)
 
@@ -374,8 +403,12 @@ def user_token_revoke(user_id: int, token_id: int):
     with store.write():
         if not store.revoke_token(token_id, user_id=user_id, by=g.user["id"], at=now_iso()):
             abort(404)
-        _audit("admin.token.revoke", entity="token", entity_id=str(token_id),
-               detail={"user_id": user_id})  # fmt: skip
+        _audit(
+            "admin.token.revoke",
+            entity="token",
+            entity_id=str(token_id),
+            detail={"user_id": user_id},
+        )
     flash("已注销该设备登录")
     return _back(user_id)
 
@@ -422,8 +455,11 @@ def _import_scope_errors(rows: list[dict]) -> list[dict]:
         inside = county and (row["county"] == county or row["code"].startswith(county))
         if not inside or (existing and existing["code"] not in g.villages):
             errors.append(
-                {"row": row.get("_row", i + 2), "column": "county",
-                 "message_zh": f"村 {row['code']} 不在您管理的县内"}  # fmt: skip
+                {
+                    "row": row.get("_row", i + 2),
+                    "column": "county",
+                    "message_zh": f"村 {row['code']} 不在您管理的县内",
+                }
             )
     return errors
 
@@ -472,13 +508,19 @@ def villages():
         if request.form.get("confirm") == "1" and not errors:
             with store.write():
                 store.upsert_villages(result.rows, at=now_iso())
-                _audit("admin.village.import", entity="village",
-                       detail={"count": len(result.rows),
-                               "codes": [r["code"] for r in result.rows][:500]})  # fmt: skip
+                _audit(
+                    "admin.village.import",
+                    entity="village",
+                    detail={
+                        "count": len(result.rows),
+                        "codes": [r["code"] for r in result.rows][:500],
+                    },
+                )
             flash(f"已导入 {len(result.rows)} 个村")
             return redirect(url_for("admin.villages"))
-        errors = [{**e, "column": COLUMN_LABELS.get(e.get("column"), e.get("column"))}
-                  for e in errors]  # fmt: skip
+        errors = [
+            {**e, "column": COLUMN_LABELS.get(e.get("column"), e.get("column"))} for e in errors
+        ]
         preview = {"rows": result.rows, "errors": errors, "text": text, "datum": datum or ""}
     return render_template(
         "admin_villages.html",
@@ -588,8 +630,12 @@ def facility_retire(facility_id: str):
         )
         window_ms = int(config["CONFLICT_WINDOW_HOURS"] * 3600 * 1000)
         push.apply_observation(store, "facility", obs, window_ms, at=now_iso())
-        _audit("admin.facility.retire", entity="facility", entity_id=facility_id,
-               detail={"observation": obs.id, "clock": str(clock)})  # fmt: skip
+        _audit(
+            "admin.facility.retire",
+            entity="facility",
+            entity_id=facility_id,
+            detail={"observation": obs.id, "clock": str(clock)},
+        )
     flash(f"已撤销 {facility['name']}")
     return redirect(url_for("admin.facilities", village=facility["village_code"]))
 
@@ -640,13 +686,19 @@ def settings():
         else:
             with store.write():
                 for name, value in changes.items():
-                    store.set_admin_setting(name, value, county=county, at=now_iso(),
-                                            by=g.user["id"])  # fmt: skip
+                    store.set_admin_setting(
+                        name, value, county=county, at=now_iso(), by=g.user["id"]
+                    )
             flash(f"已保存 {len(changes)} 项设置" if changes else "没有改动")
         return redirect(url_for("admin.settings"))
     rows = [
-        {"name": name, "label": spec[0], "value": stored.get(name),
-         "default": current_app.config.get(name), "changed": name in stored}  # fmt: skip
+        {
+            "name": name,
+            "label": spec[0],
+            "value": stored.get(name),
+            "default": current_app.config.get(name),
+            "changed": name in stored,
+        }
         for name, spec in SETTINGS.items()
     ]
     return render_template("admin_settings.html", rows=rows, county=county)
@@ -690,7 +742,9 @@ def _actor(row: dict) -> str:
         detail = json.loads(row["detail"] or "{}")
     except ValueError:
         detail = {}
-    return f"cli:{detail['os_user']}" if isinstance(detail, dict) and "os_user" in detail else "系统"
+    return (
+        f"cli:{detail['os_user']}" if isinstance(detail, dict) and "os_user" in detail else "系统"
+    )
 
 
 @bp.get("/audit")
@@ -715,8 +769,15 @@ def audit_csv():
     writer.writerow(["id", "时间", "操作人", "操作", "对象", "对象编号", "详情"])
     for r in rows:
         writer.writerow(
-            [r["id"], r["at"], _actor(r), r["action"], r["entity"] or "", r["entity_id"] or "",
-             r["detail"] or ""]  # fmt: skip
+            [
+                r["id"],
+                r["at"],
+                _actor(r),
+                r["action"],
+                r["entity"] or "",
+                r["entity_id"] or "",
+                r["detail"] or "",
+            ]
         )
     return Response(
         "\ufeff" + out.getvalue(),

@@ -30,9 +30,13 @@ def live(tmp_path, demo_db):
     app = make_app(tmp_path, demo_db)
     store = connect(tmp_path / "vc.db")
     store.create_user(
-        username="admin2", password_hash=hash_password(OTHER_PASSWORD), role="admin",
-        display_name="邻县管理员", at="2026-11-01T00:00:00+08:00", scope_county="450223",
-    )  # fmt: skip
+        username="admin2",
+        password_hash=hash_password(OTHER_PASSWORD),
+        role="admin",
+        display_name="邻县管理员",
+        at="2026-11-01T00:00:00+08:00",
+        scope_county="450223",
+    )
     with LiveServer(app) as server:
         yield server, store
     store.close()

@@ -60,9 +60,13 @@ def admin(client, store):
 def other_admin(app, store):
     """An admin of another county (450223), which holds no village of the demo."""
     store.create_user(
-        username="admin2", password_hash=hash_password("pw-123456789"), role="admin",
-        display_name="邻县管理员", at="2026-11-01T00:00:00+08:00", scope_county="450223",
-    )  # fmt: skip
+        username="admin2",
+        password_hash=hash_password("pw-123456789"),
+        role="admin",
+        display_name="邻县管理员",
+        at="2026-11-01T00:00:00+08:00",
+        scope_county="450223",
+    )
     return _as(app.test_client(), store, "admin2")
 
 
@@ -75,8 +79,11 @@ def test_supervisor_sees_township_people_and_manages_nothing(app, store):
     inspector = store.user(username="inspector")["id"]
     before = _audit_count(store)
     refused = [
-        _post(sup, "/desk/admin/users", {"username": "x", "role": "inspector",
-                                          "password": "pw-123456789"}).status_code,
+        _post(
+            sup,
+            "/desk/admin/users",
+            {"username": "x", "role": "inspector", "password": "pw-123456789"},
+        ).status_code,
         sup.get(f"/desk/admin/users/{inspector}").status_code,
         _post(sup, f"/desk/admin/users/{inspector}/active", {"active": "0"}).status_code,
         sup.get("/desk/admin/villages").status_code,
@@ -84,7 +91,7 @@ def test_supervisor_sees_township_people_and_manages_nothing(app, store):
         sup.get("/desk/admin/settings").status_code,
         sup.get("/desk/admin/audit").status_code,
         sup.get("/desk/admin/audit.csv").status_code,
-    ]  # fmt: skip
+    ]
     assert refused == [403] * len(refused)
     assert store.user(username="x") is None and store.user(id=inspector)["active"]
     assert _audit_count(store) == before
@@ -99,12 +106,15 @@ def test_another_county_admin_sees_nothing_of_this_county(other_admin, store):
     statuses = [
         other_admin.get(f"/desk/admin/users/{inspector}").status_code,
         _post(other_admin, f"/desk/admin/users/{inspector}/active", {"active": "0"}).status_code,
-        _post(other_admin, f"/desk/admin/users/{inspector}/password",
-              {"password": "Another-pass-2026"}).status_code,
+        _post(
+            other_admin,
+            f"/desk/admin/users/{inspector}/password",
+            {"password": "Another-pass-2026"},
+        ).status_code,
         _post(other_admin, f"/desk/admin/users/{inspector}/tokens/1/revoke").status_code,
         _post(other_admin, f"/desk/admin/facilities/{TOILET}/retire").status_code,
         _post(other_admin, f"/desk/admin/facilities/{TOILET}", {"name": "改名"}).status_code,
-    ]  # fmt: skip
+    ]
     assert statuses == [404] * len(statuses)
     assert store.user(id=inspector)["active"]
     assert store.facility(TOILET)["name"] == "陈朝光户厕"
@@ -114,14 +124,18 @@ def test_another_county_admin_sees_nothing_of_this_county(other_admin, store):
     facilities = other_admin.get("/desk/admin/facilities").get_data(as_text=True)
     assert "陈朝光户厕" not in facilities
     # and it cannot hand itself this county's villages or scope
-    created = _post(other_admin, "/desk/admin/users", {"username": "spy", "role": "inspector",
-                    "villages": YUNYU, "password": "pw-123456789"})  # fmt: skip
+    created = _post(
+        other_admin,
+        "/desk/admin/users",
+        {"username": "spy", "role": "inspector", "villages": YUNYU, "password": "pw-123456789"},
+    )
     assert created.status_code == 302 and store.user(username="spy") is None
     imported = _post(
-        other_admin, "/desk/admin/villages",
+        other_admin,
+        "/desk/admin/villages",
         {"file": (io.BytesIO(GOOD_CSV.encode()), "v.csv")},
         content_type="multipart/form-data",
-    )  # fmt: skip
+    )
     assert "不在您管理的县内" in imported.get_data(as_text=True)
     assert store.village("450222103001") is None
 
@@ -130,13 +144,16 @@ def test_missing_csrf_is_400_and_changes_nothing(admin, store):
     inspector = store.user(username="inspector")["id"]
     before = _audit_count(store)
     posts = {
-        "/desk/admin/users": {"username": "nocsrf", "role": "inspector",
-                              "password": "pw-123456789"},
+        "/desk/admin/users": {
+            "username": "nocsrf",
+            "role": "inspector",
+            "password": "pw-123456789",
+        },
         f"/desk/admin/users/{inspector}/active": {"active": "0"},
         f"/desk/admin/users/{inspector}/password": {"password": "Another-pass-2026"},
         f"/desk/admin/facilities/{TOILET}/retire": {},
         "/desk/admin/settings": {"EVIDENCE_FAR_METRES": "500"},
-    }  # fmt: skip
+    }
     for url, data in posts.items():
         assert admin.post(url, data=data).status_code == 400, url
         assert admin.post(url, data={**data, "csrf_token": "wrong"}).status_code == 400, url
@@ -149,12 +166,24 @@ def test_admin_manages_a_user_end_to_end(admin, store):
     me = store.user(username="admin")["id"]
     page = admin.get("/desk/admin/users").get_data(as_text=True)
     assert ">管理</a>" in page and 'id="create-user"' in page and "inspector2" in page
-    short = _post(admin, "/desk/admin/users", {"username": "zhang", "role": "inspector",
-                  "password": "short"}, follow_redirects=True)  # fmt: skip
+    short = _post(
+        admin,
+        "/desk/admin/users",
+        {"username": "zhang", "role": "inspector", "password": "short"},
+        follow_redirects=True,
+    )
     assert "密码" in short.get_data(as_text=True) and store.user(username="zhang") is None
-    created = _post(admin, "/desk/admin/users", {
-        "username": "zhang", "display_name": "张三", "role": "inspector",
-        "villages": [YUNYU, "450222101002"], "password": "Zhang-pass-2026"})  # fmt: skip
+    created = _post(
+        admin,
+        "/desk/admin/users",
+        {
+            "username": "zhang",
+            "display_name": "张三",
+            "role": "inspector",
+            "villages": [YUNYU, "450222101002"],
+            "password": "Zhang-pass-2026",
+        },
+    )
     assert created.status_code == 302
     zhang = store.user(username="zhang")
     assert store.assigned_villages(zhang["id"]) == [YUNYU, "450222101002"]
@@ -170,12 +199,18 @@ def test_admin_manages_a_user_end_to_end(admin, store):
     zhang = store.user(id=zhang["id"])
     assert (zhang["role"], zhang["scope_township"]) == ("supervisor", "石岭镇")
     assert _last_audit(store, "user.role")["user_id"] == me
-    outside = _post(admin, f"{url}/role", {"role": "supervisor", "township": "外县镇"},
-                    follow_redirects=True)  # fmt: skip
+    outside = _post(
+        admin, f"{url}/role", {"role": "supervisor", "township": "外县镇"}, follow_redirects=True
+    )
     assert "不在您的管理范围" in outside.get_data(as_text=True)
 
-    token = store.create_token(user_id=zhang["id"], token_hash="h" * 64, device_id="phone-1",
-                               label="红米", at="2026-11-20T10:00:00+08:00")  # fmt: skip
+    token = store.create_token(
+        user_id=zhang["id"],
+        token_hash="h" * 64,
+        device_id="phone-1",
+        label="红米",
+        at="2026-11-20T10:00:00+08:00",
+    )
     assert "phone-1" in admin.get(url).get_data(as_text=True)
     _post(admin, f"{url}/tokens/{token}/revoke")
     assert store.tokens_of(zhang["id"])[0]["revoked_at"]
@@ -210,8 +245,12 @@ def _xlsx(text: str) -> bytes:
 def test_village_import_previews_errors_and_bad_files_write_nothing(admin, store):
     before = store.scalar("SELECT count(*) FROM villages")
     changes = store.scalar("SELECT count(*) FROM changes")
-    page = _post(admin, "/desk/admin/villages", {"file": (io.BytesIO(BAD_CSV.encode()), "v.csv")},
-                 content_type="multipart/form-data").get_data(as_text=True)  # fmt: skip
+    page = _post(
+        admin,
+        "/desk/admin/villages",
+        {"file": (io.BytesIO(BAD_CSV.encode()), "v.csv")},
+        content_type="multipart/form-data",
+    ).get_data(as_text=True)
     assert "未导入任何村" in page and "确认导入" not in page
     assert "<td>3</td>" in page and "<td>4</td>" in page  # the rows of the errors
     # confirming the bad text by hand still writes nothing
@@ -220,9 +259,12 @@ def test_village_import_previews_errors_and_bad_files_write_nothing(admin, store
     assert store.scalar("SELECT count(*) FROM villages") == before
     assert store.scalar("SELECT count(*) FROM changes") == changes
 
-    preview = _post(admin, "/desk/admin/villages",
-                    {"file": (io.BytesIO(_xlsx(GOOD_CSV)), "v.xlsx")},
-                    content_type="multipart/form-data").get_data(as_text=True)  # fmt: skip
+    preview = _post(
+        admin,
+        "/desk/admin/villages",
+        {"file": (io.BytesIO(_xlsx(GOOD_CSV)), "v.xlsx")},
+        content_type="multipart/form-data",
+    ).get_data(as_text=True)
     assert "预览：2 个村" in preview and "新塘村" in preview
     assert store.village("450222103001") is None  # a preview writes nothing
     done = _post(admin, "/desk/admin/villages", {"confirm": "1", "text": GOOD_CSV})
@@ -238,14 +280,21 @@ def test_facilities_filter_edit_and_retire(admin, store):
     text = listed.get_data(as_text=True)
     assert "陈朝光户厕" in text and "韦桂芳户厕" not in text
     # a position typed in GCJ-02 (AMap) is stored as WGS-84 with its datum
-    _post(admin, f"/desk/admin/facilities/{TOILET}",
-          {"name": "陈朝光户厕（新）", "lat": "24.7610", "lon": "109.3000", "datum": "gcj02"})
+    _post(
+        admin,
+        f"/desk/admin/facilities/{TOILET}",
+        {"name": "陈朝光户厕（新）", "lat": "24.7610", "lon": "109.3000", "datum": "gcj02"},
+    )
     facility = store.facility(TOILET)
     assert facility["name"] == "陈朝光户厕（新）" and facility["datum"] == "gcj02"
     assert facility["lat"] != 24.7610 and abs(facility["lat"] - 24.7610) < 0.01
     assert _last_audit(store, "facility.edit")["user_id"] == store.user(username="admin")["id"]
-    bad = _post(admin, f"/desk/admin/facilities/{TOILET}", {"name": "x", "lat": "北纬"},
-                follow_redirects=True)  # fmt: skip
+    bad = _post(
+        admin,
+        f"/desk/admin/facilities/{TOILET}",
+        {"name": "x", "lat": "北纬"},
+        follow_redirects=True,
+    )
     assert "坐标须为数字" in bad.get_data(as_text=True)
 
     assert _post(admin, f"/desk/admin/facilities/{TOILET}/retire").status_code == 302
@@ -263,11 +312,15 @@ def test_settings_override_config_and_are_audited(admin, app, store):
 
     page = admin.get("/desk/admin/settings").get_data(as_text=True)
     assert "EVIDENCE_FAR_METRES" in page and "县 450222" in page
-    wrong = _post(admin, "/desk/admin/settings", {"EVIDENCE_FAR_METRES": "abc"},
-                  follow_redirects=True)  # fmt: skip
+    wrong = _post(
+        admin, "/desk/admin/settings", {"EVIDENCE_FAR_METRES": "abc"}, follow_redirects=True
+    )
     assert "须为数字" in wrong.get_data(as_text=True) and store.admin_settings("450222") == {}
-    _post(admin, "/desk/admin/settings",
-          {"EVIDENCE_FAR_METRES": "350", "COUNTY_CLASS": "1", "TIDINESS_TARGET": ""})
+    _post(
+        admin,
+        "/desk/admin/settings",
+        {"EVIDENCE_FAR_METRES": "350", "COUNTY_CLASS": "1", "TIDINESS_TARGET": ""},
+    )
     assert store.admin_settings("450222") == {"EVIDENCE_FAR_METRES": 350, "COUNTY_CLASS": 1}
     entries = store.rows("SELECT * FROM audit WHERE action = 'settings.change' ORDER BY id")
     assert [e["entity_id"] for e in entries] == [

@@ -678,9 +678,7 @@ MATRIX = {
         writes=True,
     ),
     ("GET", "/desk/admin/audit"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/audit")),
-    ("GET", "/desk/admin/audit.csv"): Entry(
-        ADMIN, desk_get(lambda w, v: "/desk/admin/audit.csv")
-    ),
+    ("GET", "/desk/admin/audit.csv"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/audit.csv")),
     # -- the PWA shell and static files: public, and never about a village --
     ("GET", "/favicon.ico"): Entry(
         None, lambda ctx, role, v: _text(ctx.app.test_client().get("/favicon.ico"))

@@ -61,9 +61,7 @@ class AuditQueriesMixin:
             ids = sorted(user_ids)
             if not ids:
                 return []
-            sql += (
-                " AND (a.user_id IN :ids OR (a.entity = 'user' AND a.entity_id IN :id_texts))"
-            )
+            sql += " AND (a.user_id IN :ids OR (a.entity = 'user' AND a.entity_id IN :id_texts))"
             params.update(ids=ids, id_texts=[str(i) for i in ids])
         sql += " ORDER BY a.id DESC LIMIT :limit OFFSET :offset"
         return self.rows(sql, **params)
