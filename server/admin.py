@@ -10,12 +10,13 @@ token) and every change is audited with its actor (`g.user`): the storage method
 they do, and each page action adds one `admin.*` entry naming the actor, so even storage
 methods that take no actor (create_user, assign, set_password_hash) leave an entry with one.
 
-Passwords go through `set_password` below, the one place the pages turn a password into a
-hash: `server.auth.hash_password`, and `server.auth.check_password_policy` when that exists
-(the password policy of issue 13, another branch), whose ValueError message is shown.
+Passwords go through `password_hash` below, the one place the pages turn a password into a
+hash: `server.auth.hash_password`, which holds the password policy (issue 13, h/auth); its
+ValueError (reasons in Chinese) is shown on the page.
 """
 
 import csv
+import inspect
 import io
 import json
 import uuid
@@ -143,20 +144,22 @@ def _audit(action: str, *, entity=None, entity_id=None, detail=None) -> None:
     )
 
 
-def set_password(user: dict, password: str, *, revoke_tokens: bool = True) -> None:
-    """The one place the admin pages set a password: the policy (when server/auth.py has
-    one), then `hash_password`. ValueError with a Chinese message when it is refused."""
-    policy = getattr(auth, "check_password_policy", None)
-    if policy is not None:
-        policy(password, username=user["username"])
-    elif len(password) < MIN_PASSWORD:
+def password_hash(password: str, username: str) -> str:
+    """The one place the admin pages turn a password into a hash. `auth.hash_password` holds
+    the password policy once it takes the username (issue 13's policy, h/auth), raising a
+    ValueError with the reasons in Chinese; until then the old minimum length applies here."""
+    if "username" in inspect.signature(auth.hash_password).parameters:
+        return auth.hash_password(password, username=username)
+    if len(password) < MIN_PASSWORD:
         raise ValueError(f"密码至少 {MIN_PASSWORD} 位")
-    storage().set_password_hash(
-        user["id"], auth.hash_password(password), at=now_iso(), revoke_tokens=revoke_tokens
-    )
-    mark = getattr(storage(), "require_password_change", None)
-    if mark is not None:  # "change at first login / after a reset" (h/auth)
-        mark(user["id"], at=now_iso())
+    return auth.hash_password(password)
+
+
+def _must_change(method) -> dict:
+    """{"must_change_password": True} where the storage method knows it (h/auth): a password
+    an admin chose is changed by its user at the first login."""
+    known = "must_change_password" in inspect.signature(method).parameters
+    return {"must_change_password": True} if known else {}
 
 
 def _scope_choice(role: str, township: str, county: str) -> tuple[str | None, str | None]:
@@ -226,30 +229,23 @@ def create_user():
             raise ValueError(f"用户 {username} 已存在")
         township, county = _scope_choice(role, form.get("township", ""), form.get("county", ""))
         codes = _village_choice(form.getlist("villages"))
-        password = form.get("password", "")
-        policy = getattr(auth, "check_password_policy", None)
-        if policy is not None:
-            policy(password, username=username)
-        elif len(password) < MIN_PASSWORD:
-            raise ValueError(f"密码至少 {MIN_PASSWORD} 位")
+        hashed = password_hash(form.get("password", ""), username)
     except ValueError as exc:
         flash(f"未创建：{exc}")
         return redirect(url_for("admin.users"))
     with store.write():
         user_id = store.create_user(
             username=username,
-            password_hash=auth.hash_password(password),
+            password_hash=hashed,
             role=role,
             display_name=form.get("display_name", "").strip()[:64] or username,
             at=now_iso(),
             scope_township=township,
             scope_county=county,
+            **_must_change(store.create_user),
         )
         if codes:
             store.assign(user_id, codes, at=now_iso())
-        mark = getattr(store, "require_password_change", None)
-        if mark is not None:
-            mark(user_id, at=now_iso())
         _audit(
             "admin.user.create",
             entity="user",
@@ -357,17 +353,19 @@ def user_password(user_id: int):
     person = _user_in_scope(user_id)
     keep = request.form.get("keep_tokens") == "1"
     try:
-        with store.write():
-            set_password(person, request.form.get("password", ""), revoke_tokens=not keep)
-            _audit(
-                "admin.user.password",
-                entity="user",
-                entity_id=str(user_id),
-                detail={"tokens_kept": keep},
-            )
+        hashed = password_hash(request.form.get("password", ""), person["username"])
     except ValueError as exc:
         flash(f"密码未重置：{exc}")
         return _back(user_id)
+    with store.write():
+        # an admin's reset: the user chooses their own password at the next login (h/auth)
+        store.set_password_hash(user_id, hashed, at=now_iso(), revoke_tokens=not keep)
+        _audit(
+            "admin.user.password",
+            entity="user",
+            entity_id=str(user_id),
+            detail={"tokens_kept": keep},
+        )
     flash("密码已重置" + ("，手机保持登录" if keep else "，该用户的手机需重新登录"))
     return _back(user_id)
 

@@ -11,8 +11,8 @@ without the CSRF token is a 400 that changes nothing.
 import pytest
 from conftest import PASSWORDS
 from pwa_helpers import ARTIFACTS, LiveServer, launch_chromium, make_app, needs_chromium
+from werkzeug.security import generate_password_hash
 
-from server.auth import hash_password
 from server.storage import connect
 
 pytestmark = needs_chromium
@@ -31,7 +31,7 @@ def live(tmp_path, demo_db):
     store = connect(tmp_path / "vc.db")
     store.create_user(
         username="admin2",
-        password_hash=hash_password(OTHER_PASSWORD),
+        password_hash=generate_password_hash(OTHER_PASSWORD),
         role="admin",
         display_name="邻县管理员",
         at="2026-11-01T00:00:00+08:00",
@@ -75,7 +75,7 @@ def test_admin_pages_and_refusals_in_chromium(live):
             form.locator("input[name=username]").fill("zhang")
             form.locator("input[name=display_name]").fill("张三")
             form.locator("input[name=villages][value='450222101001']").check()
-            form.locator("input[name=password]").fill("Zhang-pass-2026")
+            form.locator("input[name=password]").fill("Qingshan-River-92")
             form.locator("button[type=submit]").click()
             admin.wait_for_selector("h1:has-text('张三')")
             assert store.user(username="zhang")["active"]

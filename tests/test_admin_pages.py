@@ -13,8 +13,7 @@ import json
 import pytest
 from desk_helpers import desk_session
 from openpyxl import Workbook
-
-from server.auth import hash_password
+from werkzeug.security import generate_password_hash
 
 CSRF = "token"
 YUNYU = "450222101001"
@@ -61,7 +60,7 @@ def other_admin(app, store):
     """An admin of another county (450223), which holds no village of the demo."""
     store.create_user(
         username="admin2",
-        password_hash=hash_password("pw-123456789"),
+        password_hash=generate_password_hash("Harbour-Kite-58"),
         role="admin",
         display_name="邻县管理员",
         at="2026-11-01T00:00:00+08:00",
@@ -82,7 +81,7 @@ def test_supervisor_sees_township_people_and_manages_nothing(app, store):
         _post(
             sup,
             "/desk/admin/users",
-            {"username": "x", "role": "inspector", "password": "pw-123456789"},
+            {"username": "x", "role": "inspector", "password": "Harbour-Kite-58"},
         ).status_code,
         sup.get(f"/desk/admin/users/{inspector}").status_code,
         _post(sup, f"/desk/admin/users/{inspector}/active", {"active": "0"}).status_code,
@@ -127,7 +126,7 @@ def test_another_county_admin_sees_nothing_of_this_county(other_admin, store):
     created = _post(
         other_admin,
         "/desk/admin/users",
-        {"username": "spy", "role": "inspector", "villages": YUNYU, "password": "pw-123456789"},
+        {"username": "spy", "role": "inspector", "villages": YUNYU, "password": "Harbour-Kite-58"},
     )
     assert created.status_code == 302 and store.user(username="spy") is None
     imported = _post(
@@ -147,7 +146,7 @@ def test_missing_csrf_is_400_and_changes_nothing(admin, store):
         "/desk/admin/users": {
             "username": "nocsrf",
             "role": "inspector",
-            "password": "pw-123456789",
+            "password": "Harbour-Kite-58",
         },
         f"/desk/admin/users/{inspector}/active": {"active": "0"},
         f"/desk/admin/users/{inspector}/password": {"password": "Another-pass-2026"},
@@ -181,7 +180,7 @@ def test_admin_manages_a_user_end_to_end(admin, store):
             "display_name": "张三",
             "role": "inspector",
             "villages": [YUNYU, "450222101002"],
-            "password": "Zhang-pass-2026",
+            "password": "Qingshan-River-92",
         },
     )
     assert created.status_code == 302
@@ -220,7 +219,7 @@ def test_admin_manages_a_user_end_to_end(admin, store):
     bad = _post(admin, f"{url}/password", {"password": "1234"}, follow_redirects=True)
     assert "密码未重置" in bad.get_data(as_text=True)
     old_hash = store.user(id=zhang["id"])["password_hash"]
-    _post(admin, f"{url}/password", {"password": "New-zhang-pass-2026"})
+    _post(admin, f"{url}/password", {"password": "Lijiang-Bamboo-47"})
     assert store.user(id=zhang["id"])["password_hash"] != old_hash
     assert _last_audit(store, "admin.user.password")["user_id"] == me
 
@@ -358,3 +357,35 @@ def test_audit_page_filters_and_csv_and_cli_actor(admin, store, runner):
     _post(admin, "/desk/admin/settings", {"EVIDENCE_FAR_METRES": "310"})
     assert "os_user" not in (_last_audit(store, "settings.change")["detail"])
     assert _last_audit(store, "admin.audit.export")["user_id"] == store.user(username="admin")["id"]
+
+
+def test_passwords_go_through_the_policy_in_hash_password(admin, store, monkeypatch):
+    """Once `auth.hash_password` takes the username (the password policy, h/auth), its
+    refusal is what the page shows, and nothing is written."""
+    from server import auth
+
+    def policy_hash(password, *, username):
+        if username in password:
+            raise ValueError("密码不能包含用户名")
+        return "scrypt:policy$" + password
+
+    monkeypatch.setattr(auth, "hash_password", policy_hash)
+    refused = _post(
+        admin,
+        "/desk/admin/users",
+        {"username": "liu", "role": "inspector", "password": "liu-Long-enough-1"},
+        follow_redirects=True,
+    )
+    assert "密码不能包含用户名" in refused.get_data(as_text=True)
+    assert store.user(username="liu") is None
+    inspector = store.user(username="inspector")
+    reset = _post(
+        admin,
+        f"/desk/admin/users/{inspector['id']}/password",
+        {"password": "has-inspector-in-it"},
+        follow_redirects=True,
+    )
+    assert "密码未重置：密码不能包含用户名" in reset.get_data(as_text=True)
+    assert store.user(id=inspector["id"])["password_hash"] == inspector["password_hash"]
+    _post(admin, f"/desk/admin/users/{inspector['id']}/password", {"password": "Fine-1"})
+    assert store.user(id=inspector["id"])["password_hash"] == "scrypt:policy$Fine-1"

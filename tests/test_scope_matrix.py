@@ -620,7 +620,7 @@ MATRIX = {
         ADMIN,
         desk_post(
             lambda w, v: "/desk/admin/users",
-            lambda w, v: {"username": "new", "role": "inspector", "password": "New-pass-2026"},
+            lambda w, v: {"username": "new", "role": "inspector", "password": "Shan-Lake-7781"},
         ),
         writes=True,
     ),
