@@ -1,11 +1,11 @@
 """The admin pages (issue 13) in real headless Chromium against a live server.
 
-One browser, one server: the county admin walks users (creates one), the village import
-(a file with bad rows: per-row errors, nothing written), facilities, settings and the audit
-log at 1366 px and at 360 px (no sideways scrolling of the page), with screenshots in
-tests/artifacts/. Then the refusals in the browser: a supervisor sees only the people list
-(managing is 403), an admin of another county gets 404 for this county's user, and a POST
-without the CSRF token is a 400 that changes nothing.
+One browser, one server. The county admin walks users (creates one), the village import (a
+file with bad rows: per-row errors, nothing written; a good one: preview, then confirm),
+facilities, settings and the audit log, at 1366 px and at 360 px (no sideways scrolling),
+with screenshots in tests/artifacts/. Then the refusals in the browser: a supervisor sees
+only the people list (managing is 403), an admin of another county gets 404 for this
+county's user, and a POST without the CSRF token is a 400 that changes nothing.
 """
 
 import pytest
@@ -22,6 +22,7 @@ BAD_CSV = (
     "450222103001,新塘村,新塘镇,柳城县,2\n"
     "4502221030,短码村,新塘镇,柳城县,2\n"
 ).encode()
+GOOD_CSV = "code,name,township,county,county_class\n450222103001,新塘村,新塘镇,柳城县,2\n".encode()
 OTHER_PASSWORD = "Other-county-2026"
 
 
@@ -90,6 +91,22 @@ def test_admin_pages_and_refusals_in_chromium(live):
             admin.wait_for_selector("#preview table.errors")
             assert "未导入任何村" in admin.inner_text("#preview")
             assert store.village("450222103001") is None
+            admin.set_input_files(
+                "#import input[type=file]",
+                {"name": "v.csv", "mimeType": "text/csv", "buffer": GOOD_CSV},
+            )
+            admin.click("#import button[type=submit]")
+            admin.wait_for_selector("#preview h2:has-text('尚未写入')")
+            assert store.village("450222103001") is None  # the preview wrote nothing
+            admin.click("#preview button[type=submit]")
+            admin.wait_for_selector(".flash:has-text('已导入 1 个村')")
+            assert store.village("450222103001")["name"] == "新塘村"
+            admin.set_input_files(
+                "#import input[type=file]",
+                {"name": "v.csv", "mimeType": "text/csv", "buffer": BAD_CSV},
+            )
+            admin.click("#import button[type=submit]")
+            admin.wait_for_selector("#preview table.errors")
             pages = {
                 "villages": None,  # the preview on screen
                 "users": "/desk/admin/users",
