@@ -695,7 +695,7 @@ def settings():
             "label": spec[0],
             "value": stored.get(name),
             "default": current_app.config.get(name),
-            "changed": name in stored,
+            "changed": stored.get(name) is not None,
         }
         for name, spec in SETTINGS.items()
     ]
