@@ -39,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
     from . import api, auth, cli, context, exports, media_api, pwa, scheduler, supervisor, web
+    from .admin import bp as admin_bp
     from .health import bp as health_bp
     from .logs import install as install_logs
 
@@ -52,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(media_api.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(supervisor.bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(exports.bp)
     app.register_blueprint(pwa.bp)
     app.register_blueprint(health_bp)

@@ -1,5 +1,7 @@
 """The `villagecheck` command: a thin layer that parses options and calls the library."""
 
+import functools
+import getpass
 import re
 from pathlib import Path
 
@@ -32,6 +34,29 @@ def _create_app():
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
 def main():
     """乡村巡检 villagecheck: the sync server of the offline inspection app."""
+
+
+def _as_os_user(command):
+    """Every audit entry the command writes names the OS user as its actor (detail.os_user;
+    user_id stays NULL): the command's storage audits through a wrapper, removed after."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        store = storage()
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a bare container)
+            os_user = "?"
+        plain = store.audit
+        store.audit = lambda action, *, detail=None, **kw: plain(
+            action, detail={**(detail or {}), "os_user": os_user}, **kw
+        )
+        try:
+            return command(*args, **kwargs)
+        finally:
+            del store.audit  # the pooled connection goes back as it was
+
+    return wrapper
 
 
 def _shown(url: str) -> str:
@@ -84,6 +109,7 @@ def init_db_command():
 @click.option("--county", default=None, help="admin/supervisor scope: a county code")
 @click.password_option(help="prompted for when not given")
 @with_appcontext
+@_as_os_user
 def create_user(username, role, display_name, villages, township, county, password):
     """Create a user and assign villages."""
     store = storage()
@@ -112,6 +138,7 @@ def create_user(username, role, display_name, villages, township, county, passwo
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--datum", help="坐标系 of lat/lon: wgs84, cgcs2000, gcj02 (AMap/Tencent), bd09")
 @with_appcontext
+@_as_os_user
 def import_villages(csv_file: Path, datum: str | None):
     """Import or update villages from a CSV file; refused whole if any row is wrong."""
     store = storage()
@@ -233,6 +260,7 @@ def list_users():
 @click.option("--township", default=None, help="supervisor scope: a township name")
 @click.option("--county", default=None, help="admin/supervisor scope: a county code")
 @with_appcontext
+@_as_os_user
 def set_role(username, role, township, county):
     """Change a user's role (and the township/county scope of a supervisor or admin)."""
     store = storage()
@@ -251,6 +279,7 @@ def set_role(username, role, township, county):
 @click.argument("username")
 @click.argument("codes", nargs=-1, required=True)
 @with_appcontext
+@_as_os_user
 def assign_villages(username, codes):
     """Assign villages to an inspector or first secretary."""
     store = storage()
@@ -263,6 +292,7 @@ def assign_villages(username, codes):
 @click.argument("username")
 @click.argument("codes", nargs=-1, required=True)
 @with_appcontext
+@_as_os_user
 def unassign_villages(username, codes):
     """Take villages away from a user."""
     store = storage()
@@ -281,6 +311,7 @@ def unassign_villages(username, codes):
     help="leave the user's phones logged in (by default every device token is revoked)",
 )
 @with_appcontext
+@_as_os_user
 def reset_password(username, password, keep_tokens):
     """Set a new password; ends desk sessions and, unless --keep-tokens, logs out every phone."""
     store = storage()
@@ -313,6 +344,7 @@ def list_tokens(username):
 @click.argument("token_ids", nargs=-1, type=int)
 @click.option("--all", "revoke_all", is_flag=True, help="revoke every live token of the user")
 @with_appcontext
+@_as_os_user
 def revoke_token(username, token_ids, revoke_all):
     """Revoke device logins (a lost phone): by id, or --all."""
     store = storage()
@@ -330,6 +362,7 @@ def revoke_token(username, token_ids, revoke_all):
 @click.command("deactivate-user")
 @click.argument("username")
 @with_appcontext
+@_as_os_user
 def deactivate_user(username):
     """Stop a user from logging in; every device token is revoked. Nothing is deleted."""
     store = storage()
@@ -340,6 +373,7 @@ def deactivate_user(username):
 @click.command("activate-user")
 @click.argument("username")
 @with_appcontext
+@_as_os_user
 def activate_user(username):
     """Let a deactivated user log in again."""
     store = storage()

@@ -434,6 +434,50 @@ def probe_verify(ctx, role, village):
     return _text(client.get("/desk/verify", query_string={"code": code}))
 
 
+# -- the admin pages (issue 13) ---------------------------------------------------------------
+
+
+def _user_id(ctx, username: str) -> int:
+    store = connect(ctx.folder / "vc.db")
+    try:
+        return store.user(username=username)["id"]
+    finally:
+        store.close()
+
+
+def admin_user_get(suffix=""):
+    def probe(ctx, role, village):
+        client, _ = ctx.desk(role)
+        return _text(client.get(f"/desk/admin/users/{_user_id(ctx, 'inspector')}{suffix}"))
+
+    return probe
+
+
+def admin_user_post(suffix, data):
+    def probe(ctx, role, village):
+        client, csrf = ctx.desk(role)
+        url = f"/desk/admin/users/{_user_id(ctx, 'inspector')}{suffix}"
+        return _text(client.post(url, data={**data, "csrf_token": csrf or ""}))
+
+    return probe
+
+
+def probe_admin_revoke(ctx, role, village):
+    """Revoke the inspector's device token (the world's login made it)."""
+    store = connect(ctx.folder / "vc.db")
+    try:
+        user_id = store.user(username="inspector")["id"]
+        token_id = next(t["id"] for t in store.tokens_of(user_id) if not t["revoked_at"])
+    finally:
+        store.close()
+    client, csrf = ctx.desk(role)
+    url = f"/desk/admin/users/{user_id}/tokens/{token_id}/revoke"
+    return _text(client.post(url, data={"csrf_token": csrf or ""}))
+
+
+ADMIN_VILLAGES_CSV = "code,name,township,county,county_class\n450222109001,新村,新镇,柳城县,2\n"
+
+
 API_ROLES = frozenset(ROLES)
 REVIEWERS = frozenset({"supervisor", "admin"})
 ADMIN = frozenset({"admin"})
@@ -569,6 +613,72 @@ MATRIX = {
     ("GET", "/desk/reports/monthly"): Entry(
         REVIEWERS, desk_get(lambda w, v: "/desk/reports/monthly?month=2026-11")
     ),
+    # -- the admin pages (issue 13): admins manage, supervisors see their people --
+    ("GET", "/desk/admin/"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/admin/")),
+    ("GET", "/desk/admin/users"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/admin/users")),
+    ("POST", "/desk/admin/users"): Entry(
+        ADMIN,
+        desk_post(
+            lambda w, v: "/desk/admin/users",
+            lambda w, v: {"username": "new", "role": "inspector", "password": "Shan-Lake-7781"},
+        ),
+        writes=True,
+    ),
+    ("GET", "/desk/admin/users/<int:user_id>"): Entry(ADMIN, admin_user_get()),
+    ("POST", "/desk/admin/users/<int:user_id>/role"): Entry(
+        ADMIN, admin_user_post("/role", {"role": "secretary"}), writes=True
+    ),
+    ("POST", "/desk/admin/users/<int:user_id>/villages"): Entry(
+        ADMIN, admin_user_post("/villages", {"villages": VILLAGES[0]}), writes=True
+    ),
+    ("POST", "/desk/admin/users/<int:user_id>/password"): Entry(
+        ADMIN, admin_user_post("/password", {"password": "Reset-pass-2026"}), writes=True
+    ),
+    ("POST", "/desk/admin/users/<int:user_id>/active"): Entry(
+        ADMIN, admin_user_post("/active", {"active": "0"}), writes=True
+    ),
+    ("POST", "/desk/admin/users/<int:user_id>/tokens/<int:token_id>/revoke"): Entry(
+        ADMIN, probe_admin_revoke, writes=True
+    ),
+    ("GET", "/desk/admin/villages"): Entry(
+        ADMIN, desk_get(lambda w, v: "/desk/admin/villages"), lists=True
+    ),
+    ("POST", "/desk/admin/villages"): Entry(
+        ADMIN,
+        desk_post(
+            lambda w, v: "/desk/admin/villages",
+            lambda w, v: {"confirm": "1", "text": ADMIN_VILLAGES_CSV},
+        ),
+        writes=True,
+    ),
+    ("GET", "/desk/admin/facilities"): Entry(
+        ADMIN,
+        desk_get(lambda w, v: f"/desk/admin/facilities?village={v}"),
+        per_village=True,
+    ),
+    ("POST", "/desk/admin/facilities/<facility_id>"): Entry(
+        ADMIN,
+        desk_post(
+            lambda w, v: f"/desk/admin/facilities/{w.facility[v]}",
+            lambda w, v: {"name": "改名", "lat": "24.7", "lon": "109.3", "datum": "wgs84"},
+        ),
+        per_village=True,
+        writes=True,
+    ),
+    ("POST", "/desk/admin/facilities/<facility_id>/retire"): Entry(
+        ADMIN,
+        desk_post(lambda w, v: f"/desk/admin/facilities/{w.facility[v]}/retire", lambda w, v: {}),
+        per_village=True,
+        writes=True,
+    ),
+    ("GET", "/desk/admin/settings"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/settings")),
+    ("POST", "/desk/admin/settings"): Entry(
+        ADMIN,
+        desk_post(lambda w, v: "/desk/admin/settings", lambda w, v: {"EVIDENCE_FAR_METRES": "300"}),
+        writes=True,
+    ),
+    ("GET", "/desk/admin/audit"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/audit")),
+    ("GET", "/desk/admin/audit.csv"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/audit.csv")),
     # -- the PWA shell and static files: public, and never about a village --
     ("GET", "/favicon.ico"): Entry(
         None, lambda ctx, role, v: _text(ctx.app.test_client().get("/favicon.ico"))

@@ -18,6 +18,7 @@ methods of `Storage`, which is assembled here from one mixin per aggregate:
     desk.py         the supervisors' and admins' pages, and the exports
 """
 
+from .audit_queries import AuditQueriesMixin
 from .core import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -65,6 +66,7 @@ class Storage(
     IngestQueueMixin,
     JobsMixin,
     DeskMixin,
+    AuditQueriesMixin,
     StorageBase,
 ):
     """The database of one deployment: records, submissions, the change log and the audit log.

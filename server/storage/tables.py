@@ -328,6 +328,18 @@ changes = Table(
     _text("at"),
 )
 
+# Settings changed on the admin pages (issue 13): a value (JSON) per county ('' = the whole
+# deployment) and name, overriding the config value of that name at read time.
+admin_settings = Table(
+    "admin_settings",
+    metadata,
+    _text("county", primary_key=True),
+    _text("name", primary_key=True),
+    _text("value", nullable=False),
+    _text("updated_at", nullable=False),
+    Column("updated_by", ID),
+)
+
 audit = Table(
     "audit",
     metadata,
