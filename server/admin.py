@@ -20,7 +20,6 @@ import inspect
 import io
 import json
 import uuid
-from collections import ChainMap
 from datetime import date, datetime, timedelta
 
 from flask import (
@@ -43,6 +42,7 @@ from sync.merge import Observation
 from . import auth, push
 from .auth import ROLE_NAMES, ROLES
 from .context import now_iso, now_ms, storage
+from .overrides import effective_config, viewer_county
 from .settings import DEFAULTS
 from .villages_csv import (
     COLUMN_LABELS,
@@ -77,22 +77,11 @@ SETTINGS = {
     "EVIDENCE_NEAR_DUPLICATE_BITS": ("相似照片阈值（哈希差异位数）", int, 0, 64),
     "EVIDENCE_REGISTER_UNCERTAINTY_METRES": ("登记位置误差（米）", int, 0, 10_000),
     "TIDINESS_TARGET": ("村庄清洁目标分", int, 0, 100),
-    "COUNTY_CLASS": ("县类别（1/2/3，空为按村庄登记）", int, 1, 3),
-    "TARGET_SANITARY_PERCENT": ("卫生厕所普及率目标（%，空为按县类别）", float, 0, 100),
-    "TARGET_HARMLESS_PERCENT": ("无害化卫生厕所目标（%，空为按县类别）", float, 0, 100),
+    "COUNTY_CLASS": ("县类别（1/2/3，定卫生厕所目标；空为按村庄登记）", int, 1, 3),
 }
 
 
 # -- reading settings (other modules may call this) ------------------------------------------
-
-
-def effective_config(config, store, county: str = "") -> ChainMap:
-    """`config` with the admin pages' settings over it (the county's own, else the
-    deployment's): what a reader of EVIDENCE_* or the targets passes on instead of the bare
-    config, e.g. `evidence.settings_from(effective_config(app.config, store, county))`.
-    No Flask context needed (ingest workers)."""
-    stored = {k: v for k, v in store.admin_settings(county or "").items() if v is not None}
-    return ChainMap(stored, config)
 
 
 def setting(name: str, county: str | None = None, *, store=None):
@@ -105,8 +94,9 @@ def setting(name: str, county: str | None = None, *, store=None):
 
 
 def _county() -> str:
-    """The county code of the viewer's scope ('' for an unscoped admin)."""
-    return g.user["scope_county"] or ""
+    """The county whose settings the viewer changes: the code of the county their villages are
+    in ('' for an unscoped admin, whose settings hold for the whole deployment)."""
+    return "" if _unscoped() else viewer_county(g.villages)
 
 
 def _townships() -> set[str]:

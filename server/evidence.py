@@ -38,6 +38,7 @@ from media.near_dup import CROPS, NearDuplicateIndex
 from media.phash import from_hex
 
 from .auth import scope_villages
+from .overrides import county_code, effective_config
 from .stamp import issue_codes
 from .storage import Storage, connect
 
@@ -296,10 +297,14 @@ def _add_relation_flags(store: Storage, added, settings: EvidenceSettings) -> No
 def judge_complete(store: Storage, submission_ids, *, at: str) -> None:
     """Judge submissions whose photos are all in (each once, whatever else uses its photos)."""
     config = current_app.config
-    settings = settings_from(config)
     index = HashCache.index(store, config["DATABASE_URL"])
+    villages = store.villages_of_submissions(submission_ids)
+    by_county = {}  # the thresholds an admin set for each county (server/overrides.py)
     for sid in submission_ids:
-        judge(store, sid, settings=settings, index=index, at=at)
+        county = county_code(villages.get(sid, ""))
+        if county not in by_county:
+            by_county[county] = settings_from(effective_config(config, store, county))
+        judge(store, sid, settings=by_county[county], index=index, at=at)
     issue_codes(store, submission_ids)  # the photo stamps' codes (server/stamp.py)
 
 

@@ -52,6 +52,7 @@ from sync.review import STATE_NAMES
 
 from . import indicators, jobs, scheduler
 from .context import media_store, now, now_iso, storage
+from .overrides import effective_config, viewer_county, villages_with_class
 from .storage import connect
 from .web import login_required
 from .xlsx_stream import Link, text_width, xlsx_stream
@@ -149,11 +150,12 @@ def indicators_page():
         today = now().astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date().isoformat()
         facts = jobs.indicator_facts(store, month, today=today, villages=g.villages)
         computed_at, live = now_iso(), True
+    target = tidiness_target(store, g.villages)
     report = indicators.report(
-        store.villages(),
+        villages_with_class(store, current_app.config),
         facts,
         visible=g.villages,
-        tidiness_target=current_app.config["TIDINESS_TARGET"],
+        tidiness_target=target,
     )
     rows = report["townships"] if len(report["townships"]) > 1 else report["villages"]
     return render_template(
@@ -165,7 +167,7 @@ def indicators_page():
         chart=bar_chart(rows),
         indicators=indicators.INDICATORS,
         targets=indicators.TARGETS,
-        tidiness_target=current_app.config["TIDINESS_TARGET"],
+        tidiness_target=target,
     )
 
 
@@ -666,4 +668,10 @@ def export_village_photos(code):
 
 
 # The monthly township report lives in its own module, on this blueprint.
+def tidiness_target(store, villages) -> float:
+    """TIDINESS_TARGET as an admin set it for the viewer's county (else the config's)."""
+    county = viewer_county(villages)
+    return effective_config(current_app.config, store, county)["TIDINESS_TARGET"]
+
+
 from . import reports  # noqa: E402,F401

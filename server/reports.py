@@ -26,7 +26,8 @@ from sync.review import STATE_NAMES
 
 from . import indicators, jobs
 from .context import now, now_iso, storage
-from .exports import MONTH, bp, form_columns
+from .exports import MONTH, bp, form_columns, tidiness_target
+from .overrides import villages_with_class
 from .supervisor import TASK_STATUS, _visible_photos
 from .web import login_required
 
@@ -81,10 +82,10 @@ def monthly_report():
         facts = jobs.indicator_facts(store, month, today=today.isoformat(), villages=villages)
         computed_at = now_iso()
     report = indicators.report(
-        store.villages(),
+        villages_with_class(store, current_app.config),
         facts,
         visible=villages,
-        tidiness_target=current_app.config["TIDINESS_TARGET"],
+        tidiness_target=tidiness_target(store, villages),
     )
 
     problems, more = [], 0

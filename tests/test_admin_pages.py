@@ -306,8 +306,9 @@ def test_facilities_filter_edit_and_retire(admin, store):
 
 
 def test_settings_override_config_and_are_audited(admin, app, store):
-    from server.admin import effective_config, setting
+    from server.admin import setting
     from server.evidence import settings_from
+    from server.overrides import effective_config
 
     page = admin.get("/desk/admin/settings").get_data(as_text=True)
     assert "EVIDENCE_FAR_METRES" in page and "县 450222" in page
@@ -333,6 +334,35 @@ def test_settings_override_config_and_are_audited(admin, app, store):
         assert setting("EVIDENCE_FAR_METRES", "450223", store=store) == 200  # config value
     assert settings_from(effective_config(app.config, store, "450222")).far_metres == 350
     assert settings_from(app.config).far_metres == 200
+
+
+def test_settings_take_effect_on_judging_and_the_indicators(admin, app, store, client):
+    """A county's far threshold decides the flag on a photo 2 km away; its county class decides
+    the toilet targets the indicators judge against."""
+    from conftest import Phone
+    from test_media_api import TOILET_POS, inspect, noise_photo, retagged
+
+    from server import indicators
+    from server.overrides import villages_with_class
+
+    def sanitary_target():
+        villages = villages_with_class(store, app.config)
+        report = indicators.report(villages, {}, visible=[YUNYU], tidiness_target=75)
+        return report["villages"][0]["cells"]["sanitary"]["target"]
+
+    phone = Phone(client, "inspector")
+    toilets = [f["id"] for f in store.facilities(YUNYU) if f["kind"] == "toilet"]
+    far = retagged("canon_hdr_NO.jpg", lat=TOILET_POS[0] + 0.018, lon=TOILET_POS[1])
+    flagged = inspect(phone, toilets[0], far, noise_photo(41))
+    assert "far_from_facility" in {f["code"] for f in store.flags_of(flagged["id"])}
+    assert sanitary_target() == 0.98  # 柳城县 is registered as a class 2 county
+
+    _post(admin, "/desk/admin/settings", {"EVIDENCE_FAR_METRES": "5000", "COUNTY_CLASS": "1"})
+    again = retagged("canon_hdr_NO.jpg", lat=TOILET_POS[0] + 0.018, lon=TOILET_POS[1], quality=80)
+    passed = inspect(phone, toilets[1], again, noise_photo(42))
+    assert "far_from_facility" not in {f["code"] for f in store.flags_of(passed["id"])}
+    assert sanitary_target() == 1.00
+    assert admin.get("/desk/indicators").status_code == 200
 
 
 def test_audit_page_filters_and_csv_and_cli_actor(admin, store, runner):

@@ -72,6 +72,16 @@ class SubmissionsMixin:
         row["answers"] = json.loads(row["answers"])
         return row
 
+    def villages_of_submissions(self, submission_ids) -> dict[str, str]:
+        """submission id -> its village's code."""
+        ids = sorted(set(submission_ids))
+        if not ids:
+            return {}
+        return {
+            r["id"]: r["village_code"]
+            for r in self.rows("SELECT id, village_code FROM submissions WHERE id IN :ids", ids=ids)
+        }
+
     def submissions_of_record(self, record_id: str) -> list[dict]:
         """A record's history: every submission about it, newest observation first.
 

@@ -1,4 +1,4 @@
-"""Schema 10: `admin_settings`, settings changed on the admin pages (issue 13).
+"""Schema 11: `admin_settings`, settings changed on the admin pages (issue 13).
 
 Evidence thresholds, county class and targets set by an admin at /desk/admin/settings: a JSON
 value per county ('' for the whole deployment) and name, read over the config value.
@@ -9,8 +9,8 @@ from alembic import op
 
 from server.storage.tables import ID, TEXT
 
-revision = "v10"
-down_revision = "v9"
+revision = "v11"
+down_revision = "v10"
 branch_labels = None
 depends_on = None
 
