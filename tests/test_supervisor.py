@@ -57,10 +57,10 @@ def csrf_of(client) -> str:
     return CSRF.search(page.get_data(as_text=True)).group(1)
 
 
-def add_user(store, username, *, role="supervisor", township="石岭镇", password="pw-123456"):
+def add_user(store, username, *, role="supervisor", township="石岭镇", password="Pw-12345678"):
     user_id = store.create_user(
         username=username,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, username=username),
         role=role,
         display_name=f"{username}（{township}督查）",
         at=START.isoformat(),
