@@ -10,7 +10,6 @@ from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
 from .auth import ROLES, hash_password
-from .password_policy import PasswordRejected
 from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
 from .context import now, now_iso, storage
@@ -18,6 +17,7 @@ from .demo import load_demo
 from .facilities_csv import import_facilities
 from .ingest_worker import worker_command
 from .jobs import JOBS
+from .password_policy import PasswordRejected
 from .serve_command import serve
 from .storage import dumps
 from .villages_csv import UNDECLARED_ZH, decode_csv_bytes, parse_datum_option, parse_villages_csv

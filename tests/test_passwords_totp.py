@@ -111,7 +111,9 @@ def api_login(client, username, password, **extra):
 
 
 def test_a_user_made_by_an_admin_chooses_their_password_on_the_phone(client, runner, store):
-    weak = runner.invoke(args=["create-user", "zhang", "--role", "inspector", "--password", "zhang-2026a"])
+    weak = runner.invoke(
+        args=["create-user", "zhang", "--role", "inspector", "--password", "zhang-2026a"]
+    )
     assert weak.exit_code != 0 and "密码不能包含用户名" in weak.output
     made = runner.invoke(
         args=["create-user", "zhang", "--role", "inspector", "--password", "Start-Pass-91"]
@@ -120,10 +122,15 @@ def test_a_user_made_by_an_admin_chooses_their_password_on_the_phone(client, run
     refused = api_login(client, "zhang", "Start-Pass-91")
     assert refused.status_code == 403
     assert refused.json["error"]["code"] == "password_change_required"
-    assert refused.json["error"]["reason"] == "must_change" and "新密码" in refused.json["error"]["message"]
+    assert (
+        refused.json["error"]["reason"] == "must_change"
+        and "新密码" in refused.json["error"]["message"]
+    )
 
     change = "/api/v1/auth/password"
-    wrong = client.post(change, json={"username": "zhang", "password": "nope", "new_password": "Mine-Own-77"})
+    wrong = client.post(
+        change, json={"username": "zhang", "password": "nope", "new_password": "Mine-Own-77"}
+    )
     assert wrong.status_code == 401 and wrong.json["error"]["code"] == "login_failed"
     body = {"username": "zhang", "password": "Start-Pass-91"}
     weak = client.post(change, json={**body, "new_password": "zhang12345"})
@@ -148,9 +155,14 @@ def test_after_an_admin_reset_the_desk_asks_for_a_new_password_first(client, run
     assert "管理员重置密码后" in page
     csrf = form_csrf(client, "/desk/password")
     form = {"password": "Reset-By-Admin-1", "csrf_token": csrf}
-    weak = client.post("/desk/password", data={**form, "new_password": "abcdefghi1", "new_password2": "abcdefghi1"})
+    weak = client.post(
+        "/desk/password", data={**form, "new_password": "abcdefghi1", "new_password2": "abcdefghi1"}
+    )
     assert weak.status_code == 200 and "至少 3 类" in weak.get_data(as_text=True)
-    ok = client.post("/desk/password", data={**form, "new_password": "Desk-Own-2026x", "new_password2": "Desk-Own-2026x"})
+    ok = client.post(
+        "/desk/password",
+        data={**form, "new_password": "Desk-Own-2026x", "new_password2": "Desk-Own-2026x"},
+    )
     assert ok.status_code == 302 and ok.headers["Location"] == "/desk"
     assert client.get("/desk").status_code == 200
     user = store.user(username="supervisor")
@@ -176,7 +188,7 @@ def test_an_old_password_must_be_changed_when_a_maximum_age_is_set(app, client, 
 def enrol(client, clock) -> tuple[str, list[str]]:
     """Enrol on /desk/totp with a real code; returns the secret and the recovery codes."""
     page = client.get("/desk/totp").get_data(as_text=True)
-    assert "<svg" in page and "class=\"segno\"" in page
+    assert "<svg" in page and 'class="segno"' in page
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     code = pyotp.TOTP(secret).at(clock.now)
     csrf = CSRF.search(page).group(1)
@@ -200,7 +212,9 @@ def test_totp_enrolment_then_login_with_a_real_code_and_recovery_codes(app, clie
     password = PASSWORDS["admin"]
     post_login(client, "admin", password)
     assert client.get("/desk").headers["Location"] == "/desk/totp"  # mandatory for admins
-    bad = client.post("/desk/totp", data={"code": "000000", "csrf_token": form_csrf(client, "/desk/totp")})
+    bad = client.post(
+        "/desk/totp", data={"code": "000000", "csrf_token": form_csrf(client, "/desk/totp")}
+    )
     assert "验证码不正确" in bad.get_data(as_text=True)
     secret, codes = enrol(client, clock)
     assert client.get("/desk").status_code == 200
@@ -212,7 +226,9 @@ def test_totp_enrolment_then_login_with_a_real_code_and_recovery_codes(app, clie
     assert post_login(client, "admin", password).headers["Location"] == "/login/code"
     sessions = "SELECT count(*) FROM desk_sessions WHERE user_id = :user_id"
     assert store.scalar(sessions, user_id=row["id"]) == 0
-    wrong = second_step(client, "123456" if pyotp.TOTP(secret).at(clock.now) != "123456" else "654321")
+    wrong = second_step(
+        client, "123456" if pyotp.TOTP(secret).at(clock.now) != "123456" else "654321"
+    )
     assert "验证码错误" in wrong.get_data(as_text=True)
     replay = second_step(client, pyotp.TOTP(secret).at(clock.now))  # used at enrolment
     assert "验证码错误" in replay.get_data(as_text=True)
@@ -233,7 +249,10 @@ def test_totp_enrolment_then_login_with_a_real_code_and_recovery_codes(app, clie
     # the phone API needs the code too
     assert api_login(client, "admin", password).json["error"]["code"] == "second_factor_required"
     clock.advance(seconds=30)
-    assert api_login(client, "admin", password, code=pyotp.TOTP(secret).at(clock.now)).status_code == 200
+    assert (
+        api_login(client, "admin", password, code=pyotp.TOTP(secret).at(clock.now)).status_code
+        == 200
+    )
 
     # the code page is for a moment after the password only
     post_login(client, "admin", password)
@@ -246,7 +265,10 @@ def test_wrong_codes_are_counted_by_the_login_throttle(app, client, clock):
     secret, _ = enrol(client, clock)  # any desk user may enrol; only the setting makes it mandatory
     logout(client)
     post_login(client, "supervisor", PASSWORDS["supervisor"])
-    statuses = [second_step(client, "000001").status_code for _ in range(app.config["LOGIN_MAX_FAILURES"] + 1)]
+    statuses = [
+        second_step(client, "000001").status_code
+        for _ in range(app.config["LOGIN_MAX_FAILURES"] + 1)
+    ]
     assert statuses[-1] == 429 and 200 in statuses
     # refused before the code is looked at: even a right one waits
     assert second_step(client, pyotp.TOTP(secret).at(clock.now)).status_code == 429

@@ -512,9 +512,7 @@ MATRIX = {
     # -- own password and two-factor login (issue 13) --
     ("POST", "/api/v1/auth/password"): Entry(None, probe_change_password),
     ("GET", "/login/code"): Entry(None, lambda ctx, role, v: probe_login_code(ctx, role, "GET")),
-    ("POST", "/login/code"): Entry(
-        None, lambda ctx, role, v: probe_login_code(ctx, role, "POST")
-    ),
+    ("POST", "/login/code"): Entry(None, lambda ctx, role, v: probe_login_code(ctx, role, "POST")),
     ("GET", "/desk/password"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/password")),
     ("POST", "/desk/password"): Entry(
         REVIEWERS,

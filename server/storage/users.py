@@ -104,8 +104,9 @@ class UsersMixin:
                 at=at,
                 user_id=user_id,
             )
-            self.audit("user.totp_enrol", at=at, user_id=user_id, entity="user",
-                       entity_id=str(user_id))
+            self.audit(
+                "user.totp_enrol", at=at, user_id=user_id, entity="user", entity_id=str(user_id)
+            )
 
     def clear_totp(self, user_id: int, *, at: str, by=None) -> None:
         """Remove a user's second factor (a lost phone): they enrol again at the next login
@@ -117,8 +118,7 @@ class UsersMixin:
                 user_id=user_id,
             )
             self.end_desk_sessions_of(user_id)
-            self.audit("user.totp_clear", at=at, user_id=by, entity="user",
-                       entity_id=str(user_id))
+            self.audit("user.totp_clear", at=at, user_id=by, entity="user", entity_id=str(user_id))
 
     def accept_totp_step(self, user_id: int, step: int) -> bool:
         """Record that the code of time step `step` was used; False when that step (or a
@@ -152,8 +152,14 @@ class UsersMixin:
                 user_id=user_id,
             ).rowcount
             if spent:
-                self.audit("user.recovery_code", at=at, user_id=user_id, entity="user",
-                           entity_id=str(user_id), detail={"left": len(left)})
+                self.audit(
+                    "user.recovery_code",
+                    at=at,
+                    user_id=user_id,
+                    entity="user",
+                    entity_id=str(user_id),
+                    detail={"left": len(left)},
+                )
             return spent == 1
 
     def assign(self, user_id: int, village_codes: Iterable[str], *, at: str) -> None:
