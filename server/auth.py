@@ -218,6 +218,10 @@ def login():
     due = password_change_due(user)
     if due:
         raise ApiError(403, "password_change_required", PASSWORD_DUE_MESSAGES[due], reason=due)
+    if totp_enrolment_due(user):
+        raise ApiError(
+            403, "second_factor_enrolment_required", "请先在电脑上登录工作台，绑定两步验证"
+        )
     token = secrets.token_urlsafe(32)
     token_id = store.create_token(
         user_id=user["id"],
@@ -242,7 +246,7 @@ def _api_credentials(store, username: str, password: str, code) -> dict | tuple:
     if code is not None and not isinstance(code, str):
         raise ApiError(400, "invalid", "验证码必须是文字")
     known = store.user(username=username.strip())
-    needs_code = bool(known) and (totp_enrolled(known) or totp_enrolment_due(known))
+    needs_code = bool(known) and totp_enrolled(known)
     user, wait = attempt_login(
         store, username.strip(), password, (code or "") if needs_code else None
     )

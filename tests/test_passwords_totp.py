@@ -280,4 +280,7 @@ def test_only_the_named_roles_must_enrol(app, client):
     assert client.get("/desk").status_code == 200
     app.config["TOTP_REQUIRED_ROLES"] = "admin,supervisor"
     assert client.get("/desk").headers["Location"] == "/desk/totp"
+    phone = api_login(client, "supervisor", PASSWORDS["supervisor"])
+    assert phone.status_code == 403
+    assert phone.json["error"]["code"] == "second_factor_enrolment_required"
     assert "您的角色须使用两步验证" in client.get("/desk/totp").get_data(as_text=True)
