@@ -56,7 +56,7 @@ def test_a_created_user_is_found_by_id_and_by_username(store):
         "active": 1,
         "created_at": AT,
         "must_change_password": 0,
-        "password_changed_at": AT,
+        "password_changed_at": None,
         "totp_secret": None,
         "totp_enrolled_at": None,
         "totp_recovery": None,

@@ -29,15 +29,15 @@ class UsersMixin:
         must_change_password=False,
     ) -> int:
         """`must_change_password`: an admin chose the password, so the user must choose their
-        own at the first login."""
+        own at the first login. (`password_changed_at` stays NULL: the age counts from
+        `created_at`; the INSERT names only the columns older schemas had, so tests can fill
+        databases of older versions with it.)"""
         with self.write():
             user_id = self.scalar(
                 "INSERT INTO users (username, display_name, role, password_hash,"
-                " scope_township, scope_county, active, created_at, must_change_password,"
-                " password_changed_at) VALUES (:username, :display_name, :role,"
-                " :password_hash, :scope_township, :scope_county, 1, :at, :must_change, :at)"
+                " scope_township, scope_county, active, created_at) VALUES (:username,"
+                " :display_name, :role, :password_hash, :scope_township, :scope_county, 1, :at)"
                 " RETURNING id",
-                must_change=int(must_change_password),
                 username=username,
                 display_name=display_name,
                 role=role,
@@ -46,6 +46,11 @@ class UsersMixin:
                 scope_county=scope_county,
                 at=at,
             )
+            if must_change_password:
+                self.q(
+                    "UPDATE users SET must_change_password = 1 WHERE id = :user_id",
+                    user_id=user_id,
+                )
             self.audit(
                 "user.create", at=at, entity="user", entity_id=username, detail={"role": role}
             )
