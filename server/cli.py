@@ -9,6 +9,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
+from .account_cli import COMMANDS as ACCOUNT_COMMANDS
 from .auth import ROLES, hash_password
 from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
@@ -60,6 +61,7 @@ def register(app) -> None:
         *BACKUP_COMMANDS,
         worker_command,
         import_facilities,
+        *ACCOUNT_COMMANDS,
     ):
         app.cli.add_command(command)
 

@@ -284,3 +284,14 @@ def test_only_the_named_roles_must_enrol(app, client):
     assert phone.status_code == 403
     assert phone.json["error"]["code"] == "second_factor_enrolment_required"
     assert "您的角色须使用两步验证" in client.get("/desk/totp").get_data(as_text=True)
+
+
+def test_reset_2fa_clears_the_second_factor(app, client, clock, runner, store):
+    post_login(client, "supervisor", PASSWORDS["supervisor"])
+    enrol(client, clock)
+    assert runner.invoke(args=["reset-2fa", "inspector"]).exit_code != 0  # never enrolled
+    result = runner.invoke(args=["reset-2fa", "supervisor"])
+    assert result.exit_code == 0, result.output
+    assert store.user(username="supervisor")["totp_secret"] is None
+    assert client.get("/desk").headers["Location"].startswith("/login")  # session ended
+    assert post_login(client, "supervisor", PASSWORDS["supervisor"]).headers["Location"] == "/desk"
