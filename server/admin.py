@@ -16,7 +16,6 @@ ValueError (reasons in Chinese) is shown on the page.
 """
 
 import csv
-import inspect
 import io
 import json
 import uuid
@@ -57,7 +56,6 @@ bp = Blueprint("admin", __name__, url_prefix="/desk/admin")
 
 ADMIN = ("admin",)
 VIEWERS = ("supervisor", "admin")
-MIN_PASSWORD = 8  # until the password policy (h/auth) lands in server/auth.py
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 50_000  # a county has a few hundred villages; a zip bomb of a sheet stops here
 KIND_NAMES = {"toilet": "厕所", "rubbish": "垃圾点", "extinguisher": "灭火器"}
@@ -134,24 +132,6 @@ def _audit(action: str, *, entity=None, entity_id=None, detail=None) -> None:
     )
 
 
-def password_hash(password: str, username: str) -> str:
-    """The one place the admin pages turn a password into a hash. `auth.hash_password` holds
-    the password policy once it takes the username (issue 13's policy, h/auth), raising a
-    ValueError with the reasons in Chinese; until then the old minimum length applies here."""
-    if "username" in inspect.signature(auth.hash_password).parameters:
-        return auth.hash_password(password, username=username)
-    if len(password) < MIN_PASSWORD:
-        raise ValueError(f"密码至少 {MIN_PASSWORD} 位")
-    return auth.hash_password(password)
-
-
-def _must_change(method) -> dict:
-    """{"must_change_password": True} where the storage method knows it (h/auth): a password
-    an admin chose is changed by its user at the first login."""
-    known = "must_change_password" in inspect.signature(method).parameters
-    return {"must_change_password": True} if known else {}
-
-
 def _scope_choice(role: str, township: str, county: str) -> tuple[str | None, str | None]:
     """The (township, county) scope a viewer may give; ValueError otherwise."""
     township, county = township.strip() or None, county.strip() or None
@@ -219,7 +199,7 @@ def create_user():
             raise ValueError(f"用户 {username} 已存在")
         township, county = _scope_choice(role, form.get("township", ""), form.get("county", ""))
         codes = _village_choice(form.getlist("villages"))
-        hashed = password_hash(form.get("password", ""), username)
+        hashed = auth.hash_password(form.get("password", ""), username=username)
     except ValueError as exc:
         flash(f"未创建：{exc}")
         return redirect(url_for("admin.users"))
@@ -232,7 +212,7 @@ def create_user():
             at=now_iso(),
             scope_township=township,
             scope_county=county,
-            **_must_change(store.create_user),
+            must_change_password=True,  # a password an admin chose
         )
         if codes:
             store.assign(user_id, codes, at=now_iso())
@@ -343,12 +323,12 @@ def user_password(user_id: int):
     person = _user_in_scope(user_id)
     keep = request.form.get("keep_tokens") == "1"
     try:
-        hashed = password_hash(request.form.get("password", ""), person["username"])
+        hashed = auth.hash_password(request.form.get("password", ""), username=person["username"])
     except ValueError as exc:
         flash(f"密码未重置：{exc}")
         return _back(user_id)
     with store.write():
-        # an admin's reset: the user chooses their own password at the next login (h/auth)
+        # an admin's reset: the user chooses their own password at the next login
         store.set_password_hash(user_id, hashed, at=now_iso(), revoke_tokens=not keep)
         _audit(
             "admin.user.password",

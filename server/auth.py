@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from sync.clock import valid_device
 
-from . import limits, login_throttle
+from . import limits, login_throttle, password_policy, totp
 from .context import now, now_iso, storage
 from .errors import ApiError, error_response
 from .requests import json_body
@@ -37,9 +37,66 @@ MAX_ROW_ID = 2**63 - 1  # the largest 64-bit id (SQLite, PostgreSQL): a larger o
 _DUMMY_HASH = generate_password_hash("not-a-password")
 
 
-def hash_password(password: str) -> str:
-    """A slow, salted hash (werkzeug's scrypt)."""
+def hash_password(password: str, *, username: str) -> str:
+    """A slow, salted hash (werkzeug's scrypt) of a password that follows the policy
+    (server/password_policy.py); raises PasswordRejected otherwise. Every way of setting a
+    password (CLI, desk, API, admin pages, demo data) comes through here."""
+    password_policy.check(password, username)
     return generate_password_hash(password, method="scrypt")
+
+
+def password_change_due(user: dict) -> str | None:
+    """Why the user must choose a new password before anything else, or None:
+    "must_change" (first login, or after an admin's reset) or "expired" (PASSWORD_MAX_AGE_DAYS).
+    """
+    if user.get("must_change_password"):
+        return "must_change"
+    max_age = current_app.config.get("PASSWORD_MAX_AGE_DAYS") or 0
+    changed = user.get("password_changed_at") or user.get("created_at") or ""
+    if max_age > 0 and changed < (now() - timedelta(days=max_age)).isoformat():
+        return "expired"
+    return None
+
+
+PASSWORD_DUE_MESSAGES = {
+    "must_change": "首次登录或管理员重置密码后，请先设置自己的新密码",
+    "expired": "密码已超过有效期，请设置新密码",
+}
+
+
+def totp_enrolled(user: dict) -> bool:
+    return bool(user.get("totp_secret"))
+
+
+def totp_enrolment_due(user: dict) -> bool:
+    """True when the user's role requires two-factor login (TOTP_REQUIRED_ROLES) and they have
+    not enrolled yet."""
+    return not totp_enrolled(user) and user["role"] in totp.required_roles(current_app.config)
+
+
+def check_second_factor(store, user: dict, code: str) -> bool:
+    """A current TOTP code (each time step once) or an unused recovery code (spent here)."""
+    code = (code or "").strip()
+    if not code or not totp_enrolled(user) or len(code) > 32:
+        return False
+    if totp.looks_like_recovery(code):
+        return store.use_recovery_code(user["id"], totp.hash_recovery(code), at=now_iso())
+    secret = totp.unseal(user["totp_secret"], current_app.config["SECRET_KEY"])
+    if secret is None:
+        return False
+    step = totp.matching_step(secret, code, now().timestamp())
+    return step is not None and store.accept_totp_step(user["id"], step)
+
+
+def second_factor_attempt(store, user: dict, code: str) -> tuple[bool, int]:
+    """(accepted, wait): a code try, counted by the login throttle like a password try."""
+    attempt = login_throttle.count_attempt(store, user["username"])
+    if attempt.refused:
+        return False, attempt.retry_after
+    if not check_second_factor(store, user, code):
+        return False, 0
+    attempt.succeeded()
+    return True, 0
 
 
 def check_password(user: dict | None, password: str) -> bool:
@@ -50,12 +107,13 @@ def check_password(user: dict | None, password: str) -> bool:
     return bool(user) and valid
 
 
-def attempt_login(store, username: str, password: str) -> tuple[dict | None, int]:
+def attempt_login(store, username: str, password: str, code: str | None = None):
     """(user, 0) for the right password of an active user, (None, 0) for a wrong one, or
     (None, seconds) when this address or username must wait before trying again.
 
     The try is counted before the password is checked (server/login_throttle.py), so
-    parallel guesses cannot all be checked.
+    parallel guesses cannot all be checked. With `code` (the API's one-request login of a user
+    with two-factor login) the try succeeds only when the code is right too.
     """
     attempt = login_throttle.count_attempt(store, username)
     if attempt.refused:
@@ -63,6 +121,10 @@ def attempt_login(store, username: str, password: str) -> tuple[dict | None, int
     user = store.user(username=username)
     if not check_password(user, password) or not user["active"]:
         return None, 0
+    if code is not None and not check_second_factor(store, user, code):
+        return None, 0
+    if code is None and totp_enrolled(user):
+        return user, 0  # the desk asks for the code next, and that try counts as the success
     attempt.succeeded()
     return user, 0
 
@@ -150,15 +212,16 @@ def login():
     if not isinstance(label, str) or len(label) > 100:
         raise ApiError(400, "invalid_label", "设备名称必须是 100 字以内的文字")
     store = storage()
-    user, wait = attempt_login(store, username.strip(), password)
-    if wait:
-        response, status = error_response(
-            429, "login_throttled", throttled_message(wait), retry_after=wait
+    user = _api_credentials(store, username, password, body.get("code"))
+    if not isinstance(user, dict):
+        return user
+    due = password_change_due(user)
+    if due:
+        raise ApiError(403, "password_change_required", PASSWORD_DUE_MESSAGES[due], reason=due)
+    if totp_enrolment_due(user):
+        raise ApiError(
+            403, "second_factor_enrolment_required", "请先在电脑上登录工作台，绑定两步验证"
         )
-        response.headers["Retry-After"] = str(wait)
-        return response, status
-    if user is None:
-        raise ApiError(401, "login_failed", "用户名或密码错误")
     token = secrets.token_urlsafe(32)
     token_id = store.create_token(
         user_id=user["id"],
@@ -174,6 +237,56 @@ def login():
         user=public_user(user),
         villages=scope_villages(store, user),
     )
+
+
+def _api_credentials(store, username: str, password: str, code) -> dict | tuple:
+    """The user for a right username and password (and, for a user with two-factor login, a
+    right code), or the 429 response to return; raises the API's other refusals. Every try is
+    throttled."""
+    if code is not None and not isinstance(code, str):
+        raise ApiError(400, "invalid", "验证码必须是文字")
+    known = store.user(username=username.strip())
+    needs_code = bool(known) and totp_enrolled(known)
+    user, wait = attempt_login(
+        store, username.strip(), password, (code or "") if needs_code else None
+    )
+    if wait:
+        response, status = error_response(
+            429, "login_throttled", throttled_message(wait), retry_after=wait
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response, status
+    if user is None:
+        if needs_code and not code:
+            raise ApiError(401, "second_factor_required", "请输入动态验证码（或恢复码）")
+        raise ApiError(401, "login_failed", "用户名或密码错误" + ("或验证码错误" if code else ""))
+    return user
+
+
+@bp.post("/password")
+def change_password():
+    """Change one's own password with the current one (first login, after an admin's reset,
+    or when it has expired): a phone answered `password_change_required` has no token yet.
+    Device tokens stay valid; desk sessions end."""
+    body = json_body()
+    username, password = body.get("username"), body.get("password")
+    new_password = body.get("new_password")
+    if not all(isinstance(v, str) and v for v in (username, password, new_password)):
+        raise ApiError(400, "invalid", "请输入用户名、原密码和新密码")
+    store = storage()
+    user = _api_credentials(store, username, password, body.get("code"))
+    if not isinstance(user, dict):
+        return user
+    if new_password == password:
+        raise ApiError(422, "password_reused", "新密码不能与原密码相同")
+    try:
+        new_hash = hash_password(new_password, username=user["username"])
+    except password_policy.PasswordRejected as exc:
+        raise ApiError(422, exc.code, str(exc), problems=exc.problems) from None
+    store.set_password_hash(
+        user["id"], new_hash, at=now_iso(), revoke_tokens=False, must_change=False
+    )
+    return jsonify(changed=True)
 
 
 @bp.get("/me")

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
 from .audit_command import COMMANDS as AUDIT_COMMANDS
+from .account_cli import COMMANDS as ACCOUNT_COMMANDS
 from .auth import ROLES, hash_password
 from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db
@@ -20,6 +21,7 @@ from .demo import load_demo
 from .facilities_csv import import_facilities
 from .ingest_worker import worker_command
 from .jobs import JOBS
+from .password_policy import PasswordRejected
 from .serve_command import serve
 from .storage import dumps
 from .villages_csv import UNDECLARED_ZH, decode_csv_bytes, parse_datum_option, parse_villages_csv
@@ -86,6 +88,7 @@ def register(app) -> None:
         *AUDIT_COMMANDS,
         worker_command,
         import_facilities,
+        *ACCOUNT_COMMANDS,
     ):
         app.cli.add_command(command)
 
@@ -98,6 +101,14 @@ def init_db_command():
     click.echo(f"数据库已就绪: {_shown(current_app.config['DATABASE_URL'])}")
     for name in published:
         click.echo(f"  发布表单 {name}")
+
+
+def _policy_hash(password: str, username: str) -> str:
+    """The password's hash, or the password policy's reasons as the command's error."""
+    try:
+        return hash_password(password, username=username)
+    except PasswordRejected as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("create-user")
@@ -119,11 +130,10 @@ def create_user(username, role, display_name, villages, township, county, passwo
     unknown = [c for c in villages if store.village(c) is None]
     if unknown:
         raise click.ClickException(f"没有这些村: {', '.join(unknown)}")
-    if len(password) < 8:
-        raise click.ClickException("密码至少 8 位")
     user_id = store.create_user(
         username=username,
-        password_hash=hash_password(password),
+        password_hash=_policy_hash(password, username),
+        must_change_password=True,
         role=role,
         display_name=display_name or username,
         at=now_iso(),
@@ -316,13 +326,14 @@ def reset_password(username, password, keep_tokens):
     """Set a new password; ends desk sessions and, unless --keep-tokens, logs out every phone."""
     store = storage()
     user = _user(store, username)
-    if len(password) < 8:
-        raise click.ClickException("密码至少 8 位")
     revoked = store.set_password_hash(
-        user["id"], hash_password(password), at=now_iso(), revoke_tokens=not keep_tokens
+        user["id"],
+        _policy_hash(password, username),
+        at=now_iso(),
+        revoke_tokens=not keep_tokens,
     )
     kept = "，手机保持登录" if keep_tokens else f"，注销设备登录 {revoked} 个"
-    click.echo(f"{username}: 密码已重置{kept}")
+    click.echo(f"{username}: 密码已重置{kept}，下次登录须设置新密码")
 
 
 @click.command("tokens")

@@ -30,7 +30,7 @@ def load_demo(store: Storage, *, now: datetime, data: dict | None = None) -> dic
             scope = user.get("scope", {})
             user_id = store.create_user(
                 username=user["username"],
-                password_hash=hash_password(user["password"]),
+                password_hash=hash_password(user["password"], username=user["username"]),
                 role=user["role"],
                 display_name=user["display_name"],
                 at=at,

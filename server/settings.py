@@ -279,6 +279,18 @@ SETTINGS = (
         "audit-archive",
         "folder of the audit archive files (gzip JSON lines), relative to the instance folder",
     ),
+    # -- passwords and two-factor login (server/password_policy.py, server/totp.py; issue 13) --
+    Setting(
+        "PASSWORD_MAX_AGE_DAYS",
+        0,
+        "days after which a password must be changed at the next login (0: no maximum age)",
+    ),
+    Setting(
+        "TOTP_REQUIRED_ROLES",
+        "",
+        "comma-separated roles that must log in to the desk with a TOTP code (e.g. admin or"
+        " admin,supervisor); they enrol after their password at the next login",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -36,11 +36,23 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 
-from .auth import ROLE_NAMES, attempt_login, hash_token, scope_villages, throttled_message
+from .auth import (
+    ROLE_NAMES,
+    attempt_login,
+    hash_token,
+    password_change_due,
+    scope_villages,
+    throttled_message,
+    totp_enrolled,
+    totp_enrolment_due,
+)
 from .context import now, now_iso, storage
 
 bp = Blueprint("web", __name__)
 PAGE_ROLES = ("supervisor", "admin")
+# Pages a user may see before choosing their own password and enrolling a second factor.
+SETUP_ENDPOINTS = frozenset({"web.change_password", "web.totp_enrol", "web.logout"})
+PENDING_CODE_SECONDS = 300  # from a right password to its TOTP code
 
 
 class DeskCookieInterface(SecureCookieSessionInterface):
@@ -142,6 +154,9 @@ def login_required(view=None, *, roles: tuple[str, ...] = PAGE_ROLES):
                 return redirect(url_for("web.login", next=request.full_path))
             if user["role"] not in roles:
                 abort(403)
+            step = setup_step(user)
+            if step and request.endpoint not in SETUP_ENDPOINTS:
+                return redirect(url_for(step))
             g.user = user
             g.villages = frozenset(scope_villages(storage(), user))
             check_csrf()
@@ -150,6 +165,16 @@ def login_required(view=None, *, roles: tuple[str, ...] = PAGE_ROLES):
         return wrapper
 
     return decorate(view) if view else decorate
+
+
+def setup_step(user: dict) -> str | None:
+    """The page a logged-in user must finish before any other: a new password (first login,
+    an admin's reset, PASSWORD_MAX_AGE_DAYS), then TOTP enrolment (TOTP_REQUIRED_ROLES)."""
+    if password_change_due(user):
+        return "web.change_password"
+    if totp_enrolment_due(user):
+        return "web.totp_enrol"
+    return None
 
 
 @bp.app_context_processor
@@ -165,6 +190,14 @@ def login():
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
         user, wait = attempt_login(storage(), username, password) if username else (None, 0)
+        if user and user["role"] in PAGE_ROLES and totp_enrolled(user):
+            session.clear()  # the password was right: the code comes next (server/account.py)
+            session["pending_2fa"] = {
+                "uid": user["id"],
+                "at": now().timestamp(),
+                "next": safe_next(request.args.get("next")),
+            }
+            return redirect(url_for("web.login_code"))
         if user and user["role"] in PAGE_ROLES:
             start_session(user)
             return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
@@ -208,3 +241,6 @@ def favicon():
     response = Response(FAVICON.read_bytes(), mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response
+
+
+from . import account  # noqa: E402, F401 - its pages are routes of this blueprint

@@ -52,13 +52,13 @@ def test_assign_and_unassign_villages(runner, store, client):
 
 def test_reset_password(app, runner, store, client):
     user = store.user(username="inspector")
-    result = runner.invoke(args=["reset-password", "inspector"], input="new-pass-2026\n" * 2)
+    result = runner.invoke(args=["reset-password", "inspector"], input="New-Pass-2026\n" * 2)
     assert result.exit_code == 0, result.output
     with app.app_context():
-        assert check_password(store.user(username="inspector"), "new-pass-2026")
+        assert check_password(store.user(username="inspector"), "New-Pass-2026")
     assert "user.password" in audit_actions(store, user["id"])
     result = runner.invoke(args=["reset-password", "inspector", "--password", "short"])
-    assert result.exit_code != 0 and "至少 8 位" in result.output
+    assert result.exit_code != 0 and "至少 10 位" in result.output
 
 
 def test_list_and_revoke_device_tokens(runner, store, client):

@@ -46,7 +46,7 @@ def test_init_db_creates_the_database_and_publishes_the_forms_once(empty_app):
 def test_load_demo_fills_an_empty_database_and_prints_logins(empty_app):
     result = invoke(empty_app, "load-demo")
     assert result.exit_code == 0, result.output
-    assert "demo-inspector-2026" in result.output
+    assert "Field-Team1-2026" in result.output
     store = connect(empty_app.config["DATABASE_PATH"])
     assert [v["name"] for v in store.villages()][0] == "云屿村"
     assert store.tasks("450222101001")
@@ -68,7 +68,7 @@ def test_create_user_hashes_the_password_and_assigns_villages(empty_app):
         "--village",
         "450222101001",
         "--password",
-        "a-long-password",
+        "A-long-Pass-42",
     )
     assert result.exit_code == 0, result.output
     store = connect(empty_app.config["DATABASE_PATH"])
@@ -77,20 +77,21 @@ def test_create_user_hashes_the_password_and_assigns_villages(empty_app):
     assert store.assigned_villages(user["id"]) == ["450222101001"]
     store.close()
     login = empty_app.test_client().post(
-        "/api/v1/auth/login", json={"username": "liming", "password": "a-long-password"}
-    )
-    assert login.status_code == 200
+        "/api/v1/auth/login", json={"username": "liming", "password": "A-long-Pass-42"}
+    )  # an admin chose the password: the user must choose their own first (issue 13)
+    assert login.status_code == 403
+    assert login.json["error"]["code"] == "password_change_required"
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["inspector", "--role", "inspector", "--password", "a-long-password"], "已存在"),
+        (["inspector", "--role", "inspector", "--password", "A-long-Pass-42"], "已存在"),
         (
-            ["x1", "--role", "inspector", "--village", "999", "--password", "a-long-password"],
+            ["x1", "--role", "inspector", "--village", "999", "--password", "A-long-Pass-42"],
             "没有这些村",
         ),
-        (["x2", "--role", "inspector", "--password", "short"], "至少 8 位"),
+        (["x2", "--role", "inspector", "--password", "short"], "至少 10 位"),
     ],
 )
 def test_create_user_refuses_bad_input(empty_app, args, message):

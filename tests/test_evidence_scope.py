@@ -82,7 +82,7 @@ def test_a_hash_alone_does_not_open_another_townships_photo(planted, client, sto
     assert display(client, attacker.headers, victim).status_code == 403
     assert display(client, attacker.headers, victim, "display/1280").status_code == 403
     add_user(store, "shiling")
-    shiling = api_login(client, "shiling", "pw-123456")
+    shiling = api_login(client, "shiling", "Pw-12345678")
     assert display(client, shiling, victim).status_code == 403
     assert display(client, shiling, victim, "original").status_code == 403
     assert display(client, shiling, own, "original").status_code == 200
@@ -95,7 +95,7 @@ def test_a_hash_alone_does_not_open_another_townships_photo(planted, client, sto
 def test_flags_name_another_townships_record_only_to_admins(planted, client, store):
     probe, honest = planted["probe"]["id"], planted["honest"]
     add_user(store, "shiling")
-    shiling = api_login(client, "shiling", "pw-123456")
+    shiling = api_login(client, "shiling", "Pw-12345678")
     body = client.get(f"/api/v1/submissions/{probe}", headers=shiling)
     assert body.status_code == 200
     flags = {f["code"]: f for f in body.json["flags"] if f["photo"] == sha(planted["victim"])}
@@ -127,7 +127,7 @@ def test_flags_name_another_townships_record_only_to_admins(planted, client, sto
 def test_the_desk_withholds_another_townships_photo_and_names_no_record(planted, client, store):
     victim, honest = planted["victim"], planted["honest"]
     add_user(store, "shiling")
-    login_page(client, "shiling", "pw-123456")
+    login_page(client, "shiling", "Pw-12345678")
     for variant in ("320", "1280", "original"):
         assert client.get(f"/desk/media/{sha(victim)}/{variant}").status_code == 404
     assert client.get(f"/desk/media/{sha(planted['own'])}/320").status_code == 200
@@ -177,9 +177,9 @@ def test_a_photo_reused_by_someone_who_could_already_see_it_opens_in_their_villa
     store.assign(only, [TONGPU_2], at=START.isoformat())
     shared = noise_photo(7)
     inspect(make_phone("inspector"), first_toilet(YUNYU), shared, noise_photo(8))
-    only_headers = api_login(client, "only", "pw-123456")
+    only_headers = api_login(client, "only", "Pw-12345678")
     assert display(client, only_headers, shared).status_code == 403  # not used in 桐浦村 yet
-    both_headers = api_login(client, "both", "pw-123456")
+    both_headers = api_login(client, "both", "Pw-12345678")
     answers = toilet_answers(photo_outside=[photo(sha(shared))], photo_inside=[photo(sha(shared))])
     item = submission(first_toilet(TONGPU_2), "1795140000000-0000-dev-both", answers=answers)
     body = {"device_id": "dev-both", "device_time_ms": 1795140000000, "items": [item]}

@@ -61,7 +61,7 @@ def test_the_pwa_installs_locates_and_reopens_offline_over_https(browser, https_
         page = open_app(context, https_server)
         where = page.evaluate("() => [location.protocol, location.host, window.isSecureContext]")
         assert where == ["https:", f"{HOST}:{https_server.live.port}", True]
-        log_in(page, "inspector", "demo-inspector-2026")
+        log_in(page, "inspector", "Field-Team1-2026")
         wait_service_worker(page)
         page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=10000)
         scope = page.evaluate("async () => (await navigator.serviceWorker.ready).scope")

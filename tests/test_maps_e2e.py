@@ -28,8 +28,8 @@ from server.storage import connect
 
 YUNYU = "450222101001"  # 云屿村: 24 facilities, all with positions
 TONGPU = "450222101002"
-INSPECTOR = ("inspector", "demo-inspector-2026")
-SUPERVISOR = ("supervisor", "demo-supervisor-2026")
+INSPECTOR = ("inspector", "Field-Team1-2026")
+SUPERVISOR = ("supervisor", "Desk-Super-2026")
 KIND_COLOURS = {"toilet": "#1e6fd9", "rubbish": "#8d5a2b", "fire": "#e0302a", "zone": "#2f9e44"}
 STATE_RINGS = {"good": "#ffffff", "bad": "#b00020", "unknown": "#9e9e9e", "retired": "#444444"}
 TILE_PATH = re.compile(r"^/(\d+)/(\d+)/(\d+)\.png$")

@@ -70,12 +70,12 @@ def test_serve_with_demo_prints_the_demo_logins(tmp_path, demo_db):
 @pytest.mark.parametrize(
     "args",
     [
-        ["create-user", "newbie", "--role", "supervisor", "--password", "s3cret-pass-1"],
-        ["reset-password", "supervisor", "--password", "s3cret-pass-1"],
-        ["reset-password", "supervisor", "--password", "s3cret-pass-1", "--keep-tokens"],
+        ["create-user", "newbie", "--role", "supervisor", "--password", "S3cret-Pass-1"],
+        ["reset-password", "supervisor", "--password", "S3cret-Pass-1"],
+        ["reset-password", "supervisor", "--password", "S3cret-Pass-1", "--keep-tokens"],
     ],
 )
 def test_user_commands_never_echo_the_password(runner, args):
     result = runner.invoke(args=args)
     assert result.exit_code == 0, result.output
-    assert "s3cret-pass-1" not in result.output
+    assert "S3cret-Pass-1" not in result.output

@@ -178,7 +178,7 @@ def submit(page) -> str:
 @needs_chromium
 def test_offline_inspection_with_photos_reaches_the_server(browser, live):
     """(a) Log in, go offline, reload, inspect with two photos, reopen, submit, go online."""
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     shot(page, "a1-villages")
     wait_service_worker(page)
     assert page.evaluate("() => window.villagecheck.store.blobsStore()") is True
@@ -251,7 +251,7 @@ def test_offline_inspection_with_photos_reaches_the_server(browser, live):
 @needs_chromium
 def test_photo_upload_resumes_after_the_connection_drops(browser, live):
     """(b) The second chunk's connection is cut; sync asks the server and resumes there."""
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     patches = []
 
     def cut_second_chunk(route):
@@ -275,7 +275,7 @@ def test_photo_upload_resumes_after_the_connection_drops(browser, live):
 @needs_chromium
 def test_a_stale_offset_is_corrected_by_the_servers_409(browser, live):
     """After a cut, the phone is told a wrong offset; the server's 409 puts it right."""
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     patches = []
     statuses = []
 
@@ -308,7 +308,7 @@ def test_a_stale_offset_is_corrected_by_the_servers_409(browser, live):
 @needs_chromium
 def test_failed_tidiness_item_without_photo_cannot_be_submitted(browser, live):
     """(c) A failed checklist item needs a photo: the reason is shown in Chinese."""
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     page.goto(f"{live.url}/#/new/facility/{ZONE_YUNYU}")
     page.wait_for_selector("[data-field=household_rubbish]")
     items = [
@@ -335,7 +335,7 @@ def test_failed_tidiness_item_without_photo_cannot_be_submitted(browser, live):
 @needs_chromium
 def test_supervisor_rejection_reaches_the_phone(browser, live):
     """(d) A secretary's monthly task is rejected through the API; the phone shows why."""
-    context, page = logged_in_phone(browser, live, "secretary", "demo-secretary-2026")
+    context, page = logged_in_phone(browser, live, "secretary", "Village-Sec-2026")
     page.click(".tabs a[data-tab=tasks]")
     task = page.locator("main a.row:has-text('三会一课')").first
     task.wait_for()
@@ -351,7 +351,7 @@ def test_supervisor_rejection_reaches_the_phone(browser, live):
     sub_id = submit(page)
     wait_entry(page, sub_id, "synced")
 
-    token = live.token("supervisor", "demo-supervisor-2026")
+    token = live.token("supervisor", "Desk-Super-2026")
     reason = "会议记录照片缺失，请补充"
     status, body = live.api(
         "POST",
@@ -378,7 +378,7 @@ def test_supervisor_rejection_reaches_the_phone(browser, live):
 @needs_chromium
 def test_expired_login_keeps_the_outbox(browser, live):
     """A 401 asks the user to log in again; what waits in the outbox stays and is sent after."""
-    context, page = logged_in_phone(browser, live, "secretary", "demo-secretary-2026")
+    context, page = logged_in_phone(browser, live, "secretary", "Village-Sec-2026")
     token = page.evaluate("async () => (await window.villagecheck.store.getMeta('session')).token")
     status, _ = live.api("POST", "/api/v1/auth/logout", {}, token)
     assert status == 200
@@ -390,7 +390,7 @@ def test_expired_login_keeps_the_outbox(browser, live):
     assert "登录已失效" in page.inner_text("main")
     outbox = page.evaluate("() => window.villagecheck.store.outbox()")
     assert [e["state"] for e in outbox] == ["queued"]
-    page.fill("#password", "demo-secretary-2026")
+    page.fill("#password", "Village-Sec-2026")
     page.click("form.login button[type=submit]")
     page.wait_for_selector("main a.row", timeout=20000)
     wait_sync_idle(page)
@@ -407,7 +407,7 @@ def test_expired_login_keeps_the_outbox(browser, live):
 @needs_chromium
 def test_registered_facility_and_its_first_inspection_sync_in_english(browser, live):
     """A zone registered on the phone with its position, inspected at once (all items pass)."""
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     page.click("#lang")
     page.wait_for_selector("text=My villages")
     page.click("main a.row:has-text('云屿村')")
@@ -445,7 +445,7 @@ def test_new_version_is_offered_and_taken_on_request(browser, live, monkeypatch)
     """A changed shell makes a new worker wait; 立即更新 activates it and drops the old cache."""
     from server import pwa
 
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     wait_service_worker(page)
     old = page.evaluate("() => caches.keys()")
     monkeypatch.setattr(pwa, "shell_version", lambda: "0000feedbeef")

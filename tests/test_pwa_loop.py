@@ -100,7 +100,7 @@ def stub_conflicts(page, sub_id, facility):
 
 
 def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_path):
-    context, page = logged_in_phone(browser, live, "inspector", "demo-inspector-2026")
+    context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
     errors = page.errors
     small = small_targets(page, "villages")
 
@@ -144,7 +144,7 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
     )
     assert len(photos) == 2
 
-    token = live.token("supervisor", "demo-supervisor-2026")
+    token = live.token("supervisor", "Desk-Super-2026")
     status, body = live.api(
         "POST", f"/api/v1/submissions/{old_id}/review",
         {"decision": "reject", "reason": "内部照片看不清"}, token,
@@ -314,7 +314,7 @@ def test_inspector_fixes_and_resends_and_the_app_is_polished(browser, live, tmp_
 
 
 def test_secretary_completion_date_defaults_to_today(browser, live):
-    context, page = logged_in_phone(browser, live, "secretary", "demo-secretary-2026")
+    context, page = logged_in_phone(browser, live, "secretary", "Village-Sec-2026")
     page.click(".tabs a[data-tab=tasks]")
     page.locator("main a.row").first.click()
     page.wait_for_selector("[data-field=status]")

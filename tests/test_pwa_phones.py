@@ -32,7 +32,7 @@ from server.storage import connect
 TOILET_CHEN = "f5b19f71-ec7a-48ad-9b2b-a06b6ae12c97"  # 陈朝光户厕, 云屿村
 TOILET_WEI = "953a5154-281f-46f5-94a5-054cda2ec003"  # 韦桂芳户厕, 云屿村
 TOILET_QIN = "66c164e7-c859-40d2-a844-c762939ae232"  # 覃德明户厕, 云屿村
-INSPECTOR = ("inspector", "demo-inspector-2026")
+INSPECTOR = ("inspector", "Field-Team1-2026")
 
 # -- user agents (real strings, shortened where the tail does not matter) --
 ANDROID_CHROME = (

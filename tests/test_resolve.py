@@ -182,7 +182,7 @@ def test_without_csrf_or_from_another_township_nothing_changes(
     assert response.status_code == 400
     client.post("/logout", data={"csrf_token": csrf_of(client)})
     add_user(store, "shiling")
-    csrf = login_page(client, "shiling", "pw-123456")
+    csrf = login_page(client, "shiling", "Pw-12345678")
     assert client.get(f"/desk/conflicts/{conflict['id']}").status_code == 404
     assert conflict["id"] not in client.get("/desk/conflicts?show=all").get_data(as_text=True)
     response = client.post(

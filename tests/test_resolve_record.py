@@ -83,7 +83,7 @@ def test_the_record_form_is_scoped_and_checks_its_choices(client, store, facilit
     toilet = _toilet(facilities)
     _three_way(client, toilet)
     add_user(store, "far_sup", township="石岭镇")
-    csrf = login_page(client, "far_sup", "pw-123456")
+    csrf = login_page(client, "far_sup", "Pw-12345678")
     assert client.get(f"/desk/records/{toilet}/conflicts").status_code == 404
     assert (
         client.post(f"/desk/records/{toilet}/conflicts", data={"csrf_token": csrf}).status_code

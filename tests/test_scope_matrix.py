@@ -278,6 +278,30 @@ def probe_login(ctx, role, village):
     return _text(response)
 
 
+def probe_change_password(ctx, role, village):
+    """Public (a phone told `password_change_required` has no token): the caller's own
+    credentials; a weak new password is refused before anything is written."""
+    client = ctx.app.test_client()
+    if role == ANON:
+        body = {"username": "x", "password": "y", "new_password": "Zz-1234567890"}
+        response = client.post("/api/v1/auth/password", json=body)
+        assert response.status_code == 401
+        return 200, response.get_data(as_text=True)
+    password = next(u["password"] for u in DEMO["users"] if u["username"] == role)
+    body = {"username": role, "password": password, "new_password": "short"}
+    response = client.post("/api/v1/auth/password", json=body)
+    assert response.json["error"]["code"] == "password_weak"
+    return 200, response.get_data(as_text=True)
+
+
+def probe_login_code(ctx, role, method):
+    """Public, but without a right password a moment ago it only leads back to the login."""
+    client, csrf = ctx.desk(role)
+    response = client.open("/login/code", method=method, data={"csrf_token": csrf or ""})
+    assert response.status_code == 302 and response.location.endswith("/login")
+    return 200, ""
+
+
 def probe_desk_login(ctx, role):
     client, csrf = desk_login(ctx.app.test_client(), role)
     assert (csrf is not None) == (role in DESK_ROLES)
@@ -529,6 +553,22 @@ MATRIX = {
     ("GET", "/login"): Entry(None, lambda ctx, role, v: _text(ctx.app.test_client().get("/login"))),
     ("POST", "/login"): Entry(None, lambda ctx, role, v: probe_desk_login(ctx, role)),
     ("POST", "/logout"): Entry(REVIEWERS, lambda ctx, role, v: probe_desk_logout(ctx, role)),
+    # -- own password and two-factor login (issue 13) --
+    ("POST", "/api/v1/auth/password"): Entry(None, probe_change_password),
+    ("GET", "/login/code"): Entry(None, lambda ctx, role, v: probe_login_code(ctx, role, "GET")),
+    ("POST", "/login/code"): Entry(None, lambda ctx, role, v: probe_login_code(ctx, role, "POST")),
+    ("GET", "/desk/password"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/password")),
+    ("POST", "/desk/password"): Entry(
+        REVIEWERS,
+        desk_post(
+            lambda w, v: "/desk/password",
+            lambda w, v: {"password": "wrong", "new_password": "x", "new_password2": "x"},
+        ),
+    ),
+    ("GET", "/desk/totp"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk/totp")),
+    ("POST", "/desk/totp"): Entry(
+        REVIEWERS, desk_post(lambda w, v: "/desk/totp", lambda w, v: {"code": "000000"})
+    ),
     ("GET", "/desk"): Entry(REVIEWERS, desk_get(lambda w, v: "/desk")),
     ("GET", "/desk/queue"): Entry(
         REVIEWERS, desk_get(lambda w, v: "/desk/queue?state=all"), lists=True

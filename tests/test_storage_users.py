@@ -55,6 +55,12 @@ def test_a_created_user_is_found_by_id_and_by_username(store):
         "scope_county": None,
         "active": 1,
         "created_at": AT,
+        "must_change_password": 0,
+        "password_changed_at": None,
+        "totp_secret": None,
+        "totp_enrolled_at": None,
+        "totp_recovery": None,
+        "totp_last_step": None,
     }
     assert store.user(id=user_id) == expected
     assert store.user(username="supervisor") == expected

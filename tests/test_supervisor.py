@@ -57,10 +57,10 @@ def csrf_of(client) -> str:
     return CSRF.search(page.get_data(as_text=True)).group(1)
 
 
-def add_user(store, username, *, role="supervisor", township="石岭镇", password="pw-123456"):
+def add_user(store, username, *, role="supervisor", township="石岭镇", password="Pw-12345678"):
     user_id = store.create_user(
         username=username,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, username=username),
         role=role,
         display_name=f"{username}（{township}督查）",
         at=START.isoformat(),
@@ -241,7 +241,7 @@ def test_another_townships_supervisor_sees_nothing_of_tongpu(client, store, toil
     item = inspect_with_photos(phone, toilets["yunyu"], [data, jpeg(2)])
     sub_id = item["id"]
     add_user(store, "shiling")
-    login_page(client, "shiling", "pw-123456")
+    login_page(client, "shiling", "Pw-12345678")
     queue = client.get("/desk/queue?state=all").get_data(as_text=True)
     assert sub_id not in queue and "云屿村" not in queue
     assert client.get(f"/desk/submissions/{sub_id}").status_code == 404

@@ -23,9 +23,9 @@ from sqlalchemy import inspect
 from .dialect import SCHEMA_KEY
 from .tables import metadata
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 #: The Alembic revision of each schema version from 4 on.
-REVISIONS = {4: "v4", 5: "v5", 6: "v6", 7: "v7", 8: "v8", 9: "v9", 10: "v10", 11: "v11"}
+REVISIONS = {4: "v4", 5: "v5", 6: "v6", 7: "v7", 8: "v8", 9: "v9", 10: "v10", 11: "v11", 12: "v12"}
 
 
 def _v1(db: sqlite_utils.Database) -> None:

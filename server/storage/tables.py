@@ -83,6 +83,13 @@ users = Table(
     _text("scope_county"),
     _int("active", server_default="1"),
     _text("created_at"),
+    # passwords and two-factor login (issue 13, migration v11)
+    _int("must_change_password", server_default="0"),
+    _text("password_changed_at"),
+    _text("totp_secret"),  # Fernet-encrypted under a key derived from SECRET_KEY (server/totp.py)
+    _text("totp_enrolled_at"),
+    _text("totp_recovery"),  # JSON list of the SHA-256 of each unused recovery code
+    _int("totp_last_step"),  # the last TOTP time step accepted: a code works once
     Index("idx_users_username", "username", unique=True),
 )
 

@@ -2,6 +2,7 @@
 login throttle."""
 
 import contextlib
+import json
 from collections.abc import Iterable
 
 from .core import DatabaseBusy
@@ -25,7 +26,12 @@ class UsersMixin:
         at,
         scope_township=None,
         scope_county=None,
+        must_change_password=False,
     ) -> int:
+        """`must_change_password`: an admin chose the password, so the user must choose their
+        own at the first login. (`password_changed_at` stays NULL: the age counts from
+        `created_at`; the INSERT names only the columns older schemas had, so tests can fill
+        databases of older versions with it.)"""
         with self.write():
             user_id = self.scalar(
                 "INSERT INTO users (username, display_name, role, password_hash,"
@@ -40,6 +46,11 @@ class UsersMixin:
                 scope_county=scope_county,
                 at=at,
             )
+            if must_change_password:
+                self.q(
+                    "UPDATE users SET must_change_password = 1 WHERE id = :user_id",
+                    user_id=user_id,
+                )
             self.audit(
                 "user.create", at=at, entity="user", entity_id=username, detail={"role": role}
             )
@@ -50,15 +61,28 @@ class UsersMixin:
         return self.row(f"SELECT * FROM users WHERE {column} = :value", value=value)
 
     def set_password_hash(
-        self, user_id: int, password_hash: str, *, at: str, revoke_tokens: bool = True
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        at: str,
+        revoke_tokens: bool = True,
+        must_change: bool = True,
     ) -> int:
         """Set a new password and end the user's desk sessions; by default also revoke every
         device token (whoever knew the old password may have logged a phone in). Returns the
-        number of tokens revoked."""
+        number of tokens revoked.
+
+        `must_change` (the default: an admin's reset) makes the user choose their own password
+        at the next login; the user's own change passes False."""
         with self.write():
             self.q(
-                "UPDATE users SET password_hash = :password_hash WHERE id = :user_id",
+                "UPDATE users SET password_hash = :password_hash,"
+                " must_change_password = :must_change, password_changed_at = :at"
+                " WHERE id = :user_id",
                 password_hash=password_hash,
+                must_change=int(must_change),
+                at=at,
                 user_id=user_id,
             )
             sessions = self.end_desk_sessions_of(user_id)
@@ -71,6 +95,77 @@ class UsersMixin:
                 detail={"tokens_revoked": revoked, "desk_sessions_ended": sessions},
             )
             return revoked
+
+    # -- two-factor login (TOTP, server/totp.py) ------------------------------------------------
+
+    def set_totp(self, user_id: int, *, secret: str, recovery: list[str], at: str) -> None:
+        """Enrol: the encrypted secret and the hashes of the recovery codes."""
+        with self.write():
+            self.q(
+                "UPDATE users SET totp_secret = :secret, totp_recovery = :recovery,"
+                " totp_enrolled_at = :at, totp_last_step = NULL WHERE id = :user_id",
+                secret=secret,
+                recovery=json.dumps(recovery),
+                at=at,
+                user_id=user_id,
+            )
+            self.audit(
+                "user.totp_enrol", at=at, user_id=user_id, entity="user", entity_id=str(user_id)
+            )
+
+    def clear_totp(self, user_id: int, *, at: str, by=None) -> None:
+        """Remove a user's second factor (a lost phone): they enrol again at the next login
+        when their role requires it."""
+        with self.write():
+            self.q(
+                "UPDATE users SET totp_secret = NULL, totp_recovery = NULL,"
+                " totp_enrolled_at = NULL, totp_last_step = NULL WHERE id = :user_id",
+                user_id=user_id,
+            )
+            self.end_desk_sessions_of(user_id)
+            self.audit("user.totp_clear", at=at, user_id=by, entity="user", entity_id=str(user_id))
+
+    def accept_totp_step(self, user_id: int, step: int) -> bool:
+        """Record that the code of time step `step` was used; False when that step (or a
+        later one) was already used, so a code overheard or replayed does not work twice."""
+        with self.write():
+            return (
+                self.q(
+                    "UPDATE users SET totp_last_step = :step WHERE id = :user_id"
+                    " AND (totp_last_step IS NULL OR totp_last_step < :step)",
+                    step=step,
+                    user_id=user_id,
+                ).rowcount
+                == 1
+            )
+
+    def use_recovery_code(self, user_id: int, code_hash: str, *, at: str) -> bool:
+        """Spend one recovery code; False when it is not (or no longer) among the user's."""
+        with self.write():
+            stored = self.scalar(
+                "SELECT totp_recovery FROM users WHERE id = :user_id", user_id=user_id
+            )
+            hashes = json.loads(stored) if stored else []
+            if code_hash not in hashes:
+                return False
+            left = [h for h in hashes if h != code_hash]
+            spent = self.q(
+                "UPDATE users SET totp_recovery = :left WHERE id = :user_id"
+                " AND totp_recovery = :stored",
+                left=json.dumps(left),
+                stored=stored,
+                user_id=user_id,
+            ).rowcount
+            if spent:
+                self.audit(
+                    "user.recovery_code",
+                    at=at,
+                    user_id=user_id,
+                    entity="user",
+                    entity_id=str(user_id),
+                    detail={"left": len(left)},
+                )
+            return spent == 1
 
     def assign(self, user_id: int, village_codes: Iterable[str], *, at: str) -> None:
         codes = sorted(village_codes)

@@ -131,7 +131,7 @@ def push_inspections(port, photos: list[Path]) -> str:
         "POST",
         "/api/v1/auth/login",
         json.dumps(
-            {"username": "inspector", "password": "demo-inspector-2026", "device_id": "bench"}
+            {"username": "inspector", "password": "Field-Team1-2026", "device_id": "bench"}
         ),
         {"Content-Type": "application/json"},
     )["token"]

@@ -338,8 +338,10 @@ def add_device_users(database: str, inspectors, devices: int) -> list[tuple]:
     of many people, not many phones on two accounts (whose logins the throttle would rightly
     slow). Returns ((username, password, villages), demo inspector) per device."""
     store = connect(database)
-    password = "bench-password-2026"
-    password_hash = hash_password(password)  # one scrypt for all: same cost to check, fast here
+    password = "Load-Test-2026x"
+    password_hash = hash_password(
+        password, username="bench-0000"
+    )  # one scrypt for all: same cost to check, fast here
     at = datetime.now(UTC).isoformat()
     users = []
     for n in range(devices):

@@ -58,7 +58,7 @@ def bench_browser(server, runs: int, drafts: int) -> dict:
 
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        context, page = logged_in_phone(browser, server, "inspector", "demo-inspector-2026")
+        context, page = logged_in_phone(browser, server, "inspector", "Field-Team1-2026")
         wait_service_worker(page)
 
         context.set_offline(True)

@@ -215,7 +215,7 @@ def push_and_pull(url: str, folder: Path, args, postmaster: int | None) -> dict:
             login = api.call(
                 "POST",
                 "/api/v1/auth/login",
-                {"username": "inspector", "password": "demo-inspector-2026", "device_id": device},
+                {"username": "inspector", "password": "Field-Team1-2026", "device_id": device},
             )
             api.token = login["token"]
             phones.append((api, device, make_items(per_device, device, facility_ids, rng, t0_ms)))
@@ -245,7 +245,7 @@ def push_and_pull(url: str, folder: Path, args, postmaster: int | None) -> dict:
         puller.token = puller.call(
             "POST",
             "/api/v1/auth/login",
-            {"username": "inspector", "password": "demo-inspector-2026", "device_id": "puller"},
+            {"username": "inspector", "password": "Field-Team1-2026", "device_id": "puller"},
         )["token"]
         latencies, cursor, records = [], None, 0
         while True:
