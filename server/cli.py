@@ -11,8 +11,8 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.engine import make_url
 
 from . import scheduler as _scheduler
-from .audit_command import COMMANDS as AUDIT_COMMANDS
 from .account_cli import COMMANDS as ACCOUNT_COMMANDS
+from .audit_command import COMMANDS as AUDIT_COMMANDS
 from .auth import ROLES, hash_password
 from .backup import COMMANDS as BACKUP_COMMANDS
 from .bootstrap import init_db

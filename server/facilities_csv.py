@@ -21,8 +21,6 @@ left as they are and counted.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 import uuid
@@ -40,10 +38,10 @@ from .villages_csv import (
     UNDECLARED_ZH,
     _clean,
     _error,
-    _sniff_delimiter,
     decode_csv_bytes,
     parse_datum_option,
     parse_row_position,
+    read_rows,
 )
 
 #: Derives a facility's id from village, kind and name when the file gives none.
@@ -107,32 +105,14 @@ def parse_facilities_csv(
     (None: not checked).
     """
     result = FacilitiesResult()
-    text = text.lstrip("\ufeff")
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first))
-    columns: dict[str, int] | None = None
     seen: dict[str, int] = {}
-    for row_no, cells in enumerate(reader, start=1):
-        if not any(_clean(c) for c in cells):
-            continue
-        if columns is None:
-            columns = _map_header(cells, row_no, result)
-            if columns is None:
-                return result
-            continue
-        record = {f: _clean(cells[i]) if i < len(cells) else "" for f, i in columns.items()}
-        row, errors = _parse_row(record, row_no, datum, villages, seen)
-        if errors:
-            result.errors.extend(errors)
-        else:
-            result.undeclared_positions += row.pop("_undeclared")
-            result.rows.append(row)
-    if columns is None:
-        result.errors.append(_error(0, None, "empty_file", "文件为空", "the file is empty"))
-    elif not result.rows and not result.errors:
-        result.errors.append(
-            _error(0, None, "no_rows", "文件只有表头，没有设施数据", "the file has no rows")
-        )
+    read_rows(
+        text,
+        result,
+        _map_header,
+        lambda record, row_no: _parse_row(record, row_no, datum, villages, seen),
+        "文件只有表头，没有设施数据",
+    )
     return result
 
 

@@ -222,44 +222,47 @@ def parse_villages_csv(text: str, datum: str | None = None) -> ParseResult:
     module docstring). Columns not recognised are ignored and listed in `ignored_columns`.
     """
     result = ParseResult()
+    seen_codes: dict[str, int] = {}
+    read_rows(
+        text,
+        result,
+        _map_header,
+        lambda record, row_no: _parse_row(record, row_no, seen_codes, datum),
+        "文件只有表头，没有村庄数据",
+    )
+    return result
+
+
+def read_rows(text: str, result, map_header, parse_row, no_rows_zh: str) -> None:
+    """Read a register CSV into `result` (its rows, errors and undeclared positions): the
+    header row is the first non-blank one (`map_header` gives the columns or None, having
+    said why in `result`), then each non-blank row goes through `parse_row(record, row_no)`.
+    Shared by the village and the facility imports."""
     text = text.lstrip("\ufeff")
     first_line = next((line for line in text.splitlines() if line.strip()), "")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first_line))
-
-    header: list[str] | None = None
-    columns: dict[str, int] = {}
-    seen_codes: dict[str, int] = {}
+    columns: dict[str, int] | None = None
     for row_no, cells in enumerate(reader, start=1):
         if not any(_clean(c) for c in cells):
             continue  # blank lines, and rows of empty cells that spreadsheets leave at the end
-        if header is None:
-            header = cells
-            mapped = _map_header(header, row_no, result)
-            if mapped is None:
-                return result
-            columns = mapped
+        if columns is None:
+            columns = map_header(cells, row_no, result)
+            if columns is None:
+                return
             continue
         record = {f: _clean(cells[i]) if i < len(cells) else "" for f, i in columns.items()}
-        row, errors = _parse_row(record, row_no, seen_codes, datum)
+        row, errors = parse_row(record, row_no)
         if errors:
             result.errors.extend(errors)
         else:
             result.undeclared_positions += row.pop("_undeclared")
             result.rows.append(row)
-
-    if header is None:
+    if columns is None:
         result.errors.append(_error(0, None, "empty_file", "文件为空", "the file is empty"))
     elif not result.rows and not result.errors:
         result.errors.append(
-            _error(
-                0,
-                None,
-                "no_rows",
-                "文件只有表头，没有村庄数据",
-                "the file has a header but no rows",
-            )
+            _error(0, None, "no_rows", no_rows_zh, "the file has a header but no rows")
         )
-    return result
 
 
 def _map_header(header: list[str], row_no: int, result: ParseResult) -> dict[str, int] | None:
