@@ -130,9 +130,7 @@ def push_inspections(port, photos: list[Path]) -> str:
         port,
         "POST",
         "/api/v1/auth/login",
-        json.dumps(
-            {"username": "inspector", "password": "Field-Team1-2026", "device_id": "bench"}
-        ),
+        json.dumps({"username": "inspector", "password": "Field-Team1-2026", "device_id": "bench"}),
         {"Content-Type": "application/json"},
     )["token"]
     toilet = next(f["id"] for f in demo_data()["facilities"] if f["kind"] == "toilet")
