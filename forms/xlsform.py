@@ -57,15 +57,37 @@ SIMPLE_TYPES = {
 TIME_CONSTRAINT = "regex(., '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$')"
 # Columns of the survey sheet we read; others are errors (never silently dropped).
 SURVEY_COLUMNS = {
-    "type", "name", "label", "hint", "relevant", "required", "constraint",
-    "constraint_message", "calculation", "default", "read_only", "appearance",
-    "min_count", "max_count", "names_where", "choice_filter", "required_message",
+    "type",
+    "name",
+    "label",
+    "hint",
+    "relevant",
+    "required",
+    "constraint",
+    "constraint_message",
+    "calculation",
+    "default",
+    "read_only",
+    "appearance",
+    "min_count",
+    "max_count",
+    "names_where",
+    "choice_filter",
+    "required_message",
     "repeat_count",
-}  # fmt: skip
+}
 SETTINGS_COLUMNS = {
-    "form_id", "version", "form_title", "title", "default_language", "target",
-    "description", "updates", "instance_name", "style",
-}  # fmt: skip
+    "form_id",
+    "version",
+    "form_title",
+    "title",
+    "default_language",
+    "target",
+    "description",
+    "updates",
+    "instance_name",
+    "style",
+}
 CHOICES_COLUMNS = {"list_name", "name", "label"}
 
 
@@ -78,8 +100,12 @@ class XlsError:
     en: str
 
     def as_dict(self) -> dict:
-        return {"sheet": self.sheet, "row": self.row, "column": self.column,
-                "message": {"zh": self.zh, "en": self.en}}  # fmt: skip
+        return {
+            "sheet": self.sheet,
+            "row": self.row,
+            "column": self.column,
+            "message": {"zh": self.zh, "en": self.en},
+        }
 
     def __str__(self) -> str:
         where = self.sheet + (f" 第{self.row}行" if self.row else "")
@@ -129,8 +155,13 @@ class _Translator:
                 continue
             code = _lang_code(lang) if lang else self.default_lang
             if code not in ("zh", "en"):
-                self.err(sheet, rown, column, f"不支持的语言 {lang}，只支持 zh 和 en",
-                         f"language {lang} is not supported, only zh and en")  # fmt: skip
+                self.err(
+                    sheet,
+                    rown,
+                    column,
+                    f"不支持的语言 {lang}，只支持 zh 和 en",
+                    f"language {lang} is not supported, only zh and en",
+                )
                 continue
             out[code] = str(value)
         if not out:
@@ -146,12 +177,22 @@ class _Translator:
                 continue
             for column in row:
                 if _split(column)[0] not in CHOICES_COLUMNS:
-                    self.err("choices", i, column, "选项表的这一列暂不支持（如 choice_filter 用的列）",
-                             "this choices column is not supported (e.g. a choice_filter column)")  # fmt: skip
+                    self.err(
+                        "choices",
+                        i,
+                        column,
+                        "选项表的这一列暂不支持（如 choice_filter 用的列）",
+                        "this choices column is not supported (e.g. a choice_filter column)",
+                    )
             name, value = row.get("list_name"), row.get("name")
             if not name or value is None:
-                self.err("choices", i, "list_name" if not name else "name",
-                         "选项缺少 list_name 或 name", "a choice needs list_name and name")  # fmt: skip
+                self.err(
+                    "choices",
+                    i,
+                    "list_name" if not name else "name",
+                    "选项缺少 list_name 或 name",
+                    "a choice needs list_name and name",
+                )
                 continue
             label = self.texts(row, "label", "choices", i)
             if label is None:
@@ -164,19 +205,33 @@ class _Translator:
         book = self.book
         names = [s.lower() for s in book.get("sheet_names", [])]
         if "survey" not in names or not book.get("survey_header"):
-            self.err("survey", None, None, "不是 XLSForm：缺少 survey 工作表",
-                     "not an XLSForm: there is no survey sheet")  # fmt: skip
+            self.err(
+                "survey",
+                None,
+                None,
+                "不是 XLSForm：缺少 survey 工作表",
+                "not an XLSForm: there is no survey sheet",
+            )
             return None
         header = [h for h in book["survey_header"][0]] if book["survey_header"] else []
         if "type" not in header or "name" not in header:
-            self.err("survey", 1, None, "不是 XLSForm：survey 表缺少 type 或 name 列",
-                     "not an XLSForm: the survey sheet has no type or name column")  # fmt: skip
+            self.err(
+                "survey",
+                1,
+                None,
+                "不是 XLSForm：survey 表缺少 type 或 name 列",
+                "not an XLSForm: the survey sheet has no type or name column",
+            )
             return None
         rows = book.get("survey") or []
         if len(rows) > MAX_SURVEY_ROWS:
-            self.err("survey", MAX_SURVEY_ROWS + 2, None,
-                     f"survey 表超过 {MAX_SURVEY_ROWS} 行（共 {len(rows)} 行）",
-                     f"the survey sheet has more than {MAX_SURVEY_ROWS} rows ({len(rows)})")  # fmt: skip
+            self.err(
+                "survey",
+                MAX_SURVEY_ROWS + 2,
+                None,
+                f"survey 表超过 {MAX_SURVEY_ROWS} 行（共 {len(rows)} 行）",
+                f"the survey sheet has more than {MAX_SURVEY_ROWS} rows ({len(rows)})",
+            )
             return None
         lists = self.choices()
         fields: list[dict] = []
@@ -190,12 +245,17 @@ class _Translator:
                     self.err("survey", i, column, "这一列暂不支持", "this column is not supported")
             rtype = str(row.get("type") or "").strip()
             words = rtype.split()
-            kind = " ".join(words[:2]).lower() if words[:1] in (["begin"], ["end"]) else (
-                words[0] if words else "")  # fmt: skip
+            kind = (
+                " ".join(words[:2]).lower()
+                if words[:1] in (["begin"], ["end"])
+                else (words[0] if words else "")
+            )
             if kind in ("begin repeat", "end repeat", "begin_repeat", "end_repeat") or row.get(
                 "repeat_count"
             ):
-                self.err("survey", i, "type", "重复组暂不支持", "repeat groups are not supported yet")
+                self.err(
+                    "survey", i, "type", "重复组暂不支持", "repeat groups are not supported yet"
+                )
                 if kind in ("begin repeat", "begin_repeat"):
                     groups.append(("repeat", None, i))
                 elif kind in ("end repeat", "end_repeat") and groups:
@@ -211,8 +271,13 @@ class _Translator:
                 continue
             if kind in ("end group", "end_group"):
                 if not groups:
-                    self.err("survey", i, "type", "end group 没有对应的 begin group",
-                             "end group without a begin group")  # fmt: skip
+                    self.err(
+                        "survey",
+                        i,
+                        "type",
+                        "end group 没有对应的 begin group",
+                        "end group without a begin group",
+                    )
                 else:
                     groups.pop()
                 continue
@@ -237,8 +302,13 @@ class _Translator:
             self.err("survey", i, "name", "缺少字段名", "the name is missing")
             return None
         if name in self.rows:
-            self.err("survey", i, "name", f"字段名 {name} 重复（第{self.rows[name]}行已有）",
-                     f"duplicate field name {name} (also row {self.rows[name]})")  # fmt: skip
+            self.err(
+                "survey",
+                i,
+                "name",
+                f"字段名 {name} 重复（第{self.rows[name]}行已有）",
+                f"duplicate field name {name} (also row {self.rows[name]})",
+            )
             return None
         self.rows[name] = i
         spec = {"name": name, "type": ftype, "label": label}
@@ -255,16 +325,26 @@ class _Translator:
         choices = None
         if head in ("select_one", "select_multiple", "select_one_from_file"):
             if head == "select_one_from_file" or len(words) < 2:
-                self.err("survey", i, "type", "选择题需要写明选项列表（select_one 列表名）",
-                         "a select needs a choice list (select_one LIST)")  # fmt: skip
+                self.err(
+                    "survey",
+                    i,
+                    "type",
+                    "选择题需要写明选项列表（select_one 列表名）",
+                    "a select needs a choice list (select_one LIST)",
+                )
                 return None
             list_name, extra = words[1], words[2:]
             if extra not in ([], ["or_other"]):
                 self.err("survey", i, "type", "无法识别的题型", f"unknown type {' '.join(words)}")
                 return None
             if list_name not in lists:
-                self.err("survey", i, "type", f"选项表里没有列表 {list_name}",
-                         f"no choice list {list_name} in the choices sheet")  # fmt: skip
+                self.err(
+                    "survey",
+                    i,
+                    "type",
+                    f"选项表里没有列表 {list_name}",
+                    f"no choice list {list_name} in the choices sheet",
+                )
                 return None
             choices = [dict(c) for c in lists[list_name]]
             values = [c["value"] for c in choices]
@@ -277,8 +357,13 @@ class _Translator:
         elif head in SIMPLE_TYPES and len(words) == 1:
             ftype = SIMPLE_TYPES[head]
         else:
-            self.err("survey", i, "type", f"题型 {' '.join(words)} 暂不支持",
-                     f"type {' '.join(words)} is not supported")  # fmt: skip
+            self.err(
+                "survey",
+                i,
+                "type",
+                f"题型 {' '.join(words)} 暂不支持",
+                f"type {' '.join(words)} is not supported",
+            )
             return None
         label = self.texts(row, "label", "survey", i)
         if label is None:
@@ -293,17 +378,23 @@ class _Translator:
         if choices is not None:
             spec["choices"] = choices
         for column, (zh, en) in {
-            "choice_filter": ("按条件筛选选项（choice_filter）暂不支持",
-                              "choice_filter is not supported yet"),
-            "required_message": ("自定义必填提示（required_message）暂不支持",
-                                 "required_message is not supported yet"),
-        }.items():  # fmt: skip
+            "choice_filter": (
+                "按条件筛选选项（choice_filter）暂不支持",
+                "choice_filter is not supported yet",
+            ),
+            "required_message": (
+                "自定义必填提示（required_message）暂不支持",
+                "required_message is not supported yet",
+            ),
+        }.items():
             if row.get(column):
                 self.err("survey", i, column, zh, en)
         answerable = ftype not in ("note", "calculate")
         if row.get("required"):
             if not answerable:
-                self.err("survey", i, "required", "这一题型不能设为必填", "this type cannot be required")
+                self.err(
+                    "survey", i, "required", "这一题型不能设为必填", "this type cannot be required"
+                )
             else:
                 word = str(row["required"]).strip()
                 if word.lower() in TRUE_WORDS:
@@ -324,16 +415,26 @@ class _Translator:
             spec["constraint_message"] = message
         if row.get("calculation"):
             if ftype != "calculate":
-                self.err("survey", i, "calculation", "只有 calculate 题型可以写 calculation",
-                         "only calculate rows may have a calculation")  # fmt: skip
+                self.err(
+                    "survey",
+                    i,
+                    "calculation",
+                    "只有 calculate 题型可以写 calculation",
+                    "only calculate rows may have a calculation",
+                )
             else:
                 spec["calculation"] = str(row["calculation"])
         if row.get("names_where"):
             try:
                 spec["names_where"] = json.loads(row["names_where"])
             except ValueError:
-                self.err("survey", i, "names_where", "names_where 必须是 JSON",
-                         "names_where must be JSON")  # fmt: skip
+                self.err(
+                    "survey",
+                    i,
+                    "names_where",
+                    "names_where 必须是 JSON",
+                    "names_where must be JSON",
+                )
         if row.get("default") not in (None, ""):
             spec["default"] = self.default(ftype, str(row["default"]), i)
         if row.get("read_only"):
@@ -341,8 +442,13 @@ class _Translator:
             if word in TRUE_WORDS:
                 spec["read_only"] = True
             elif word not in FALSE_WORDS:
-                self.err("survey", i, "read_only", "read_only 只能是 yes 或 no",
-                         "read_only must be yes or no")  # fmt: skip
+                self.err(
+                    "survey",
+                    i,
+                    "read_only",
+                    "read_only 只能是 yes 或 no",
+                    "read_only must be yes or no",
+                )
         for key in ("min_count", "max_count"):
             if row.get(key) not in (None, ""):
                 try:
@@ -351,10 +457,12 @@ class _Translator:
                     self.err("survey", i, key, f"{key} 必须是整数", f"{key} must be an integer")
         if "choices" in spec and extra_other(words):
             spec["_other"] = {
-                "name": f"{spec['name']}_other", "type": "text",
+                "name": f"{spec['name']}_other",
+                "type": "text",
                 "label": {"zh": "请注明其他", "en": "Specify other"},
-                "relevant": f"selected(${{{spec['name']}}}, 'other')", "required": True,
-            }  # fmt: skip
+                "relevant": f"selected(${{{spec['name']}}}, 'other')",
+                "required": True,
+            }
         return spec
 
     def default(self, ftype, text, i):
@@ -380,7 +488,13 @@ class _Translator:
         try:
             version = int(float(s.get("version") or "1"))
         except ValueError:
-            self.err("settings", 2, "version", "version 必须是正整数", "version must be a positive integer")
+            self.err(
+                "settings",
+                2,
+                "version",
+                "version 必须是正整数",
+                "version must be a positive integer",
+            )
             version = 1
         for column in s:
             if _split(column)[0] not in SETTINGS_COLUMNS:
@@ -388,8 +502,12 @@ class _Translator:
         title = self.texts(s, "title", "settings", 2) or self.texts(s, "form_title", "settings", 2)
         if title is None:
             self.err("settings", 2, "form_title", "缺少表单标题", "the form title is missing")
-        definition = {"id": form_id, "version": version, "target": s.get("target") or "facility",
-                      "title": title}  # fmt: skip
+        definition = {
+            "id": form_id,
+            "version": version,
+            "target": s.get("target") or "facility",
+            "title": title,
+        }
         description = self.texts(s, "description", "settings", 2)
         if description:
             definition["description"] = description
@@ -397,7 +515,13 @@ class _Translator:
         try:
             updates = json.loads(s["updates"]) if s.get("updates") else {}
         except ValueError:
-            self.err("settings", 2, "updates", "updates 必须是 JSON 对象", "updates must be a JSON object")
+            self.err(
+                "settings",
+                2,
+                "updates",
+                "updates 必须是 JSON 对象",
+                "updates must be a JSON object",
+            )
             updates = {}
         definition["updates"] = updates
         return definition
@@ -417,13 +541,17 @@ def _zip_errors(data: bytes) -> list[XlsError]:
     except (zipfile.BadZipFile, ValueError, OSError):
         return e("不是 Excel 工作簿（.xlsx）", "not an Excel workbook (.xlsx)")
     if len(infos) > MAX_ENTRIES:
-        return e(f"工作簿内部文件太多（{len(infos)} 个，上限 {MAX_ENTRIES}）",
-                 f"too many entries in the workbook ({len(infos)}, limit {MAX_ENTRIES})")  # fmt: skip
+        return e(
+            f"工作簿内部文件太多（{len(infos)} 个，上限 {MAX_ENTRIES}）",
+            f"too many entries in the workbook ({len(infos)}, limit {MAX_ENTRIES})",
+        )
     total = sum(i.file_size for i in infos)
     if total > MAX_UNCOMPRESSED:
-        return e(f"工作簿解压后太大（{total // 1048576} MB，上限 {MAX_UNCOMPRESSED // 1048576} MB）",
-                 f"the workbook is too large uncompressed ({total // 1048576} MB, "
-                 f"limit {MAX_UNCOMPRESSED // 1048576} MB)")  # fmt: skip
+        return e(
+            f"工作簿解压后太大（{total // 1048576} MB，上限 {MAX_UNCOMPRESSED // 1048576} MB）",
+            f"the workbook is too large uncompressed ({total // 1048576} MB, "
+            f"limit {MAX_UNCOMPRESSED // 1048576} MB)",
+        )
     return []
 
 
@@ -437,9 +565,15 @@ def _formula_errors(data: bytes) -> list[XlsError]:
             for r, cells in enumerate(ws.iter_rows(), start=1):
                 for cell in cells:
                     if getattr(cell, "data_type", None) == "f":
-                        out.append(XlsError(ws.title, r, getattr(cell, "column_letter", None),
-                                            "单元格是公式，请改为数值或文字",
-                                            "the cell is a formula; enter a value instead"))  # fmt: skip
+                        out.append(
+                            XlsError(
+                                ws.title,
+                                r,
+                                getattr(cell, "column_letter", None),
+                                "单元格是公式，请改为数值或文字",
+                                "the cell is a formula; enter a value instead",
+                            )
+                        )
     finally:
         wb.close()
     return out
@@ -459,8 +593,15 @@ def import_xlsform(data: bytes) -> ImportResult:
 
         book = xlsx_to_dict(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - any reader failure is "not a workbook we can read"
-        return ImportResult(None, [*errors, XlsError("workbook", None, None,
-                            "无法读取工作簿", f"the workbook cannot be read: {exc}")])  # fmt: skip
+        return ImportResult(
+            None,
+            [
+                *errors,
+                XlsError(
+                    "workbook", None, None, "无法读取工作簿", f"the workbook cannot be read: {exc}"
+                ),
+            ],
+        )
     t = _Translator(book)
     definition = t.translate()
     errors += t.errors
@@ -473,8 +614,15 @@ def import_xlsform(data: bytes) -> ImportResult:
             for problem in exc.problems:
                 m = _FIELD_RE.search(problem)
                 row = t.rows.get(m.group(1)) if m else None
-                errors.append(XlsError("survey" if row else "settings", row, None,
-                                       f"表单检查未通过：{problem}", problem))  # fmt: skip
+                errors.append(
+                    XlsError(
+                        "survey" if row else "settings",
+                        row,
+                        None,
+                        f"表单检查未通过：{problem}",
+                        problem,
+                    )
+                )
     return ImportResult(definition, errors)
 
 
@@ -488,10 +636,26 @@ def export_xlsform(definition: dict) -> bytes:
     wb = openpyxl.Workbook()
     survey = wb.active
     survey.title = "survey"
-    cols = ["type", "name", f"label::{ZH}", f"label::{EN}", f"hint::{ZH}", f"hint::{EN}",
-            "relevant", "required", "constraint", f"constraint_message::{ZH}",
-            f"constraint_message::{EN}", "calculation", "names_where", "default", "read_only",
-            "appearance", "min_count", "max_count"]  # fmt: skip
+    cols = [
+        "type",
+        "name",
+        f"label::{ZH}",
+        f"label::{EN}",
+        f"hint::{ZH}",
+        f"hint::{EN}",
+        "relevant",
+        "required",
+        "constraint",
+        f"constraint_message::{ZH}",
+        f"constraint_message::{EN}",
+        "calculation",
+        "names_where",
+        "default",
+        "read_only",
+        "appearance",
+        "min_count",
+        "max_count",
+    ]
     survey.append(cols)
     choices = wb.create_sheet("choices")
     choices.append(["list_name", "name", f"label::{ZH}", f"label::{EN}"])
@@ -512,7 +676,14 @@ def export_xlsform(definition: dict) -> bytes:
         for key in ("label", "hint", "constraint_message"):
             if key in f:
                 row[f"{key}::{ZH}"], row[f"{key}::{EN}"] = f[key]["zh"], f[key]["en"]
-        for key in ("relevant", "constraint", "calculation", "appearance", "min_count", "max_count"):
+        for key in (
+            "relevant",
+            "constraint",
+            "calculation",
+            "appearance",
+            "min_count",
+            "max_count",
+        ):
             row[key] = f.get(key)
         if "required" in f:
             row["required"] = {True: "yes", False: "no"}.get(f["required"], f["required"])
@@ -522,18 +693,38 @@ def export_xlsform(definition: dict) -> bytes:
             row["names_where"] = json.dumps(f["names_where"], ensure_ascii=False)
         if "default" in f:
             d = f["default"]
-            row["default"] = (("yes" if d else "no") if isinstance(d, bool)
-                              else " ".join(d) if isinstance(d, list) else d)  # fmt: skip
+            row["default"] = (
+                ("yes" if d else "no")
+                if isinstance(d, bool)
+                else " ".join(d)
+                if isinstance(d, list)
+                else d
+            )
         survey.append([row[c] for c in cols])
     if need_yes_no:
         choices.append([YES_NO_LIST, "yes", "是", "Yes"])
         choices.append([YES_NO_LIST, "no", "否", "No"])
     settings = wb.create_sheet("settings")
-    head = ["form_id", "version", "form_title", f"title::{ZH}", f"title::{EN}", "target",
-            "default_language", "updates"]  # fmt: skip
-    values = [definition["id"], definition["version"], definition["title"]["zh"],
-              definition["title"]["zh"], definition["title"]["en"], definition["target"], ZH,
-              json.dumps(definition.get("updates", {}), ensure_ascii=False)]  # fmt: skip
+    head = [
+        "form_id",
+        "version",
+        "form_title",
+        f"title::{ZH}",
+        f"title::{EN}",
+        "target",
+        "default_language",
+        "updates",
+    ]
+    values = [
+        definition["id"],
+        definition["version"],
+        definition["title"]["zh"],
+        definition["title"]["zh"],
+        definition["title"]["en"],
+        definition["target"],
+        ZH,
+        json.dumps(definition.get("updates", {}), ensure_ascii=False),
+    ]
     if "description" in definition:
         head += [f"description::{ZH}", f"description::{EN}"]
         values += [definition["description"]["zh"], definition["description"]["en"]]
