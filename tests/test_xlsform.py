@@ -197,7 +197,8 @@ def test_languages_and_settings():
               ["text", "a", "Name", "名称", "hint", "提示"]]  # fmt: skip
     settings = [["form_id", "version", "form_title", "title::English (en)", "title::中文 (zh)",
                  "default_language", "target"],
-                ["kitchen", "3", "厨房改造", "Kitchen", "厨房改造", "English (en)", "facility"]]  # fmt: skip
+                ["kitchen", "3", "厨房改造", "Kitchen", "厨房改造", "English (en)",
+                 "facility"]]  # fmt: skip
     r = import_xlsform(book(survey, settings=settings))
     f = fields(r)
     assert f["a"]["label"] == {"zh": "名称", "en": "Name"}
@@ -250,9 +251,15 @@ def test_duplicate_name_unknown_reference_cycle_and_dry_run_lists_all(runner, tm
     result = runner.invoke(args=["import-xlsform", str(path), "--dry-run"])
     assert result.exit_code != 0
     out = result.output
-    for text in ("第3行 [name]: 字段名 a 重复", "第4行 [type]: 重复组暂不支持 / repeat groups are",
-                 "第6行 [type]: 重复组", "第2行 [required_message]", "第7行 [type]: 选项表里没有列表",
-                 "第8行 [type]: 题型 bogus 暂不支持", "未发布"):  # fmt: skip
+    for text in (
+        "第3行 [name]: 字段名 a 重复",
+        "第4行 [type]: 重复组暂不支持 / repeat groups are",
+        "第6行 [type]: 重复组",
+        "第2行 [required_message]",
+        "第7行 [type]: 选项表里没有列表",
+        "第8行 [type]: 题型 bogus 暂不支持",
+        "未发布",
+    ):
         assert text in out, out
     assert "Traceback" not in out
 
