@@ -308,3 +308,56 @@ def test_cli_publish_new_version_keeps_old_and_export(runner, tmp_path, store):
     result = runner.invoke(args=["export-xlsform", "toilet", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert import_xlsform(out.read_bytes()).definition == store.form_versions("toilet")[0]
+
+
+def small_form(version="1", label="名称") -> bytes:
+    """A valid one-field XLSForm (tests/test_scope_matrix.py publishes it too)."""
+    settings = [SETTINGS[0], ["sewage", version, "污水处理设施", "中文 (zh)", "facility"]]
+    return book([["type", "name", ZH], ["text", "a", label]], settings=settings)
+
+
+def test_desk_upload_preview_publish_and_refusals(client, store):
+    import base64
+    import re
+
+    from desk_helpers import desk_session
+
+    url = "/desk/admin/forms"
+    desk_session(client, store, "supervisor", csrf="t")
+    assert client.get(url).status_code == 403
+    desk_session(client, store, "admin", csrf="t")
+    assert "toilet" in client.get(url).get_data(as_text=True)
+
+    def post(data, **kw):
+        return client.post(url, data={"csrf_token": "t", **data}, **kw)
+
+    # a bad file: every error listed, nothing to publish
+    bad = book([["type", "name", ZH], ["text", "a", "甲"], ["text", "a", "乙"],
+                ["begin repeat", "r", "重复"], ["end repeat", "", ""]])  # fmt: skip
+    page = post({"file": (io.BytesIO(bad), "bad.xlsx")}).get_data(as_text=True)
+    assert "发现 3 处错误，未发布" in page and "字段名 a 重复" in page and "重复组暂不支持" in page
+    assert "确认发布" not in page
+    # a good one: preview shows the fields, publish needs the CSRF token, then is audited
+    page = post({"file": (io.BytesIO(small_form()), "ok.xlsx")}).get_data(as_text=True)
+    assert "预览：污水处理设施（sewage v1），1 个字段" in page and "<td>a</td>" in page
+    carried = re.search(r'name="workbook" value="([^"]+)"', page).group(1)
+    assert store.form_versions("sewage") == []
+    refused = client.post(url, data={"confirm": "1", "workbook": carried})
+    assert refused.status_code in (400, 403) and store.form_versions("sewage") == []
+    assert post({"confirm": "1", "workbook": carried}).status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [1]
+    entry = store.row("SELECT * FROM audit WHERE action = 'form.publish' ORDER BY seq DESC")
+    assert entry["user_id"] == store.user(username="admin")["id"]
+    # a tampered carried workbook is checked again; the same version with other content refused
+    bad64 = base64.b64encode(bad).decode()
+    page = post({"confirm": "1", "workbook": bad64}).get_data(as_text=True)
+    assert "未发布" in page
+    other = base64.b64encode(small_form(label="别的")).decode()
+    page = post({"confirm": "1", "workbook": other}).get_data(as_text=True)
+    assert "已发布且内容不同" in page
+    two = base64.b64encode(small_form(version="2")).decode()
+    assert post({"confirm": "1", "workbook": two}).status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [2, 1]
+    assert "v1，v2" in client.get(url).get_data(as_text=True)
+    assert post({"confirm": "1", "workbook": "!!"}).status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [2, 1]
