@@ -580,6 +580,8 @@ def _formula_errors(data: bytes) -> list[XlsError]:
 
 
 _FIELD_RE = re.compile(r"field '([a-z0-9_]+)'")
+_INDEX_RE = re.compile(r"fields\[(\d+)\]")
+_EXPR_COLUMNS = ("relevant", "constraint", "calculation", "required", "default", "choice")
 
 
 def import_xlsform(data: bytes) -> ImportResult:
@@ -611,14 +613,18 @@ def import_xlsform(data: bytes) -> ImportResult:
         try:
             compile_form(json.loads(json.dumps(definition)))
         except DefinitionError as exc:
+            names = [f.get("name") for f in definition["fields"]]
             for problem in exc.problems:
                 m = _FIELD_RE.search(problem)
-                row = t.rows.get(m.group(1)) if m else None
+                n = _INDEX_RE.search(problem)
+                name = m.group(1) if m else names[int(n.group(1))] if n else None
+                row = t.rows.get(name) if name else None
+                column = next((c for c in _EXPR_COLUMNS if f" {c}" in problem), None)
                 errors.append(
                     XlsError(
                         "survey" if row else "settings",
                         row,
-                        None,
+                        column if row else None,
                         f"表单检查未通过：{problem}",
                         problem,
                     )

@@ -264,7 +264,9 @@ def test_duplicate_name_unknown_reference_cycle_and_dry_run_lists_all(runner, tm
     assert "Traceback" not in out
 
     es = errors_of(book([["type", "name", ZH, "relevant"], ["text", "a", "甲", "${nope}"]]))
-    assert es[0].row == 2 and "nope" in es[0].en
+    assert (es[0].row, es[0].column) == (2, "relevant") and "nope" in es[0].en
+    es = errors_of(book([["type", "name", ZH, "constraint"], ["integer", "a", "甲", "nofn(.)"]]))
+    assert (es[0].row, es[0].column) == (2, "constraint") and "unknown function" in es[0].en
     cyc = [["type", "name", "calculation"], ["calculate", "x", "${y} + 1"],
            ["calculate", "y", "${x} + 1"]]  # fmt: skip
     es = errors_of(book(cyc))
