@@ -5,6 +5,7 @@ Import prints every error of the file (sheet, row, column, reason in Chinese and
 publishes nothing when there is any; `--publish` publishes the new version (older versions are
 kept; a published version never changes), audited as `form.publish`."""
 
+import getpass
 import json
 from pathlib import Path
 
@@ -19,9 +20,18 @@ from .context import now_iso, storage
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return "?"
+
+
 def publish_imported(store, definition: dict, *, user_id=None, at: str) -> bool:
     """Publish an imported definition (True if new); raises ValueError if that id and version
-    is already published with other content."""
+    is already published with other content. Audited with the desk user, or (from the command
+    line, user_id None) the OS user, as the other commands do."""
+    actor = {} if user_id is not None else {"os_user": _os_user()}
     new = store.publish_form(definition, definition_sha256(definition), at=at)
     store.audit(
         "form.publish",
@@ -29,9 +39,14 @@ def publish_imported(store, definition: dict, *, user_id=None, at: str) -> bool:
         user_id=user_id,
         entity="form",
         entity_id=f"{definition['id']}@{definition['version']}",
-        detail={"form_id": definition["id"], "version": definition["version"], "new": new,
-                "source": "xlsform"},
-    )  # fmt: skip
+        detail={
+            "form_id": definition["id"],
+            "version": definition["version"],
+            "new": new,
+            "source": "xlsform",
+            **actor,
+        },
+    )
     return new
 
 
