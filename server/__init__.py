@@ -40,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import api, auth, cli, context, exports, media_api, pwa, scheduler, supervisor, web
     from .admin import bp as admin_bp
+    from .admin_forms import forms as _forms  # noqa: F401 (routes on the admin blueprint)
     from .health import bp as health_bp
     from .logs import install as install_logs
 

@@ -25,6 +25,7 @@ from .password_policy import PasswordRejected
 from .serve_command import serve
 from .storage import dumps
 from .villages_csv import UNDECLARED_ZH, decode_csv_bytes, parse_datum_option, parse_villages_csv
+from .xlsform_cli import COMMANDS as XLSFORM_COMMANDS
 
 
 def _create_app():
@@ -89,6 +90,7 @@ def register(app) -> None:
         worker_command,
         import_facilities,
         *ACCOUNT_COMMANDS,
+        *XLSFORM_COMMANDS,
     ):
         app.cli.add_command(command)
 

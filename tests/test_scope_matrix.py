@@ -13,6 +13,7 @@ The world: each demo village has a facility with two conflicting inspections (on
 photos uploaded, one still waiting for a photo), so every kind of id exists in every village.
 """
 
+import base64
 import re
 import shutil
 import uuid
@@ -23,6 +24,7 @@ import pytest
 from attack_helpers import app_rules, data_fingerprint
 from conftest import Phone, app_on, photo, sha, submission, toilet_answers
 from test_supervisor import CSRF, jpeg, upload
+from test_xlsform import small_form
 from werkzeug.security import generate_password_hash
 
 from server.demo import demo_data
@@ -718,6 +720,16 @@ MATRIX = {
         writes=True,
     ),
     ("GET", "/desk/admin/audit"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/audit")),
+    # XLSForm import (issue 15, server/admin_forms.py): forms are deployment-wide
+    ("GET", "/desk/admin/forms"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/forms")),
+    ("POST", "/desk/admin/forms"): Entry(
+        ADMIN,
+        desk_post(
+            lambda w, v: "/desk/admin/forms",
+            lambda w, v: {"confirm": "1", "workbook": base64.b64encode(small_form()).decode()},
+        ),
+        writes=True,
+    ),
     ("GET", "/desk/admin/audit.csv"): Entry(ADMIN, desk_get(lambda w, v: "/desk/admin/audit.csv")),
     # -- the PWA shell and static files: public, and never about a village --
     ("GET", "/favicon.ico"): Entry(

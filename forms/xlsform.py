@@ -1,0 +1,741 @@
+"""XLSForm import and export (docs/FORMS_FORMAT.md, "XLSForm").
+
+``import_xlsform(data: bytes) -> ImportResult``: the workbook is checked as a zip first (size and
+entry count, so a zip bomb is refused before it is opened), then with openpyxl for formula cells,
+then read with pyxform's ``xlsx_to_dict`` (the reference XLSForm reader: survey, choices and
+settings rows as data) and translated row by row into our form JSON, which forms/compiler.py
+checks last. Every problem is an ``XlsError`` naming the sheet, row and column, with a Chinese
+and an English reason; the whole file is checked, so one run lists every error. Nothing here
+raises on bad input.
+
+``export_xlsform(definition) -> bytes``: the form as an XLSForm workbook (openpyxl); importing it
+again gives the same definition (tests/test_xlsform.py checks every built-in form).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MAX_ENTRIES",
+    "MAX_SURVEY_ROWS",
+    "MAX_UNCOMPRESSED",
+    "ImportResult",
+    "XlsError",
+    "export_xlsform",
+    "import_xlsform",
+]
+
+MAX_UNCOMPRESSED = 50 * 1024 * 1024  # bytes, the zip's entries together
+MAX_ENTRIES = 1000
+MAX_SURVEY_ROWS = 2000
+
+ZH, EN = "中文 (zh)", "English (en)"
+YES_NO_LIST = "yes_no"
+TRUE_WORDS = {"yes", "true", "true()", "1"}
+FALSE_WORDS = {"no", "false", "false()", "0"}
+SIMPLE_TYPES = {
+    "text": "text",
+    "integer": "integer",
+    "int": "integer",
+    "decimal": "decimal",
+    "date": "date",
+    "datetime": "datetime",
+    "dateTime": "datetime",
+    "geopoint": "geopoint",
+    "image": "photo",
+    "photo": "photo",
+    "note": "note",
+    "calculate": "calculate",
+    "acknowledge": "yes_no",
+    "time": "text",
+}
+TIME_CONSTRAINT = "regex(., '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$')"
+# Columns of the survey sheet we read; others are errors (never silently dropped).
+SURVEY_COLUMNS = {
+    "type",
+    "name",
+    "label",
+    "hint",
+    "relevant",
+    "required",
+    "constraint",
+    "constraint_message",
+    "calculation",
+    "default",
+    "read_only",
+    "appearance",
+    "min_count",
+    "max_count",
+    "names_where",
+    "choice_filter",
+    "required_message",
+    "repeat_count",
+}
+SETTINGS_COLUMNS = {
+    "form_id",
+    "version",
+    "form_title",
+    "title",
+    "default_language",
+    "target",
+    "description",
+    "updates",
+    "instance_name",
+    "style",
+}
+CHOICES_COLUMNS = {"list_name", "name", "label"}
+
+
+@dataclass
+class XlsError:
+    sheet: str
+    row: int | None
+    column: str | None
+    zh: str
+    en: str
+
+    def as_dict(self) -> dict:
+        return {
+            "sheet": self.sheet,
+            "row": self.row,
+            "column": self.column,
+            "message": {"zh": self.zh, "en": self.en},
+        }
+
+    def __str__(self) -> str:
+        where = self.sheet + (f" 第{self.row}行" if self.row else "")
+        where += f" [{self.column}]" if self.column else ""
+        return f"{where}: {self.zh} / {self.en}"
+
+
+@dataclass
+class ImportResult:
+    definition: dict | None
+    errors: list[XlsError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.definition is not None
+
+
+def _lang_code(name: str) -> str:
+    """'中文 (zh)' -> 'zh', 'English (en)' -> 'en', 'zh' -> 'zh'."""
+    m = re.search(r"\(([A-Za-z-]+)\)\s*$", name)
+    return (m.group(1) if m else name).strip().lower()
+
+
+def _split(column: str) -> tuple[str, str | None]:
+    base, _, lang = column.partition("::")
+    return base.strip().lower(), (lang.strip() or None)
+
+
+class _Translator:
+    def __init__(self, book: dict):
+        self.book = book
+        self.errors: list[XlsError] = []
+        settings = (book.get("settings") or [{}])[0] if book.get("settings") else {}
+        self.settings = settings
+        self.default_lang = _lang_code(settings.get("default_language") or "zh")
+
+    def err(self, sheet, row, column, zh, en):
+        self.errors.append(XlsError(sheet, row, column, zh, en))
+
+    def texts(self, row: dict, base: str, sheet: str, rown: int | None) -> dict | None:
+        """A bilingual text from `base` / `base::lang` columns; a missing language falls back
+        to the other one (a Chinese-only form shows Chinese in English too)."""
+        out = {}
+        for column, value in row.items():
+            b, lang = _split(column)
+            if b != base or value in (None, ""):
+                continue
+            code = _lang_code(lang) if lang else self.default_lang
+            if code not in ("zh", "en"):
+                self.err(
+                    sheet,
+                    rown,
+                    column,
+                    f"不支持的语言 {lang}，只支持 zh 和 en",
+                    f"language {lang} is not supported, only zh and en",
+                )
+                continue
+            out[code] = str(value)
+        if not out:
+            return None
+        out.setdefault("zh", out.get("en"))
+        out.setdefault("en", out.get("zh"))
+        return {"zh": out["zh"], "en": out["en"]}
+
+    def choices(self) -> dict[str, list[dict]]:
+        lists: dict[str, list[dict]] = {}
+        for i, row in enumerate(self.book.get("choices") or [], start=2):
+            if not row:
+                continue
+            for column in row:
+                if _split(column)[0] not in CHOICES_COLUMNS:
+                    self.err(
+                        "choices",
+                        i,
+                        column,
+                        "选项表的这一列暂不支持（如 choice_filter 用的列）",
+                        "this choices column is not supported (e.g. a choice_filter column)",
+                    )
+            name, value = row.get("list_name"), row.get("name")
+            if not name or value is None:
+                self.err(
+                    "choices",
+                    i,
+                    "list_name" if not name else "name",
+                    "选项缺少 list_name 或 name",
+                    "a choice needs list_name and name",
+                )
+                continue
+            label = self.texts(row, "label", "choices", i)
+            if label is None:
+                self.err("choices", i, "label", "选项缺少标签", "a choice needs a label")
+                continue
+            lists.setdefault(name, []).append({"value": str(value), "label": label})
+        return lists
+
+    def translate(self) -> dict | None:
+        book = self.book
+        names = [s.lower() for s in book.get("sheet_names", [])]
+        if "survey" not in names or not book.get("survey_header"):
+            self.err(
+                "survey",
+                None,
+                None,
+                "不是 XLSForm：缺少 survey 工作表",
+                "not an XLSForm: there is no survey sheet",
+            )
+            return None
+        header = [h for h in book["survey_header"][0]] if book["survey_header"] else []
+        if "type" not in header or "name" not in header:
+            self.err(
+                "survey",
+                1,
+                None,
+                "不是 XLSForm：survey 表缺少 type 或 name 列",
+                "not an XLSForm: the survey sheet has no type or name column",
+            )
+            return None
+        rows = book.get("survey") or []
+        if len(rows) > MAX_SURVEY_ROWS:
+            self.err(
+                "survey",
+                MAX_SURVEY_ROWS + 2,
+                None,
+                f"survey 表超过 {MAX_SURVEY_ROWS} 行（共 {len(rows)} 行）",
+                f"the survey sheet has more than {MAX_SURVEY_ROWS} rows ({len(rows)})",
+            )
+            return None
+        lists = self.choices()
+        fields: list[dict] = []
+        self.rows: dict[str, int] = {}
+        groups: list[tuple[str, str | None, int]] = []  # (kind, relevant, row)
+        for i, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            for column in row:
+                if _split(column)[0] not in SURVEY_COLUMNS:
+                    self.err("survey", i, column, "这一列暂不支持", "this column is not supported")
+            rtype = str(row.get("type") or "").strip()
+            words = rtype.split()
+            kind = (
+                " ".join(words[:2]).lower()
+                if words[:1] in (["begin"], ["end"])
+                else (words[0] if words else "")
+            )
+            if kind in ("begin repeat", "end repeat", "begin_repeat", "end_repeat") or row.get(
+                "repeat_count"
+            ):
+                self.err(
+                    "survey", i, "type", "重复组暂不支持", "repeat groups are not supported yet"
+                )
+                if kind in ("begin repeat", "begin_repeat"):
+                    groups.append(("repeat", None, i))
+                elif kind in ("end repeat", "end_repeat") and groups:
+                    groups.pop()
+                continue
+            if kind in ("begin group", "begin_group"):
+                groups.append(("group", row.get("relevant"), i))
+                label = self.texts(row, "label", "survey", i)
+                if label is not None:  # the group's title becomes a note, so it is not lost
+                    note = self.field_base(row, i, "note", label)
+                    if note:
+                        fields.append(note)
+                continue
+            if kind in ("end group", "end_group"):
+                if not groups:
+                    self.err(
+                        "survey",
+                        i,
+                        "type",
+                        "end group 没有对应的 begin group",
+                        "end group without a begin group",
+                    )
+                else:
+                    groups.pop()
+                continue
+            if not rtype:
+                self.err("survey", i, "type", "缺少题型", "the type is missing")
+                continue
+            spec = self.row_field(row, i, words, lists)
+            if spec is None:
+                continue
+            outer = [g[1] for g in groups if g[1]]
+            if outer:
+                parts = [*outer, *([spec["relevant"]] if "relevant" in spec else [])]
+                spec["relevant"] = " and ".join(f"({p})" for p in parts)
+            fields.extend([spec] if "_other" not in spec else [spec, spec.pop("_other")])
+        for _kind, _rel, i in groups:
+            self.err("survey", i, "type", "begin 没有对应的 end", "begin without a matching end")
+        return self.top(fields)
+
+    def field_base(self, row, i, ftype, label) -> dict | None:
+        name = str(row.get("name") or "").strip()
+        if not name:
+            self.err("survey", i, "name", "缺少字段名", "the name is missing")
+            return None
+        if name in self.rows:
+            self.err(
+                "survey",
+                i,
+                "name",
+                f"字段名 {name} 重复（第{self.rows[name]}行已有）",
+                f"duplicate field name {name} (also row {self.rows[name]})",
+            )
+            return None
+        self.rows[name] = i
+        spec = {"name": name, "type": ftype, "label": label}
+        hint = self.texts(row, "hint", "survey", i)
+        if hint:
+            spec["hint"] = hint
+        for key in ("relevant", "appearance"):
+            if row.get(key):
+                spec[key] = str(row[key])
+        return spec
+
+    def row_field(self, row, i, words, lists) -> dict | None:
+        head = words[0]
+        choices = None
+        if head in ("select_one", "select_multiple", "select_one_from_file"):
+            if head == "select_one_from_file" or len(words) < 2:
+                self.err(
+                    "survey",
+                    i,
+                    "type",
+                    "选择题需要写明选项列表（select_one 列表名）",
+                    "a select needs a choice list (select_one LIST)",
+                )
+                return None
+            list_name, extra = words[1], words[2:]
+            if extra not in ([], ["or_other"]):
+                self.err("survey", i, "type", "无法识别的题型", f"unknown type {' '.join(words)}")
+                return None
+            if list_name not in lists:
+                self.err(
+                    "survey",
+                    i,
+                    "type",
+                    f"选项表里没有列表 {list_name}",
+                    f"no choice list {list_name} in the choices sheet",
+                )
+                return None
+            choices = [dict(c) for c in lists[list_name]]
+            values = [c["value"] for c in choices]
+            if head == "select_one" and not extra and sorted(values) == ["no", "yes"]:
+                ftype, choices = "yes_no", None
+            else:
+                ftype = "select_one" if head == "select_one" else "select_many"
+            if extra:
+                choices.append({"value": "other", "label": {"zh": "其他", "en": "Other"}})
+        elif head in SIMPLE_TYPES and len(words) == 1:
+            ftype = SIMPLE_TYPES[head]
+        else:
+            self.err(
+                "survey",
+                i,
+                "type",
+                f"题型 {' '.join(words)} 暂不支持",
+                f"type {' '.join(words)} is not supported",
+            )
+            return None
+        label = self.texts(row, "label", "survey", i)
+        if label is None:
+            if ftype == "calculate":
+                label = {"zh": str(row.get("name") or ""), "en": str(row.get("name") or "")}
+            else:
+                self.err("survey", i, "label", "缺少标签", "the label is missing")
+                return None
+        spec = self.field_base(row, i, ftype, label)
+        if spec is None:
+            return None
+        if choices is not None:
+            spec["choices"] = choices
+        for column, (zh, en) in {
+            "choice_filter": (
+                "按条件筛选选项（choice_filter）暂不支持",
+                "choice_filter is not supported yet",
+            ),
+            "required_message": (
+                "自定义必填提示（required_message）暂不支持",
+                "required_message is not supported yet",
+            ),
+        }.items():
+            if row.get(column):
+                self.err("survey", i, column, zh, en)
+        answerable = ftype not in ("note", "calculate")
+        if row.get("required"):
+            if not answerable:
+                self.err(
+                    "survey", i, "required", "这一题型不能设为必填", "this type cannot be required"
+                )
+            else:
+                word = str(row["required"]).strip()
+                if word.lower() in TRUE_WORDS:
+                    spec["required"] = True
+                elif word.lower() in FALSE_WORDS:
+                    spec["required"] = False
+                else:
+                    spec["required"] = word
+        constraint = row.get("constraint")
+        if head == "time":
+            constraint = f"({constraint}) and {TIME_CONSTRAINT}" if constraint else TIME_CONSTRAINT
+        if head == "acknowledge":
+            constraint = f"({constraint}) and . = true()" if constraint else ". = true()"
+        if constraint:
+            spec["constraint"] = str(constraint)
+        message = self.texts(row, "constraint_message", "survey", i)
+        if message:
+            spec["constraint_message"] = message
+        if row.get("calculation"):
+            if ftype != "calculate":
+                self.err(
+                    "survey",
+                    i,
+                    "calculation",
+                    "只有 calculate 题型可以写 calculation",
+                    "only calculate rows may have a calculation",
+                )
+            else:
+                spec["calculation"] = str(row["calculation"])
+        if row.get("names_where"):
+            try:
+                spec["names_where"] = json.loads(row["names_where"])
+            except ValueError:
+                self.err(
+                    "survey",
+                    i,
+                    "names_where",
+                    "names_where 必须是 JSON",
+                    "names_where must be JSON",
+                )
+        if row.get("default") not in (None, ""):
+            spec["default"] = self.default(ftype, str(row["default"]), i)
+        if row.get("read_only"):
+            word = str(row["read_only"]).strip().lower()
+            if word in TRUE_WORDS:
+                spec["read_only"] = True
+            elif word not in FALSE_WORDS:
+                self.err(
+                    "survey",
+                    i,
+                    "read_only",
+                    "read_only 只能是 yes 或 no",
+                    "read_only must be yes or no",
+                )
+        for key in ("min_count", "max_count"):
+            if row.get(key) not in (None, ""):
+                try:
+                    spec[key] = int(float(row[key]))
+                except ValueError:
+                    self.err("survey", i, key, f"{key} 必须是整数", f"{key} must be an integer")
+        if "choices" in spec and extra_other(words):
+            spec["_other"] = {
+                "name": f"{spec['name']}_other",
+                "type": "text",
+                "label": {"zh": "请注明其他", "en": "Specify other"},
+                "relevant": f"selected(${{{spec['name']}}}, 'other')",
+                "required": True,
+            }
+        return spec
+
+    def default(self, ftype, text, i):
+        try:
+            if ftype == "integer":
+                return int(float(text))
+            if ftype == "decimal":
+                return float(text)
+        except ValueError:
+            self.err("survey", i, "default", "默认值不是数字", "the default is not a number")
+            return text
+        if ftype == "yes_no":
+            return text.strip().lower() in TRUE_WORDS
+        if ftype == "select_many":
+            return text.split()
+        return text
+
+    def top(self, fields) -> dict | None:
+        s = self.settings
+        form_id = s.get("form_id")
+        if not form_id:
+            self.err("settings", 2, "form_id", "缺少 form_id", "form_id is missing")
+        try:
+            version = int(float(s.get("version") or "1"))
+        except ValueError:
+            self.err(
+                "settings",
+                2,
+                "version",
+                "version 必须是正整数",
+                "version must be a positive integer",
+            )
+            version = 1
+        for column in s:
+            if _split(column)[0] not in SETTINGS_COLUMNS:
+                self.err("settings", 2, column, "这一设置暂不支持", "this setting is not supported")
+        title = self.texts(s, "title", "settings", 2) or self.texts(s, "form_title", "settings", 2)
+        if title is None:
+            self.err("settings", 2, "form_title", "缺少表单标题", "the form title is missing")
+        definition = {
+            "id": form_id,
+            "version": version,
+            "target": s.get("target") or "facility",
+            "title": title,
+        }
+        description = self.texts(s, "description", "settings", 2)
+        if description:
+            definition["description"] = description
+        definition["fields"] = fields
+        try:
+            updates = json.loads(s["updates"]) if s.get("updates") else {}
+        except ValueError:
+            self.err(
+                "settings",
+                2,
+                "updates",
+                "updates 必须是 JSON 对象",
+                "updates must be a JSON object",
+            )
+            updates = {}
+        definition["updates"] = updates
+        return definition
+
+
+def extra_other(words) -> bool:
+    return words[-1:] == ["or_other"]
+
+
+def _zip_errors(data: bytes) -> list[XlsError]:
+    def e(zh, en):
+        return [XlsError("workbook", None, None, zh, en)]
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return e("不是 Excel 工作簿（.xlsx）", "not an Excel workbook (.xlsx)")
+    if len(infos) > MAX_ENTRIES:
+        return e(
+            f"工作簿内部文件太多（{len(infos)} 个，上限 {MAX_ENTRIES}）",
+            f"too many entries in the workbook ({len(infos)}, limit {MAX_ENTRIES})",
+        )
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNCOMPRESSED:
+        return e(
+            f"工作簿解压后太大（{total // 1048576} MB，上限 {MAX_UNCOMPRESSED // 1048576} MB）",
+            f"the workbook is too large uncompressed ({total // 1048576} MB, "
+            f"limit {MAX_UNCOMPRESSED // 1048576} MB)",
+        )
+    return []
+
+
+def _formula_errors(data: bytes) -> list[XlsError]:
+    import openpyxl
+
+    out = []
+    wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    try:
+        for ws in wb.worksheets:
+            for r, cells in enumerate(ws.iter_rows(), start=1):
+                for cell in cells:
+                    if getattr(cell, "data_type", None) == "f":
+                        out.append(
+                            XlsError(
+                                ws.title,
+                                r,
+                                getattr(cell, "column_letter", None),
+                                "单元格是公式，请改为数值或文字",
+                                "the cell is a formula; enter a value instead",
+                            )
+                        )
+    finally:
+        wb.close()
+    return out
+
+
+_FIELD_RE = re.compile(r"field '([a-z0-9_]+)'")
+_INDEX_RE = re.compile(r"fields\[(\d+)\]")
+_EXPR_COLUMNS = ("relevant", "constraint", "calculation", "required", "default", "choice")
+
+
+def import_xlsform(data: bytes) -> ImportResult:
+    """Translate an XLSForm workbook (bytes) into a form definition, or list every error."""
+    errors = _zip_errors(data)
+    if errors:
+        return ImportResult(None, errors)
+    try:
+        errors = _formula_errors(data)
+        from pyxform.xls2json_backends import xlsx_to_dict
+
+        book = xlsx_to_dict(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any reader failure is "not a workbook we can read"
+        return ImportResult(
+            None,
+            [
+                *errors,
+                XlsError(
+                    "workbook", None, None, "无法读取工作簿", f"the workbook cannot be read: {exc}"
+                ),
+            ],
+        )
+    t = _Translator(book)
+    definition = t.translate()
+    errors += t.errors
+    if definition is not None and not errors:
+        from forms.compiler import DefinitionError, compile_form
+
+        try:
+            compile_form(json.loads(json.dumps(definition)))
+        except DefinitionError as exc:
+            names = [f.get("name") for f in definition["fields"]]
+            for problem in exc.problems:
+                m = _FIELD_RE.search(problem)
+                n = _INDEX_RE.search(problem)
+                name = m.group(1) if m else names[int(n.group(1))] if n else None
+                row = t.rows.get(name) if name else None
+                column = next((c for c in _EXPR_COLUMNS if f" {c}" in problem), None)
+                errors.append(
+                    XlsError(
+                        "survey" if row else "settings",
+                        row,
+                        column if row else None,
+                        f"表单检查未通过：{problem}",
+                        problem,
+                    )
+                )
+    return ImportResult(definition, errors)
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def export_xlsform(definition: dict) -> bytes:
+    """The definition as an XLSForm workbook (bytes)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    survey = wb.active
+    survey.title = "survey"
+    cols = [
+        "type",
+        "name",
+        f"label::{ZH}",
+        f"label::{EN}",
+        f"hint::{ZH}",
+        f"hint::{EN}",
+        "relevant",
+        "required",
+        "constraint",
+        f"constraint_message::{ZH}",
+        f"constraint_message::{EN}",
+        "calculation",
+        "names_where",
+        "default",
+        "read_only",
+        "appearance",
+        "min_count",
+        "max_count",
+    ]
+    survey.append(cols)
+    choices = wb.create_sheet("choices")
+    choices.append(["list_name", "name", f"label::{ZH}", f"label::{EN}"])
+    need_yes_no = False
+    for f in definition["fields"]:
+        ftype = f["type"]
+        row = dict.fromkeys(cols, None)
+        row["name"] = f["name"]
+        if ftype == "yes_no":
+            row["type"], need_yes_no = f"select_one {YES_NO_LIST}", True
+        elif ftype in ("select_one", "select_many"):
+            kind = "select_one" if ftype == "select_one" else "select_multiple"
+            row["type"] = f"{kind} {f['name']}"
+            for c in f["choices"]:
+                choices.append([f["name"], c["value"], c["label"]["zh"], c["label"]["en"]])
+        else:
+            row["type"] = {"photo": "image"}.get(ftype, ftype)
+        for key in ("label", "hint", "constraint_message"):
+            if key in f:
+                row[f"{key}::{ZH}"], row[f"{key}::{EN}"] = f[key]["zh"], f[key]["en"]
+        for key in (
+            "relevant",
+            "constraint",
+            "calculation",
+            "appearance",
+            "min_count",
+            "max_count",
+        ):
+            row[key] = f.get(key)
+        if "required" in f:
+            row["required"] = {True: "yes", False: "no"}.get(f["required"], f["required"])
+        if f.get("read_only"):
+            row["read_only"] = "yes"
+        if "names_where" in f:
+            row["names_where"] = json.dumps(f["names_where"], ensure_ascii=False)
+        if "default" in f:
+            d = f["default"]
+            row["default"] = (
+                ("yes" if d else "no")
+                if isinstance(d, bool)
+                else " ".join(d)
+                if isinstance(d, list)
+                else d
+            )
+        survey.append([row[c] for c in cols])
+    if need_yes_no:
+        choices.append([YES_NO_LIST, "yes", "是", "Yes"])
+        choices.append([YES_NO_LIST, "no", "否", "No"])
+    settings = wb.create_sheet("settings")
+    head = [
+        "form_id",
+        "version",
+        "form_title",
+        f"title::{ZH}",
+        f"title::{EN}",
+        "target",
+        "default_language",
+        "updates",
+    ]
+    values = [
+        definition["id"],
+        definition["version"],
+        definition["title"]["zh"],
+        definition["title"]["zh"],
+        definition["title"]["en"],
+        definition["target"],
+        ZH,
+        json.dumps(definition.get("updates", {}), ensure_ascii=False),
+    ]
+    if "description" in definition:
+        head += [f"description::{ZH}", f"description::{EN}"]
+        values += [definition["description"]["zh"], definition["description"]["en"]]
+    settings.append(head)
+    settings.append(values)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()

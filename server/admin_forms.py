@@ -1,0 +1,78 @@
+"""The forms page of the admin desk, /desk/admin/forms (issue 15): the published forms with
+their versions, and the XLSForm import: upload → preview (the parsed fields and every error of
+the file, nothing written) → publish (the same workbook, carried in the page, imported again and
+published; nothing is published when there is any error). Admins only; the POST carries the CSRF
+token (web.login_required) and publishing is audited (`form.publish` with the actor).
+
+Publishing a new version of an existing form keeps the old versions; a published id and version
+never changes (storage refuses other content for it). The routes are added to the admin
+blueprint (server/admin.py) so the admin pages share one prefix and one login rule."""
+
+import base64
+import binascii
+
+from flask import flash, g, redirect, render_template, request, url_for
+
+from forms.xlsform import XlsError, import_xlsform
+
+from .admin import ADMIN, bp
+from .context import now_iso, storage
+from .web import login_required
+from .xlsform_cli import MAX_FILE_BYTES, publish_imported
+
+
+def _workbook() -> bytes:
+    """The uploaded file, or the workbook the preview page carried back; ValueError if none."""
+    if request.form.get("confirm") == "1":
+        try:
+            data = base64.b64decode(request.form.get("workbook", ""), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("文件内容无效，请重新上传") from None
+    else:
+        upload = request.files.get("file")
+        data = upload.read(MAX_FILE_BYTES + 1) if upload else b""
+    if not data:
+        raise ValueError("请选择 XLSForm 文件（.xlsx）")
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"文件太大（最多 {MAX_FILE_BYTES // 1048576} MB）")
+    return data
+
+
+@bp.route("/forms", methods=["GET", "POST"])
+@login_required(roles=ADMIN)
+def forms():
+    store = storage()
+    preview = None
+    if request.method == "POST":
+        try:
+            data = _workbook()
+        except ValueError as exc:
+            flash(f"未发布：{exc}")
+            return redirect(url_for("admin.forms"))
+        result = import_xlsform(data)
+        d = result.definition
+        if request.form.get("confirm") == "1" and result.ok:
+            try:
+                new = publish_imported(store, d, user_id=g.user["id"], at=now_iso())
+            except ValueError:
+                result.errors.append(
+                    XlsError(
+                        "settings",
+                        2,
+                        "version",
+                        f"{d['id']} v{d['version']} 已发布且内容不同，请提高 version",
+                        "this id and version is published with other content",
+                    )  # fmt: skip
+                )
+            else:
+                flash(f"已发布 {d['id']} v{d['version']}" if new else "该版本已发布，内容相同")
+                return redirect(url_for("admin.forms"))
+        preview = {
+            "definition": d if result.ok else None,
+            "errors": result.errors,
+            "workbook": base64.b64encode(data).decode("ascii") if result.ok else "",
+        }
+    published: dict[str, list[dict]] = {}
+    for definition in store.forms():
+        published.setdefault(definition["id"], []).append(definition)
+    return render_template("admin_forms.html", published=published, preview=preview)

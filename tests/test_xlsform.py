@@ -1,0 +1,365 @@
+"""XLSForm import/export (forms/xlsform.py, `villagecheck import-xlsform` / `export-xlsform`).
+Workbooks are built here with openpyxl."""
+
+import io
+import zipfile
+
+import openpyxl
+import pytest
+
+from forms.definitions import load_builtin
+from forms.xlsform import MAX_SURVEY_ROWS, export_xlsform, import_xlsform
+
+ZH, EN = "label::中文 (zh)", "label::English (en)"
+SETTINGS = [["form_id", "version", "form_title", "default_language", "target"],
+            ["sewage", "1", "污水处理设施", "中文 (zh)", "facility"]]  # fmt: skip
+
+
+def book(survey, choices=None, settings=SETTINGS) -> bytes:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "survey"
+    for row in survey:
+        ws.append(row)
+    if choices:
+        c = wb.create_sheet("choices")
+        for row in choices:
+            c.append(row)
+    if settings:
+        s = wb.create_sheet("settings")
+        for row in settings:
+            s.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+FULL = [
+    [
+        "type",
+        "name",
+        ZH,
+        EN,
+        "hint::中文 (zh)",
+        "relevant",
+        "required",
+        "constraint",
+        "constraint_message::中文 (zh)",
+        "calculation",
+        "default",
+        "read_only",
+        "appearance",
+    ],
+    [
+        "text",
+        "operator",
+        "运维单位",
+        "Operator",
+        "填写全称",
+        "",
+        "yes",
+        "string-length(.) <= 50",
+        "太长",
+        "",
+        "",
+        "",
+        "multiline",
+    ],
+    ["integer", "households", "户数", "Households", "", "", "true", ". >= 0", "", "", "10", "", ""],
+    [
+        "decimal",
+        "capacity",
+        "处理能力",
+        "Capacity",
+        "",
+        "${households} > 0",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ],
+    ["select_one yn", "running", "正常运行", "Running", "", "", "yes", "", "", "", "", "", ""],
+    [
+        "select_one kind or_other",
+        "kind",
+        "工艺",
+        "Process",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "minimal",
+    ],
+    ["select_multiple issue", "issues", "问题", "Issues", "", "", "", "", "", "", "odour", "", ""],
+    [
+        "begin group",
+        "details",
+        "详细",
+        "Details",
+        "",
+        "${running} = 'no'",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "field-list",
+    ],
+    [
+        "date",
+        "stopped_on",
+        "停运日期",
+        "Stopped on",
+        "",
+        "",
+        "",
+        ". <= today()",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ],
+    ["end group", "", "", "", "", "", "", "", "", "", "", "", ""],
+    ["datetime", "seen_at", "时间", "Seen at", "", "", "", "", "", "", "", "", ""],
+    ["time", "opens", "开放时间", "Opens", "", "", "", "", "", "", "", "", ""],
+    ["geopoint", "where", "位置", "Where", "", "", "", "", "", "", "", "", ""],
+    ["image", "photo", "照片", "Photo", "", "", "yes", "", "", "", "", "", ""],
+    ["note", "tip", "注意安全", "Be careful", "", "", "", "", "", "", "", "", ""],
+    [
+        "calculate",
+        "per_house",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "${capacity} div ${households}",
+        "",
+        "",
+        "",
+    ],
+    ["acknowledge", "checked", "已核对", "Checked", "", "", "", "", "", "", "", "yes", ""],
+]
+CHOICES = [
+    ["list_name", "name", ZH, EN],
+    ["yn", "yes", "是", "Yes"], ["yn", "no", "否", "No"],
+    ["kind", "ao", "A/O", "A/O"], ["kind", "wetland", "人工湿地", "Wetland"],
+    ["issue", "odour", "异味", "Odour"], ["issue", "overflow", "溢流", "Overflow"],
+]  # fmt: skip
+
+
+def fields(result):
+    assert result.ok, [str(e) for e in result.errors]
+    return {f["name"]: f for f in result.definition["fields"]}
+
+
+def test_every_supported_type_and_column():
+    r = import_xlsform(book(FULL, CHOICES))
+    f = fields(r)
+    d = r.definition
+    assert (d["id"], d["version"], d["title"], d["target"]) == (
+        "sewage", 1, {"zh": "污水处理设施", "en": "污水处理设施"}, "facility")  # fmt: skip
+    assert f["operator"] == {
+        "name": "operator", "type": "text", "label": {"zh": "运维单位", "en": "Operator"},
+        "hint": {"zh": "填写全称", "en": "填写全称"}, "appearance": "multiline", "required": True,
+        "constraint": "string-length(.) <= 50", "constraint_message": {"zh": "太长", "en": "太长"},
+    }  # fmt: skip
+    assert f["households"]["default"] == 10 and f["households"]["type"] == "integer"
+    assert f["capacity"]["relevant"] == "${households} > 0"
+    assert f["running"]["type"] == "yes_no" and "choices" not in f["running"]
+    assert [c["value"] for c in f["kind"]["choices"]] == ["ao", "wetland", "other"]
+    assert f["kind_other"]["relevant"] == "selected(${kind}, 'other')"
+    assert f["issues"]["type"] == "select_many" and f["issues"]["default"] == ["odour"]
+    assert f["details"]["type"] == "note" and f["details"]["appearance"] == "field-list"
+    assert f["stopped_on"]["relevant"] == "(${running} = 'no')"
+    assert f["seen_at"]["type"] == "datetime" and f["where"]["type"] == "geopoint"
+    assert f["opens"]["type"] == "text" and "regex" in f["opens"]["constraint"]
+    assert f["photo"]["type"] == "photo" and f["tip"]["type"] == "note"
+    assert f["per_house"]["calculation"] == "${capacity} div ${households}"
+    assert f["checked"] == {"name": "checked", "type": "yes_no",
+                            "label": {"zh": "已核对", "en": "Checked"},
+                            "constraint": ". = true()", "read_only": True}  # fmt: skip
+
+
+def test_languages_and_settings():
+    survey = [["type", "name", "label::English (en)", "label::中文 (zh)", "hint::en", "hint::zh"],
+              ["text", "a", "Name", "名称", "hint", "提示"]]  # fmt: skip
+    settings = [["form_id", "version", "form_title", "title::English (en)", "title::中文 (zh)",
+                 "default_language", "target"],
+                ["kitchen", "3", "厨房改造", "Kitchen", "厨房改造", "English (en)",
+                 "facility"]]  # fmt: skip
+    r = import_xlsform(book(survey, settings=settings))
+    f = fields(r)
+    assert f["a"]["label"] == {"zh": "名称", "en": "Name"}
+    assert f["a"]["hint"] == {"zh": "提示", "en": "hint"}
+    assert r.definition["version"] == 3
+    assert r.definition["title"] == {"zh": "厨房改造", "en": "Kitchen"}
+
+
+@pytest.mark.parametrize("definition", load_builtin(), ids=lambda d: d["id"])
+def test_round_trip_of_builtin_forms(definition):
+    r = import_xlsform(export_xlsform(definition))
+    assert r.ok, [str(e) for e in r.errors]
+    assert r.definition == definition
+
+
+def errors_of(data):
+    r = import_xlsform(data)
+    assert not r.ok
+    return r.errors
+
+
+def test_not_an_xlsform():
+    (e,) = errors_of(b"hello, not a zip")
+    assert "不是 Excel" in e.zh
+    (e,) = errors_of(book([["a", "b"], ["1", "2"]]))
+    assert e.sheet == "survey" and "不是 XLSForm" in e.zh
+
+
+def test_formula_cell():
+    data = book([["type", "name", ZH], ["text", "a", "=1+1"]], settings=SETTINGS)
+    es = errors_of(data)
+    assert any(
+        e.sheet == "survey" and e.row == 2 and e.column == "C" and "公式" in e.zh for e in es
+    )
+
+
+def test_duplicate_name_unknown_reference_cycle_and_dry_run_lists_all(runner, tmp_path, store):
+    survey = [
+        ["type", "name", ZH, "relevant", "calculation", "repeat_count", "required_message"],
+        ["text", "a", "甲", "", "", "", "必填"],
+        ["text", "a", "乙", "", "", "", ""],
+        ["begin repeat", "r", "重复", "", "", "", ""],
+        ["text", "b", "丙", "", "", "", ""],
+        ["end repeat", "", "", "", "", "", ""],
+        ["select_one nolist", "c", "丁", "", "", "", ""],
+        ["bogus", "d", "戊", "", "", "", ""],
+    ]
+    path = tmp_path / "bad.xlsx"
+    path.write_bytes(book(survey))
+    result = runner.invoke(args=["import-xlsform", str(path), "--dry-run"])
+    assert result.exit_code != 0
+    out = result.output
+    for text in (
+        "第3行 [name]: 字段名 a 重复",
+        "第4行 [type]: 重复组暂不支持 / repeat groups are",
+        "第6行 [type]: 重复组",
+        "第2行 [required_message]",
+        "第7行 [type]: 选项表里没有列表",
+        "第8行 [type]: 题型 bogus 暂不支持",
+        "未发布",
+    ):
+        assert text in out, out
+    assert "Traceback" not in out
+
+    es = errors_of(book([["type", "name", ZH, "relevant"], ["text", "a", "甲", "${nope}"]]))
+    assert (es[0].row, es[0].column) == (2, "relevant") and "nope" in es[0].en
+    es = errors_of(book([["type", "name", ZH, "constraint"], ["integer", "a", "甲", "nofn(.)"]]))
+    assert (es[0].row, es[0].column) == (2, "constraint") and "unknown function" in es[0].en
+    cyc = [["type", "name", "calculation"], ["calculate", "x", "${y} + 1"],
+           ["calculate", "y", "${x} + 1"]]  # fmt: skip
+    es = errors_of(book(cyc))
+    assert any("circular" in e.en or "cycle" in e.en for e in es), [str(e) for e in es]
+    assert store.form_versions("sewage") == []
+
+
+def test_row_limit_and_zip_bomb(tmp_path):
+    rows = [["type", "name", ZH]] + [["text", f"q{i}", "问"] for i in range(5000)]
+    (e,) = errors_of(book(rows))
+    assert str(MAX_SURVEY_ROWS) in e.zh
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", b"\0" * (60 * 1024 * 1024))
+    assert len(bomb.getvalue()) < 1024 * 1024
+    (e,) = errors_of(bomb.getvalue())
+    assert "太大" in e.zh
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(1001):
+            z.writestr(f"x{i}", b"")
+    (e,) = errors_of(many.getvalue())
+    assert "太多" in e.zh
+
+
+def test_cli_publish_new_version_keeps_old_and_export(runner, tmp_path, store):
+    path = tmp_path / "s.xlsx"
+    path.write_bytes(book(FULL, CHOICES))
+    result = runner.invoke(args=["import-xlsform", str(path), "--publish"])
+    assert result.exit_code == 0, result.output
+    assert "已发布 sewage v1" in result.output
+    v2 = [SETTINGS[0], ["sewage", "2", "污水处理设施", "中文 (zh)", "facility"]]
+    path.write_bytes(book(FULL[:3], CHOICES, settings=v2))
+    assert runner.invoke(args=["import-xlsform", str(path), "--publish"]).exit_code == 0
+    assert [d["version"] for d in store.form_versions("sewage")] == [2, 1]
+    # the same id and version with other content is refused
+    path.write_bytes(book(FULL[:2], CHOICES, settings=v2))
+    result = runner.invoke(args=["import-xlsform", str(path), "--publish"])
+    assert result.exit_code != 0 and "已发布且内容不同" in result.output
+    out = tmp_path / "toilet.xlsx"
+    result = runner.invoke(args=["export-xlsform", "toilet", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert import_xlsform(out.read_bytes()).definition == store.form_versions("toilet")[0]
+
+
+def small_form(version="1", label="名称") -> bytes:
+    """A valid one-field XLSForm (tests/test_scope_matrix.py publishes it too)."""
+    settings = [SETTINGS[0], ["sewage", version, "污水处理设施", "中文 (zh)", "facility"]]
+    return book([["type", "name", ZH], ["text", "a", label]], settings=settings)
+
+
+def test_desk_upload_preview_publish_and_refusals(client, store):
+    import base64
+    import re
+
+    from desk_helpers import desk_session
+
+    url = "/desk/admin/forms"
+    desk_session(client, store, "supervisor", csrf="t")
+    assert client.get(url).status_code == 403
+    desk_session(client, store, "admin", csrf="t")
+    assert "toilet" in client.get(url).get_data(as_text=True)
+
+    def post(data, **kw):
+        return client.post(url, data={"csrf_token": "t", **data}, **kw)
+
+    # a bad file: every error listed, nothing to publish
+    bad = book([["type", "name", ZH], ["text", "a", "甲"], ["text", "a", "乙"],
+                ["begin repeat", "r", "重复"], ["end repeat", "", ""]])  # fmt: skip
+    page = post({"file": (io.BytesIO(bad), "bad.xlsx")}).get_data(as_text=True)
+    assert "发现 3 处错误，未发布" in page and "字段名 a 重复" in page and "重复组暂不支持" in page
+    assert "确认发布" not in page
+    # a good one: preview shows the fields, publish needs the CSRF token, then is audited
+    page = post({"file": (io.BytesIO(small_form()), "ok.xlsx")}).get_data(as_text=True)
+    assert "预览：污水处理设施（sewage v1），1 个字段" in page and "<td>a</td>" in page
+    carried = re.search(r'name="workbook" value="([^"]+)"', page).group(1)
+    assert store.form_versions("sewage") == []
+    refused = client.post(url, data={"confirm": "1", "workbook": carried})
+    assert refused.status_code in (400, 403) and store.form_versions("sewage") == []
+    assert post({"confirm": "1", "workbook": carried}).status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [1]
+    entry = store.row("SELECT * FROM audit WHERE action = 'form.publish' ORDER BY seq DESC")
+    assert entry["user_id"] == store.user(username="admin")["id"]
+    # a tampered carried workbook is checked again; the same version with other content refused
+    bad64 = base64.b64encode(bad).decode()
+    page = post({"confirm": "1", "workbook": bad64}).get_data(as_text=True)
+    assert "未发布" in page
+    other = base64.b64encode(small_form(label="别的")).decode()
+    page = post({"confirm": "1", "workbook": other}).get_data(as_text=True)
+    assert "已发布且内容不同" in page
+    two = base64.b64encode(small_form(version="2")).decode()
+    assert post({"confirm": "1", "workbook": two}).status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [2, 1]
+    assert "v1，v2" in client.get(url).get_data(as_text=True)
+    assert post({"confirm": "1", "workbook": "!!"}).status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [2, 1]
