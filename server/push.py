@@ -688,7 +688,7 @@ def merge_observations(
         states.append(
             {"id": record_id, "state": result.state, "village_code": record["village_code"]}
         )
-        conflicts += [_conflict_row(c, by) for c, by in result.conflicts]
+        conflicts += [conflict_row(c, by) for c, by in result.conflicts]
         resolved.update(result.resolved)
     store.set_record_states(record_type, states, at=at)
     store.insert_conflicts(conflicts, at=at)
@@ -721,7 +721,8 @@ def _stored_conflict(row: dict) -> Conflict:
     )
 
 
-def _conflict_row(conflict: Conflict, resolved_by: str | None) -> dict:
+def conflict_row(conflict: Conflict, resolved_by: str | None) -> dict:
+    """A merge conflict as storage keeps it (push and the recount after a review)."""
     return {
         "id": conflict.id,
         "record_id": conflict.record_id,

@@ -19,6 +19,7 @@ from sync import review
 from sync.clock import decode
 from sync.merge import Observation, apply, base_entries, merge_accepted
 
+from .push import conflict_row
 from .storage import Storage
 
 REJECTED = "rejected"
@@ -95,22 +96,7 @@ def recount(store: Storage, record_type: str, record_id: str, window_ms: int, *,
             at=at,
         )
     changed = store.replace_conflicts(
-        record_id,
-        [
-            {
-                "id": c.id,
-                "record_id": c.record_id,
-                "field": c.field,
-                "a": c.a,
-                "b": c.b,
-                "a_value": c.values[0],
-                "b_value": c.values[1],
-                "winner": c.winner,
-                "resolved_by": by,
-            }
-            for c, by in result.conflicts
-        ],
-        at=at,
+        record_id, [conflict_row(c, by) for c, by in result.conflicts], at=at
     )
     if changed:
         # The record's open conflicts are part of what a phone pulls for it.
