@@ -543,6 +543,7 @@ def near_flag(sha256: str | None, matches: Sequence[Mapping], threshold: int) ->
                 "sha256": None if m.get("other_township") else m.get("sha256"),
                 "facility_id": None if m.get("other_township") else m.get("facility_id"),
                 "distance": m["distance"],
+                **({"similarity": m["similarity"]} if m.get("similarity") is not None else {}),
                 **({"other_township": True} if m.get("other_township") else {}),
             }
             for m in matches
@@ -558,20 +559,26 @@ def near_flag(sha256: str | None, matches: Sequence[Mapping], threshold: int) ->
     hidden = sum(1 for m in close if m.get("other_township"))
     facilities = sorted({str(m["facility_id"]) for m in close if m["facility_id"] is not None})
     zh, en = _hidden_note(hidden, facilities)
+    figures = {
+        "min_distance": best["distance"],
+        "threshold": threshold,
+        "matches": close,
+        "facility_ids": facilities,
+    }
+    zh_sim = en_sim = ""
+    if best.get("similarity") is not None:  # the second-stage check (media.near_dup)
+        figures["similarity"] = best["similarity"]
+        zh_sim = f"；逐块比对相似度 {best['similarity']:.2f}，1 为完全一致"
+        en_sim = f"; block similarity {best['similarity']:.2f} of 1"
     return Flag(
         "near_duplicate",
         sha256,
-        {
-            "min_distance": best["distance"],
-            "threshold": threshold,
-            "matches": close,
-            "facility_ids": facilities,
-        },
+        figures,
         {
             "zh": f"照片与其他设施（{zh or '未知'}）的照片几乎相同"
-            f"（差异值 {best['distance']}，{threshold} 及以下视为相同）",
+            f"（差异值 {best['distance']}，{threshold} 及以下视为相同{zh_sim}）",
             "en": f"Photo nearly identical to a photo of another facility "
-            f"({en or 'unknown'}; distance {best['distance']}, threshold {threshold})",
+            f"({en or 'unknown'}; distance {best['distance']}, threshold {threshold}{en_sim})",
         },
     )
 

@@ -29,6 +29,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
+from media.phash import crop_hashes, phash_of_image
+
 try:  # WebP support is optional in Pillow builds.
     from PIL import WebPImagePlugin
 except ImportError:  # pragma: no cover - depends on the Pillow build
@@ -280,8 +282,6 @@ def process_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ProcessedImage:
     """Display versions + oriented pixel size + perceptual hash from a single decode."""
-    from media.phash import crop_hashes, phash_of_image
-
     wanted = {int(s) for s in sizes}
     mime, (width, height), images = decode_versions(
         source, wanted | {HASH_SOURCE_SIZE}, max_pixels=max_pixels
@@ -303,3 +303,14 @@ def make_display_versions(
     """{size: JPEG bytes}, longest side = size (never upscaled), oriented, metadata stripped."""
     _, _, images = decode_versions(path_or_bytes, sizes, max_pixels=max_pixels)
     return {size: encode_jpeg(im, quality) for size, im in images.items()}
+
+
+def phash(data: bytes | BinaryIO) -> int:
+    """pHash of an encoded image, through the same decode path as the ingest pipeline.
+
+    Raises ``ImageRejected`` for unusable input.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = io.BytesIO(bytes(data))
+    _, _, images = decode_versions(data, set(DEFAULT_SIZES) | {HASH_SOURCE_SIZE})
+    return phash_of_image(images[HASH_SOURCE_SIZE])

@@ -24,6 +24,7 @@ from media.images import (
     ImageRejected,
     make_display_versions,
     pixel_size,
+    phash,
     process_image,
     sniff_type,
 )
@@ -32,7 +33,6 @@ from media.phash import (
     DEFAULT_MAX_DISTANCE,
     crop_hashes,
     hamming,
-    phash,
     phash_of_image,
 )
 
