@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
-from media.phash import crop_hashes, phash_of_image
+from media.phash import photo_hashes
 
 try:  # WebP support is optional in Pillow builds.
     from PIL import WebPImagePlugin
@@ -287,10 +287,8 @@ def process_image(
         source, wanted | {HASH_SOURCE_SIZE}, max_pixels=max_pixels
     )
     versions = {size: encode_jpeg(images[size], quality) for size in sorted(wanted, reverse=True)}
-    small = images[HASH_SOURCE_SIZE]
-    return ProcessedImage(
-        mime, width, height, versions, phash_of_image(small), tuple(crop_hashes(small))
-    )
+    full, crops = photo_hashes(images[HASH_SOURCE_SIZE])
+    return ProcessedImage(mime, width, height, versions, full, tuple(crops))
 
 
 def make_display_versions(
@@ -313,4 +311,4 @@ def phash(data: bytes | BinaryIO) -> int:
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = io.BytesIO(bytes(data))
     _, _, images = decode_versions(data, set(DEFAULT_SIZES) | {HASH_SOURCE_SIZE})
-    return phash_of_image(images[HASH_SOURCE_SIZE])
+    return photo_hashes(images[HASH_SOURCE_SIZE])[0]

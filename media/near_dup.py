@@ -36,7 +36,7 @@ from media.phash import (
     DEFAULT_MAX_DISTANCE,
     FORMS,
     apply_form,
-    crop_box,
+    trim_border,
 )
 
 CROPS = len(CROP_REGIONS)  # media.phash.crop_hashes makes one hash per region
@@ -66,6 +66,9 @@ class Match:
     form: int  # the dihedral form of the new photo (media.phash.FORMS) that matched
     query_region: int  # region of the new photo (FULL or an index of CROP_REGIONS)
     stored_region: int  # region of the stored photo
+    # Every pairing within the threshold as (distance, form, query region, stored region),
+    # nearest first (the first is the one above): stage two tries the nearest few.
+    pairings: tuple[tuple[int, int, int, int], ...] = ()
 
 
 class NearDuplicateIndex:
@@ -150,13 +153,17 @@ class NearDuplicateIndex:
         out = []
         for dist, i in hits:
             row = self._h[i]
-            for form, qr, sr in PAIRINGS:  # the first pairing giving the distance
+            found = []
+            for form, qr, sr in PAIRINGS:
                 if form >= len(form_full):
                     continue
                 q = form_full[form] if qr == FULL else mine[qr]
-                if (int(row[sr + 1]) ^ q).bit_count() == dist:
-                    out.append(Match(self._keys[i], dist, form, qr, sr))
-                    break
+                d = (int(row[sr + 1]) ^ q).bit_count()
+                if d <= max_distance:
+                    found.append((d, form, qr, sr))
+            found.sort(key=lambda p: p[0])  # stable: PAIRINGS order among equals
+            _, form, qr, sr = found[0]
+            out.append(Match(self._keys[i], dist, form, qr, sr, tuple(found)))
         return out
 
     def query(
@@ -177,29 +184,80 @@ class NearDuplicateIndex:
 # -- stage two -------------------------------------------------------------------------------
 
 _SIDE = 24
+_WORK = 160  # the display versions are compared at this size (longest side)
+_SHIFTS = (-0.04, 0.0, 0.04)  # each edge of the stored part moved by this much of its size
 
 
-def _region(img: Image.Image, region: int) -> Image.Image:
-    return img if region == FULL else img.crop(crop_box(img.size, region))
+def _grey(img: Image.Image) -> Image.Image:
+    grey = trim_border(img.convert("L"))
+    grey = grey.copy()
+    grey.thumbnail((_WORK, _WORK), Image.Resampling.BOX)
+    return grey
 
 
-def _descriptor(img: Image.Image) -> np.ndarray:
-    grey = img.convert("L").resize((_SIDE + 1, _SIDE + 1), Image.Resampling.BOX)
-    a = np.asarray(grey, dtype=np.float64)
+def _descriptor(img: Image.Image, box=None) -> np.ndarray:
+    """Block means of a grey picture (or of `box` of it), and their horizontal and vertical
+    differences, each zero-mean and unit-length: a (3, 576) array."""
+    a = np.asarray(
+        img.resize((_SIDE + 1, _SIDE + 1), Image.Resampling.BOX, box=box), dtype=np.float64
+    )
     parts = [a[:-1, :-1], a[:-1, 1:] - a[:-1, :-1], a[1:, :-1] - a[:-1, :-1]]
     out = []
     for p in parts:
-        p = p - p.mean()
+        p = (p - p.mean()).ravel()
         norm = np.linalg.norm(p)
-        out.append(p.ravel() / norm if norm > 1e-9 else p.ravel())
+        out.append(p / norm if norm > 1e-9 else p)
     return np.stack(out)
 
 
+def _box(size: tuple[int, int], region: int) -> tuple[float, float, float, float]:
+    w, h = size
+    left, top, right, bottom = (0.0, 0.0, 1.0, 1.0) if region == FULL else CROP_REGIONS[region]
+    return (left * w, top * h, right * w, bottom * h)
+
+
+TRIED_PAIRINGS = 3  # stage two tries this many of a match's nearest pairings
+
+
 def similarity(query: Image.Image, stored: Image.Image, match: Match) -> float:
-    """Second-stage score of a stage-one match, -1..1: the mean normalized cross-correlation of
-    the grey block means and of their horizontal and vertical differences, on the parts of the
-    two display versions the match paired (the new photo turned to the matching form)."""
-    q = _region(apply_form(query, match.form), match.query_region)
-    s = _region(stored, match.stored_region)
-    a, b = _descriptor(q), _descriptor(s)
-    return round(float(np.mean(np.sum(a * b, axis=1))), 3)
+    """The best `pair_similarity` over the match's nearest pairings (different forms and
+    regions with close hashes point at different parts of the pictures)."""
+    pairings = match.pairings or (
+        (match.distance, match.form, match.query_region, match.stored_region),
+    )
+    q = {}
+    s = _grey(stored)
+    best = -1.0
+    for _, form, qr, sr in pairings[:TRIED_PAIRINGS]:
+        if form not in q:
+            q[form] = _grey(apply_form(query, form))
+        best = max(best, _pair_similarity(q[form], s, qr, sr))
+    return round(best, 3)
+
+
+def _pair_similarity(
+    q: Image.Image, s: Image.Image, query_region: int, stored_region: int
+) -> float:
+    """Second-stage score of a stage-one match, about -1..1: normalized cross-correlation of
+    24x24 grey block means and of their horizontal and vertical differences (averaged), between
+    the part of the new photo and the part of the stored one the match paired (new photo turned
+    to the matching form, plain frames trimmed). The hash regions are coarse (a 12% crop is
+    matched against the 10% region), so the stored part's edges are also tried 4% further in
+    or out and the best score counts. Brightness and contrast changes do not matter."""
+    mine = _descriptor(q, _box(q.size, query_region))
+    left, top, right, bottom = _box(s.size, stored_region)
+    w, h = right - left, bottom - top
+    best = -1.0
+    for dl in _SHIFTS:
+        for dr in _SHIFTS:
+            for dt in _SHIFTS:
+                for db in _SHIFTS:
+                    box = (
+                        max(0.0, left + dl * w),
+                        max(0.0, top + dt * h),
+                        min(s.size[0], right + dr * w),
+                        min(s.size[1], bottom + db * h),
+                    )
+                    score = float(np.mean(np.sum(mine * _descriptor(s, box), axis=1)))
+                    best = max(best, score)
+    return best
