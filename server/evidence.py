@@ -513,8 +513,16 @@ def flags_for_viewer(store: Storage, submission_id: str, user: dict, villages) -
 
 def flags_for_desk(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
     """flags_for_viewer for a person reading the desk: the other records a flag cites (only
-    ones the viewer may see are cited at all) by name, not id. The API keeps the ids."""
+    ones the viewer may see are cited at all) by name, not id. The API keeps the ids. Each
+    flag carries `weight`, the risk points its code adds (on the first flag of each code; the
+    others 0, as a code counts once), so the desk can show why the score is what it is."""
     shown = flags_for_viewer(store, submission_id, user, villages)
     ids = [i for f in shown if isinstance(f["figures"], dict)
            for i in f["figures"].get("facility_ids") or ()]  # fmt: skip
-    return named_flags(shown, record_names(store, ids)) if ids else shown
+    out = named_flags(shown, record_names(store, ids)) if ids else shown
+    weights = settings_from(current_app.config).weights
+    seen: set[str] = set()
+    for flag in out:
+        flag["weight"] = 0 if flag["code"] in seen else weights.get(flag["code"], 0)
+        seen.add(flag["code"])
+    return out

@@ -11,6 +11,7 @@ import pytest
 from conftest import CORPUS, photo_exif, sha
 from PIL import Image, ImageDraw, ImageOps
 from test_media_api import TOILET_POS, codes, inspect, noise_photo
+from test_supervisor import login_page
 
 from media.images import decode_versions, process_image
 from media.near_dup import DEFAULT_MIN_SIMILARITY, NearDuplicateIndex
@@ -73,6 +74,13 @@ def test_mirrored_turned_and_banded_copies_are_flagged_with_both_figures(
         match = next(r for r in flag["relations"] if r["sha256"] == sha(original))
         assert match["distance"] <= flag["threshold"], kind
         assert match["similarity"] >= DEFAULT_MIN_SIMILARITY, kind
+    # The desk says, in Chinese, what the score is made of and how alike the photos are.
+    desk = app.test_client()
+    login_page(desk, "supervisor")
+    html = desk.get(f"/desk/submissions/{item['id']}").get_data(as_text=True)
+    assert 'id="score-why"' in html
+    assert "与其他设施照片相似 +35" in html
+    assert "逐块比对相似度" in html
 
 
 def test_different_parts_of_one_photo_close_in_hash_are_not_flagged(phone, toilets, store):
