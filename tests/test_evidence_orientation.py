@@ -100,3 +100,19 @@ def test_different_parts_of_one_photo_close_in_hash_are_not_flagged(phone, toile
     inspect(phone, toilets[0], top, noise_photo(151))
     item = inspect(phone, toilets[1], bottom, noise_photo(152))
     assert "near_duplicate" not in codes(store, item["id"])
+
+
+def test_photos_stored_with_five_crop_hashes_still_load_and_match():
+    """Rows ingested before issue 14 carry five crop hashes; the missing ones are the full
+    hash, so they match exactly as before."""
+    from server.evidence import _hash_arrays
+
+    full, five = "00000000000000ff", ["0f00000000000000"] * 5
+    rows = [(1, "old", full, "[" + ",".join(f'"{h}"' for h in five) + "]"), (2, "none", full, "")]
+    keys, fulls, crops = _hash_arrays(rows)
+    index = NearDuplicateIndex()
+    index.extend(keys, fulls, crops)
+    assert crops[0].tolist()[:5] == [int(five[0], 16)] * 5
+    assert crops[0].tolist()[5:] == [255] * (crops.shape[1] - 5)
+    assert [k for k, _ in index.query(int(five[0], 16), 0)] == ["old"]
+    assert sorted(k for k, _ in index.query(255, 0)) == ["none", "old"]
