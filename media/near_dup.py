@@ -57,7 +57,7 @@ PAIRINGS: tuple[tuple[int, int, int], ...] = (
 # planted copies >= 0.8x, distinct scenes <= 0.6x; see docs/EVIDENCE.md).
 DEFAULT_MIN_SIMILARITY = 0.75
 
-_BLOCK = 65_536  # rows per scan block: 65,536 x 9 x 8 bytes = 4.7 MB
+_BLOCK = 16_384  # rows per scan block: each column's slice is 128 KB, in the CPU cache
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class NearDuplicateIndex:
 
     def __init__(self, capacity: int = 1024) -> None:
         self._keys: list[object] = []
-        self._h = np.zeros((capacity, COLUMNS), dtype=np.uint64)
+        self._h = np.zeros((COLUMNS, capacity), dtype=np.uint64)  # a column per region
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -92,9 +92,9 @@ class NearDuplicateIndex:
         if len(crops) > CROPS:
             raise ValueError(f"expected at most {CROPS} crop hashes, got {len(crops)}")
         n = len(self._keys)
-        if n == len(self._h):
-            self._h = np.resize(self._h, (2 * n, COLUMNS))
-        self._h[n] = [h, *crops, *[h] * (CROPS - len(crops))]
+        if n == self._h.shape[1]:
+            self._grow(2 * n)
+        self._h[:, n] = [h, *crops, *[h] * (CROPS - len(crops))]
         self._keys.append(key)
 
     def extend(self, keys: Sequence[object], full: np.ndarray, crops: np.ndarray) -> None:
@@ -102,11 +102,16 @@ class NearDuplicateIndex:
         n, m = len(self._keys), len(keys)
         if len(full) != m or crops.shape != (m, CROPS):
             raise ValueError("keys, full and crops must describe the same photos")
-        if n + m > len(self._h):
-            self._h = np.resize(self._h, (max(2 * len(self._h), n + m), COLUMNS))
-        self._h[n : n + m, 0] = full
-        self._h[n : n + m, 1:] = crops
+        if n + m > self._h.shape[1]:
+            self._grow(max(2 * self._h.shape[1], n + m))
+        self._h[0, n : n + m] = full
+        self._h[1:, n : n + m] = crops.T
         self._keys.extend(keys)
+
+    def _grow(self, capacity: int) -> None:
+        grown = np.zeros((COLUMNS, capacity), dtype=np.uint64)
+        grown[:, : self._h.shape[1]] = self._h
+        self._h = grown
 
     def _queries(self, h: int, crops: Sequence[int], forms: Sequence[int]) -> list[np.ndarray]:
         """Per stored column, the new photo's hashes compared with it (PAIRINGS order)."""
@@ -120,12 +125,15 @@ class NearDuplicateIndex:
         return [np.array(q, dtype=np.uint64) for q in per]
 
     def _distances(self, queries: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
-        block = self._h[lo:hi]
-        best = np.full(hi - lo, 64, dtype=np.uint8)
+        m = hi - lo
+        best = np.full(m, 64, dtype=np.uint8)
+        xor, count = np.empty(m, dtype=np.uint64), np.empty(m, dtype=np.uint8)
         for col, q in enumerate(queries):
-            if len(q):
-                d = np.bitwise_count(block[:, col, None] ^ q[None, :]).min(axis=1)
-                np.minimum(best, d, out=best)
+            column = self._h[col, lo:hi]
+            for one in q:  # contiguous 1-D passes into reused buffers (they stay in cache)
+                np.bitwise_xor(column, one, out=xor)
+                np.bitwise_count(xor, out=count)
+                np.minimum(best, count, out=best)
         return best
 
     def query_matches(
@@ -153,7 +161,7 @@ class NearDuplicateIndex:
         form_full = [h, *forms]
         out = []
         for dist, i in hits:
-            row = self._h[i]
+            row = self._h[:, i]
             found = []
             for form, qr, sr in PAIRINGS:
                 if form >= len(form_full):
