@@ -67,12 +67,17 @@ CODES = (
 
 DEFAULT_WEIGHTS: Mapping[str, int] = MappingProxyType(
     {
+        # Measured rates behind each weight: docs/EVIDENCE.md.
         "reused_photo": 50,  # same bytes as another record: strongest sign of faking
         "far_from_facility": 40,
-        "near_duplicate": 35,
+        # Two-stage (hash, then block correlation): 99.7% of planted copies caught, no distinct
+        # pair flagged (bench_evidence.py), as trustworthy as a far photo now.
+        "near_duplicate": 40,
         "taken_long_before": 30,
         "edited_by_software": 25,
-        "no_location": 20,
+        # No position anywhere: Android strips EXIF GPS from shared photos and phones with
+        # location off give none, so alone it is a question, not a sign of fraud.
+        "no_location": 10,
         "taken_after": 15,
         "no_exif": 10,
         "large_clock_skew": 10,

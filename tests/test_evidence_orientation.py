@@ -79,7 +79,7 @@ def test_mirrored_turned_and_banded_copies_are_flagged_with_both_figures(
     login_page(desk, "supervisor")
     html = desk.get(f"/desk/submissions/{item['id']}").get_data(as_text=True)
     assert 'id="score-why"' in html
-    assert "与其他设施照片相似 +35" in html
+    assert "与其他设施照片相似 +40" in html
     assert "逐块比对相似度" in html
 
 
