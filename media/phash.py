@@ -6,7 +6,7 @@ Hash: 64-bit DCT pHash, the same algorithm as ``imagehash.phash`` (greyscale, 32
 2-D DCT-II, top-left 8x8 coefficients including DC, bit = coefficient > median of the 64,
 row-major, first coefficient = most significant bit). The 8x32 cosine basis is precomputed, so
 only 8 of the 32 DCT rows/columns are ever computed: two small matrix products (numpy), about
-0.03 ms, which matters because an ingest computes six hashes per photo and pure-Python
+0.03 ms, which matters because an ingest computes ten hashes per photo and pure-Python
 arithmetic would hold the GIL that other ingest threads need. It is computed from the
 already-decoded 320 px display version (see ``media.images.process_image``), never from a
 second decode of the original. This module only hashes decoded pictures; decoding is
