@@ -23,8 +23,8 @@ from media.exif import ExifFacts, read_facts
 from media.images import (
     ImageRejected,
     make_display_versions,
-    pixel_size,
     phash,
+    pixel_size,
     process_image,
     sniff_type,
 )
