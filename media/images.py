@@ -29,6 +29,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
+from media.phash import photo_hashes
+
 try:  # WebP support is optional in Pillow builds.
     from PIL import WebPImagePlugin
 except ImportError:  # pragma: no cover - depends on the Pillow build
@@ -280,17 +282,13 @@ def process_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ProcessedImage:
     """Display versions + oriented pixel size + perceptual hash from a single decode."""
-    from media.phash import crop_hashes, phash_of_image
-
     wanted = {int(s) for s in sizes}
     mime, (width, height), images = decode_versions(
         source, wanted | {HASH_SOURCE_SIZE}, max_pixels=max_pixels
     )
     versions = {size: encode_jpeg(images[size], quality) for size in sorted(wanted, reverse=True)}
-    small = images[HASH_SOURCE_SIZE]
-    return ProcessedImage(
-        mime, width, height, versions, phash_of_image(small), tuple(crop_hashes(small))
-    )
+    full, crops = photo_hashes(images[HASH_SOURCE_SIZE])
+    return ProcessedImage(mime, width, height, versions, full, tuple(crops))
 
 
 def make_display_versions(
@@ -303,3 +301,14 @@ def make_display_versions(
     """{size: JPEG bytes}, longest side = size (never upscaled), oriented, metadata stripped."""
     _, _, images = decode_versions(path_or_bytes, sizes, max_pixels=max_pixels)
     return {size: encode_jpeg(im, quality) for size, im in images.items()}
+
+
+def phash(data: bytes | BinaryIO) -> int:
+    """pHash of an encoded image, through the same decode path as the ingest pipeline.
+
+    Raises ``ImageRejected`` for unusable input.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = io.BytesIO(bytes(data))
+    _, _, images = decode_versions(data, set(DEFAULT_SIZES) | {HASH_SOURCE_SIZE})
+    return photo_hashes(images[HASH_SOURCE_SIZE])[0]

@@ -34,10 +34,11 @@ from media.checks import (
     reuse_flag,
     risk_score,
 )
-from media.near_dup import CROPS, NearDuplicateIndex
-from media.phash import from_hex
+from media.near_dup import CROPS, DEFAULT_MIN_SIMILARITY, Match, NearDuplicateIndex, similarity
+from media.phash import dihedral_hashes, from_hex
 
 from .auth import scope_villages
+from .context import media_store
 from .overrides import county_code, effective_config
 from .stamp import issue_codes
 from .storage import Storage, connect
@@ -173,7 +174,8 @@ def _hash_arrays(rows: Sequence[tuple]) -> tuple[list[str], np.ndarray, np.ndarr
         crops[whole] = _hex_array(text).reshape(-1, CROPS)
     for i, r in enumerate(rows):  # anything else: read as JSON (empty: the full hash)
         if r[3] and len(r[3]) > 2 and len(r[3]) != _CROPS_JSON_LEN:
-            crops[i] = [int(h, 16) for h in json.loads(r[3])]
+            older = [int(h, 16) for h in json.loads(r[3])][:CROPS]  # older photos: 5 regions
+            crops[i, : len(older)] = older
     return keys, full, crops
 
 
@@ -192,16 +194,58 @@ def _photo(row: dict) -> PhotoEvidence:
     )
 
 
-def _near_matches(index: NearDuplicateIndex, photos, threshold: int) -> dict[str, dict]:
-    """sha256 -> {other photo's sha256: distance} for each photo with a perceptual hash."""
+def _display(sha256: str):
+    """The 320 px display version kept at ingest, decoded, or None when it is not there."""
+    from PIL import Image
+
+    try:
+        handle = media_store().open_derived(sha256, "320.jpg")
+        if handle is None:
+            return None
+        with handle:
+            img = Image.open(handle)
+            img.load()
+            return img.convert("RGB")
+    except Exception:  # a missing or unreadable display version: no second stage possible
+        log.warning("display version of %s unreadable for the near-duplicate check", sha256)
+        return None
+
+
+def _near_matches(
+    index: NearDuplicateIndex, photos, threshold: int, min_similarity: float | None = None
+) -> dict[str, dict]:
+    """sha256 -> {other photo's sha256: {"distance", "similarity"}} for each photo with a
+    perceptual hash: candidates from the index (the photo's eight dihedral forms, from its
+    display version) confirmed by the second stage on the two display versions. A candidate
+    whose display versions cannot be read keeps its hash distance alone (similarity None)."""
+    if min_similarity is None:
+        min_similarity = current_app.config.get(
+            "EVIDENCE_NEAR_DUPLICATE_SIMILARITY", DEFAULT_MIN_SIMILARITY
+        )
     near = {}
     for photo in photos:
         if not photo["phash"]:
             continue
         crops = [from_hex(c) for c in photo["crop_hashes"] or []]
-        matches = index.query(from_hex(photo["phash"]), threshold, crops=crops)
-        near[photo["sha256"]] = {o: d for o, d in matches if o != photo["sha256"]}
+        img = _display(photo["sha256"])
+        forms = dihedral_hashes(img)[1:] if img is not None else ()
+        matches = index.query_matches(from_hex(photo["phash"]), threshold, crops=crops, forms=forms)
+        found = {}
+        for m in matches:
+            if m.key == photo["sha256"] or m.key in found:
+                continue
+            score = _confirm(img, m)
+            if score is None or score >= min_similarity:
+                found[m.key] = {"distance": m.distance, "similarity": score}
+        near[photo["sha256"]] = found
     return near
+
+
+def _confirm(img, match: Match) -> float | None:
+    other = _display(str(match.key)) if img is not None else None
+    if img is None or other is None:
+        return None
+    return similarity(img, other, match)
 
 
 def _grant_held_in_scope(store: Storage, inputs: dict, at: str) -> None:
@@ -253,7 +297,7 @@ def judge(
         device_skew_ms=inputs["skew_ms"],
         same_bytes_elsewhere={sha: [{}] for sha in reused},
         near_duplicates={
-            sha: [{"sha256": o, "distance": d} for o, d in m.items() if o in near_used]
+            sha: [{"sha256": o, **f} for o, f in m.items() if o in near_used]
             for sha, m in near.items()
         },
         settings=settings,
@@ -344,7 +388,8 @@ def relation_flags(store: Storage, submission_id: str) -> list[dict]:
                 {
                     "sha256": u["sha256"],
                     "facility_id": u["record_id"],
-                    "distance": near[u["sha256"]],
+                    "distance": near[u["sha256"]]["distance"],
+                    "similarity": near[u["sha256"]]["similarity"],
                     "village": u["village_code"],
                 }
                 for u in uses
@@ -387,7 +432,11 @@ def visible_flags(
             relations = [
                 r
                 if admin or r.get("village") in villages
-                else {"other_township": True, "distance": r.get("distance")}
+                else {
+                    "other_township": True,
+                    "distance": r.get("distance"),
+                    "similarity": r.get("similarity"),
+                }
                 for r in flag.get("relations", ())
             ]
             rendered = (
@@ -469,8 +518,16 @@ def flags_for_viewer(store: Storage, submission_id: str, user: dict, villages) -
 
 def flags_for_desk(store: Storage, submission_id: str, user: dict, villages) -> list[dict]:
     """flags_for_viewer for a person reading the desk: the other records a flag cites (only
-    ones the viewer may see are cited at all) by name, not id. The API keeps the ids."""
+    ones the viewer may see are cited at all) by name, not id. The API keeps the ids. Each
+    flag carries `weight`, the risk points its code adds (on the first flag of each code; the
+    others 0, as a code counts once), so the desk can show why the score is what it is."""
     shown = flags_for_viewer(store, submission_id, user, villages)
     ids = [i for f in shown if isinstance(f["figures"], dict)
            for i in f["figures"].get("facility_ids") or ()]  # fmt: skip
-    return named_flags(shown, record_names(store, ids)) if ids else shown
+    out = named_flags(shown, record_names(store, ids)) if ids else shown
+    weights = settings_from(current_app.config).weights
+    seen: set[str] = set()
+    for flag in out:
+        flag["weight"] = 0 if flag["code"] in seen else weights.get(flag["code"], 0)
+        seen.add(flag["code"])
+    return out

@@ -23,6 +23,7 @@ from media.exif import ExifFacts, read_facts
 from media.images import (
     ImageRejected,
     make_display_versions,
+    phash,
     pixel_size,
     process_image,
     sniff_type,
@@ -32,7 +33,6 @@ from media.phash import (
     DEFAULT_MAX_DISTANCE,
     crop_hashes,
     hamming,
-    phash,
     phash_of_image,
 )
 
