@@ -212,17 +212,23 @@ def _display(sha256: str):
 
 
 def _near_matches(
-    index: NearDuplicateIndex, photos, threshold: int, min_similarity: float | None = None
+    index: NearDuplicateIndex,
+    photos,
+    threshold: int,
+    eligible,
+    min_similarity: float | None = None,
 ) -> dict[str, dict]:
     """sha256 -> {other photo's sha256: {"distance", "similarity"}} for each photo with a
     perceptual hash: candidates from the index (the photo's eight dihedral forms, from its
-    display version) confirmed by the second stage on the two display versions. A candidate
+    display version), kept if `eligible(candidates)` keeps them (photos of other records: the
+    same facility photographed every month is no fraud, and must not cost a second stage
+    each time), then confirmed by the second stage on the two display versions. A candidate
     whose display versions cannot be read keeps its hash distance alone (similarity None)."""
     if min_similarity is None:
         min_similarity = current_app.config.get(
             "EVIDENCE_NEAR_DUPLICATE_SIMILARITY", DEFAULT_MIN_SIMILARITY
         )
-    near = {}
+    candidates = {}
     for photo in photos:
         if not photo["phash"]:
             continue
@@ -230,14 +236,18 @@ def _near_matches(
         img = _display(photo["sha256"])
         forms = dihedral_hashes(img)[1:] if img is not None else ()
         matches = index.query_matches(from_hex(photo["phash"]), threshold, crops=crops, forms=forms)
+        candidates[photo["sha256"]] = (img, [m for m in matches if m.key != photo["sha256"]])
+    keep = eligible({m.key for _, matches in candidates.values() for m in matches})
+    near = {}
+    for sha256, (img, matches) in candidates.items():
         found = {}
         for m in matches:
-            if m.key == photo["sha256"] or m.key in found:
+            if m.key in found or m.key not in keep:
                 continue
             score = _confirm(img, m)
             if score is None or score >= min_similarity:
                 found[m.key] = {"distance": m.distance, "similarity": score}
-        near[photo["sha256"]] = found
+        near[sha256] = found
     return near
 
 
@@ -282,9 +292,13 @@ def judge(
     hashes = sorted({p["sha256"] for p in inputs["photos"]})
     _grant_held_in_scope(store, inputs, at)
     reused = store.uses_elsewhere(hashes, submission_id=submission_id)
-    near = _near_matches(index, inputs["photos"], settings.near_duplicate_distance)
-    matched = {o for m in near.values() for o in m}
-    near_used = store.uses_elsewhere(matched, submission_id=submission_id, record_id=record)
+    near = _near_matches(
+        index,
+        inputs["photos"],
+        settings.near_duplicate_distance,
+        lambda keys: store.uses_elsewhere(keys, submission_id=submission_id, record_id=record),
+    )
+    near_used = {o for m in near.values() for o in m}
     position = (
         {"lat": inputs["lat"], "lon": inputs["lon"], "datum": inputs.get("datum") or "wgs84"}
         if inputs["lat"] is not None
@@ -379,7 +393,17 @@ def relation_flags(store: Storage, submission_id: str) -> list[dict]:
             ]
         elif flag["code"] == "near_duplicate":
             photos = [p for p in inputs["photos"] if p["sha256"] == flag["photo"]][:1]
-            near = _near_matches(index, photos, threshold).get(flag["photo"], {})
+            near = _near_matches(
+                index,
+                photos,
+                threshold,
+                lambda keys: {
+                    u["sha256"]
+                    for u in store.judged_uses(
+                        keys, submission_id=submission_id, record_id=inputs["record_id"]
+                    )
+                },
+            ).get(flag["photo"], {})
             uses = store.judged_uses(
                 near, submission_id=submission_id, record_id=inputs["record_id"]
             )
