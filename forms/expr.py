@@ -550,7 +550,7 @@ def _call(node: Call, ctx: _Context) -> Any:
     if name == "not":
         return not _bool(values[0])
     if name == "selected":
-        wanted = _text(values[1])
+        wanted = _text(values[1]).strip(" \t\r\n")  # as Enketo and JavaRosa: trimmed
         return bool(wanted) and wanted in _tokens(values[0])
     if name == "count-selected":
         return float(len(_tokens(values[0])))

@@ -355,6 +355,7 @@ function round(x, digits) {
   return finite(result ? (x < 0 ? -result : result) : 0);
 }
 
+const trim = (s) => s.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
 const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
 
 // ---------------------------------------------------------------- evaluator
@@ -423,7 +424,7 @@ function call(node, ctx) {
     case 'not':
       return !bool(values[0]);
     case 'selected': {
-      const wanted = text(values[1]);
+      const wanted = trim(text(values[1])); // as Enketo and JavaRosa: trimmed
       return Boolean(wanted) && tokens(values[0]).includes(wanted);
     }
     case 'count-selected':
