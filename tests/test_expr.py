@@ -257,3 +257,11 @@ def test_references_finds_exactly_the_fields(names, data):
     decoy = "'${not_a_field}'"  # text inside a string literal is not a reference
     source = " + ".join(parts + [decoy])
     assert references(source) == frozenset(names)
+
+
+def test_integers_up_to_2_53_come_out_as_int():
+    # JSON output: 9007199254740992 rather than 9007199254740992.0 (killed mutants at the bound)
+    assert type(evaluate("${x}", {"x": 2**53}, today=TODAY)) is int
+    assert type(evaluate("${x}", {"x": -(2**53)}, today=TODAY)) is int
+    assert type(evaluate("${x}", {"x": 2**53 + 2}, today=TODAY)) is float
+    assert type(evaluate("${x}", {"x": 2.0}, today=TODAY)) is int
