@@ -91,6 +91,31 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "coalesce": (2, 2),
     "concat": (0, None),
     "regex": (2, 2),
+    # text
+    "contains": (2, 2),
+    "starts-with": (2, 2),
+    "ends-with": (2, 2),
+    "substr": (2, 3),
+    "substring-before": (2, 2),
+    "substring-after": (2, 2),
+    "translate": (3, 3),
+    "normalize-space": (1, 1),
+    "string": (1, 1),
+    "join": (2, None),
+    # maths
+    "pow": (2, 2),
+    "abs": (1, 1),
+    "sqrt": (1, 1),
+    "log": (1, 1),
+    "log10": (1, 1),
+    "exp": (1, 1),
+    "pi": (0, 0),
+    "ceiling": (1, 1),
+    "floor": (1, 1),
+    # conversion and choices
+    "boolean": (1, 1),
+    "boolean-from-string": (1, 1),
+    "selected-at": (2, 2),
 }
 
 # binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -565,6 +590,26 @@ def _call(node: Call, ctx: _Context) -> Any:
         return _round(_number(values[0]), _number(values[1]) if len(values) > 1 else 0.0)
     if name == "concat":
         return "".join(_text(v) for v in values) or None
+    if name in _TEXT_FUNCTIONS:
+        result = _TEXT_FUNCTIONS[name](*[_text(v) for v in values])
+        return result if isinstance(result, bool) else result or None
+    if name == "substr":
+        return _substr(_text(values[0]), values[1:])
+    if name == "join":
+        return _join(values)
+    if name in _MATH_FUNCTIONS:
+        return _math(_MATH_FUNCTIONS[name], [_number(v) for v in values])
+    if name == "pi":
+        return math.pi
+    if name == "boolean":
+        return _bool(values[0])
+    if name == "boolean-from-string":
+        return _text(values[0]) in ("true", "1")
+    if name == "selected-at":
+        items, n = _tokens(values[0]), _number(values[1])
+        if n is None or not 0 <= n < len(items):
+            return None
+        return items[math.trunc(n)]
     if name == "regex":
         try:
             pattern = _compile_regex(args[1].value or "")
@@ -572,6 +617,87 @@ def _call(node: Call, ctx: _Context) -> Any:
             raise ExprError(f"bad regex pattern ({e})") from None
         return pattern.search(_text(values[0])) is not None
     raise ExprError(f"unknown function {name}()")
+
+
+# ---------------------------------------------------------------- the function library
+# Text functions work on Unicode code points (the JS twin spreads strings into code points).
+
+_WS = " \t\r\n"
+
+
+def _translate(s: str, source: str, target: str) -> str:
+    table: dict[str, str | None] = {}
+    for i, ch in enumerate(source):
+        table.setdefault(ch, target[i] if i < len(target) else None)
+    return "".join(table.get(ch, ch) or "" for ch in s)
+
+
+_TEXT_FUNCTIONS = {
+    "contains": lambda a, b: b in a,
+    "starts-with": lambda a, b: a.startswith(b),
+    "ends-with": lambda a, b: a.endswith(b),
+    "substring-before": lambda a, b: a[: a.find(b)] if b in a else "",
+    "substring-after": lambda a, b: a[a.find(b) + len(b) :] if b in a else "",
+    "translate": _translate,
+    "normalize-space": lambda a: " ".join(t for t in _SPLIT.split(a) if t),
+    "string": lambda a: a,
+}
+
+
+def _substr(s: str, bounds: list[Any]) -> str | None:
+    """substr(s, start[, end]): code points start..end-1 (0-based, end exclusive), clamped."""
+    numbers = [_number(v) for v in bounds]
+    if any(n is None for n in numbers):
+        return None
+    start = max(0, min(len(s), math.trunc(numbers[0])))
+    end = max(0, min(len(s), math.trunc(numbers[1]))) if len(numbers) > 1 else len(s)
+    return s[start:end] or None
+
+
+def _join(values: list[Any]) -> str | None:
+    """join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values."""
+    sep = _text(values[0])
+    items = _tokens(values[1]) if len(values) == 2 else [_text(v) for v in values[1:]]
+    return sep.join(item for item in items if item) or None
+
+
+def _pow(x: float, y: float) -> float:
+    return math.pow(x, y)
+
+
+def _log(x: float) -> float | None:
+    return math.log(x) if x > 0 else None
+
+
+def _log10(x: float) -> float | None:
+    return math.log10(x) if x > 0 else None
+
+
+def _sqrt(x: float) -> float | None:
+    return math.sqrt(x) if x >= 0 else None
+
+
+_MATH_FUNCTIONS = {
+    "pow": _pow,
+    "abs": abs,
+    "sqrt": _sqrt,
+    "log": _log,
+    "log10": _log10,
+    "exp": math.exp,
+    "ceiling": lambda x: float(math.ceil(x)) if math.isfinite(x) else x,
+    "floor": lambda x: float(math.floor(x)) if math.isfinite(x) else x,
+}
+
+
+def _math(fn: Any, args: list[float | None]) -> float | None:
+    """A maths function of numbers; empty for a non-number, a domain error or an overflow."""
+    if any(x is None for x in args):
+        return None
+    try:
+        result = fn(*args)
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return None
+    return None if result is None or not math.isfinite(result) else float(result)
 
 
 # ---------------------------------------------------------------- regex subset

@@ -30,6 +30,31 @@ export const FUNCTIONS = Object.freeze({
   coalesce: [2, 2],
   concat: [0, null],
   regex: [2, 2],
+  // text
+  contains: [2, 2],
+  'starts-with': [2, 2],
+  'ends-with': [2, 2],
+  substr: [2, 3],
+  'substring-before': [2, 2],
+  'substring-after': [2, 2],
+  translate: [3, 3],
+  'normalize-space': [1, 1],
+  string: [1, 1],
+  join: [2, null],
+  // maths
+  pow: [2, 2],
+  abs: [1, 1],
+  sqrt: [1, 1],
+  log: [1, 1],
+  log10: [1, 1],
+  exp: [1, 1],
+  pi: [0, 0],
+  ceiling: [1, 1],
+  floor: [1, 1],
+  // conversion and choices
+  boolean: [1, 1],
+  'boolean-from-string': [1, 1],
+  'selected-at': [2, 2],
 });
 
 // binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -441,6 +466,45 @@ function call(node, ctx) {
       return round(number(values[0]), values.length > 1 ? number(values[1]) : 0);
     case 'concat':
       return values.map(text).join('') || null;
+    case 'contains':
+    case 'starts-with':
+    case 'ends-with':
+    case 'substring-before':
+    case 'substring-after':
+    case 'translate':
+    case 'normalize-space':
+    case 'string':
+    {
+      const result = TEXT_FUNCTIONS[name](...values.map(text));
+      return typeof result === 'boolean' ? result : result || null;
+    }
+    case 'substr':
+      return substr(text(values[0]), values.slice(1));
+    case 'join':
+      return join(values);
+    case 'pow':
+    case 'abs':
+    case 'sqrt':
+    case 'log':
+    case 'log10':
+    case 'exp':
+    case 'ceiling':
+    case 'floor':
+      return maths(MATH_FUNCTIONS[name], values.map(number));
+    case 'pi':
+      return Math.PI;
+    case 'boolean':
+      return bool(values[0]);
+    case 'boolean-from-string': {
+      const s = text(values[0]);
+      return s === 'true' || s === '1';
+    }
+    case 'selected-at': {
+      const items = tokens(values[0]);
+      const n = number(values[1]);
+      if (n === null || !(n >= 0 && n < items.length)) return null;
+      return items[Math.trunc(n)];
+    }
     case 'regex': {
       let pattern;
       try {
@@ -453,6 +517,68 @@ function call(node, ctx) {
     default:
       throw new ExprError(`unknown function ${name}()`);
   }
+}
+
+// ---------------------------------------------------------------- the function library
+// Text functions work on Unicode code points, like Python's str.
+
+const chars = (s) => [...s];
+
+function translate(s, source, target) {
+  const table = new Map();
+  const from = chars(source);
+  const to = chars(target);
+  from.forEach((ch, i) => {
+    if (!table.has(ch)) table.set(ch, i < to.length ? to[i] : '');
+  });
+  return chars(s).map((ch) => (table.has(ch) ? table.get(ch) : ch)).join('');
+}
+
+const TEXT_FUNCTIONS = {
+  contains: (a, b) => a.includes(b),
+  'starts-with': (a, b) => a.startsWith(b),
+  'ends-with': (a, b) => a.endsWith(b),
+  'substring-before': (a, b) => (a.includes(b) ? a.slice(0, a.indexOf(b)) : ''),
+  'substring-after': (a, b) => (a.includes(b) ? a.slice(a.indexOf(b) + b.length) : ''),
+  translate,
+  'normalize-space': (a) => a.split(SPLIT).filter(Boolean).join(' '),
+  string: (a) => a,
+};
+
+// substr(s, start[, end]): code points start..end-1 (0-based, end exclusive), clamped.
+function substr(s, bounds) {
+  const numbers = bounds.map(number);
+  if (numbers.some((n) => n === null)) return null;
+  const cs = chars(s);
+  const clamp = (n) => Math.max(0, Math.min(cs.length, Math.trunc(n)));
+  const start = clamp(numbers[0]);
+  const end = numbers.length > 1 ? clamp(numbers[1]) : cs.length;
+  return cs.slice(start, end).join('') || null;
+}
+
+// join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values.
+function join(values) {
+  const sep = text(values[0]);
+  const items = values.length === 2 ? tokens(values[1]) : values.slice(1).map(text);
+  return items.filter(Boolean).join(sep) || null;
+}
+
+const MATH_FUNCTIONS = {
+  pow: Math.pow,
+  abs: Math.abs,
+  sqrt: (x) => (x >= 0 ? Math.sqrt(x) : null),
+  log: (x) => (x > 0 ? Math.log(x) : null),
+  log10: (x) => (x > 0 ? Math.log10(x) : null),
+  exp: Math.exp,
+  ceiling: Math.ceil,
+  floor: Math.floor,
+};
+
+// A maths function of numbers; empty for a non-number, a domain error or an overflow.
+function maths(fn, args) {
+  if (args.some((x) => x === null)) return null;
+  const result = fn(...args);
+  return result === null ? null : finite(result);
 }
 
 // ---------------------------------------------------------------- regex subset
