@@ -116,6 +116,12 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "boolean": (1, 1),
     "boolean-from-string": (1, 1),
     "selected-at": (2, 2),
+    # dates
+    "now": (0, 0),
+    "date": (1, 1),
+    "decimal-date-time": (1, 1),
+    "format-date": (2, 2),
+    "format-date-time": (2, 2),
 }
 
 # binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -397,7 +403,8 @@ def _number(value: Any) -> float | None:
         return value
     if _NUMERIC.fullmatch(value):
         return _finite(float(value))
-    return None
+    parts = _date_parts(value)
+    return None if parts is None else _days(parts)
 
 
 def _finite(x: float) -> float | None:
@@ -509,6 +516,7 @@ class _Context:
     answers: Mapping[str, Any]
     current: Any
     today: Any
+    now: Any = None
 
 
 def evaluate(
@@ -517,10 +525,14 @@ def evaluate(
     *,
     current: Any = None,
     today: datetime.date,
+    now: datetime.datetime | str | None = None,
 ) -> Any:
-    """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`."""
+    """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`.
+
+    `now` (an aware datetime or ISO text with offset) is needed only if now() is reached.
+    """
     node = parse(source) if isinstance(source, str) else source
-    return _out(_eval(node, _Context(answers, _load(current), today)))
+    return _out(_eval(node, _Context(answers, _load(current), today, now)))
 
 
 def _eval(node: Expr, ctx: _Context) -> Any:
@@ -567,6 +579,11 @@ def _call(node: Call, ctx: _Context) -> Any:
         if not isinstance(today, datetime.date):
             raise ExprError("today() needs evaluate(..., today=<date>)")
         return datetime.date(today.year, today.month, today.day).isoformat()
+    if name == "now":
+        now = ctx.now.isoformat() if isinstance(ctx.now, datetime.datetime) else ctx.now
+        if not isinstance(now, str) or _date_parts(now) is None or "T" not in now:
+            raise ExprError("now() needs evaluate(..., now=<date-time>)")
+        return now
     values = [_eval(arg, ctx) for arg in args]
     if name == "true":
         return True
@@ -610,6 +627,15 @@ def _call(node: Call, ctx: _Context) -> Any:
         if n is None or not 0 <= n < len(items):
             return None
         return items[math.trunc(n)]
+    if name == "date":
+        parts = _date_parts(values[0])
+        return None if parts is None else "%04d-%02d-%02d" % parts[:3]
+    if name == "decimal-date-time":
+        parts = _date_parts(values[0])
+        return None if parts is None else _days(parts)
+    if name in ("format-date", "format-date-time"):
+        parts = _date_parts(values[0])
+        return None if parts is None else _format_date(parts, _text(values[1])) or None
     if name == "regex":
         try:
             pattern = _compile_regex(args[1].value or "")
@@ -698,6 +724,73 @@ def _math(fn: Any, args: list[float | None]) -> float | None:
     except (ValueError, OverflowError, ZeroDivisionError):
         return None
     return None if result is None or not math.isfinite(result) else float(result)
+
+
+# ---------------------------------------------------------------- dates
+# A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers
+# both are days since 1970-01-01 (a date-time: fractional days of its UTC instant), as in ODK.
+
+_DATE_TEXT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+_EPOCH_ORDINAL = 719163  # datetime.date(1970, 1, 1).toordinal()
+_MS_PER_DAY = 86_400_000
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def _date_parts(value: Any) -> tuple[int, ...] | None:
+    """(y, m, d, H, M, S, ms, offset minutes) of a date, date-time or number of days; or None."""
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        value = float(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        ms = math.floor(value * _MS_PER_DAY + 0.5)
+        day, rest = divmod(ms, _MS_PER_DAY)
+        if not 1 <= day + _EPOCH_ORDINAL <= 3652059:  # years 1 to 9999
+            return None
+        d = datetime.date.fromordinal(day + _EPOCH_ORDINAL)
+        return (d.year, d.month, d.day, rest // 3_600_000, rest // 60_000 % 60,
+                rest // 1000 % 60, rest % 1000, 0)  # fmt: skip
+    if not isinstance(value, str):
+        return None
+    m = _DATE_TEXT.fullmatch(value)
+    if m is None:
+        return None
+    y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    hh, mi, ss = (int(m.group(i) or 0) for i in (4, 5, 6))
+    ms = int((m.group(7) or "0").ljust(3, "0")[:3])
+    zone = m.group(8) or "Z"
+    offset = 0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (
+        int(zone[1:3]) * 60 + int(zone[4:6])
+    )
+    try:
+        datetime.date(y, mo, d)
+    except ValueError:
+        return None
+    if hh > 23 or mi > 59 or ss > 59 or abs(offset) > 18 * 60:
+        return None
+    return (y, mo, d, hh, mi, ss, ms, offset)
+
+
+def _days(parts: tuple[int, ...]) -> float:
+    y, mo, d, hh, mi, ss, ms, offset = parts
+    day = datetime.date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+    return day + ((hh * 60 + mi - offset) * 60_000 + ss * 1000 + ms) / _MS_PER_DAY
+
+
+def _format_date(parts: tuple[int, ...], fmt: str) -> str:
+    """ODK's format-date codes: %Y %y %m %n %b %d %e %a %H %h %M %S %3; others stay as written."""
+    y, mo, d, hh, mi, ss, ms, _ = parts
+    weekday = (datetime.date(y, mo, d).toordinal()) % 7  # 0 is Sunday
+    codes = {
+        "Y": "%04d" % y, "y": "%02d" % (y % 100), "m": "%02d" % mo, "n": str(mo),
+        "b": _MONTHS[mo - 1], "d": "%02d" % d, "e": str(d), "a": _WEEKDAYS[weekday],
+        "H": "%02d" % hh, "h": str(hh), "M": "%02d" % mi, "S": "%02d" % ss, "3": "%03d" % ms,
+    }  # fmt: skip
+    return re.sub(r"%([\s\S])", lambda m: codes.get(m.group(1), m.group()), fmt)
 
 
 # ---------------------------------------------------------------- regex subset

@@ -50,7 +50,7 @@ def test_vectors_call_every_function():
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_vector(case):
-    kwargs = {"current": case.get("current"), "today": TODAY}
+    kwargs = {"current": case.get("current"), "today": TODAY, "now": VECTORS["now"]}
     if "error" in case:
         with pytest.raises(ExprError):
             parse(case["expr"])

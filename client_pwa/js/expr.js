@@ -55,6 +55,12 @@ export const FUNCTIONS = Object.freeze({
   boolean: [1, 1],
   'boolean-from-string': [1, 1],
   'selected-at': [2, 2],
+  // dates
+  now: [0, 0],
+  date: [1, 1],
+  'decimal-date-time': [1, 1],
+  'format-date': [2, 2],
+  'format-date-time': [2, 2],
 });
 
 // binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -305,7 +311,9 @@ function number(value) {
   if (value === null) return null;
   if (typeof value === 'boolean') return value ? 1 : 0;
   if (typeof value === 'number') return value;
-  return NUMERIC.test(value) ? finite(Number(value)) : null;
+  if (NUMERIC.test(value)) return finite(Number(value));
+  const parts = dateParts(value);
+  return parts === null ? null : days(parts);
 }
 
 const finite = (x) => (Number.isFinite(x) ? x : null);
@@ -389,9 +397,10 @@ const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
  * Evaluate to a JSON value (null, boolean, finite number or non-empty string).
  * `current` is `.`; `today` is "YYYY-MM-DD" (needed only if today() is reached).
  */
-export function evaluate(source, answers, { current = null, today = null } = {}) {
+// `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached.
+export function evaluate(source, answers, { current = null, today = null, now = null } = {}) {
   const node = typeof source === 'string' ? parse(source) : source;
-  return out(evalNode(node, { answers: answers || {}, current: load(current), today }));
+  return out(evalNode(node, { answers: answers || {}, current: load(current), today, now }));
 }
 
 function evalNode(node, ctx) {
@@ -439,6 +448,13 @@ function call(node, ctx) {
       throw new ExprError('today() needs evaluate(..., {today: "YYYY-MM-DD"})');
     }
     return ctx.today;
+  }
+  if (name === 'now') {
+    const now = ctx.now;
+    if (typeof now !== 'string' || dateParts(now) === null || !now.includes('T')) {
+      throw new ExprError('now() needs evaluate(..., {now: "YYYY-MM-DDTHH:MM:SS+08:00"})');
+    }
+    return now;
   }
   const values = args.map((arg) => evalNode(arg, ctx));
   switch (name) {
@@ -504,6 +520,19 @@ function call(node, ctx) {
       const n = number(values[1]);
       if (n === null || !(n >= 0 && n < items.length)) return null;
       return items[Math.trunc(n)];
+    }
+    case 'date': {
+      const parts = dateParts(values[0]);
+      return parts === null ? null : `${pad(parts[0], 4)}-${pad(parts[1], 2)}-${pad(parts[2], 2)}`;
+    }
+    case 'decimal-date-time': {
+      const parts = dateParts(values[0]);
+      return parts === null ? null : days(parts);
+    }
+    case 'format-date':
+    case 'format-date-time': {
+      const parts = dateParts(values[0]);
+      return parts === null ? null : formatDate(parts, text(values[1])) || null;
     }
     case 'regex': {
       let pattern;
@@ -579,6 +608,75 @@ function maths(fn, args) {
   if (args.some((x) => x === null)) return null;
   const result = fn(...args);
   return result === null ? null : finite(result);
+}
+
+// ---------------------------------------------------------------- dates
+// A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers
+// both are days since 1970-01-01 (a date-time: fractional days of its UTC instant), as in ODK.
+
+const DATE_TEXT = /^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$/;
+const MS_PER_DAY = 86400000;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const pad = (n, width) => String(n).padStart(width, '0');
+
+// Days from 1970-01-01 to a proleptic Gregorian date (any year 1..9999), like Python's ordinals.
+function epochDay(y, m, d) {
+  const date = new Date(0);
+  date.setUTCFullYear(y, m - 1, d);
+  return Math.round(date.getTime() / MS_PER_DAY);
+}
+
+const MIN_DAY = epochDay(1, 1, 1);
+const MAX_DAY = epochDay(9999, 12, 31);
+
+// [y, m, d, H, M, S, ms, offset minutes] of a date, date-time or number of days; or null.
+function dateParts(value) {
+  let v = value;
+  if (typeof v === 'string' && NUMERIC.test(v)) v = Number(v);
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) return null;
+    const ms = Math.floor(v * MS_PER_DAY + 0.5);
+    const day = Math.floor(ms / MS_PER_DAY);
+    const rest = ms - day * MS_PER_DAY;
+    if (day < MIN_DAY || day > MAX_DAY) return null;
+    const date = new Date(0);
+    date.setUTCFullYear(1970, 0, 1 + day);
+    return [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate(),
+      Math.floor(rest / 3600000), Math.floor(rest / 60000) % 60, Math.floor(rest / 1000) % 60,
+      rest % 1000, 0];
+  }
+  if (typeof v !== 'string') return null;
+  const m = DATE_TEXT.exec(v);
+  if (m === null) return null;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const [hh, mi, ss] = [m[4], m[5], m[6]].map((g) => Number(g || 0));
+  const ms = Number((m[7] || '0').padEnd(3, '0').slice(0, 3));
+  const zone = m[8] || 'Z';
+  const offset = zone === 'Z' ? 0 : (zone[0] === '-' ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6)));
+  if (mo < 1 || mo > 12 || d < 1) return null;
+  const check = new Date(0);
+  check.setUTCFullYear(y, mo - 1, d);
+  if (check.getUTCDate() !== d || check.getUTCMonth() !== mo - 1 || y < 1) return null;
+  if (hh > 23 || mi > 59 || ss > 59 || Math.abs(offset) > 18 * 60) return null;
+  return [y, mo, d, hh, mi, ss, ms, offset];
+}
+
+function days(parts) {
+  const [y, mo, d, hh, mi, ss, ms, offset] = parts;
+  return epochDay(y, mo, d) + ((hh * 60 + mi - offset) * 60000 + ss * 1000 + ms) / MS_PER_DAY;
+}
+
+// ODK's format-date codes: %Y %y %m %n %b %d %e %a %H %h %M %S %3; others stay as written.
+function formatDate(parts, fmt) {
+  const [y, mo, d, hh, mi, ss, ms] = parts;
+  const weekday = (((epochDay(y, mo, d) + 4) % 7) + 7) % 7; // 1970-01-01 was a Thursday
+  const codes = {
+    Y: pad(y, 4), y: pad(y % 100, 2), m: pad(mo, 2), n: String(mo), b: MONTHS[mo - 1],
+    d: pad(d, 2), e: String(d), a: WEEKDAYS[weekday], H: pad(hh, 2), h: String(hh),
+    M: pad(mi, 2), S: pad(ss, 2), 3: pad(ms, 3),
+  };
+  return [...fmt].join('').replace(/%([\s\S])/gu, (all, c) => (has(codes, c) ? codes[c] : all));
 }
 
 // ---------------------------------------------------------------- regex subset

@@ -31,7 +31,7 @@ test('the vectors file has the expected shape', () => {
 test('every shared vector', () => {
   const failures = [];
   for (const c of VECTORS.cases) {
-    const options = { current: c.current ?? null, today: TODAY };
+    const options = { current: c.current ?? null, today: TODAY, now: VECTORS.now };
     if ('error' in c) {
       for (const run of [() => parse(c.expr), () => evaluate(c.expr, c.answers, options)]) {
         try {
