@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime
 import functools
 import math
+import random as _random
 import re
+import uuid as _uuid_module
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +124,16 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "decimal-date-time": (1, 1),
     "format-date": (2, 2),
     "format-date-time": (2, 2),
+    # lists (select-many items) and other
+    "count-non-empty": (1, 1),
+    "sum": (1, None),
+    "max": (1, None),
+    "min": (1, None),
+    "checklist": (2, None),
+    "weighted-checklist": (2, None),
+    "once": (1, 1),
+    "random": (0, 0),
+    "uuid": (0, 1),
 }
 
 # binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -274,6 +286,8 @@ class _Parser:
             if most is None:
                 wanted = f"at least {fewest}"
             raise ExprError(f"{name.text}() takes {wanted} arguments, got {len(args)}", name.pos)
+        if name.text == "weighted-checklist" and len(args) % 2:
+            raise ExprError("weighted-checklist() takes min, max, then value/weight pairs", name.pos)
         if name.text == "regex":
             if not isinstance(args[1], Str):
                 raise ExprError("regex() needs a string literal as its pattern", name.pos)
@@ -584,6 +598,8 @@ def _call(node: Call, ctx: _Context) -> Any:
         if not isinstance(now, str) or _date_parts(now) is None or "T" not in now:
             raise ExprError("now() needs evaluate(..., now=<date-time>)")
         return now
+    if name == "once":  # the answer already there, else x
+        return ctx.current if ctx.current is not None else _eval(args[0], ctx)
     values = [_eval(arg, ctx) for arg in args]
     if name == "true":
         return True
@@ -627,6 +643,24 @@ def _call(node: Call, ctx: _Context) -> Any:
         if n is None or not 0 <= n < len(items):
             return None
         return items[math.trunc(n)]
+    if name == "count-non-empty":
+        return float(len(_tokens(values[0])))
+    if name in ("sum", "max", "min"):
+        return _aggregate(name, values)
+    if name == "checklist":
+        return _within(values[:2], float(sum(_bool(v) for v in values[2:])))
+    if name == "weighted-checklist":
+        weights = [_number(w) if _bool(v) else 0.0 for v, w in zip(values[2::2], values[3::2])]
+        if any(w is None for w in weights):
+            return False
+        total = 0.0
+        for w in weights:
+            total += w
+        return _within(values[:2], total)
+    if name == "random":
+        return _RANDOM.random()
+    if name == "uuid":
+        return _uuid(values[0] if values else None)
     if name == "date":
         parts = _date_parts(values[0])
         return None if parts is None else "%04d-%02d-%02d" % parts[:3]
@@ -726,6 +760,42 @@ def _math(fn: Any, args: list[float | None]) -> float | None:
     return None if result is None or not math.isfinite(result) else float(result)
 
 
+# ---------------------------------------------------------------- lists and other
+# A select-many (or any list answer) is this project's only list: sum/max/min/count-non-empty read
+# its items; with several arguments, sum/max/min read the arguments themselves.
+
+_RANDOM = _random.SystemRandom()
+_UUID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _aggregate(name: str, values: list[Any]) -> float | None:
+    items = _tokens(values[0]) if len(values) == 1 else values
+    numbers = [_number(v) for v in items if v is not None]
+    if not numbers or any(x is None for x in numbers):
+        return 0.0 if name == "sum" and not numbers else None
+    if name == "sum":
+        total = 0.0
+        for x in numbers:  # left to right like the JS twin (Python 3.12's sum() compensates)
+            total += x
+        return _finite(total)
+    return max(numbers) if name == "max" else min(numbers)
+
+
+def _within(bounds: list[Any], count: float) -> bool:
+    """checklist's test: min <= count <= max, where -1 (or empty) means no limit."""
+    low, high = (_number(b) for b in bounds)
+    return (low is None or low == -1 or count >= low) and (high is None or high == -1 or count <= high)
+
+
+def _uuid(length: Any) -> str | None:
+    if length is None:
+        return str(_uuid_module.uuid4())
+    n = _number(length)
+    if n is None or not 1 <= n <= 1000:
+        return None
+    return "".join(_RANDOM.choice(_UUID_CHARS) for _ in range(math.trunc(n)))
+
+
 # ---------------------------------------------------------------- dates
 # A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers
 # both are days since 1970-01-01 (a date-time: fractional days of its UTC instant), as in ODK.
@@ -745,7 +815,7 @@ def _date_parts(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, str) and _NUMERIC.fullmatch(value):
         value = float(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
+        if not abs(value) < 1e7:  # beyond years 1..9999 either way; also NaN and infinities
             return None
         ms = math.floor(value * _MS_PER_DAY + 0.5)
         day, rest = divmod(ms, _MS_PER_DAY)

@@ -87,7 +87,7 @@ def test_expr_error_is_a_value_error_and_says_where():
 @pytest.mark.parametrize(
     "source, message",
     [
-        ("sum(1)", "unknown function sum()"),
+        ("total(1)", "unknown function total()"),
         ("if(1, 2)", "if() takes 3 arguments, got 2"),
         ("'abc", "unclosed string"),
         ("${a b}", "bad field reference"),
@@ -197,7 +197,8 @@ json_scalars = st.one_of(
     st.integers(min_value=-(10**400), max_value=10**400),
     st.floats(),
     st.text(max_size=12),
-    st.sampled_from(["", "yes", "no", "3", " 2.5 ", "-.5", "2026-11-23", "leak odour", "abc"]),
+    st.sampled_from(["", "yes", "no", "3", " 2.5 ", "-.5", "2026-11-23", "leak odour", "abc",
+                     "2026-11-23T09:30:00+08:00", "0001-01-01", "9999-12-31", "%Y %Q"]),  # fmt: skip
 )
 json_values = st.recursive(
     json_scalars,
@@ -228,6 +229,28 @@ VALID = [
     "regex(${a}, '^[0-9]+$')",
     "regex(., '^1[3-9]\\d{9}$')",
     "100 - 10 * count-selected(${a})",
+    "concat(contains(${a}, ${b}), starts-with(${a}, ${b}), ends-with(${a}, .))",
+    "substr(${a}, ${b}, ${c})",
+    "concat(substring-before(${a}, ${b}), substring-after(${a}, ${c}))",
+    "translate(${a}, ${b}, ${c})",
+    "normalize-space(${a})",
+    "join(${a}, ${b})",
+    "join(${a}, ${b}, ${c}, .)",
+    "pow(${a}, ${b}) + abs(${c})",
+    "sqrt(${a}) + log(${b}) + log10(${c}) + exp(.)",
+    "ceiling(${a}) + floor(${b}) + pi()",
+    "boolean(${a}) = boolean-from-string(${b})",
+    "selected-at(${a}, ${b})",
+    "date(${a})",
+    "${a} - ${b}",
+    "decimal-date-time(${a})",
+    "format-date(${a}, ${b})",
+    "format-date-time(${a}, '%Y-%m-%d %H:%M:%S.%3 %a %b %e %n %h %y')",
+    "count-non-empty(${a}) + sum(${b}) + max(${c}) + min(${a}, ${b})",
+    "checklist(${a}, ${b}, ${c}, .)",
+    "weighted-checklist(${a}, ${b}, ${c}, .)",
+    "once(${a})",
+    "uuid(${a})",
 ]
 
 

@@ -61,6 +61,16 @@ export const FUNCTIONS = Object.freeze({
   'decimal-date-time': [1, 1],
   'format-date': [2, 2],
   'format-date-time': [2, 2],
+  // lists (select-many items) and other
+  'count-non-empty': [1, 1],
+  sum: [1, null],
+  max: [1, null],
+  min: [1, null],
+  checklist: [2, null],
+  'weighted-checklist': [2, null],
+  once: [1, 1],
+  random: [0, 0],
+  uuid: [0, 1],
 });
 
 // binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -214,6 +224,9 @@ class Parser {
       let wanted = fewest === most ? String(fewest) : `${fewest} to ${most}`;
       if (most === null) wanted = `at least ${fewest}`;
       throw new ExprError(`${name.text}() takes ${wanted} arguments, got ${args.length}`, name.pos);
+    }
+    if (name.text === 'weighted-checklist' && args.length % 2) {
+      throw new ExprError('weighted-checklist() takes min, max, then value/weight pairs', name.pos);
     }
     if (name.text === 'regex') {
       if (args[1].type !== 'str') {
@@ -456,6 +469,7 @@ function call(node, ctx) {
     }
     return now;
   }
+  if (name === 'once') return ctx.current !== null ? ctx.current : evalNode(args[0], ctx); // the answer already there, else x
   const values = args.map((arg) => evalNode(arg, ctx));
   switch (name) {
     case 'true':
@@ -521,6 +535,27 @@ function call(node, ctx) {
       if (n === null || !(n >= 0 && n < items.length)) return null;
       return items[Math.trunc(n)];
     }
+    case 'count-non-empty':
+      return tokens(values[0]).length;
+    case 'sum':
+    case 'max':
+    case 'min':
+      return aggregate(name, values);
+    case 'checklist':
+      return within(values.slice(0, 2), values.slice(2).filter(bool).length);
+    case 'weighted-checklist': {
+      let total = 0;
+      for (let i = 2; i + 1 < values.length; i += 2) {
+        const w = bool(values[i]) ? number(values[i + 1]) : 0;
+        if (w === null) return false;
+        total += w;
+      }
+      return within(values.slice(0, 2), total);
+    }
+    case 'random':
+      return Math.random();
+    case 'uuid':
+      return uuid(values.length ? values[0] : null);
     case 'date': {
       const parts = dateParts(values[0]);
       return parts === null ? null : `${pad(parts[0], 4)}-${pad(parts[1], 2)}-${pad(parts[2], 2)}`;
@@ -610,6 +645,54 @@ function maths(fn, args) {
   return result === null ? null : finite(result);
 }
 
+// ---------------------------------------------------------------- lists and other
+// A select-many (or any list answer) is this project's only list: sum/max/min/count-non-empty read
+// its items; with several arguments, sum/max/min read the arguments themselves.
+
+const UUID_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+function aggregate(name, values) {
+  const items = values.length === 1 ? tokens(values[0]) : values;
+  const numbers = items.filter((v) => v !== null).map(number);
+  if (!numbers.length) return name === 'sum' ? 0 : null;
+  if (numbers.some((x) => x === null)) return null;
+  if (name === 'sum') {
+    let total = 0;
+    for (const x of numbers) total += x;
+    return finite(total);
+  }
+  return name === 'max' ? Math.max(...numbers) : Math.min(...numbers);
+}
+
+// checklist's test: min <= count <= max, where -1 (or empty) means no limit.
+function within(bounds, count) {
+  const [low, high] = bounds.map(number);
+  return (low === null || low === -1 || count >= low) && (high === null || high === -1 || count <= high);
+}
+
+function randomInt(n) {
+  const c = globalThis.crypto;
+  if (c && c.getRandomValues) {
+    const buf = new Uint32Array(1);
+    c.getRandomValues(buf);
+    return buf[0] % n;
+  }
+  return Math.floor(Math.random() * n);
+}
+
+function uuid(length) {
+  if (length === null) {
+    const h = Array.from({ length: 32 }, () => randomInt(16).toString(16));
+    h[12] = '4';
+    h[16] = '89ab'[randomInt(4)];
+    const s = h.join('');
+    return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
+  }
+  const n = number(length);
+  if (n === null || !(n >= 1 && n <= 1000)) return null;
+  return Array.from({ length: Math.trunc(n) }, () => UUID_CHARS[randomInt(UUID_CHARS.length)]).join('');
+}
+
 // ---------------------------------------------------------------- dates
 // A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers
 // both are days since 1970-01-01 (a date-time: fractional days of its UTC instant), as in ODK.
@@ -635,7 +718,7 @@ function dateParts(value) {
   let v = value;
   if (typeof v === 'string' && NUMERIC.test(v)) v = Number(v);
   if (typeof v === 'number') {
-    if (!Number.isFinite(v)) return null;
+    if (!(Math.abs(v) < 1e7)) return null; // beyond years 1..9999 either way; also NaN, infinities
     const ms = Math.floor(v * MS_PER_DAY + 0.5);
     const day = Math.floor(ms / MS_PER_DAY);
     const rest = ms - day * MS_PER_DAY;

@@ -70,7 +70,7 @@ test('ExprError says where', () => {
   assert.throws(() => parse('1 +* 2'), (e) => e instanceof ExprError && e.position === 3
     && e.message === "unexpected '*' at column 4");
   for (const [source, message] of [
-    ['sum(1)', 'unknown function sum()'],
+    ['total(1)', 'unknown function total()'],
     ['if(1, 2)', 'if() takes 3 arguments, got 2'],
     ["'abc", 'unclosed string'],
     ['${a b}', 'bad field reference'],
