@@ -287,7 +287,9 @@ class _Parser:
                 wanted = f"at least {fewest}"
             raise ExprError(f"{name.text}() takes {wanted} arguments, got {len(args)}", name.pos)
         if name.text == "weighted-checklist" and len(args) % 2:
-            raise ExprError("weighted-checklist() takes min, max, then value/weight pairs", name.pos)
+            raise ExprError(
+                "weighted-checklist() takes min, max, then value/weight pairs", name.pos
+            )
         if name.text == "regex":
             if not isinstance(args[1], Str):
                 raise ExprError("regex() needs a string literal as its pattern", name.pos)
@@ -650,7 +652,9 @@ def _call(node: Call, ctx: _Context) -> Any:
     if name == "checklist":
         return _within(values[:2], float(sum(_bool(v) for v in values[2:])))
     if name == "weighted-checklist":
-        weights = [_number(w) if _bool(v) else 0.0 for v, w in zip(values[2::2], values[3::2])]
+        weights = [
+            _number(w) if _bool(v) else 0.0 for v, w in zip(values[2::2], values[3::2], strict=True)
+        ]
         if any(w is None for w in weights):
             return False
         total = 0.0
@@ -663,7 +667,7 @@ def _call(node: Call, ctx: _Context) -> Any:
         return _uuid(values[0] if values else None)
     if name == "date":
         parts = _date_parts(values[0])
-        return None if parts is None else "%04d-%02d-%02d" % parts[:3]
+        return None if parts is None else f"{parts[0]:04d}-{parts[1]:02d}-{parts[2]:02d}"
     if name == "decimal-date-time":
         parts = _date_parts(values[0])
         return None if parts is None else _days(parts)
@@ -784,7 +788,9 @@ def _aggregate(name: str, values: list[Any]) -> float | None:
 def _within(bounds: list[Any], count: float) -> bool:
     """checklist's test: min <= count <= max, where -1 (or empty) means no limit."""
     low, high = (_number(b) for b in bounds)
-    return (low is None or low == -1 or count >= low) and (high is None or high == -1 or count <= high)
+    return (low is None or low == -1 or count >= low) and (
+        high is None or high == -1 or count <= high
+    )
 
 
 def _uuid(length: Any) -> str | None:
@@ -833,8 +839,8 @@ def _date_parts(value: Any) -> tuple[int, ...] | None:
     hh, mi, ss = (int(m.group(i) or 0) for i in (4, 5, 6))
     ms = int((m.group(7) or "0").ljust(3, "0")[:3])
     zone = m.group(8) or "Z"
-    offset = 0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (
-        int(zone[1:3]) * 60 + int(zone[4:6])
+    offset = (
+        0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 60 + int(zone[4:6]))
     )
     try:
         datetime.date(y, mo, d)
@@ -856,9 +862,9 @@ def _format_date(parts: tuple[int, ...], fmt: str) -> str:
     y, mo, d, hh, mi, ss, ms, _ = parts
     weekday = (datetime.date(y, mo, d).toordinal()) % 7  # 0 is Sunday
     codes = {
-        "Y": "%04d" % y, "y": "%02d" % (y % 100), "m": "%02d" % mo, "n": str(mo),
-        "b": _MONTHS[mo - 1], "d": "%02d" % d, "e": str(d), "a": _WEEKDAYS[weekday],
-        "H": "%02d" % hh, "h": str(hh), "M": "%02d" % mi, "S": "%02d" % ss, "3": "%03d" % ms,
+        "Y": f"{y:04d}", "y": f"{y % 100:02d}", "m": f"{mo:02d}", "n": str(mo),
+        "b": _MONTHS[mo - 1], "d": f"{d:02d}", "e": str(d), "a": _WEEKDAYS[weekday],
+        "H": f"{hh:02d}", "h": str(hh), "M": f"{mi:02d}", "S": f"{ss:02d}", "3": f"{ms:03d}",
     }  # fmt: skip
     return re.sub(r"%([\s\S])", lambda m: codes.get(m.group(1), m.group()), fmt)
 

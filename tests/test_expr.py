@@ -197,8 +197,23 @@ json_scalars = st.one_of(
     st.integers(min_value=-(10**400), max_value=10**400),
     st.floats(),
     st.text(max_size=12),
-    st.sampled_from(["", "yes", "no", "3", " 2.5 ", "-.5", "2026-11-23", "leak odour", "abc",
-                     "2026-11-23T09:30:00+08:00", "0001-01-01", "9999-12-31", "%Y %Q"]),  # fmt: skip
+    st.sampled_from(
+        [
+            "",
+            "yes",
+            "no",
+            "3",
+            " 2.5 ",
+            "-.5",
+            "2026-11-23",
+            "leak odour",
+            "abc",
+            "2026-11-23T09:30:00+08:00",
+            "0001-01-01",
+            "9999-12-31",
+            "%Y %Q",
+        ]
+    ),  # fmt: skip
 )
 json_values = st.recursive(
     json_scalars,
