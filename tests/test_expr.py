@@ -303,3 +303,13 @@ def test_integers_up_to_2_53_come_out_as_int():
     assert type(evaluate("${x}", {"x": -(2**53)}, today=TODAY)) is int
     assert type(evaluate("${x}", {"x": 2**53 + 2}, today=TODAY)) is float
     assert type(evaluate("${x}", {"x": 2.0}, today=TODAY)) is int
+
+
+def test_now_needs_a_clock_and_takes_a_datetime():
+    with pytest.raises(ExprError, match="now"):
+        evaluate("now()", {}, today=TODAY)
+    with pytest.raises(ExprError, match="now"):
+        evaluate("now()", {}, today=TODAY, now="2026-11-23")  # a date is not a date-time
+    tz = datetime.timezone(datetime.timedelta(hours=8))
+    now = datetime.datetime(2026, 11, 23, 9, 30, tzinfo=tz)
+    assert evaluate("now()", {}, today=TODAY, now=now) == "2026-11-23T09:30:00+08:00"

@@ -167,6 +167,72 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         'if j + 1 < len(p) and p[j] == "-" and p[j + 1] != "]":',
         "1 -> 2",
     ): "a range whose end is the last character is an unclosed [ either way",
+    ('"now": (0, 0),', "0 -> -1"): "fewest arguments: a call cannot have fewer than 0",
+    ('"pi": (0, 0),', "0 -> -1"): "fewest arguments: a call cannot have fewer than 0",
+    ('"random": (0, 0),', "0 -> -1"): "fewest arguments: a call cannot have fewer than 0",
+    ('"uuid": (0, 1),', "0 -> -1"): "fewest arguments: a call cannot have fewer than 0",
+    (
+        "return ctx.current if ctx.current is not None else _eval(args[0], ctx)",
+        "0 -> -1",
+    ): "args[-1] is args[0] for a one-argument function",
+    ("return _bool(values[0])", "0 -> -1"): "values[-1] is values[0] for a one-argument function",
+    (
+        'return _text(values[0]) in ("true", "1")',
+        "0 -> -1",
+    ): "values[-1] is values[0] for a one-argument function",
+    ("return _uuid(values[0] if values else None)", "0 -> -1"): "uuid takes at most one argument",
+    (
+        "parts = _date_parts(values[0])",
+        "0 -> -1",
+    ): "date() and decimal-date-time() take one argument",
+    (
+        "items = _tokens(values[0]) if len(values) == 1 else values",
+        "0 -> -1",
+    ): "only with one argument",
+    (
+        "return math.log(x) if x > 0 else None",
+        "0 -> -1",
+    ): "math.log raises for x <= 0; _math answers empty",
+    (
+        "return math.log(x) if x > 0 else None",
+        "> -> >=",
+    ): "math.log raises for x <= 0; _math answers empty",
+    (
+        "return math.log10(x) if x > 0 else None",
+        "0 -> -1",
+    ): "math.log10 raises for x <= 0; _math answers empty",
+    (
+        "return math.log10(x) if x > 0 else None",
+        "> -> >=",
+    ): "math.log10 raises for x <= 0; _math answers empty",
+    (
+        "return math.sqrt(x) if x >= 0 else None",
+        "0 -> -1",
+    ): "math.sqrt raises for x < 0; _math answers empty",
+    (
+        "return (low is None or low == -1 or count >= low) and (",
+        "1 -> 2",
+    ): "low == -1 or -2 or 0: a count is >= 0 > -1, so count >= low holds anyway",
+    (
+        "return (low is None or low == -1 or count >= low) and (",
+        "1 -> 0",
+    ): "low == -1 or -2 or 0: a count is >= 0 > -1, so count >= low holds anyway",
+    (
+        "if not abs(value) < 1e7:  # beyond years 1..9999 either way; also NaN and infinities",
+        "10000000.0 -> 10000001.0",
+    ): "the year 1..9999 check below rejects these days too",
+    (
+        "if not abs(value) < 1e7:  # beyond years 1..9999 either way; also NaN and infinities",
+        "10000000.0 -> 9999999.0",
+    ): "the year 1..9999 check below rejects these days too",
+    (
+        "if not abs(value) < 1e7:  # beyond years 1..9999 either way; also NaN and infinities",
+        "< -> <=",
+    ): "the year 1..9999 check below rejects these days too",
+    (
+        'ms = int((m.group(7) or "0").ljust(3, "0")[:3])',
+        "3 -> 4",
+    ): "ljust(4) then [:3]: the fourth digit is cut again (the [:4] mutant is killed)",
 }
 
 _CMP_SWAP = {
