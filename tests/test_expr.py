@@ -313,3 +313,9 @@ def test_now_needs_a_clock_and_takes_a_datetime():
     tz = datetime.timezone(datetime.timedelta(hours=8))
     now = datetime.datetime(2026, 11, 23, 9, 30, tzinfo=tz)
     assert evaluate("now()", {}, today=TODAY, now=now) == "2026-11-23T09:30:00+08:00"
+
+
+def test_empty_expression_error_is_at_column_1():
+    with pytest.raises(ExprError, match="at column 1$") as caught:
+        parse("")
+    assert caught.value.position == 0

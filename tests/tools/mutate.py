@@ -233,6 +233,14 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         'ms = int((m.group(7) or "0").ljust(3, "0")[:3])',
         "3 -> 4",
     ): "ljust(4) then [:3]: the fourth digit is cut again (the [:4] mutant is killed)",
+    (
+        '"weighted-checklist": (2, None),',
+        "2 -> 1",
+    ): "one argument is odd: the pairs check rejects it anyway",
+    (
+        '0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 60 + int(zone[4:6]))',
+        "6 -> 7",
+    ): "zone is exactly 6 characters: [4:7] is [4:6]",
 }
 
 _CMP_SWAP = {
