@@ -238,7 +238,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "2 -> 1",
     ): "one argument is odd: the pairs check rejects it anyway",
     (
-        '0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 60 + int(zone[4:6]))',
+        '0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 60 + int(zone[4:6]))',  # noqa: E501
         "6 -> 7",
     ): "zone is exactly 6 characters: [4:7] is [4:6]",
 }
