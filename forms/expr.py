@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime
 import functools
 import math
+import random as _random
 import re
+import uuid as _uuid_module
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +93,47 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "coalesce": (2, 2),
     "concat": (0, None),
     "regex": (2, 2),
+    # text
+    "contains": (2, 2),
+    "starts-with": (2, 2),
+    "ends-with": (2, 2),
+    "substr": (2, 3),
+    "substring-before": (2, 2),
+    "substring-after": (2, 2),
+    "translate": (3, 3),
+    "normalize-space": (1, 1),
+    "string": (1, 1),
+    "join": (2, None),
+    # maths
+    "pow": (2, 2),
+    "abs": (1, 1),
+    "sqrt": (1, 1),
+    "log": (1, 1),
+    "log10": (1, 1),
+    "exp": (1, 1),
+    "pi": (0, 0),
+    "ceiling": (1, 1),
+    "floor": (1, 1),
+    # conversion and choices
+    "boolean": (1, 1),
+    "boolean-from-string": (1, 1),
+    "selected-at": (2, 2),
+    # dates
+    "now": (0, 0),
+    "date": (1, 1),
+    "decimal-date-time": (1, 1),
+    "format-date": (2, 2),
+    "format-date-time": (2, 2),
+    # lists (select-many items) and other
+    "count-non-empty": (1, 1),
+    "sum": (1, None),
+    "max": (1, None),
+    "min": (1, None),
+    "checklist": (2, None),
+    "weighted-checklist": (2, None),
+    "once": (1, 1),
+    "random": (0, 0),
+    "uuid": (0, 1),
 }
 
 # binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -243,6 +286,10 @@ class _Parser:
             if most is None:
                 wanted = f"at least {fewest}"
             raise ExprError(f"{name.text}() takes {wanted} arguments, got {len(args)}", name.pos)
+        if name.text == "weighted-checklist" and len(args) % 2:
+            raise ExprError(
+                "weighted-checklist() takes min, max, then value/weight pairs", name.pos
+            )
         if name.text == "regex":
             if not isinstance(args[1], Str):
                 raise ExprError("regex() needs a string literal as its pattern", name.pos)
@@ -372,7 +419,8 @@ def _number(value: Any) -> float | None:
         return value
     if _NUMERIC.fullmatch(value):
         return _finite(float(value))
-    return None
+    parts = _date_parts(value)
+    return None if parts is None else _days(parts)
 
 
 def _finite(x: float) -> float | None:
@@ -484,6 +532,7 @@ class _Context:
     answers: Mapping[str, Any]
     current: Any
     today: Any
+    now: Any = None
 
 
 def evaluate(
@@ -492,10 +541,14 @@ def evaluate(
     *,
     current: Any = None,
     today: datetime.date,
+    now: datetime.datetime | str | None = None,
 ) -> Any:
-    """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`."""
+    """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`.
+
+    `now` (an aware datetime or ISO text with offset) is needed only if now() is reached.
+    """
     node = parse(source) if isinstance(source, str) else source
-    return _out(_eval(node, _Context(answers, _load(current), today)))
+    return _out(_eval(node, _Context(answers, _load(current), today, now)))
 
 
 def _eval(node: Expr, ctx: _Context) -> Any:
@@ -542,6 +595,13 @@ def _call(node: Call, ctx: _Context) -> Any:
         if not isinstance(today, datetime.date):
             raise ExprError("today() needs evaluate(..., today=<date>)")
         return datetime.date(today.year, today.month, today.day).isoformat()
+    if name == "now":
+        now = ctx.now.isoformat() if isinstance(ctx.now, datetime.datetime) else ctx.now
+        if not isinstance(now, str) or _date_parts(now) is None or "T" not in now:
+            raise ExprError("now() needs evaluate(..., now=<date-time>)")
+        return now
+    if name == "once":  # the answer already there, else x
+        return ctx.current if ctx.current is not None else _eval(args[0], ctx)
     values = [_eval(arg, ctx) for arg in args]
     if name == "true":
         return True
@@ -550,7 +610,7 @@ def _call(node: Call, ctx: _Context) -> Any:
     if name == "not":
         return not _bool(values[0])
     if name == "selected":
-        wanted = _text(values[1])
+        wanted = _text(values[1]).strip(" \t\r\n")  # as Enketo and JavaRosa: trimmed
         return bool(wanted) and wanted in _tokens(values[0])
     if name == "count-selected":
         return float(len(_tokens(values[0])))
@@ -565,6 +625,55 @@ def _call(node: Call, ctx: _Context) -> Any:
         return _round(_number(values[0]), _number(values[1]) if len(values) > 1 else 0.0)
     if name == "concat":
         return "".join(_text(v) for v in values) or None
+    if name in _TEXT_FUNCTIONS:
+        result = _TEXT_FUNCTIONS[name](*[_text(v) for v in values])
+        return result if isinstance(result, bool) else result or None
+    if name == "substr":
+        return _substr(_text(values[0]), values[1:])
+    if name == "join":
+        return _join(values)
+    if name in _MATH_FUNCTIONS:
+        return _math(_MATH_FUNCTIONS[name], [_number(v) for v in values])
+    if name == "pi":
+        return math.pi
+    if name == "boolean":
+        return _bool(values[0])
+    if name == "boolean-from-string":
+        return _text(values[0]) in ("true", "1")
+    if name == "selected-at":
+        items, n = _tokens(values[0]), _number(values[1])
+        if n is None or not 0 <= n < len(items):
+            return None
+        return items[math.trunc(n)]
+    if name == "count-non-empty":
+        return float(len(_tokens(values[0])))
+    if name in ("sum", "max", "min"):
+        return _aggregate(name, values)
+    if name == "checklist":
+        return _within(values[:2], float(sum(_bool(v) for v in values[2:])))
+    if name == "weighted-checklist":
+        weights = [
+            _number(w) if _bool(v) else 0.0 for v, w in zip(values[2::2], values[3::2], strict=True)
+        ]
+        if any(w is None for w in weights):
+            return False
+        total = 0.0
+        for w in weights:
+            total += w
+        return _within(values[:2], total)
+    if name == "random":
+        return _RANDOM.random()
+    if name == "uuid":
+        return _uuid(values[0] if values else None)
+    if name == "date":
+        parts = _date_parts(values[0])
+        return None if parts is None else f"{parts[0]:04d}-{parts[1]:02d}-{parts[2]:02d}"
+    if name == "decimal-date-time":
+        parts = _date_parts(values[0])
+        return None if parts is None else _days(parts)
+    if name in ("format-date", "format-date-time"):
+        parts = _date_parts(values[0])
+        return None if parts is None else _format_date(parts, _text(values[1])) or None
     if name == "regex":
         try:
             pattern = _compile_regex(args[1].value or "")
@@ -572,6 +681,192 @@ def _call(node: Call, ctx: _Context) -> Any:
             raise ExprError(f"bad regex pattern ({e})") from None
         return pattern.search(_text(values[0])) is not None
     raise ExprError(f"unknown function {name}()")
+
+
+# ---------------------------------------------------------------- the function library
+# Text functions work on Unicode code points (the JS twin spreads strings into code points).
+
+_WS = " \t\r\n"
+
+
+def _translate(s: str, source: str, target: str) -> str:
+    table: dict[str, str | None] = {}
+    for i, ch in enumerate(source):
+        table.setdefault(ch, target[i] if i < len(target) else None)
+    return "".join(table.get(ch, ch) or "" for ch in s)
+
+
+_TEXT_FUNCTIONS = {
+    "contains": lambda a, b: b in a,
+    "starts-with": lambda a, b: a.startswith(b),
+    "ends-with": lambda a, b: a.endswith(b),
+    "substring-before": lambda a, b: a[: a.find(b)] if b in a else "",
+    "substring-after": lambda a, b: a[a.find(b) + len(b) :] if b in a else "",
+    "translate": _translate,
+    "normalize-space": lambda a: " ".join(t for t in _SPLIT.split(a) if t),
+    "string": lambda a: a,
+}
+
+
+def _substr(s: str, bounds: list[Any]) -> str | None:
+    """substr(s, start[, end]): code points start..end-1 (0-based, end exclusive), clamped."""
+    numbers = [_number(v) for v in bounds]
+    if any(n is None for n in numbers):
+        return None
+    start = max(0, min(len(s), math.trunc(numbers[0])))
+    end = max(0, min(len(s), math.trunc(numbers[1]))) if len(numbers) > 1 else len(s)
+    return s[start:end] or None
+
+
+def _join(values: list[Any]) -> str | None:
+    """join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values."""
+    sep = _text(values[0])
+    items = _tokens(values[1]) if len(values) == 2 else [_text(v) for v in values[1:]]
+    return sep.join(item for item in items if item) or None
+
+
+def _pow(x: float, y: float) -> float:
+    return math.pow(x, y)
+
+
+def _log(x: float) -> float | None:
+    return math.log(x) if x > 0 else None
+
+
+def _log10(x: float) -> float | None:
+    return math.log10(x) if x > 0 else None
+
+
+def _sqrt(x: float) -> float | None:
+    return math.sqrt(x) if x >= 0 else None
+
+
+_MATH_FUNCTIONS = {
+    "pow": _pow,
+    "abs": abs,
+    "sqrt": _sqrt,
+    "log": _log,
+    "log10": _log10,
+    "exp": math.exp,
+    "ceiling": lambda x: float(math.ceil(x)) if math.isfinite(x) else x,
+    "floor": lambda x: float(math.floor(x)) if math.isfinite(x) else x,
+}
+
+
+def _math(fn: Any, args: list[float | None]) -> float | None:
+    """A maths function of numbers; empty for a non-number, a domain error or an overflow."""
+    if any(x is None for x in args):
+        return None
+    try:
+        result = fn(*args)
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return None
+    return None if result is None or not math.isfinite(result) else float(result)
+
+
+# ---------------------------------------------------------------- lists and other
+# A select-many (or any list answer) is this project's only list: sum/max/min/count-non-empty read
+# its items; with several arguments, sum/max/min read the arguments themselves.
+
+_RANDOM = _random.SystemRandom()
+_UUID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _aggregate(name: str, values: list[Any]) -> float | None:
+    items = _tokens(values[0]) if len(values) == 1 else values
+    numbers = [_number(v) for v in items if v is not None]
+    if not numbers or any(x is None for x in numbers):
+        return 0.0 if name == "sum" and not numbers else None
+    if name == "sum":
+        total = 0.0
+        for x in numbers:  # left to right like the JS twin (Python 3.12's sum() compensates)
+            total += x
+        return _finite(total)
+    return max(numbers) if name == "max" else min(numbers)
+
+
+def _within(bounds: list[Any], count: float) -> bool:
+    """checklist's test: min <= count <= max, where -1 (or empty) means no limit."""
+    low, high = (_number(b) for b in bounds)
+    return (low is None or low == -1 or count >= low) and (
+        high is None or high == -1 or count <= high
+    )
+
+
+def _uuid(length: Any) -> str | None:
+    if length is None:
+        return str(_uuid_module.uuid4())
+    n = _number(length)
+    if n is None or not 1 <= n <= 1000:
+        return None
+    return "".join(_RANDOM.choice(_UUID_CHARS) for _ in range(math.trunc(n)))
+
+
+# ---------------------------------------------------------------- dates
+# A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers
+# both are days since 1970-01-01 (a date-time: fractional days of its UTC instant), as in ODK.
+
+_DATE_TEXT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+_EPOCH_ORDINAL = 719163  # datetime.date(1970, 1, 1).toordinal()
+_MS_PER_DAY = 86_400_000
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def _date_parts(value: Any) -> tuple[int, ...] | None:
+    """(y, m, d, H, M, S, ms, offset minutes) of a date, date-time or number of days; or None."""
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        value = float(value)
+    if isinstance(value, float):
+        if not abs(value) < 1e7:  # beyond years 1..9999 either way; also NaN and infinities
+            return None
+        ms = math.floor(value * _MS_PER_DAY + 0.5)
+        day, rest = divmod(ms, _MS_PER_DAY)
+        if not 1 <= day + _EPOCH_ORDINAL <= 3652059:  # years 1 to 9999
+            return None
+        d = datetime.date.fromordinal(day + _EPOCH_ORDINAL)
+        return (d.year, d.month, d.day, rest // 3_600_000, rest // 60_000 % 60,
+                rest // 1000 % 60, rest % 1000, 0)  # fmt: skip
+    if not isinstance(value, str):
+        return None
+    m = _DATE_TEXT.fullmatch(value)
+    if m is None:
+        return None
+    y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    hh, mi, ss = (int(m.group(i) or 0) for i in (4, 5, 6))
+    ms = int((m.group(7) or "0").ljust(3, "0")[:3])
+    zone = m.group(8) or "Z"
+    offset = (
+        0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 60 + int(zone[4:6]))
+    )
+    try:
+        datetime.date(y, mo, d)
+    except ValueError:
+        return None
+    if hh > 23 or mi > 59 or ss > 59 or abs(offset) > 18 * 60:
+        return None
+    return (y, mo, d, hh, mi, ss, ms, offset)
+
+
+def _days(parts: tuple[int, ...]) -> float:
+    y, mo, d, hh, mi, ss, ms, offset = parts
+    day = datetime.date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+    return day + ((hh * 60 + mi - offset) * 60_000 + ss * 1000 + ms) / _MS_PER_DAY
+
+
+def _format_date(parts: tuple[int, ...], fmt: str) -> str:
+    """ODK's format-date codes: %Y %y %m %n %b %d %e %a %H %h %M %S %3; others stay as written."""
+    y, mo, d, hh, mi, ss, ms, _ = parts
+    weekday = (datetime.date(y, mo, d).toordinal()) % 7  # 0 is Sunday
+    codes = {
+        "Y": f"{y:04d}", "y": f"{y % 100:02d}", "m": f"{mo:02d}", "n": str(mo),
+        "b": _MONTHS[mo - 1], "d": f"{d:02d}", "e": str(d), "a": _WEEKDAYS[weekday],
+        "H": f"{hh:02d}", "h": str(hh), "M": f"{mi:02d}", "S": f"{ss:02d}", "3": f"{ms:03d}",
+    }  # fmt: skip
+    return re.sub(r"%([\s\S])", lambda m: codes.get(m.group(1), m.group()), fmt)
 
 
 # ---------------------------------------------------------------- regex subset

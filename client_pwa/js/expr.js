@@ -30,6 +30,47 @@ export const FUNCTIONS = Object.freeze({
   coalesce: [2, 2],
   concat: [0, null],
   regex: [2, 2],
+  // text
+  contains: [2, 2],
+  'starts-with': [2, 2],
+  'ends-with': [2, 2],
+  substr: [2, 3],
+  'substring-before': [2, 2],
+  'substring-after': [2, 2],
+  translate: [3, 3],
+  'normalize-space': [1, 1],
+  string: [1, 1],
+  join: [2, null],
+  // maths
+  pow: [2, 2],
+  abs: [1, 1],
+  sqrt: [1, 1],
+  log: [1, 1],
+  log10: [1, 1],
+  exp: [1, 1],
+  pi: [0, 0],
+  ceiling: [1, 1],
+  floor: [1, 1],
+  // conversion and choices
+  boolean: [1, 1],
+  'boolean-from-string': [1, 1],
+  'selected-at': [2, 2],
+  // dates
+  now: [0, 0],
+  date: [1, 1],
+  'decimal-date-time': [1, 1],
+  'format-date': [2, 2],
+  'format-date-time': [2, 2],
+  // lists (select-many items) and other
+  'count-non-empty': [1, 1],
+  sum: [1, null],
+  max: [1, null],
+  min: [1, null],
+  checklist: [2, null],
+  'weighted-checklist': [2, null],
+  once: [1, 1],
+  random: [0, 0],
+  uuid: [0, 1],
 });
 
 // binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -184,6 +225,9 @@ class Parser {
       if (most === null) wanted = `at least ${fewest}`;
       throw new ExprError(`${name.text}() takes ${wanted} arguments, got ${args.length}`, name.pos);
     }
+    if (name.text === 'weighted-checklist' && args.length % 2) {
+      throw new ExprError('weighted-checklist() takes min, max, then value/weight pairs', name.pos);
+    }
     if (name.text === 'regex') {
       if (args[1].type !== 'str') {
         throw new ExprError('regex() needs a string literal as its pattern', name.pos);
@@ -280,7 +324,9 @@ function number(value) {
   if (value === null) return null;
   if (typeof value === 'boolean') return value ? 1 : 0;
   if (typeof value === 'number') return value;
-  return NUMERIC.test(value) ? finite(Number(value)) : null;
+  if (NUMERIC.test(value)) return finite(Number(value));
+  const parts = dateParts(value);
+  return parts === null ? null : days(parts);
 }
 
 const finite = (x) => (Number.isFinite(x) ? x : null);
@@ -355,6 +401,7 @@ function round(x, digits) {
   return finite(result ? (x < 0 ? -result : result) : 0);
 }
 
+const trim = (s) => s.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
 const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
 
 // ---------------------------------------------------------------- evaluator
@@ -363,9 +410,10 @@ const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
  * Evaluate to a JSON value (null, boolean, finite number or non-empty string).
  * `current` is `.`; `today` is "YYYY-MM-DD" (needed only if today() is reached).
  */
-export function evaluate(source, answers, { current = null, today = null } = {}) {
+// `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached.
+export function evaluate(source, answers, { current = null, today = null, now = null } = {}) {
   const node = typeof source === 'string' ? parse(source) : source;
-  return out(evalNode(node, { answers: answers || {}, current: load(current), today }));
+  return out(evalNode(node, { answers: answers || {}, current: load(current), today, now }));
 }
 
 function evalNode(node, ctx) {
@@ -414,6 +462,14 @@ function call(node, ctx) {
     }
     return ctx.today;
   }
+  if (name === 'now') {
+    const now = ctx.now;
+    if (typeof now !== 'string' || dateParts(now) === null || !now.includes('T')) {
+      throw new ExprError('now() needs evaluate(..., {now: "YYYY-MM-DDTHH:MM:SS+08:00"})');
+    }
+    return now;
+  }
+  if (name === 'once') return ctx.current !== null ? ctx.current : evalNode(args[0], ctx); // the answer already there, else x
   const values = args.map((arg) => evalNode(arg, ctx));
   switch (name) {
     case 'true':
@@ -423,7 +479,7 @@ function call(node, ctx) {
     case 'not':
       return !bool(values[0]);
     case 'selected': {
-      const wanted = text(values[1]);
+      const wanted = trim(text(values[1])); // as Enketo and JavaRosa: trimmed
       return Boolean(wanted) && tokens(values[0]).includes(wanted);
     }
     case 'count-selected':
@@ -440,6 +496,79 @@ function call(node, ctx) {
       return round(number(values[0]), values.length > 1 ? number(values[1]) : 0);
     case 'concat':
       return values.map(text).join('') || null;
+    case 'contains':
+    case 'starts-with':
+    case 'ends-with':
+    case 'substring-before':
+    case 'substring-after':
+    case 'translate':
+    case 'normalize-space':
+    case 'string':
+    {
+      const result = TEXT_FUNCTIONS[name](...values.map(text));
+      return typeof result === 'boolean' ? result : result || null;
+    }
+    case 'substr':
+      return substr(text(values[0]), values.slice(1));
+    case 'join':
+      return join(values);
+    case 'pow':
+    case 'abs':
+    case 'sqrt':
+    case 'log':
+    case 'log10':
+    case 'exp':
+    case 'ceiling':
+    case 'floor':
+      return maths(MATH_FUNCTIONS[name], values.map(number));
+    case 'pi':
+      return Math.PI;
+    case 'boolean':
+      return bool(values[0]);
+    case 'boolean-from-string': {
+      const s = text(values[0]);
+      return s === 'true' || s === '1';
+    }
+    case 'selected-at': {
+      const items = tokens(values[0]);
+      const n = number(values[1]);
+      if (n === null || !(n >= 0 && n < items.length)) return null;
+      return items[Math.trunc(n)];
+    }
+    case 'count-non-empty':
+      return tokens(values[0]).length;
+    case 'sum':
+    case 'max':
+    case 'min':
+      return aggregate(name, values);
+    case 'checklist':
+      return within(values.slice(0, 2), values.slice(2).filter(bool).length);
+    case 'weighted-checklist': {
+      let total = 0;
+      for (let i = 2; i + 1 < values.length; i += 2) {
+        const w = bool(values[i]) ? number(values[i + 1]) : 0;
+        if (w === null) return false;
+        total += w;
+      }
+      return within(values.slice(0, 2), total);
+    }
+    case 'random':
+      return Math.random();
+    case 'uuid':
+      return uuid(values.length ? values[0] : null);
+    case 'date': {
+      const parts = dateParts(values[0]);
+      return parts === null ? null : `${pad(parts[0], 4)}-${pad(parts[1], 2)}-${pad(parts[2], 2)}`;
+    }
+    case 'decimal-date-time': {
+      const parts = dateParts(values[0]);
+      return parts === null ? null : days(parts);
+    }
+    case 'format-date':
+    case 'format-date-time': {
+      const parts = dateParts(values[0]);
+      return parts === null ? null : formatDate(parts, text(values[1])) || null;
+    }
     case 'regex': {
       let pattern;
       try {
@@ -452,6 +581,185 @@ function call(node, ctx) {
     default:
       throw new ExprError(`unknown function ${name}()`);
   }
+}
+
+// ---------------------------------------------------------------- the function library
+// Text functions work on Unicode code points, like Python's str.
+
+const chars = (s) => [...s];
+
+function translate(s, source, target) {
+  const table = new Map();
+  const from = chars(source);
+  const to = chars(target);
+  from.forEach((ch, i) => {
+    if (!table.has(ch)) table.set(ch, i < to.length ? to[i] : '');
+  });
+  return chars(s).map((ch) => (table.has(ch) ? table.get(ch) : ch)).join('');
+}
+
+const TEXT_FUNCTIONS = {
+  contains: (a, b) => a.includes(b),
+  'starts-with': (a, b) => a.startsWith(b),
+  'ends-with': (a, b) => a.endsWith(b),
+  'substring-before': (a, b) => (a.includes(b) ? a.slice(0, a.indexOf(b)) : ''),
+  'substring-after': (a, b) => (a.includes(b) ? a.slice(a.indexOf(b) + b.length) : ''),
+  translate,
+  'normalize-space': (a) => a.split(SPLIT).filter(Boolean).join(' '),
+  string: (a) => a,
+};
+
+// substr(s, start[, end]): code points start..end-1 (0-based, end exclusive), clamped.
+function substr(s, bounds) {
+  const numbers = bounds.map(number);
+  if (numbers.some((n) => n === null)) return null;
+  const cs = chars(s);
+  const clamp = (n) => Math.max(0, Math.min(cs.length, Math.trunc(n)));
+  const start = clamp(numbers[0]);
+  const end = numbers.length > 1 ? clamp(numbers[1]) : cs.length;
+  return cs.slice(start, end).join('') || null;
+}
+
+// join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values.
+function join(values) {
+  const sep = text(values[0]);
+  const items = values.length === 2 ? tokens(values[1]) : values.slice(1).map(text);
+  return items.filter(Boolean).join(sep) || null;
+}
+
+const MATH_FUNCTIONS = {
+  pow: Math.pow,
+  abs: Math.abs,
+  sqrt: (x) => (x >= 0 ? Math.sqrt(x) : null),
+  log: (x) => (x > 0 ? Math.log(x) : null),
+  log10: (x) => (x > 0 ? Math.log10(x) : null),
+  exp: Math.exp,
+  ceiling: Math.ceil,
+  floor: Math.floor,
+};
+
+// A maths function of numbers; empty for a non-number, a domain error or an overflow.
+function maths(fn, args) {
+  if (args.some((x) => x === null)) return null;
+  const result = fn(...args);
+  return result === null ? null : finite(result);
+}
+
+// ---------------------------------------------------------------- lists and other
+// A select-many (or any list answer) is this project's only list: sum/max/min/count-non-empty read
+// its items; with several arguments, sum/max/min read the arguments themselves.
+
+const UUID_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+function aggregate(name, values) {
+  const items = values.length === 1 ? tokens(values[0]) : values;
+  const numbers = items.filter((v) => v !== null).map(number);
+  if (!numbers.length) return name === 'sum' ? 0 : null;
+  if (numbers.some((x) => x === null)) return null;
+  if (name === 'sum') {
+    let total = 0;
+    for (const x of numbers) total += x;
+    return finite(total);
+  }
+  return name === 'max' ? Math.max(...numbers) : Math.min(...numbers);
+}
+
+// checklist's test: min <= count <= max, where -1 (or empty) means no limit.
+function within(bounds, count) {
+  const [low, high] = bounds.map(number);
+  return (low === null || low === -1 || count >= low) && (high === null || high === -1 || count <= high);
+}
+
+function randomInt(n) {
+  const c = globalThis.crypto;
+  if (c && c.getRandomValues) {
+    const buf = new Uint32Array(1);
+    c.getRandomValues(buf);
+    return buf[0] % n;
+  }
+  return Math.floor(Math.random() * n);
+}
+
+function uuid(length) {
+  if (length === null) {
+    const h = Array.from({ length: 32 }, () => randomInt(16).toString(16));
+    h[12] = '4';
+    h[16] = '89ab'[randomInt(4)];
+    const s = h.join('');
+    return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
+  }
+  const n = number(length);
+  if (n === null || !(n >= 1 && n <= 1000)) return null;
+  return Array.from({ length: Math.trunc(n) }, () => UUID_CHARS[randomInt(UUID_CHARS.length)]).join('');
+}
+
+// ---------------------------------------------------------------- dates
+// A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers
+// both are days since 1970-01-01 (a date-time: fractional days of its UTC instant), as in ODK.
+
+const DATE_TEXT = /^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$/;
+const MS_PER_DAY = 86400000;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const pad = (n, width) => String(n).padStart(width, '0');
+
+// Days from 1970-01-01 to a proleptic Gregorian date (any year 1..9999), like Python's ordinals.
+function epochDay(y, m, d) {
+  const date = new Date(0);
+  date.setUTCFullYear(y, m - 1, d);
+  return Math.round(date.getTime() / MS_PER_DAY);
+}
+
+const MIN_DAY = epochDay(1, 1, 1);
+const MAX_DAY = epochDay(9999, 12, 31);
+
+// [y, m, d, H, M, S, ms, offset minutes] of a date, date-time or number of days; or null.
+function dateParts(value) {
+  let v = value;
+  if (typeof v === 'string' && NUMERIC.test(v)) v = Number(v);
+  if (typeof v === 'number') {
+    if (!(Math.abs(v) < 1e7)) return null; // beyond years 1..9999 either way; also NaN, infinities
+    const ms = Math.floor(v * MS_PER_DAY + 0.5);
+    const day = Math.floor(ms / MS_PER_DAY);
+    const rest = ms - day * MS_PER_DAY;
+    if (day < MIN_DAY || day > MAX_DAY) return null;
+    const date = new Date(0);
+    date.setUTCFullYear(1970, 0, 1 + day);
+    return [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate(),
+      Math.floor(rest / 3600000), Math.floor(rest / 60000) % 60, Math.floor(rest / 1000) % 60,
+      rest % 1000, 0];
+  }
+  if (typeof v !== 'string') return null;
+  const m = DATE_TEXT.exec(v);
+  if (m === null) return null;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const [hh, mi, ss] = [m[4], m[5], m[6]].map((g) => Number(g || 0));
+  const ms = Number((m[7] || '0').padEnd(3, '0').slice(0, 3));
+  const zone = m[8] || 'Z';
+  const offset = zone === 'Z' ? 0 : (zone[0] === '-' ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6)));
+  if (mo < 1 || mo > 12 || d < 1) return null;
+  const check = new Date(0);
+  check.setUTCFullYear(y, mo - 1, d);
+  if (check.getUTCDate() !== d || check.getUTCMonth() !== mo - 1 || y < 1) return null;
+  if (hh > 23 || mi > 59 || ss > 59 || Math.abs(offset) > 18 * 60) return null;
+  return [y, mo, d, hh, mi, ss, ms, offset];
+}
+
+function days(parts) {
+  const [y, mo, d, hh, mi, ss, ms, offset] = parts;
+  return epochDay(y, mo, d) + ((hh * 60 + mi - offset) * 60000 + ss * 1000 + ms) / MS_PER_DAY;
+}
+
+// ODK's format-date codes: %Y %y %m %n %b %d %e %a %H %h %M %S %3; others stay as written.
+function formatDate(parts, fmt) {
+  const [y, mo, d, hh, mi, ss, ms] = parts;
+  const weekday = (((epochDay(y, mo, d) + 4) % 7) + 7) % 7; // 1970-01-01 was a Thursday
+  const codes = {
+    Y: pad(y, 4), y: pad(y % 100, 2), m: pad(mo, 2), n: String(mo), b: MONTHS[mo - 1],
+    d: pad(d, 2), e: String(d), a: WEEKDAYS[weekday], H: pad(hh, 2), h: String(hh),
+    M: pad(mi, 2), S: pad(ss, 2), 3: pad(ms, 3),
+  };
+  return [...fmt].join('').replace(/%([\s\S])/gu, (all, c) => (has(codes, c) ? codes[c] : all));
 }
 
 // ---------------------------------------------------------------- regex subset
