@@ -211,6 +211,12 @@ def _display(sha256: str):
         return None
 
 
+#: Candidates of one photo confirmed by the second stage at most, nearest first: each costs
+#: two photo-store reads and a decode, and a burst of look-alike photos across facilities must
+#: not make judging one photo cost as much as the whole burst.
+MAX_SECOND_STAGE = 12
+
+
 def _near_matches(
     index: NearDuplicateIndex,
     photos,
@@ -241,9 +247,13 @@ def _near_matches(
     near = {}
     for sha256, (img, matches) in candidates.items():
         found = {}
-        for m in matches:
+        tried = 0
+        for m in sorted(matches, key=lambda m: (m.distance, str(m.key))):
             if m.key in found or m.key not in keep:
                 continue
+            if tried == MAX_SECOND_STAGE:
+                break
+            tried += 1
             score = _confirm(img, m)
             if score is None or score >= min_similarity:
                 found[m.key] = {"distance": m.distance, "similarity": score}
