@@ -6,8 +6,9 @@ is one toilet inspection with one distinct ~3 MB 12 MP JPEG (a collage of corpus
 and then uploaded in 512 KiB chunks the way the PWA does it. Our toilet form asks for two
 photos; both fields name the same photo, so one photo is uploaded per submission, as in the peer
 scenario. A client goes on with its next submission when the last chunk answers 503
-`processing` (the PWA does too); the clock stops when the server has processed every photo. CPU is the server's (every process of the
-arbiter's tree: gunicorn workers and their ingest threads), read from /proc.
+`processing` (the PWA does too); the clock stops when the server has processed every photo.
+CPU is the server's (every process of the arbiter's tree: gunicorn workers and their ingest
+threads), read from /proc.
 
     .venv/bin/python tests/bench/bench_peer.py [--submissions 48] [--clients 1 8] [--workers 2]
 """
