@@ -5,6 +5,7 @@ The store contract, on the local and the S3 store alike, is in test_media_store_
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from media.store import (
     Accept,
+    Completed,
     LengthMismatch,
     LocalMediaStore,
     OffsetConflict,
@@ -131,3 +133,41 @@ def test_display_versions_left_half_written_by_a_kill_are_removed_by_age(tmp_pat
     assert sorted(p.name for p in folder.iterdir()) == [".tmp-writing.part", "320.jpg"]
     with store.open_derived(SMALL_SHA, "320.jpg") as f:
         assert f.read() == b"done"
+
+
+@pytest.mark.parametrize("lost", ["gone", "empty", "garbled"])
+def test_an_upload_whose_meta_file_a_power_cut_lost_starts_again(tmp_path, lost):
+    """The meta file is not fsynced: after a power cut it may be gone, empty or half-written.
+    Then the partial's bytes are dropped and the phone's upload starts again from 0, and the
+    photo still completes with its hash checked."""
+    store = LocalMediaStore(tmp_path)
+    half = len(SMALL_BYTES) // 2
+    store.append_chunk(SMALL_SHA, 0, SMALL_BYTES[:half], len(SMALL_BYTES))
+    assert store.partial_offset(SMALL_SHA) == half
+    meta = tmp_path / "partials" / f"{SMALL_SHA}.json"
+    if lost == "gone":
+        meta.unlink()
+    else:
+        meta.write_text("" if lost == "empty" else '{"sha256": "', "utf-8")
+    assert store.partial_offset(SMALL_SHA) is None  # the phone is told to start at 0
+    resumed = store.append_chunk(SMALL_SHA, half, SMALL_BYTES[half:], len(SMALL_BYTES))
+    assert not isinstance(resumed, Completed)  # bytes without a declared length are not kept
+    store.append_chunk(SMALL_SHA, 0, SMALL_BYTES[:half], len(SMALL_BYTES))
+    done = store.append_chunk(SMALL_SHA, half, SMALL_BYTES[half:], len(SMALL_BYTES))
+    assert isinstance(done, Completed)
+    with store.open(SMALL_SHA) as f:
+        assert f.read() == SMALL_BYTES
+
+
+def test_a_meta_file_left_by_a_power_cut_after_completion_is_swept(tmp_path):
+    """Removing the meta file at completion is not fsynced either: one that comes back names no
+    partial, never hides the stored photo, and goes with the abandoned partials."""
+    store = LocalMediaStore(tmp_path)
+    store.append_chunk(SMALL_SHA, 0, SMALL_BYTES, len(SMALL_BYTES))
+    meta = tmp_path / "partials" / f"{SMALL_SHA}.json"
+    meta.write_text(json.dumps({"sha256": SMALL_SHA, "length": len(SMALL_BYTES)}), "utf-8")
+    assert store.has(SMALL_SHA) and store.partial_offset(SMALL_SHA) is None
+    now = 2_000_000_000.0
+    os.utime(meta, (now - 7200, now - 7200))
+    store.remove_partials_older_than(3600, now=now)
+    assert not meta.exists() and store.has(SMALL_SHA)
