@@ -30,6 +30,10 @@ POSTGRES_TESTS = (
     "test_supervisor.py",
     "test_stamp_desk.py",
 )
+# The whole suite in two worker processes, a test file each at a time (so a module's browser and
+# live server are started once): most tests wait on a browser, a subprocess or fsync, so two
+# workers beside the PostgreSQL half still fit two cores.
+SQLITE_DEFAULT = ["-q", "-n", "2", "--dist", "loadfile"]
 
 
 def sh(*args, **kwargs):
@@ -95,7 +99,7 @@ def test() -> None:
             )
         chosen = " ".join(sys.argv[2:]) or "the whole suite"
         try:
-            halves = {f"SQLite, {chosen}": pytest(sys.argv[2:] or ["-q"], env).wait()}
+            halves = {f"SQLite, {chosen}": pytest(sys.argv[2:] or SQLITE_DEFAULT, env).wait()}
         except BaseException:  # Ctrl-C: stop the other half too
             if second:
                 second[1].kill()
