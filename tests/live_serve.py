@@ -8,6 +8,7 @@ variables; the subprocess imports this worktree's code (PYTHONPATH).
 
 import contextlib
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -53,6 +54,7 @@ class Serve:
             cwd=self.folder,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so __exit__ can stop every worker
         )
         deadline = time.monotonic() + self.wait
         while time.monotonic() < deadline:
@@ -72,6 +74,9 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process:  # workers a killed or crashed arbiter left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
 
     def answers(self) -> bool:
