@@ -1037,7 +1037,7 @@ def _point(numbers: list[float]) -> list[tuple[float, float]] | None:
 
 
 def _geo(name: str, values: list[Any]) -> float | None:
-    """distance(): metres along the points (spherical law of cosines on JavaRosa's sphere);
+    """distance(): metres along the points (great-circle legs on JavaRosa's sphere);
     area(): square metres inside them (JavaRosa's projection and triangle fan). Empty with no
     points at all or a malformed one; 0 with too few."""
     points: list[tuple[float, float]] = []
@@ -1056,10 +1056,18 @@ def _geo(name: str, values: list[Any]) -> float | None:
     return _area(points)
 
 
+def _radians(degrees: float) -> float:
+    return degrees * math.pi / 180  # the JS twin's steps (math.radians rounds differently)
+
+
 def _arc(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon1 - lon2)
+    """The angle between two points: JavaRosa's spherical law of cosines, written with atan2 so
+    that short legs do not lose digits in acos (both twins then agree to the last few bits)."""
+    p1, p2, dl = _radians(lat1), _radians(lat2), _radians(lon1 - lon2)
     cosine = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
-    return math.acos(max(-1.0, min(1.0, cosine)))  # rounding can step past ±1 for equal points
+    across = math.cos(p2) * math.sin(dl)
+    along = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return math.atan2(math.sqrt(across * across + along * along), cosine)
 
 
 def _area(points: list[tuple[float, float]]) -> float:
@@ -1067,7 +1075,7 @@ def _area(points: list[tuple[float, float]]) -> float:
         return 0.0
     metres_per_degree = 2 * _EARTH_RADIUS * math.pi / 360
     lat0, lon0 = points[0]
-    xs = [(lon - lon0) * metres_per_degree * math.cos(math.radians(lat)) for lat, lon in points[1:]]
+    xs = [(lon - lon0) * metres_per_degree * math.cos(_radians(lat)) for lat, lon in points[1:]]
     ys = [(lat - lat0) * metres_per_degree for lat, _ in points[1:]]
     total = 0.0
     for i in range(1, len(xs)):

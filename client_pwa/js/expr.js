@@ -1039,7 +1039,7 @@ function points(value) {
   return found;
 }
 
-// distance(): metres along the points (spherical law of cosines on JavaRosa's sphere); area():
+// distance(): metres along the points (great-circle legs on JavaRosa's sphere); area():
 // square metres inside them (JavaRosa's projection and triangle fan). Empty with no points at all
 // or a malformed one; 0 with too few.
 function geo(name, values) {
@@ -1060,11 +1060,16 @@ function geo(name, values) {
 
 const radians = (deg) => (deg * Math.PI) / 180;
 
+// The angle between two points: JavaRosa's spherical law of cosines, written with atan2 so that
+// short legs do not lose digits in acos (both twins then agree to the last few bits).
 function arc(lat1, lon1, lat2, lon2) {
   const p1 = radians(lat1);
   const p2 = radians(lat2);
-  const cosine = Math.sin(p1) * Math.sin(p2) + Math.cos(p1) * Math.cos(p2) * Math.cos(radians(lon1 - lon2));
-  return Math.acos(Math.max(-1, Math.min(1, cosine))); // rounding can step past ±1 for equal points
+  const dl = radians(lon1 - lon2);
+  const cosine = Math.sin(p1) * Math.sin(p2) + Math.cos(p1) * Math.cos(p2) * Math.cos(dl);
+  const across = Math.cos(p2) * Math.sin(dl);
+  const along = Math.cos(p1) * Math.sin(p2) - Math.sin(p1) * Math.cos(p2) * Math.cos(dl);
+  return Math.atan2(Math.sqrt(across * across + along * along), cosine);
 }
 
 function area(all) {
