@@ -1006,11 +1006,10 @@ def _points(value: Any) -> list[tuple[float, float]] | None:
     if isinstance(value, Mapping):
         if not value:
             return []
-        lat, lon = value.get("lat"), value.get("lon")
-        numbers = [v for v in (lat, lon) if isinstance(v, int | float) and not isinstance(v, bool)]
-        if len(numbers) < 2:
+        lat, lon = _load(value.get("lat")), _load(value.get("lon"))  # numbers stay finite floats
+        if not (isinstance(lat, float) and isinstance(lon, float)):
             return None
-        return _point([float(lat), float(lon)])
+        return _point([lat, lon])
     text = _text(_load(value)) if not isinstance(value, str) else value
     found = []
     for part in text.split(";"):
