@@ -249,17 +249,9 @@ export async function collectPhotos() {
 // ---- forms, villages, facilities, tasks ---------------------------------------------------
 
 // Every published version of a form the server sends is kept (forms are stored by [id, version]
-// and nothing here deletes one): a draft or an outbox entry of an older version opens, is
-// finished and is sent with that version's definition, while new inspections take the newest.
-
-/** The form versions drafts and outbox entries still use, as "id@version" (see above). */
-export async function formVersionsInUse() {
-  const d = await db();
-  const used = new Set();
-  for (const row of await d.getAll('drafts')) used.add(`${row.form}@${row.version}`);
-  for (const entry of await d.getAll('outbox')) if (entry.item && entry.item.form) used.add(`${entry.item.form}@${entry.item.version}`);
-  return used;
-}
+// and nothing deletes one but logging out): a draft or an outbox entry of an older version opens,
+// is finished and is sent with that version's definition, while new inspections take the newest
+// (latestForms). The pull sends each published version once, and a reset pull keeps them.
 
 /** The newest version of every form, by id. */
 export async function latestForms() {
