@@ -87,6 +87,12 @@ def toilet_v3():
     v3 = toilet_v2()
     v3["version"] = 3
     v3["fields"].insert(1, {"name": "smell", "type": "yes_no", "label": label("有异味", "Smell")})
+    v3["fields"] += [
+        {"name": "door_count", "type": "integer", "label": label("门的数量", "Doors")},
+        {"name": "doors", "type": "repeat", "label": label("门", "Doors"),
+         "repeat_count": "${door_count}",
+         "fields": [{"name": "door_ok", "type": "yes_no", "label": label("门完好", "Door intact")}]},
+    ]  # fmt: skip
     return v3
 
 
@@ -227,7 +233,7 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
         assert [(m["field"], m["sha256"]) for m in media] == [("rooms[1].room_photo", blue)]
     finally:
         store.close()
-    go(page, f"/outbox/{sub_id}", "#item-answers .item-instances")
+    go(page, f"/outbox/item/{sub_id}", "#item-answers .item-instances")
     assert "第 1 项" in page.inner_text("#item-answers [data-field=rooms]")
 
     # -- versions: a draft of v2, then v3 is published and pulled --
@@ -253,5 +259,18 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     # A new inspection takes the newest version.
     go(page, f"/new/facility/{TOILET_QIN}", "[data-field=smell]")
     assert page.locator("#old-version").count() == 0
+
+    # -- repeat_count: exactly as many instances as it says, none added or removed by hand --
+    doors = "[data-field=doors] .instance"
+    page.fill("#f-door_count", "2")
+    page.wait_for_function(f"() => document.querySelectorAll(\"{doors}\").length === 2")
+    assert page.is_hidden("[data-field=doors] .add-instance")
+    assert page.is_hidden(f"{doors}[data-instance='1'] .remove-instance")
+    page.click(f"{doors}[data-instance='2'] [data-field=door_ok] .choice[data-value=false]")
+    page.fill("#f-door_count", "1")
+    page.wait_for_function(f"() => document.querySelectorAll(\"{doors}\").length === 1")
+    page.fill("#f-door_count", "3")  # the second door comes back as it was
+    page.wait_for_function(f"() => document.querySelectorAll(\"{doors}\").length === 3")
+    assert page.is_visible(f"{doors}[data-instance='2'] .choice.on[data-value=false]")
     assert page.errors == []
     context.close()
