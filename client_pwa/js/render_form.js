@@ -94,10 +94,10 @@ export function renderForm(definition, answers, { today, onChange, photos, confi
   return { el, update, showErrors };
 }
 
-const HIDDEN_STATE = { visible: true, required: false, value: null };
+const NO_STATE = { visible: true, required: false, value: null };
 
 /** Show a field's state: relevance, required mark, calculated value, choices offered. */
-function applyState(part, state = HIDDEN_STATE, target, name, today) {
+function applyState(part, state = NO_STATE, target, name, today) {
   part.box.hidden = !state.visible;
   if (part.reqMark) part.reqMark.hidden = !state.required;
   if (part.showValue) part.showValue(state.value);
