@@ -3,6 +3,8 @@
 // Same syntax, same values, same errors: both twins pass forms/expr_vectors.json. Internally a
 // value is one of: null (no answer; '' is the same value), a boolean, a finite number or a
 // non-empty string. Select-many answers are seen as their space-separated string, as in XLSForm.
+// A repeat's values come in as a Nodeset (built by the caller, never by the evaluator): functions
+// over node-sets (count, sum, join...) read its items, everything else reads its first item.
 
 const MAX_DEPTH = 100; // deepest allowed syntax tree; keeps both twins clear of stack limits
 
@@ -11,6 +13,14 @@ export class ExprError extends Error {
     super(position === null ? message : `${message} at column ${position + 1}`);
     this.name = 'ExprError';
     this.position = position;
+  }
+}
+
+/** The values of one field across a repeat's instances (or the instance objects themselves). */
+export class Nodeset {
+  constructor(items = []) {
+    this.items = Object.freeze([...items]);
+    Object.freeze(this);
   }
 }
 
@@ -71,6 +81,10 @@ export const FUNCTIONS = Object.freeze({
   once: [1, 1],
   random: [0, 0],
   uuid: [0, 1],
+  // repeats (node-sets)
+  count: [1, 1],
+  'indexed-repeat': [3, 3],
+  position: [1, 1], // only as position(..)
 });
 
 // binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -90,7 +104,7 @@ const TOKEN = new RegExp(
     '(?<num>[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)',
     `(?<str>'[^']*'|"[^"]*")`,
     '(?<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)',
-    '(?<op>!=|<=|>=|[=<>+\\-*(),.])',
+    '(?<op>!=|<=|>=|\\.\\.|[=<>+\\-*(),.])',
   ].join('|'),
   'y',
 );
@@ -195,11 +209,9 @@ class Parser {
       if (has(BINARY, tok.text)) {
         throw new ExprError(`operator '${tok.text}' is missing its left operand`, tok.pos);
       }
-      throw new ExprError(
-        `bare name '${tok.text}': write \${${tok.text}} for a field or ${tok.text}() for a function`,
-        tok.pos,
-      );
+      return [Object.freeze({ type: 'name', name: tok.text }), 1];
     }
+    if (isOp(tok, '..')) throw new ExprError("paths are not supported; '..' only in position(..)", tok.pos);
     if (tok.kind === 'end') throw new ExprError('unexpected end of expression', tok.pos);
     throw new ExprError(`unexpected ${describe(tok)}`, tok.pos);
   }
@@ -207,6 +219,11 @@ class Parser {
   call(name) {
     if (!has(FUNCTIONS, name.text)) throw new ExprError(`unknown function ${name.text}()`, name.pos);
     this.take(); // (
+    if (name.text === 'position') { // XPath's position(..): the number of the repeat instance
+      this.expect('..');
+      this.expect(')');
+      return [Object.freeze({ type: 'call', name: 'position', args: Object.freeze([]) }), 1];
+    }
     const args = [];
     let depth = 0;
     if (!isOp(this.peek(), ')')) {
@@ -272,22 +289,36 @@ export function parse(source) {
   return parseCached(source);
 }
 
-const referencesCached = memo(2048, (source) => {
-  const found = new Set();
+// Every node of an expression's tree.
+function nodes(source) {
+  const found = [];
   const stack = [parse(source)];
   while (stack.length) {
     const node = stack.pop();
-    if (node.type === 'ref') found.add(node.name);
-    else if (node.type === 'neg') stack.push(node.operand);
+    found.push(node);
+    if (node.type === 'neg') stack.push(node.operand);
     else if (node.type === 'binary') stack.push(node.left, node.right);
     else if (node.type === 'call') stack.push(...node.args);
   }
   return found;
-});
+}
+
+const referencesCached = memo(2048, (source) => new Set(nodes(source).filter((n) => n.type === 'ref').map((n) => n.name)));
+const bareNamesCached = memo(2048, (source) => new Set(nodes(source).filter((n) => n.type === 'name').map((n) => n.name)));
 
 /** The field names an expression reads (a new Set), so callers know what to re-evaluate. */
 export function references(source) {
   return new Set(referencesCached(source));
+}
+
+/** The bare names (choice properties in a choice_filter) an expression reads (a new Set). */
+export function bareNames(source) {
+  return new Set(bareNamesCached(source));
+}
+
+/** True if the expression calls position(..) (it then needs the instance number). */
+export function usesPosition(source) {
+  return nodes(source).some((n) => n.type === 'call' && n.name === 'position');
 }
 
 // ---------------------------------------------------------------- values
@@ -301,6 +332,7 @@ const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
 // Normalise an answer of any type to an internal value; never throws.
 function load(value) {
   if (value === null || typeof value === 'boolean') return value;
+  if (value instanceof Nodeset) return value.items.length ? load(value.items[0]) : null; // first item
   if (typeof value === 'number') return Number.isFinite(value) ? value : null;
   if (typeof value === 'string') return value || null;
   if (Array.isArray(value)) return value.map(itemText).filter(Boolean).join(' ') || null;
@@ -403,6 +435,10 @@ function round(x, digits) {
 
 const trim = (s) => s.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
 const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
+// A node-set outside the node-set functions reads as its first item (XPath's string value).
+const scalar = (value) => (value instanceof Nodeset ? load(value) : value);
+// A node-set's items as values (empty ones included); any other value is one item.
+const items = (value) => (value instanceof Nodeset ? value.items.map(load) : [value]);
 
 // ---------------------------------------------------------------- evaluator
 
@@ -410,10 +446,15 @@ const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
  * Evaluate to a JSON value (null, boolean, finite number or non-empty string).
  * `current` is `.`; `today` is "YYYY-MM-DD" (needed only if today() is reached).
  */
-// `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached.
-export function evaluate(source, answers, { current = null, today = null, now = null } = {}) {
+// `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached; `position` (the 1-based
+// repeat instance) only by position(..); `choice` (a choice's properties plus `name`) only by bare
+// names, as in a choice_filter.
+export function evaluate(source, answers, {
+  current = null, today = null, now = null, position = null, choice = null,
+} = {}) {
   const node = typeof source === 'string' ? parse(source) : source;
-  return out(evalNode(node, { answers: answers || {}, current: load(current), today, now }));
+  const ctx = { answers: answers || {}, current: load(current ?? null), today, now, position: position ?? null, choice: choice ?? null };
+  return out(scalar(evalNode(node, ctx)));
 }
 
 function evalNode(node, ctx) {
@@ -421,20 +462,29 @@ function evalNode(node, ctx) {
     case 'num':
     case 'str':
       return node.value;
-    case 'ref':
-      return load(has(ctx.answers, node.name) ? ctx.answers[node.name] : null);
+    case 'ref': {
+      const value = has(ctx.answers, node.name) ? ctx.answers[node.name] : null;
+      return value instanceof Nodeset ? value : load(value ?? null);
+    }
     case 'current':
       return ctx.current;
+    case 'name': {
+      if (ctx.choice === null) {
+        throw new ExprError(`bare name '${node.name}' reads a choice property, only in a choice_filter: `
+          + `write \${${node.name}} for a field, '${node.name}' for text or ${node.name}() for a function`);
+      }
+      return load(has(ctx.choice, node.name) ? (ctx.choice[node.name] ?? null) : null);
+    }
     case 'neg': {
-      const x = number(evalNode(node.operand, ctx));
+      const x = number(scalar(evalNode(node.operand, ctx)));
       return x === null ? null : -x;
     }
     case 'binary': {
       const { op } = node;
-      const left = evalNode(node.left, ctx);
-      if (op === 'and') return bool(left) && bool(evalNode(node.right, ctx));
-      if (op === 'or') return bool(left) || bool(evalNode(node.right, ctx));
-      const right = evalNode(node.right, ctx);
+      const left = scalar(evalNode(node.left, ctx));
+      if (op === 'and') return bool(left) && bool(scalar(evalNode(node.right, ctx)));
+      if (op === 'or') return bool(left) || bool(scalar(evalNode(node.right, ctx)));
+      const right = scalar(evalNode(node.right, ctx));
       if (op === '=') return equal(left, right);
       if (op === '!=') return !equal(left, right);
       if (op === '<' || op === '<=' || op === '>' || op === '>=') return order(op, left, right);
@@ -451,10 +501,10 @@ const ISO_DATE = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
 
 function call(node, ctx) {
   const { name, args } = node;
-  if (name === 'if') return evalNode(bool(evalNode(args[0], ctx)) ? args[1] : args[2], ctx);
+  if (name === 'if') return evalNode(bool(scalar(evalNode(args[0], ctx))) ? args[1] : args[2], ctx);
   if (name === 'coalesce') {
-    const first = evalNode(args[0], ctx);
-    return first !== null ? first : evalNode(args[1], ctx);
+    const first = scalar(evalNode(args[0], ctx));
+    return first !== null ? first : scalar(evalNode(args[1], ctx));
   }
   if (name === 'today') {
     if (typeof ctx.today !== 'string' || !ISO_DATE.test(ctx.today)) {
@@ -469,8 +519,14 @@ function call(node, ctx) {
     }
     return now;
   }
-  if (name === 'once') return ctx.current !== null ? ctx.current : evalNode(args[0], ctx); // the answer already there, else x
-  const values = args.map((arg) => evalNode(arg, ctx));
+  if (name === 'once') return ctx.current !== null ? ctx.current : scalar(evalNode(args[0], ctx)); // the answer already there, else x
+  if (name === 'position') {
+    if (ctx.position === null) throw new ExprError('position(..) is only defined inside a repeat instance');
+    return ctx.position;
+  }
+  const raw = args.map((arg) => evalNode(arg, ctx));
+  if (has(NODESET_FUNCTIONS, name)) return NODESET_FUNCTIONS[name](raw, args);
+  const values = raw.map(scalar);
   switch (name) {
     case 'true':
       return true;
@@ -510,8 +566,6 @@ function call(node, ctx) {
     }
     case 'substr':
       return substr(text(values[0]), values.slice(1));
-    case 'join':
-      return join(values);
     case 'pow':
     case 'abs':
     case 'sqrt':
@@ -535,12 +589,6 @@ function call(node, ctx) {
       if (n === null || !(n >= 0 && n < items.length)) return null;
       return items[Math.trunc(n)];
     }
-    case 'count-non-empty':
-      return tokens(values[0]).length;
-    case 'sum':
-    case 'max':
-    case 'min':
-      return aggregate(name, values);
     case 'checklist':
       return within(values.slice(0, 2), values.slice(2).filter(bool).length);
     case 'weighted-checklist': {
@@ -620,11 +668,13 @@ function substr(s, bounds) {
   return cs.slice(start, end).join('') || null;
 }
 
-// join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values.
+// join(sep, x): the items of x (a node-set or select-many); join(sep, a, b, ...): the values
+// (node-sets give all their items); empty items left out.
 function join(values) {
-  const sep = text(values[0]);
-  const items = values.length === 2 ? tokens(values[1]) : values.slice(1).map(text);
-  return items.filter(Boolean).join(sep) || null;
+  const sep = text(scalar(values[0]));
+  const parts = values.length === 2 && !(values[1] instanceof Nodeset)
+    ? tokens(values[1]) : values.slice(1).flatMap(items).map(text);
+  return parts.filter(Boolean).join(sep) || null;
 }
 
 const MATH_FUNCTIONS = {
@@ -652,8 +702,8 @@ function maths(fn, args) {
 const UUID_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
 function aggregate(name, values) {
-  const items = values.length === 1 ? tokens(values[0]) : values;
-  const numbers = items.filter((v) => v !== null).map(number);
+  const list = values.length === 1 && !(values[0] instanceof Nodeset) ? tokens(values[0]) : values.flatMap(items);
+  const numbers = list.filter((v) => v !== null).map(number);
   if (!numbers.length) return name === 'sum' ? 0 : null;
   if (numbers.some((x) => x === null)) return null;
   if (name === 'sum') {
@@ -663,6 +713,45 @@ function aggregate(name, values) {
   }
   return name === 'max' ? Math.max(...numbers) : Math.min(...numbers);
 }
+
+// count(ns): its items (instances of a repeat count even when empty); a value: 1 or 0.
+function count(values) {
+  const value = values[0];
+  if (value instanceof Nodeset) return value.items.length;
+  return value !== null ? 1 : 0;
+}
+
+// count-non-empty(ns): its non-empty items; of a select-many (or text): its items.
+function countNonEmpty(values) {
+  const value = values[0];
+  if (value instanceof Nodeset) return items(value).filter((v) => v !== null).length;
+  return tokens(value).length;
+}
+
+// indexed-repeat(${field}, ${repeat}, n): the field's value in instance n (1-based).
+function indexedRepeat(values, args) {
+  const [field, repeat] = values;
+  const n = number(scalar(values[2]));
+  if (n === null) return null;
+  let list;
+  if (field instanceof Nodeset) list = field.items;
+  else if (repeat instanceof Nodeset && args[0].type === 'ref') {
+    // inside an instance ${field} is that instance's value: read instance n's own object
+    list = repeat.items.map((item) => (isObject(item) && has(item, args[0].name) ? item[args[0].name] : null));
+  } else return null;
+  const i = Math.trunc(n);
+  return i >= 1 && i <= list.length ? load(list[i - 1] ?? null) : null;
+}
+
+const NODESET_FUNCTIONS = {
+  count,
+  'count-non-empty': countNonEmpty,
+  sum: (values) => aggregate('sum', values),
+  max: (values) => aggregate('max', values),
+  min: (values) => aggregate('min', values),
+  join,
+  'indexed-repeat': indexedRepeat,
+};
 
 // checklist's test: min <= count <= max, where -1 (or empty) means no limit.
 function within(bounds, count) {
