@@ -11,8 +11,10 @@ over node-sets (count, sum, join...) read its items, everything else reads its f
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
+import hashlib
 import math
 import random as _random
 import re
@@ -172,6 +174,16 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "count": (1, 1),
     "indexed-repeat": (3, 3),
     "position": (1, 1),  # only as position(..)
+    # other
+    "digest": (2, 3),
+    "distance": (1, None),
+    "area": (1, 1),
+}
+
+# functions of XLSForm's library refused at parse time, with the reason (docs/EXPRESSIONS.md)
+REFUSED: dict[str, str] = {
+    "pulldata": "pulldata() reads a CSV file attached to the form; forms here have no "
+    "attachments, so write the values as choices (with choice_filter) instead",
 }
 
 # binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -302,6 +314,8 @@ class _Parser:
         raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
 
     def call(self, name: _Token) -> tuple[Expr, int]:
+        if name.text in REFUSED:
+            raise ExprError(REFUSED[name.text], name.pos)
         if name.text not in FUNCTIONS:
             raise ExprError(f"unknown function {name.text}()", name.pos)
         self.take()  # (
@@ -330,6 +344,12 @@ class _Parser:
             raise ExprError(
                 "weighted-checklist() takes min, max, then value/weight pairs", name.pos
             )
+        if name.text == "digest":
+            for arg, known, what in zip(
+                args[1:], (_DIGESTS, _ENCODINGS), ("algorithm", "encoding"), strict=False
+            ):
+                if isinstance(arg, Str) and (arg.value or "").lower() not in known:
+                    raise ExprError(f"digest() has no {what} {arg.value or ''!r}", name.pos)
         if name.text == "regex":
             if not isinstance(args[1], Str):
                 raise ExprError("regex() needs a string literal as its pattern", name.pos)
@@ -603,6 +623,7 @@ class _Context:
     now: Any = None
     position: Any = None
     choice: Mapping[str, Any] | None = None
+    raw_current: Any = None
 
 
 def evaluate(
@@ -622,7 +643,7 @@ def evaluate(
     properties plus `name`) only by bare names, as in a choice_filter.
     """
     node = parse(source) if isinstance(source, str) else source
-    ctx = _Context(answers, _load(current), today, now, position, choice)
+    ctx = _Context(answers, _load(current), today, now, position, choice, current)
     return _out(_scalar(_eval(node, ctx)))
 
 
@@ -686,6 +707,8 @@ def _call(node: Call, ctx: _Context) -> Any:
         return now
     if name == "once":  # the answer already there, else x
         return ctx.current if ctx.current is not None else _scalar(_eval(args[0], ctx))
+    if name in ("distance", "area"):  # geopoint objects are read as they are, not as text
+        return _geo(name, [_raw(arg, ctx) for arg in args])
     if name == "position":
         if ctx.position is None:
             raise ExprError("position(..) is only defined inside a repeat instance")
@@ -746,6 +769,8 @@ def _call(node: Call, ctx: _Context) -> Any:
         for w in weights:
             total += w
         return _within(values[:2], total)
+    if name == "digest":
+        return _digest(*[_text(v) for v in values])
     if name == "random":
         return _RANDOM.random()
     if name == "uuid":
@@ -937,6 +962,125 @@ _NODESET_FUNCTIONS = {
     "join": _join,
     "indexed-repeat": _indexed_repeat,
 }
+
+# ---------------------------------------------------------------- digest, distance, area
+
+_DIGESTS = {"md5": "md5", "sha-1": "sha1", "sha-256": "sha256", "sha-384": "sha384",
+            "sha-512": "sha512"}  # fmt: skip
+_ENCODINGS = ("base64", "hex")
+
+
+def _digest(data: str, algorithm: str, encoding: str = "base64") -> str | None:
+    """ODK's digest(): the hash of the text's UTF-8 bytes, in base64 (default) or hex."""
+    algorithm, encoding = algorithm.lower(), encoding.lower()
+    if algorithm not in _DIGESTS or encoding not in _ENCODINGS:
+        return None
+    raw = hashlib.new(_DIGESTS[algorithm], data.encode("utf-8", "surrogatepass")).digest()
+    return raw.hex() if encoding == "hex" else base64.b64encode(raw).decode("ascii")
+
+
+_EARTH_RADIUS = 6_378_100.0  # metres, JavaRosa's and Enketo's sphere
+_POINT_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def _raw(node: Expr, ctx: _Context) -> Any:
+    """An argument as the answer itself: a reference or `.` unread, anything else evaluated."""
+    if isinstance(node, Ref):
+        return ctx.answers.get(node.name)
+    if isinstance(node, Current):
+        return ctx.raw_current
+    return _scalar(_eval(node, ctx))
+
+
+def _points(value: Any) -> list[tuple[float, float]] | None:
+    """The points of a geopoint object, geopoint/geotrace/geoshape text ("lat lon alt acc" joined
+    by ";") or a node-set of them; None if any point is malformed."""
+    if isinstance(value, Nodeset):
+        found: list[tuple[float, float]] = []
+        for item in value.items:
+            points = _points(item)
+            if points is None:
+                return None
+            found += points
+        return found
+    if isinstance(value, Mapping):
+        if not value:
+            return []
+        lat, lon = _load(value.get("lat")), _load(value.get("lon"))  # numbers stay finite floats
+        if not (isinstance(lat, float) and isinstance(lon, float)):
+            return None
+        return _point([lat, lon])
+    text = _text(_load(value)) if not isinstance(value, str) else value
+    found = []
+    for part in text.split(";"):
+        words = _SPLIT.split(part.strip(_WS))
+        if words == [""]:
+            continue
+        if not 2 <= len(words) <= 4 or not all(_POINT_NUMBER.fullmatch(w) for w in words):
+            return None
+        numbers = [float(w) for w in words]
+        if len(numbers) == 4 and numbers[3] < 0:  # accuracy
+            return None
+        point = _point(numbers)
+        if point is None:
+            return None
+        found += point
+    return found
+
+
+def _point(numbers: list[float]) -> list[tuple[float, float]] | None:
+    lat, lon = numbers[0], numbers[1]
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return [(lat, lon)]
+
+
+def _geo(name: str, values: list[Any]) -> float | None:
+    """distance(): metres along the points (great-circle legs on JavaRosa's sphere);
+    area(): square metres inside them (JavaRosa's projection and triangle fan). Empty with no
+    points at all or a malformed one; 0 with too few."""
+    points: list[tuple[float, float]] = []
+    for value in values:
+        found = _points(value)
+        if found is None:
+            return None
+        points += found
+    if not points:
+        return None
+    if name == "distance":
+        total = 0.0
+        for (lat1, lon1), (lat2, lon2) in zip(points, points[1:], strict=False):
+            total += _arc(lat1, lon1, lat2, lon2) * _EARTH_RADIUS
+        return total
+    return _area(points)
+
+
+def _radians(degrees: float) -> float:
+    return degrees * math.pi / 180  # the JS twin's steps (math.radians rounds differently)
+
+
+def _arc(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The angle between two points: JavaRosa's spherical law of cosines, written with atan2 so
+    that short legs do not lose digits in acos (both twins then agree to the last few bits)."""
+    p1, p2, dl = _radians(lat1), _radians(lat2), _radians(lon1 - lon2)
+    cosine = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
+    across = math.cos(p2) * math.sin(dl)
+    along = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return math.atan2(math.sqrt(across * across + along * along), cosine)
+
+
+def _area(points: list[tuple[float, float]]) -> float:
+    if len(points) < 3:
+        return 0.0
+    metres_per_degree = 2 * _EARTH_RADIUS * math.pi / 360
+    lat0, lon0 = points[0]
+    xs = [(lon - lon0) * metres_per_degree * math.cos(_radians(lat)) for lat, lon in points[1:]]
+    ys = [(lat - lat0) * metres_per_degree for lat, _ in points[1:]]
+    total = 0.0
+    for i in range(1, len(xs)):
+        total += (ys[i - 1] * xs[i] - xs[i - 1] * ys[i]) / 2
+    return abs(total)
+
 
 # ---------------------------------------------------------------- dates
 # A date is ISO text "YYYY-MM-DD"; a date-time "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]". As numbers

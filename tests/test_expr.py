@@ -302,17 +302,43 @@ VALID = [
     "weighted-checklist(${a}, ${b}, ${c}, .)",
     "once(${a})",
     "uuid(${a})",
+    "count(${a}) + count-non-empty(${b}) + sum(${c}) + max(${a}) + min(${b})",
+    "join(${a}, ${b}) = join(',', ${a}, ${c})",
+    "indexed-repeat(${a}, ${b}, ${c}) = indexed-repeat(${a}, ${b}, position(..) - 1)",
+    "if(${a}, ${b}, ${c}) + sum(if(${a}, ${b}, ${c}))",
+    "digest(${a}, ${b}, ${c})",
+    "digest(${a}, 'SHA-512')",
+    "distance(${a}, ${b}, .) + area(${c})",
+    "area(.)",
+    "name = ${a} or county != ${b}",
 ]
+nodesets = st.lists(json_values, max_size=4).map(expr.Nodeset)
+geo_values = st.one_of(
+    st.fixed_dictionaries(
+        {"lat": st.floats(-100, 100), "lon": st.floats(-200, 200)},
+        optional={"accuracy": st.floats(0, 50)},
+    ),
+    st.sampled_from(["0 1 0 0; 0 91 0 0;", "24.3 109.4", "1 2;3 4;5 6", "x y", "91 0", ";"]),
+)
 
 
 @settings(max_examples=400)
 @given(
     st.sampled_from(VALID),
-    st.dictionaries(st.sampled_from(FIELDS), json_values),
-    json_values,
+    st.dictionaries(
+        st.sampled_from(FIELDS),
+        st.one_of(
+            json_values, nodesets, geo_values, st.lists(geo_values, max_size=3).map(expr.Nodeset)
+        ),
+    ),
+    st.one_of(json_values, geo_values),
+    st.integers(1, 100),
+    st.dictionaries(st.sampled_from(["name", "county"]), json_values),
 )
-def test_evaluate_never_raises_and_returns_json(source, answers, current):
-    result = evaluate(source, answers, current=current, today=TODAY)
+def test_evaluate_never_raises_and_returns_json(source, answers, current, position, choice):
+    result = evaluate(
+        source, answers, current=current, today=TODAY, position=position, choice=choice
+    )
     assert result is None or isinstance(result, bool | int | float | str)
     assert result != ""
     if isinstance(result, float):

@@ -12,6 +12,8 @@ import datetime
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forms.compiler import MAX_REPEAT_INSTANCES, DefinitionError, compile_form
 
@@ -308,6 +310,38 @@ def test_updates_read_repeats_through_node_set_functions_only():
             f"updates 'in_use': reads ${{{name}}} of a repeat; use a function over its instances "
             "(count, count-non-empty, indexed-repeat, join, max, min, sum)"
         ], source
+
+
+SCALARS = st.none() | st.booleans() | st.integers(-3, 200) | st.floats() | st.text(max_size=6)
+INSTANCE = st.dictionaries(
+    st.sampled_from(["room_ok", "why", "room_photo", "room_no", "observed_on", "x"]),
+    SCALARS | st.lists(st.builds(photo, st.sampled_from("abc")), max_size=3),
+    max_size=4,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answers=st.fixed_dictionaries(
+        {},
+        optional={
+            "room_total": SCALARS,
+            "block": SCALARS,
+            "broken_rooms": SCALARS,
+            "rooms": st.lists(INSTANCE | SCALARS, max_size=5) | SCALARS | INSTANCE,
+        },
+    )
+)
+def test_validate_never_raises_on_repeat_answers(answers):
+    v = compile_form(FORM).validate(answers, observed_on=DAY)
+    json.dumps([v.answers, v.errors, v.dropped, v.updates, v.photos])
+    for key in [*v.errors, *v.dropped]:
+        assert key in FORM_KEYS or key.split("[")[0] == "rooms", key
+    if isinstance(v.answers.get("rooms"), list):
+        assert len(v.answers["rooms"]) == len(answers.get("rooms") or [])
+
+
+FORM_KEYS = {"room_total", "block", "broken_rooms", "rooms", "x", "updates.in_use"}
 
 
 # ------------------------------------------------------------------------------ definitions
