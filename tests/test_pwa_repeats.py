@@ -73,8 +73,18 @@ def toilet_v2():
                 "label": label("厕所间", "Toilet rooms"),
                 "max_count": 3,
                 "fields": [
+                    {"name": "room_no", "type": "calculate", "label": label("编号", "Number"),
+                     "calculation": "position(..)"},
                     {"name": "room_ok", "type": "yes_no", "label": label("这间能用", "Room usable"),
                      "required": True},
+                    {"name": "room_fault", "type": "select_one", "label": label("这间的问题", "Fault"),
+                     "choice_filter": "when = ${usable}",
+                     "choices": [
+                         {"value": "no_water", "label": label("没有水", "No water"),
+                          "properties": {"when": "broken"}},
+                         {"value": "dirty", "label": label("不干净", "Dirty"),
+                          "properties": {"when": "ok"}},
+                     ]},
                     {"name": "room_photo", "type": "photo", "label": label("这间的照片", "Photo"),
                      "max_count": 2},
                 ],
@@ -184,9 +194,13 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     choose(page, "usable", "broken")
     assert page.is_hidden("[data-field=fault] .choice[data-value=dirty]")
     choose(page, "fault", "no_water")
+    choose_in(page, 2, "room_fault", "no_water")  # inside a room, the same filter
     choose(page, "usable", "ok")
     page.wait_for_selector("[data-field=fault] .choice[data-value=no_water]", state="hidden")
     assert page.locator("[data-field=fault] .choice.on").count() == 0
+    assert page.is_hidden(instance(2, "[data-field=room_fault] .choice[data-value=no_water]"))
+    assert page.locator(instance(2, "[data-field=room_fault] .choice.on")).count() == 0
+    assert page.inner_text(instance(2, "[data-field=room_no] .value")) == "2"  # position(..)
     assert "fault" not in page.evaluate(f"async () => ({vc}.draft('{sub_id}'))")["answers"]
 
     # -- max_count: a third room, then no more; an empty room goes without asking --
@@ -210,6 +224,8 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
         f"async () => !(await {vc}.photoInfo('{red}')) && !(await {vc}.thumbBlob('{red}'))"
     )
     assert page.evaluate(f"async () => ({vc}.draft('{sub_id}'))")["photos"] == [blue]
+    assert page.inner_text(instance(1, "[data-field=room_no] .value")) == "1"  # renumbered
+    shot(page, "repeats2-room-removed")
 
     # -- the draft restores its instances and their photos --
     go(page, "/drafts", ".tabs a[data-tab=drafts].active")
