@@ -33,6 +33,11 @@ def label(zh, en):
     return {"zh": zh, "en": en}
 
 
+def choice(value, zh, en, *, when):
+    """A choice offered when the field `usable` has the value `when` (its choice_filter)."""
+    return {"value": value, "label": label(zh, en), "properties": {"when": when}}
+
+
 def toilet_v2():
     """A 回头看 round of the toilet form: a repeat of rooms, each with its own photos."""
     return {
@@ -59,36 +64,47 @@ def toilet_v2():
                 "label": label("问题", "Problem"),
                 "choice_filter": "when = ${usable}",
                 "choices": [
-                    {"value": "no_water", "label": label("没有水", "No water"),
-                     "properties": {"when": "broken"}},
-                    {"value": "no_door", "label": label("没有门", "No door"),
-                     "properties": {"when": "broken"}},
-                    {"value": "dirty", "label": label("用了不好用", "Poor to use"),
-                     "properties": {"when": "ok"}},
+                    choice("no_water", "没有水", "No water", when="broken"),
+                    choice("no_door", "没有门", "No door", when="broken"),
+                    choice("dirty", "用了不好用", "Poor to use", when="ok"),
                 ],
-            },  # fmt: skip
+            },
             {
                 "name": "rooms",
                 "type": "repeat",
                 "label": label("厕所间", "Toilet rooms"),
                 "max_count": 3,
                 "fields": [
-                    {"name": "room_no", "type": "calculate", "label": label("编号", "Number"),
-                     "calculation": "position(..)"},
-                    {"name": "room_ok", "type": "yes_no", "label": label("这间能用", "Room usable"),
-                     "required": True},
-                    {"name": "room_fault", "type": "select_one", "label": label("这间的问题", "Fault"),
-                     "choice_filter": "when = ${usable}",
-                     "choices": [
-                         {"value": "no_water", "label": label("没有水", "No water"),
-                          "properties": {"when": "broken"}},
-                         {"value": "dirty", "label": label("不干净", "Dirty"),
-                          "properties": {"when": "ok"}},
-                     ]},
-                    {"name": "room_photo", "type": "photo", "label": label("这间的照片", "Photo"),
-                     "max_count": 2},
+                    {
+                        "name": "room_no",
+                        "type": "calculate",
+                        "label": label("编号", "Number"),
+                        "calculation": "position(..)",
+                    },
+                    {
+                        "name": "room_ok",
+                        "type": "yes_no",
+                        "label": label("这间能用", "Room usable"),
+                        "required": True,
+                    },
+                    {
+                        "name": "room_fault",
+                        "type": "select_one",
+                        "label": label("这间的问题", "Fault"),
+                        "choice_filter": "when = ${usable}",
+                        "choices": [
+                            choice("no_water", "没有水", "No water", when="broken"),
+                            choice("dirty", "不干净", "Dirty", when="ok"),
+                        ],
+                    },
+                    {
+                        "name": "room_photo",
+                        "type": "photo",
+                        "label": label("这间的照片", "Photo"),
+                        "max_count": 2,
+                    },
                 ],
-            },  # fmt: skip
+            },
         ],
     }
 
@@ -99,10 +115,16 @@ def toilet_v3():
     v3["fields"].insert(1, {"name": "smell", "type": "yes_no", "label": label("有异味", "Smell")})
     v3["fields"] += [
         {"name": "door_count", "type": "integer", "label": label("门的数量", "Doors")},
-        {"name": "doors", "type": "repeat", "label": label("门", "Doors"),
-         "repeat_count": "${door_count}",
-         "fields": [{"name": "door_ok", "type": "yes_no", "label": label("门完好", "Door intact")}]},
-    ]  # fmt: skip
+        {
+            "name": "doors",
+            "type": "repeat",
+            "label": label("门", "Doors"),
+            "repeat_count": "${door_count}",
+            "fields": [
+                {"name": "door_ok", "type": "yes_no", "label": label("门完好", "Door intact")}
+            ],
+        },
+    ]
     return v3
 
 
@@ -160,8 +182,13 @@ def send_and_wait(page, sub_id):
 
 def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     context, page = logged_in_phone(browser, live, "inspector", "Field-Team1-2026")
-    page.on("dialog", lambda d: dialogs.append(d.message) or (d.accept() if accept else d.dismiss()))
     dialogs, accept = [], False
+
+    def answer(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.on("dialog", answer)
     vc = "window.villagecheck.store"
 
     # -- a new inspection takes the newest version: rooms as numbered instances --
@@ -280,14 +307,14 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     # -- repeat_count: exactly as many instances as it says, none added or removed by hand --
     doors = "[data-field=doors] .instance"
     page.fill("#f-door_count", "2")
-    page.wait_for_function(f"() => document.querySelectorAll(\"{doors}\").length === 2")
+    page.wait_for_function(f'() => document.querySelectorAll("{doors}").length === 2')
     assert page.is_hidden("[data-field=doors] .add-instance")
     assert page.is_hidden(f"{doors}[data-instance='1'] .remove-instance")
     page.click(f"{doors}[data-instance='2'] [data-field=door_ok] .choice[data-value=false]")
     page.fill("#f-door_count", "1")
-    page.wait_for_function(f"() => document.querySelectorAll(\"{doors}\").length === 1")
+    page.wait_for_function(f'() => document.querySelectorAll("{doors}").length === 1')
     page.fill("#f-door_count", "3")  # the second door comes back as it was
-    page.wait_for_function(f"() => document.querySelectorAll(\"{doors}\").length === 3")
+    page.wait_for_function(f'() => document.querySelectorAll("{doors}").length === 3')
     assert page.is_visible(f"{doors}[data-instance='2'] .choice.on[data-value=false]")
     assert page.errors == []
     context.close()
