@@ -270,6 +270,15 @@ const TEXTS = {
     install_howto: '在浏览器菜单（⋮ 或 ⋯）中选择“添加到主屏幕”或“安装应用”。',
     install_dismiss: '不再提示',
     install_done: '已添加到主屏幕',
+    // issue 15, the phone's part (h/pwa): repeat groups and form versions
+    repeat_instance: '第 {n} 项',
+    repeat_add: '添加一项',
+    repeat_remove: '删除这一项',
+    repeat_remove_confirm: '删除第 {n} 项？这一项的答案和照片都会删除。',
+    repeat_none: '还没有，点“添加一项”填写。',
+    repeat_max: '最多 {n} 项',
+    form_version_missing: '手机上没有这份草稿所用的表单版本，请联网同步后再打开。',
+    form_version_old: '这份草稿用的是旧版表单（第 {v} 版），可以照常填完提交。',
   },
   en: {
     app_name: 'Village Check',
@@ -539,6 +548,15 @@ const TEXTS = {
     install_howto: 'In the browser menu (⋮ or ⋯) choose "Add to home screen" or "Install app".',
     install_dismiss: "Don't show again",
     install_done: 'Added to the home screen',
+    // issue 15, the phone's part (h/pwa): repeat groups and form versions
+    repeat_instance: 'Item {n}',
+    repeat_add: 'Add an item',
+    repeat_remove: 'Remove this item',
+    repeat_remove_confirm: 'Remove item {n}? Its answers and photos are deleted.',
+    repeat_none: 'None yet: tap “Add an item”.',
+    repeat_max: 'At most {n} items',
+    form_version_missing: 'This draft’s form version is not on the phone: sync online, then open it again.',
+    form_version_old: 'This draft uses an older version of the form (v{v}); finish and submit it as usual.',
   },
 };
 

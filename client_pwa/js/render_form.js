@@ -1,25 +1,61 @@
 // Renders a form definition (docs/FORMS_FORMAT.md) as one column of big controls, and keeps
-// what is shown in step with the answers: relevance, required marks and calculated values come
-// from form_logic.fieldStates on every change; errors from form_logic.validate on submit.
+// what is shown in step with the answers: relevance, required marks, calculated values and the
+// choices offered (choice_filter) come from form_logic.fieldStates on every change; errors from
+// form_logic.validate on submit.
+//
+// A repeat group (issue 15) is a list of numbered instances (第 1 项, 第 2 项 …), each with its
+// own inner fields, built by the same code as top-level fields on the instance's own answers
+// object, so a photo field inside an instance captures, shows and deletes its photos exactly as
+// a top-level one does. answers.rooms = [{...instance 1}, {...instance 2}] (the contract's shape).
 
 import { fieldStates } from './form_logic.js';
 import { t, pick } from './i18n.js';
 import { currentPosition, h, icon, toast } from './screens/ui.js';
 
+/** At most this many instances of a repeat, whatever its max_count says (the contract's cap). */
+export const MAX_REPEAT_INSTANCES = 100;
+
 const isEmpty = (v) => v === null || v === undefined || v === '' || (Array.isArray(v) && v.length === 0);
+
+/** Every field of a definition, the inner fields of repeats included (after their repeat). */
+export function allFields(definition) {
+  const out = [];
+  for (const f of definition.fields) {
+    out.push(f);
+    if (f.type === 'repeat') out.push(...(f.fields || []));
+  }
+  return out;
+}
+
+/** The sha256 of every photo answer inside a repeat instance (to forget them once removed). */
+export function instancePhotos(repeat, instance) {
+  const out = [];
+  for (const f of repeat.fields || []) {
+    if (f.type !== 'photo' || !Array.isArray(instance && instance[f.name])) continue;
+    for (const p of instance[f.name]) if (p && p.sha256) out.push(p.sha256);
+  }
+  return out;
+}
+
+function setAnswer(target, name, value) {
+  if (isEmpty(value) && !Array.isArray(value)) delete target[name];
+  else target[name] = value;
+}
 
 /**
  * Build the form. `answers` is changed in place; `onChange(name)` runs after each change.
- * `photos.add(file) → Promise<answer>` keeps a photo just taken; `photos.thumb(sha) → Promise<url|null>`.
+ * `photos.add(file) → Promise<answer>` keeps a photo just taken; `photos.thumb(sha) → Promise<url|null>`;
+ * `photos.forget(shas)` (optional) drops the photos of a removed repeat instance.
+ * `confirm(message) → boolean` asks before removing an instance with answers (window.confirm).
  * Returns {el, update(), showErrors(errors) → first element with an error}.
  */
-export function renderForm(definition, answers, { today, onChange, photos }) {
-  const parts = new Map(); // name → {box, reqMark, errorsEl, refresh}
+export function renderForm(definition, answers, { today, onChange, photos, confirm = (m) => window.confirm(m) }) {
+  const parts = new Map(); // name → part: {box, reqMark, errorsEl, apply(state), …}
   const el = h('div.form');
+  const ctx = { definition, photos, today, confirm, update: () => update(), onChange: (name) => onChange(name) };
 
   function changed(name, value) {
-    if (isEmpty(value) && !Array.isArray(value)) delete answers[name];
-    else answers[name] = value;
+    setAnswer(answers, name, value);
     const part = parts.get(name);
     if (part) setErrors(part, []);
     update();
@@ -27,31 +63,29 @@ export function renderForm(definition, answers, { today, onChange, photos }) {
   }
 
   for (const field of definition.fields) {
-    const part = buildField(field, answers, changed, photos, definition);
+    const part = field.type === 'repeat'
+      ? buildRepeat(field, answers, ctx)
+      : buildField(field, answers, changed, photos, definition, `f-${field.name}`);
     parts.set(field.name, part);
     el.append(part.box);
   }
 
+  // Repeat groups whose repeat_count shrank keep their last instances here, so that typing
+  // "12" (which passes through "1") gives back instances 2 to 12 as they were.
+  const stash = new Map();
+
   function update() {
-    const states = fieldStates(definition, answers, { today });
+    const states = settleAnswers(definition, answers, today, stash);
     for (const [name, part] of parts) {
-      const state = states[name] || { visible: true, required: false, value: null };
-      part.box.hidden = !state.visible;
-      if (part.reqMark) part.reqMark.hidden = !state.required;
-      if (part.showValue) part.showValue(state.value);
-      if (part.defaultToday && state.visible && !part.defaulted && isEmpty(answers[name])) {
-        part.defaulted = true;
-        part.defaultToday(today);
-      }
+      applyState(part, states[name], answers, name, today);
     }
   }
 
   function showErrors(errors) {
     let first = null;
     for (const [name, part] of parts) {
-      const list = (errors && errors[name]) || [];
-      setErrors(part, list);
-      if (list.length && !part.box.hidden && !first) first = part.box;
+      const found = part.showErrors ? part.showErrors(errors || {}) : showPartErrors(part, (errors && errors[name]) || []);
+      if (found && !first) first = found;
     }
     return first;
   }
@@ -60,17 +94,233 @@ export function renderForm(definition, answers, { today, onChange, photos }) {
   return { el, update, showErrors };
 }
 
+const NO_STATE = { visible: true, required: false, value: null };
+
+/** Show a field's state: relevance, required mark, calculated value, choices offered. */
+function applyState(part, state = NO_STATE, target, name, today) {
+  part.box.hidden = !state.visible;
+  if (part.reqMark) part.reqMark.hidden = !state.required;
+  if (part.showValue) part.showValue(state.value);
+  if (part.offer) part.offer(Array.isArray(state.choices) ? state.choices : null);
+  if (part.paint) part.paint();
+  if (part.apply) part.apply(state);
+  if (part.defaultToday && state.visible && !part.defaulted && isEmpty(target[name])) {
+    part.defaulted = true;
+    part.defaultToday(today);
+  }
+}
+
+function showPartErrors(part, list) {
+  setErrors(part, list);
+  return list.length && !part.box.hidden ? part.box : null;
+}
+
+/**
+ * fieldStates, after making the answers agree with it: an answer no longer among the choices
+ * offered (choice_filter) is cleared, and a repeat whose repeat_count gives n keeps exactly n
+ * instances. Each change can change the states, so this runs until nothing changes.
+ */
+function settleAnswers(definition, answers, today, stash) {
+  let states = fieldStates(definition, answers, { today });
+  for (let round = 0; round < 20; round += 1) {
+    let moved = false;
+    for (const field of definition.fields) {
+      const state = states[field.name];
+      if (!state) continue;
+      if (field.type !== 'repeat') {
+        moved = dropUnoffered(field, answers, state) || moved;
+        continue;
+      }
+      if (state.visible && typeof state.count === 'number' && Number.isFinite(state.count)) {
+        moved = fitCount(field, answers, state.count, stash) || moved;
+      }
+      const list = Array.isArray(answers[field.name]) ? answers[field.name] : [];
+      (state.instances || []).forEach((inner, i) => {
+        if (!list[i] || !inner) return;
+        for (const f of field.fields || []) moved = dropUnoffered(f, list[i], inner[f.name]) || moved;
+      });
+    }
+    if (!moved) break;
+    states = fieldStates(definition, answers, { today });
+  }
+  return states;
+}
+
+/** Clear a select answer (or the values of a select_many) the choice_filter no longer offers. */
+function dropUnoffered(field, target, state) {
+  if (!state || !Array.isArray(state.choices) || !(field.name in target)) return false;
+  const offered = new Set(state.choices);
+  const value = target[field.name];
+  if (Array.isArray(value)) {
+    const kept = value.filter((v) => offered.has(v));
+    if (kept.length === value.length) return false;
+    setAnswer(target, field.name, kept.length ? kept : null);
+    return true;
+  }
+  if (isEmpty(value) || offered.has(value)) return false;
+  delete target[field.name];
+  return true;
+}
+
+function newInstance(repeat) {
+  const instance = {};
+  for (const f of repeat.fields || []) if (f.default !== undefined) instance[f.name] = f.default;
+  return instance;
+}
+
+/** Keep exactly n instances (repeat_count): add at the end, or set the last ones aside. */
+function fitCount(repeat, answers, count, stash) {
+  const n = Math.max(0, Math.min(MAX_REPEAT_INSTANCES, Math.trunc(count)));
+  const list = Array.isArray(answers[repeat.name]) ? answers[repeat.name] : [];
+  if (list.length === n) return false;
+  const aside = stash.get(repeat.name) || [];
+  stash.set(repeat.name, aside);
+  const next = list.slice(0, n);
+  if (list.length > n) aside.unshift(...list.slice(n));
+  while (next.length < n) next.push(aside.length ? aside.shift() : newInstance(repeat));
+  answers[repeat.name] = next;
+  return true;
+}
+
+/** The error text of a field: its own required_message for a `required` error (issue 15). */
+function errorText(spec, e) {
+  if (e.code === 'required' && spec && spec.required_message) return pick(spec.required_message);
+  return pick(e.message);
+}
+
 function setErrors(part, list) {
-  part.errorsEl.textContent = list.map((e) => pick(e.message)).join('；');
+  part.errorsEl.textContent = list.map((e) => errorText(part.spec, e)).join('；');
   part.errorsEl.hidden = list.length === 0;
   part.box.classList.toggle('has-error', list.length > 0);
+}
+
+/**
+ * A repeat group: its instances (第 n 项, each with its inner fields and 删除这一项), 添加一项,
+ * and the errors of the group itself. Instances are rebuilt whenever the list of instance
+ * objects changes (added, removed, or fitted to repeat_count); within an instance, the inner
+ * fields are the ordinary ones, working on the instance's own answers object.
+ */
+function buildRepeat(repeat, answers, ctx) {
+  const name = repeat.name;
+  const reqMark = h('span.req', `*${t('required_mark')}`);
+  reqMark.hidden = true;
+  const errorsEl = h('div.errors', { role: 'alert' });
+  errorsEl.hidden = true;
+  const list = h('div.instances');
+  const none = h('p.muted.small.repeat-none', t('repeat_none'));
+  const most = Math.min(MAX_REPEAT_INSTANCES, Number.isInteger(repeat.max_count) ? repeat.max_count : MAX_REPEAT_INSTANCES);
+  const maxNote = h('p.muted.small.repeat-max', t('repeat_max', { n: most }));
+  maxNote.hidden = true;
+  const add = h('button.btn.block.add-instance', { type: 'button', dataset: { repeat: name } }, `＋ ${t('repeat_add')}`);
+  const box = h('div.field.t-repeat', { dataset: { field: name } },
+    h('div.label', pick(repeat.label), reqMark),
+    repeat.hint ? h('div.hint', pick(repeat.hint)) : null,
+    list, none, add, maxNote, errorsEl);
+  const part = { box, reqMark, errorsEl, spec: repeat };
+  let instances = []; // {obj, el, parts: Map(inner name → part)}
+  let fixedCount = false;
+
+  const current = () => (Array.isArray(answers[name]) ? answers[name] : []);
+
+  function buildInstance(obj, index) {
+    const n = index + 1;
+    const parts = new Map();
+    const remove = h('button.btn.secondary.danger.remove-instance', { type: 'button' }, t('repeat_remove'));
+    remove.addEventListener('click', () => removeInstance(obj));
+    const el = h('div.instance', { dataset: { instance: String(n) } },
+      h('div.instance-head', h('strong', t('repeat_instance', { n })), remove));
+    const changed = (inner, value) => {
+      setAnswer(obj, inner, value);
+      const p = parts.get(inner);
+      if (p) setErrors(p, []);
+      ctx.update();
+      ctx.onChange(name);
+    };
+    for (const field of repeat.fields || []) {
+      const p = buildField(field, obj, changed, ctx.photos, ctx.definition, `f-${name}-${n}-${field.name}`);
+      parts.set(field.name, p);
+      el.append(p.box);
+    }
+    return { obj, el, parts, remove };
+  }
+
+  function rebuild() {
+    const objs = current();
+    instances = objs.map((obj, i) => buildInstance(obj, i));
+    list.replaceChildren(...instances.map((x) => x.el));
+  }
+
+  function inStep() {
+    const objs = current();
+    return objs.length === instances.length && objs.every((obj, i) => instances[i].obj === obj);
+  }
+
+  function addInstance() {
+    const objs = current();
+    if (fixedCount || objs.length >= most) return;
+    answers[name] = [...objs, newInstance(repeat)];
+    setErrors(part, []);
+    rebuild();
+    ctx.update();
+    ctx.onChange(name);
+    const last = instances[instances.length - 1];
+    if (last) last.el.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+
+  function removeInstance(obj) {
+    const objs = current();
+    const index = objs.indexOf(obj);
+    if (index < 0 || fixedCount) return;
+    const answered = Object.values(obj).some((v) => !isEmpty(v));
+    if (answered && !ctx.confirm(t('repeat_remove_confirm', { n: index + 1 }))) return;
+    const shas = instancePhotos(repeat, obj);
+    answers[name] = objs.filter((x) => x !== obj);
+    setErrors(part, []);
+    rebuild();
+    ctx.update();
+    ctx.onChange(name);
+    // Only now, confirmed and saved: the removed instance's photos leave the draft for good.
+    if (shas.length && ctx.photos && ctx.photos.forget) ctx.photos.forget(shas);
+  }
+
+  add.addEventListener('click', addInstance);
+
+  part.apply = (state) => {
+    if (!inStep()) rebuild();
+    // repeat_count decides how many instances there are: no adding or removing by hand.
+    fixedCount = typeof state.count === 'number' && Number.isFinite(state.count);
+    const count = current().length;
+    add.hidden = fixedCount;
+    add.disabled = count >= most;
+    maxNote.hidden = fixedCount || count < most;
+    none.hidden = count > 0;
+    instances.forEach((inst, i) => {
+      inst.remove.hidden = fixedCount;
+      const inner = (state.instances && state.instances[i]) || {};
+      for (const [innerName, p] of inst.parts) applyState(p, inner[innerName], inst.obj, innerName, ctx.today);
+    });
+  };
+
+  part.showErrors = (errors) => {
+    let first = showPartErrors(part, errors[name] || []);
+    instances.forEach((inst, i) => {
+      for (const [innerName, p] of inst.parts) {
+        const found = showPartErrors(p, errors[`${name}[${i + 1}].${innerName}`] || []);
+        if (found && !first && !part.box.hidden) first = found;
+      }
+    });
+    return first;
+  };
+
+  rebuild();
+  return part;
 }
 
 /** A calculated value as people read it: names of items (names_where) become their questions. */
 export function calcText(definition, field, v) {
   if (isEmpty(v)) return t('no_value');
   if (Array.isArray(v)) {
-    const byName = new Map(definition.fields.map((f) => [f.name, f]));
+    const byName = new Map(allFields(definition).map((f) => [f.name, f]));
     return v.map((x) => (field.names_where && byName.has(x) ? pick(byName.get(x).label) : String(x))).join('、');
   }
   return String(v);
@@ -80,8 +330,7 @@ export function calcText(definition, field, v) {
 // date of a monthly task defaults to today when it appears).
 const TODAY_BY_DEFAULT = new Set(['completed_on']);
 
-function buildField(field, answers, changed, photos, definition) {
-  const id = `f-${field.name}`;
+function buildField(field, answers, changed, photos, definition, id) {
   const reqMark = h('span.req', `*${t('required_mark')}`);
   reqMark.hidden = true;
   const label = h('label.label', { htmlFor: id }, pick(field.label), reqMark);
@@ -89,7 +338,7 @@ function buildField(field, answers, changed, photos, definition) {
   const errorsEl = h('div.errors', { role: 'alert' });
   errorsEl.hidden = true;
   const box = h(`div.field.t-${field.type}`, { dataset: { field: field.name } });
-  const part = { box, reqMark, errorsEl };
+  const part = { box, reqMark, errorsEl, spec: field };
 
   if (field.type === 'note') {
     box.classList.add('note');
@@ -119,6 +368,8 @@ function buildField(field, answers, changed, photos, definition) {
   if (hint) box.append(hint);
   const input = control(field, id, answers, (v) => changed(field.name, v), photos);
   box.append(input, errorsEl);
+  if (input.paint) part.paint = input.paint;
+  if (input.offer) part.offer = input.offer;
   if (field.type === 'date' && TODAY_BY_DEFAULT.has(field.name) && !field.read_only) {
     part.defaultToday = (day) => {
       input.value = day;
@@ -157,6 +408,11 @@ function choiceList(field, id, name, { many, selected, onPick, disabled }) {
   };
   paint();
   list.paint = paint;
+  // choice_filter: only the choices offered are shown (null: all of them).
+  list.offer = (values) => {
+    const offered = values ? new Set(values) : null;
+    for (const { row, option } of rows) row.hidden = offered !== null && field.type !== 'yes_no' && !offered.has(option.value);
+  };
   return list;
 }
 

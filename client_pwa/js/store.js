@@ -197,15 +197,40 @@ export async function markPhotoUploaded(sha256) {
   if (thumbs) await d.put('thumbs', { ...thumbs, uploaded: true });
 }
 
-/** Photo answers of a set of answers (every photo field's list, flattened). */
+/**
+ * Photo answers of a set of answers (every photo field's list, flattened), those of the photo
+ * fields inside every instance of a repeat group included (issue 15).
+ */
 export function photoHashes(definition, answers) {
   const out = [];
-  for (const f of definition.fields) {
-    if (f.type === 'photo' && Array.isArray(answers[f.name])) {
-      for (const p of answers[f.name]) if (p && p.sha256) out.push(p.sha256);
+  const take = (fields, values) => {
+    for (const f of fields) {
+      const value = values && values[f.name];
+      if (f.type === 'photo' && Array.isArray(value)) {
+        for (const p of value) if (p && p.sha256) out.push(p.sha256);
+      } else if (f.type === 'repeat' && Array.isArray(value)) {
+        for (const instance of value) if (instance && typeof instance === 'object') take(f.fields || [], instance);
+      }
     }
-  }
+  };
+  take(definition.fields, answers || {});
   return [...new Set(out)];
+}
+
+/**
+ * Forget photos taken away from a draft (the photos of a removed repeat instance): their bytes
+ * and thumbnails go, unless a draft or an outbox entry still lists them.
+ */
+export async function forgetPhotos(shas) {
+  const d = await db();
+  const used = new Set();
+  for (const row of await d.getAll('drafts')) for (const h of row.photos || []) used.add(h);
+  for (const entry of await d.getAll('outbox')) for (const h of entry.photos || []) used.add(h);
+  for (const sha of shas) {
+    if (used.has(sha)) continue;
+    await d.delete('photos', sha);
+    await d.delete('thumbs', sha);
+  }
 }
 
 /** Delete photos no draft or unsynced outbox entry still refers to. */
@@ -222,6 +247,11 @@ export async function collectPhotos() {
 }
 
 // ---- forms, villages, facilities, tasks ---------------------------------------------------
+
+// Every published version of a form the server sends is kept (forms are stored by [id, version]
+// and nothing deletes one but logging out): a draft or an outbox entry of an older version opens,
+// is finished and is sent with that version's definition, while new inspections take the newest
+// (latestForms). The pull sends each published version once, and a reset pull keeps them.
 
 /** The newest version of every form, by id. */
 export async function latestForms() {
@@ -311,7 +341,19 @@ export async function draftsOfRecord(recordId) {
 /** A new draft of `definition` about a record, with the form's defaults and presets filled in. */
 export async function newDraft(definition, { record, recordType, village, name, presets = {} }) {
   const answers = {};
-  for (const f of definition.fields) if (f.default !== undefined) answers[f.name] = f.default;
+  for (const f of definition.fields) {
+    if (f.type === 'repeat') {
+      // A repeat group starts with the instances it must have (min_count), defaults filled in.
+      const n = Math.min(Number.isInteger(f.min_count) ? f.min_count : 0, 100);
+      if (n > 0) {
+        answers[f.name] = Array.from({ length: n }, () => {
+          const instance = {};
+          for (const inner of f.fields || []) if (inner.default !== undefined) instance[inner.name] = inner.default;
+          return instance;
+        });
+      }
+    } else if (f.default !== undefined) answers[f.name] = f.default;
+  }
   Object.assign(answers, presets);
   const now = new Date().toISOString();
   const row = {
@@ -340,9 +382,7 @@ export async function newDraft(definition, { record, recordType, village, name, 
  * the bytes, and the thumbnail kept on the phone still shows them.
  */
 export async function draftReplacing(entry, definition) {
-  const names = new Set(definition.fields.filter((f) => f.type !== 'calculate' && f.type !== 'note').map((f) => f.name));
-  const answers = {};
-  for (const [k, v] of Object.entries(entry.item.answers || {})) if (names.has(k)) answers[k] = v;
+  const answers = fillable(definition.fields, entry.item.answers || {});
   const now = new Date().toISOString();
   const row = {
     id: uuid(),
@@ -362,6 +402,22 @@ export async function draftReplacing(entry, definition) {
   };
   await (await db()).put('drafts', row);
   return row;
+}
+
+/**
+ * The answers a person fills in, of `fields`: calculated values (recomputed) and unknown keys
+ * left out; a repeat keeps its instances, each with its own fillable answers.
+ */
+function fillable(fields, values) {
+  const out = {};
+  for (const f of fields) {
+    if (f.type === 'calculate' || f.type === 'note' || !Object.prototype.hasOwnProperty.call(values, f.name)) continue;
+    const v = values[f.name];
+    if (f.type === 'repeat') {
+      if (Array.isArray(v)) out[f.name] = v.filter((x) => x && typeof x === 'object').map((x) => fillable(f.fields || [], x));
+    } else out[f.name] = v;
+  }
+  return out;
 }
 
 /** The draft or outbox entry that replaces an outbox entry (fix and resend), or null. */

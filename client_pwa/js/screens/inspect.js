@@ -5,7 +5,7 @@ import * as api from '../api.js';
 import { validate } from '../form_logic.js';
 import * as geo from '../geo.js';
 import { pick, t } from '../i18n.js';
-import { renderForm } from '../render_form.js';
+import { allFields, renderForm } from '../render_form.js';
 import * as store from '../store.js';
 import * as sync from '../sync.js';
 import * as rules from '../sync_rules.js';
@@ -49,7 +49,15 @@ export async function show(app, seq, draftId) {
     app.mount(seq, h('p.empty', t('no_drafts')), { title: t('drafts'), back: '/drafts' });
     return;
   }
+  // The draft's own form version, even when a newer one has been published since (issue 15):
+  // it is finished and sent as that version.
   const definition = await store.formDefinition(draft.form, draft.version);
+  if (!definition) {
+    app.mount(seq, h('p.empty', { id: 'version-missing' }, t('form_version_missing')), { title: pick(draft.title) || t('drafts'), back: '/drafts' });
+    return;
+  }
+  const newest = (await store.latestForms())[draft.form];
+  const older = newest && newest.version > draft.version;
   const today = store.localDate();
   const urls = [];
   const saved = h('p.muted.small', { id: 'saved' });
@@ -71,7 +79,7 @@ export async function show(app, seq, draftId) {
   let watch = null;
   const gps = h('div.gps', { id: 'gps', role: 'status' });
   gps.hidden = true;
-  const located = definition.fields.some((f) => f.type === 'photo' || f.type === 'geopoint');
+  const located = allFields(definition).some((f) => f.type === 'photo' || f.type === 'geopoint');
   if (located) {
     gps.hidden = false;
     geo.paintStatus(gps, { fix: null, error: null });
@@ -93,6 +101,11 @@ export async function show(app, seq, draftId) {
       const position = await positionNow();
       return store.addPhoto(file, { position, capturedAt });
     },
+    // The photos of a removed repeat instance: gone once the draft without them is saved.
+    async forget(shas) {
+      await saving;
+      await store.forgetPhotos(shas);
+    },
     async thumb(sha) {
       const blob = await store.thumbOrFetch(sha, api.displayBlob);
       if (!blob) return null;
@@ -107,6 +120,7 @@ export async function show(app, seq, draftId) {
     h('div.muted', draft.name || ''),
     draft.serverErrors ? h('div.card.warn', t('state_invalid')) : null,
     draft.replaces ? h('div.card.info.replacing', { id: 'replacing' }, t('loop_replacing')) : null,
+    older ? h('div.card.info.version-note', { id: 'old-version', dataset: { version: String(draft.version) } }, t('form_version_old', { v: draft.version })) : null,
     gps,
     saved);
 

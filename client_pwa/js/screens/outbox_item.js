@@ -35,25 +35,38 @@ export async function show(app, seq, id) {
   } else {
     const definition = (await store.formDefinition(e.item.form, e.item.version)) || (await store.latestForms())[e.item.form];
     const answers = e.item.answers || {};
-    for (const field of definition ? definition.fields : []) {
-      if (field.type === 'note' || !(field.name in answers)) continue;
-      const value = answers[field.name];
-      let shown;
+    const shown = async (field, value) => {
       if (field.type === 'photo') {
-        shown = h('div.photos.item-photos');
+        const grid = h('div.photos.item-photos');
         for (const p of Array.isArray(value) ? value : []) {
           const blob = await store.thumbOrFetch(p.sha256, api.displayBlob);
           const url = blob ? URL.createObjectURL(blob) : null;
           if (url) urls.push(url);
-          shown.append(h('div.photo', { dataset: { sha256: p.sha256 } }, url ? h('img', { src: url, alt: pick(field.label) }) : h('span.meta', t('loop_photo_on_server'))));
+          grid.append(h('div.photo', { dataset: { sha256: p.sha256 } }, url ? h('img', { src: url, alt: pick(field.label) }) : h('span.meta', t('loop_photo_on_server'))));
         }
-        if (!shown.children.length) shown = t('no_value');
-      } else if (field.type === 'calculate') {
-        shown = calcText(definition, field, value);
-      } else {
-        shown = formatValue(field, value);
+        return grid.children.length ? grid : t('no_value');
       }
-      kv.append(h('dt', pick(field.label)), h('dd', { dataset: { field: field.name } }, shown));
+      if (field.type === 'calculate') return calcText(definition, field, value);
+      if (field.type === 'repeat') {
+        // Each instance (第 n 项) with its own answers, photos included (issue 15).
+        const items = Array.isArray(value) ? value : [];
+        if (!items.length) return t('no_value');
+        const box = h('div.item-instances');
+        for (const [i, instance] of items.entries()) {
+          const inner = h('dl.kv.instance', { dataset: { instance: String(i + 1) } });
+          for (const f of field.fields || []) {
+            if (f.type === 'note' || !instance || !(f.name in instance)) continue;
+            inner.append(h('dt', pick(f.label)), h('dd', { dataset: { field: f.name } }, await shown(f, instance[f.name])));
+          }
+          box.append(h('div.small.muted', t('repeat_instance', { n: i + 1 })), inner);
+        }
+        return box;
+      }
+      return formatValue(field, value);
+    };
+    for (const field of definition ? definition.fields : []) {
+      if (field.type === 'note' || !(field.name in answers)) continue;
+      kv.append(h('dt', pick(field.label)), h('dd', { dataset: { field: field.name } }, await shown(field, answers[field.name])));
     }
     if (!definition) kv.append(h('dt', ''), h('dd', t('loop_form_missing')));
   }
