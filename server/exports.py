@@ -11,7 +11,13 @@ Pages (session login, scoped to the viewer's villages `g.villages`):
     the form's labels, photo links to the desk's own photo route `/desk/media/<sha>/1280`, which
     the viewer's desk session opens (scoped like every desk page; a stranger gets the login
     page). Times are in the server's time zone (Asia/Shanghai, +08:00), with the offset in CSV
-    and as real date-times in XLSX;
+    and as real date-times in XLSX. Every published version of the form is exported together,
+    columns merged by field name (the newest version's order and labels first). A repeat group
+    (issue 15) is one column of the submission's row (its number of instances); its instances
+    are rows of their own, keyed by submission id and instance number (1-based) with a column
+    per inner field, merged by name across versions too: one more XLSX sheet per group, and
+    `/desk/exports/forms/<form>.csv?repeat=<group>` as a long-format CSV (file
+    `<form>-<group>-….csv`);
   - `/desk/exports/facilities.geojson` — facilities with their current fields;
   - `/desk/exports/villages/<code>/photos.zip` — a village's evidence photos (originals) with a
     manifest CSV.

@@ -413,3 +413,16 @@ def test_a_date_answer_in_an_instance_is_a_date_cell():
 
     field = {"name": "d", "type": "date", "label": {"zh": "日期"}}
     assert cell_value(field, "2026-11-20", str, {}) == date(2026, 11, 20)
+
+
+def test_sheet_names_are_valid_and_distinct():
+    from server.xlsx_stream import sheet_titles
+
+    assert sheet_titles(["厕所间", "厕所间", "a/b:c", "", "说明", "x" * 40]) == [
+        "厕所间",
+        "厕所间（2）",
+        "abc",
+        "Sheet4",
+        "说明",
+        "x" * 31,
+    ]
