@@ -426,3 +426,76 @@ def test_sheet_names_are_valid_and_distinct():
         "说明",
         "x" * 31,
     ]
+
+
+# -- through the phone's push path (forms/compiler.py validates the instances) -------------------
+
+PUSHED_FORM = {
+    "id": "toilet_block_desk",
+    "version": 1,
+    "target": "toilet",
+    "title": {"zh": "公厕分间", "en": "Toilet block"},
+    "fields": [
+        {"name": "block", "type": "text", "label": {"zh": "楼", "en": "Block"}},
+        {
+            "name": "rooms",
+            "type": "repeat",
+            "label": {"zh": "厕所间", "en": "Toilet rooms"},
+            "fields": [
+                {**_yes_no("room_ok", "能用"), "required": True},
+                {
+                    "name": "room_photo",
+                    "type": "photo",
+                    "label": {"zh": "照片", "en": "Photo"},
+                    "relevant": "${room_ok}",
+                },
+                {
+                    "name": "room_no",
+                    "type": "calculate",
+                    "label": {"zh": "编号", "en": "No."},
+                    "calculation": "concat(${block}, '-', position(..))",
+                },
+            ],
+        },
+    ],
+    "updates": {"last_inspected": "${observed_on}"},
+}
+
+
+def test_a_pushed_repeat_shows_on_the_desk_and_in_the_export(client, store, phone, facilities):
+    from conftest import photo, submission, upload_photo
+    from PIL import Image
+
+    with store.write():
+        assert store.publish_form(PUSHED_FORM, "sha-desk-block", at="2026-11-20T02:00:00+00:00")
+    out = io.BytesIO()
+    Image.new("RGB", (16, 12), "green").save(out, "JPEG")
+    data = out.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    answers = {
+        "block": "B",
+        "rooms": [{"room_ok": False}, {"room_ok": True, "room_photo": [photo(digest)]}],
+    }
+    toilet = facilities[(YUNYU, "toilet")]["id"]
+    item = submission(toilet, phone.clock(), form=PUSHED_FORM["id"], answers=answers)
+    result = phone.push([item]).json["results"][0]
+    assert result["status"] == "waiting_for_photos", result
+    assert upload_photo(client, phone.headers, data).status_code == 200
+
+    _admin(client, store)
+    html = client.get(f"/desk/submissions/{item['id']}").get_data(as_text=True)
+    second = html[html.index('id="rooms-2"') :]
+    second = second[: second.index("</table>")]
+    assert f"/desk/media/{digest}/320" in second  # the instance's own photo, held
+    assert re.search(r"编号</th><td>\s*B-2", second)
+    assert "照片 1 · 厕所间 第2项 · 照片" in html
+
+    book = load_workbook(
+        io.BytesIO(client.get(f"/desk/exports/forms/{PUSHED_FORM['id']}.xlsx").data)
+    )
+    rows = [list(r) for r in book["厕所间"].iter_rows(values_only=True)]
+    assert rows[0][4:] == ["能用", "照片", "编号"]
+    assert [r[1:2] + r[4:] for r in rows[1:]] == [
+        [1, "否", None, "B-1"],
+        [2, "是", f"http://localhost/desk/media/{digest}/1280", "B-2"],
+    ]
