@@ -693,6 +693,7 @@ MANIFEST_COLUMNS = (
     "表单",
     "检查对象",
     "照片字段",
+    "照片题目",
     "拍摄时间",
     "检查时间",
     "填报人",
@@ -718,11 +719,12 @@ def photo_name(row: dict) -> str:
     return f"{record[:60]}/{day}_{row['field']}_{row['sha256'][:12]}{ext}"
 
 
-def zip_stream(rows, media, *, manifest_name: str = "manifest.csv"):
+def zip_stream(rows, media, *, manifest_name: str = "manifest.csv", label_of=None):
     """A ZIP of the photos (stored, not recompressed: they are JPEGs) and a manifest CSV.
 
     Each photo is written once even when several submissions use it; the manifest has one row
-    per use, naming the file it is in, or why there is none (not uploaded yet).
+    per use, naming the file it is in, or why there is none (not uploaded yet). `label_of(row)`
+    names the photo's question ("厕所间 第2项 · 照片" for rooms[2].room_photo).
     """
     sink = _Sink()
     written: dict[str, str] = {}
@@ -751,6 +753,7 @@ def zip_stream(rows, media, *, manifest_name: str = "manifest.csv"):
                     row["form_id"],
                     row["record_name"],
                     row["field"],
+                    label_of(row) if label_of else "",
                     row["captured_at"],
                     row["observed_at"],
                     row["author"],
@@ -769,6 +772,17 @@ def zip_stream(rows, media, *, manifest_name: str = "manifest.csv"):
     yield sink.take()
 
 
+def _photo_labeller():
+    """row -> its photo field's label ("厕所间 第2项 · 照片"), through the definition of the row's
+    form version (every published definition read now: a few, and no query mid-stream)."""
+    from .supervisor import field_path_label  # imported here: supervisor's peers import us
+
+    definitions = {(d["id"], d["version"]): d for d in storage().forms()}
+    return lambda row: field_path_label(
+        definitions.get((row["form_id"], row.get("form_version"))), row["field"]
+    )
+
+
 @bp.get("/desk/exports/villages/<code>/photos.zip")
 @login_required
 def export_village_photos(code):
@@ -779,7 +793,7 @@ def export_village_photos(code):
     reader = _open_reader()
     rows = reader.iter_village_photos(code, month=month)
     return Response(
-        _closing(reader, zip_stream(rows, media_store())),
+        _closing(reader, zip_stream(rows, media_store(), label_of=_photo_labeller())),
         mimetype="application/zip",
         headers=_attachment(_file_name(f"photos-{code}", None, month, "zip")),
     )

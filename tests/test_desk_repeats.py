@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import zipfile
 from datetime import date
 
 import pytest
@@ -499,3 +500,13 @@ def test_a_pushed_repeat_shows_on_the_desk_and_in_the_export(client, store, phon
         [1, "否", None, "B-1"],
         [2, "是", f"http://localhost/desk/media/{digest}/1280", "B-2"],
     ]
+
+    archive = zipfile.ZipFile(
+        io.BytesIO(client.get(f"/desk/exports/villages/{YUNYU}/photos.zip").data)
+    )
+    manifest = csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8-sig")))
+    ours = [r for r in manifest if r["提交编号"] == item["id"]]
+    assert [(r["照片字段"], r["照片题目"], r["sha256"]) for r in ours] == [
+        ("rooms[2].room_photo", "厕所间 第2项 · 照片", digest)
+    ]
+    assert archive.read(ours[0]["文件"]) == data

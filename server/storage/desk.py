@@ -65,7 +65,7 @@ class DeskMixin:
         """Every photo used by a village's submissions, with what the manifest needs."""
         sql = (
             "SELECT m.sha256, m.field, m.captured_at, m.position, s.id AS submission_id,"
-            " s.form_id, s.observed_at, s.record_id,"
+            " s.form_id, s.form_version, s.observed_at, s.record_id,"
             f" {self._record_name()} AS record_name,"
             " u.display_name AS author, media.mime, media.size FROM submission_media m"
             " JOIN submissions s ON s.id = m.submission_id"
