@@ -493,6 +493,7 @@ def test_export_village_photos_only_what_the_village_may_read(desk, export):
         "position": json.dumps({"lat": 24.5, "lon": 110.2, "accuracy": 8}),
         "submission_id": S1,
         "form_id": "toilet",
+        "form_version": 1,
         "observed_at": "2026-11-03T09:00:00+08:00",
         "record_id": "fac-a",
         "record_name": "一号户厕",
