@@ -129,7 +129,7 @@ def _month_arg() -> str | None:
 
 #: Every export holds personal data (household names in facility names, positions, photos:
 #: docs/PRIVACY.md): its file name says so (the ASCII fallback too), as do the export page
-#: and the XLSX's second sheet.
+#: and the XLSX's last sheet (说明; the second unless the form has repeat groups).
 PERSONAL_PREFIX = "含个人信息-"
 PERSONAL_PREFIX_ASCII = "personal-data-"
 PERSONAL_NOTES = [

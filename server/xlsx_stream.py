@@ -10,6 +10,8 @@ What the workbook has, and openpyxl / Excel / WPS / LibreOffice read:
 - `datetime` cells as real date-times (serial numbers with a `yyyy-mm-dd hh:mm:ss` format; aware
   values are written in their own offset's wall time, so pass them already in local time) and
   `date` cells with `yyyy-mm-dd`;
+- any number of data sheets, written one after another (each sheet's rows are read only when
+  the sheet before it is done, so each can stream from its own query), then a notes sheet;
 - a bold, frozen header row and column widths chosen per column;
 - `Link` cells as real hyperlinks (blue, underlined). Excel allows 65,530 hyperlinks per sheet;
   past that a link becomes a HYPERLINK() formula with the URL as its cached value, still
