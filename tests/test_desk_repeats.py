@@ -510,3 +510,34 @@ def test_a_pushed_repeat_shows_on_the_desk_and_in_the_export(client, store, phon
         ("rooms[2].room_photo", "厕所间 第2项 · 照片", digest)
     ]
     assert archive.read(ours[0]["文件"]) == data
+
+
+def test_xlsx_stream_writes_several_sheets_each_with_its_own_links():
+    from server.xlsx_stream import Link, xlsx_stream
+
+    def rows(tag, n):
+        yield ["编号", "链接"]
+        for i in range(n):
+            yield [i, Link([f"http://x/{tag}/{i}"])]
+
+    widths: list[int] = []
+    data = b"".join(
+        xlsx_stream(
+            rows("a", 2),
+            title="主表",
+            notes=["说明一行"],
+            sheets=[("主表", rows("b", 3), widths), ("第三", rows("c", 1), None)],
+        )
+    )
+    book = load_workbook(io.BytesIO(data))
+    assert book.sheetnames == ["主表", "主表（2）", "第三", "说明"]
+    targets = [
+        [c.hyperlink.target for c in next(book[name].iter_cols(min_col=2, min_row=2))]
+        for name in book.sheetnames[:3]
+    ]
+    assert targets == [
+        ["http://x/a/0", "http://x/a/1"],
+        ["http://x/b/0", "http://x/b/1", "http://x/b/2"],
+        ["http://x/c/0"],
+    ]
+    assert book["说明"]["A1"].value == "说明一行"
