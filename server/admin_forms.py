@@ -4,15 +4,19 @@ the file, nothing written) → publish (the same workbook, carried in the page, 
 published; nothing is published when there is any error). Admins only; the POST carries the CSRF
 token (web.login_required) and publishing is audited (`form.publish` with the actor).
 
-Publishing a new version of an existing form keeps the old versions; a published id and version
-never changes (storage refuses other content for it). The routes are added to the admin
-blueprint (server/admin.py) so the admin pages share one prefix and one login rule."""
+Each form lists its published versions (when published, how many submissions of each the admin's
+villages hold) and what changed from one version to the next (forms/diff.py), repeat groups'
+inner fields included. Publishing a new version of an existing form keeps the old versions; a
+published id and version never changes (storage refuses other content for it). The routes are
+added to the admin blueprint (server/admin.py) so the admin pages share one prefix and one
+login rule."""
 
 import base64
 import binascii
 
 from flask import flash, g, redirect, render_template, request, url_for
 
+from forms import diff as form_diff
 from forms.xlsform import XlsError, import_xlsform
 
 from .admin import ADMIN, bp
@@ -72,7 +76,50 @@ def forms():
             "errors": result.errors,
             "workbook": base64.b64encode(data).decode("ascii") if result.ok else "",
         }
-    published: dict[str, list[dict]] = {}
-    for definition in store.forms():
-        published.setdefault(definition["id"], []).append(definition)
-    return render_template("admin_forms.html", published=published, preview=preview)
+    return render_template("admin_forms.html", published=published_forms(store), preview=preview)
+
+
+def published_forms(store) -> list[dict]:
+    """Each form with its published versions, newest first: when each was published, how many
+    submissions the admin's villages hold of it, and what changed from the version before
+    (forms/diff.py; None for a form's first version)."""
+    by_form: dict[str, list[dict]] = {}
+    for row in store.desk_form_versions(g.villages):
+        by_form.setdefault(row["form_id"], []).append(row)
+    out = []
+    for form_id, rows in by_form.items():
+        versions, previous = [], None
+        for row in rows:  # oldest first
+            versions.append({**row, "diff": _changes(previous, row["definition"])})
+            previous = row["definition"]
+        newest = rows[-1]["definition"]
+        out.append(
+            {
+                "id": form_id,
+                "title": (newest.get("title") or {}).get("zh") or form_id,
+                "versions": versions[::-1],
+            }
+        )
+    return out
+
+
+def _changes(old: dict | None, new: dict) -> dict | None:
+    """diff(old, new) as the page shows it: each item with its repeat group's label and each
+    change as one line of Chinese."""
+    if old is None:
+        return None
+    changes = form_diff.diff(old, new)
+    labels = {
+        n: form_diff.zh(s.get("label")) or n for n, (s, _) in form_diff.fields_of(old).items()
+    }
+    labels.update(
+        {n: form_diff.zh(s.get("label")) or n for n, (s, _) in form_diff.fields_of(new).items()}
+    )
+    for kind in ("added", "removed", "changed"):
+        for item in changes[kind]:
+            item["repeat_label"] = (
+                labels.get(item["repeat"], item["repeat"]) if item["repeat"] else None
+            )
+            item["lines"] = [form_diff.describe(c) for c in item.get("changes", [])]
+    changes["empty"] = not any(changes[k] for k in ("added", "removed", "changed"))
+    return changes

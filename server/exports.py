@@ -11,7 +11,13 @@ Pages (session login, scoped to the viewer's villages `g.villages`):
     the form's labels, photo links to the desk's own photo route `/desk/media/<sha>/1280`, which
     the viewer's desk session opens (scoped like every desk page; a stranger gets the login
     page). Times are in the server's time zone (Asia/Shanghai, +08:00), with the offset in CSV
-    and as real date-times in XLSX;
+    and as real date-times in XLSX. Every published version of the form is exported together,
+    columns merged by field name (the newest version's order and labels first). A repeat group
+    (issue 15) is one column of the submission's row (its number of instances); its instances
+    are rows of their own, keyed by submission id and instance number (1-based) with a column
+    per inner field, merged by name across versions too: one more XLSX sheet per group, and
+    `/desk/exports/forms/<form>.csv?repeat=<group>` as a long-format CSV (file
+    `<form>-<group>-….csv`);
   - `/desk/exports/facilities.geojson` — facilities with their current fields;
   - `/desk/exports/villages/<code>/photos.zip` — a village's evidence photos (originals) with a
     manifest CSV.
@@ -77,7 +83,17 @@ BASE_COLUMNS = (
 KIND_NAMES = {"toilet": "厕所", "rubbish": "垃圾收运点", "fire": "消防点", "zone": "村庄清洁区域"}
 # Column widths (Excel character units) by what a column holds; at least the header's width.
 BASE_WIDTHS = (38, 10, 10, 14, 24, 20, 20, 10, 22, 10, 8, 10)
-TYPE_WIDTHS = {"photo": 60, "date": 12, "text": 24, "select_many": 24, "calculate": 16}
+TYPE_WIDTHS = {
+    "photo": 60,
+    "date": 12,
+    "text": 24,
+    "select_many": 24,
+    "calculate": 16,
+    "repeat": 14,
+}
+#: The first columns of a repeat group's sheet / CSV: one row per instance.
+REPEAT_COLUMNS = ("提交编号", "第几项", "村名", "检查对象")
+REPEAT_WIDTHS = (38, 8, 10, 24)
 CHUNK = 256 * 1024
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -113,7 +129,7 @@ def _month_arg() -> str | None:
 
 #: Every export holds personal data (household names in facility names, positions, photos:
 #: docs/PRIVACY.md): its file name says so (the ASCII fallback too), as do the export page
-#: and the XLSX's second sheet.
+#: and the XLSX's last sheet (说明; the second unless the form has repeat groups).
 PERSONAL_PREFIX = "含个人信息-"
 PERSONAL_PREFIX_ASCII = "personal-data-"
 PERSONAL_NOTES = [
@@ -239,9 +255,11 @@ def exports_page():
     forms = {}
     for definition in store.forms():
         forms[definition["id"]] = definition  # sorted by version: the newest stays
+    repeats = {form_id: repeat_groups(store.form_versions(form_id)) for form_id in forms}
     return render_template(
         "exports.html",
         forms=list(forms.values()),
+        repeats={k: v for k, v in repeats.items() if v},
         villages=store.villages(g.villages),
         month=_local_month(),
     )
@@ -251,15 +269,44 @@ def exports_page():
 
 
 def form_columns(versions: list[dict]) -> list[dict]:
-    """The fields to export, newest version's order first, then fields only older versions had."""
+    """The fields to export, newest version's order first, then fields only older versions had.
+
+    A repeat group is one column here (its number of instances); its instances go to a sheet
+    or a CSV file of their own (repeat_groups)."""
+    return _merged(definition["fields"] for definition in versions)
+
+
+def _merged(field_lists) -> list[dict]:
+    """Fields merged by name over versions (given newest first): each name once, notes left out."""
     columns, seen = [], set()
-    for definition in versions:
-        for field in definition["fields"]:
+    for fields in field_lists:
+        for field in fields:
             if field["type"] == "note" or field["name"] in seen:
                 continue
             seen.add(field["name"])
             columns.append(field)
     return columns
+
+
+def repeat_groups(versions: list[dict]) -> list[dict]:
+    """The repeat groups of every version (newest first), each with its inner fields merged by
+    name across the versions that have it: [{"name", "label", "fields"}], newest order first."""
+    groups: dict[str, dict] = {}
+    inner: dict[str, list[list[dict]]] = {}
+    for definition in versions:
+        for field in definition["fields"]:
+            if field["type"] != "repeat":
+                continue
+            groups.setdefault(field["name"], field)
+            inner.setdefault(field["name"], []).append(field.get("fields", []))
+    return [
+        {
+            "name": name,
+            "label": (field.get("label") or {}).get("zh") or name,
+            "fields": _merged(inner[name]),
+        }
+        for name, field in groups.items()
+    ]
 
 
 def _label(value, choices: dict):
@@ -272,6 +319,8 @@ def cell_value(field: dict, value, photo_url, field_labels: dict):
         return None
     kind = field["type"]
     choices = {c["value"]: c["label"]["zh"] for c in field.get("choices", [])}
+    if kind == "repeat":
+        return len(value) if isinstance(value, list) else None
     if kind == "photo":
         photos = value if isinstance(value, list) else []
         shas = [p.get("sha256") for p in photos if isinstance(p, dict)]
@@ -302,8 +351,13 @@ def _safe_text(value):
     return value
 
 
-def column_widths(header: list[str], columns: list[dict]) -> list[int]:
-    kinds = [*BASE_WIDTHS, *(TYPE_WIDTHS.get(f["type"], 10) for f in columns)]
+def _header(field: dict) -> str:
+    label = field["label"]["zh"]
+    return f"{label}（项数）" if field["type"] == "repeat" else label
+
+
+def column_widths(header: list[str], columns: list[dict], base=BASE_WIDTHS) -> list[int]:
+    kinds = [*base, *(TYPE_WIDTHS.get(f["type"], 10) for f in columns)]
     return [max(min(60, text_width(h) + 4), w) for h, w in zip(header, kinds, strict=True)]
 
 
@@ -316,7 +370,7 @@ def _submission_rows(store, form_id, villages, month, photo_url, batch, zone, wi
     versions = store.form_versions(form_id)
     columns = form_columns(versions)
     field_labels = {f["name"]: f["label"]["zh"] for f in columns}
-    header = [*BASE_COLUMNS, *(f["label"]["zh"] for f in columns)]
+    header = [*BASE_COLUMNS, *(_header(f) for f in columns)]
     if widths is not None:
         widths[:] = column_widths(header, columns)
     yield header
@@ -338,6 +392,29 @@ def _submission_rows(store, form_id, villages, month, photo_url, batch, zone, wi
         ]
         values = [cell_value(f, answers.get(f["name"]), photo_url, field_labels) for f in columns]
         yield [_safe_text(v) for v in base + values]
+
+
+def _repeat_rows(store, form_id, group, villages, month, photo_url, batch, widths=None):
+    """Header, then one row per instance of repeat group `group` (from repeat_groups): the
+    submission, the instance's number (1-based, as the phone numbers them) and its answers."""
+    columns = group["fields"]
+    field_labels = {f["name"]: f["label"]["zh"] for f in columns}
+    header = [*REPEAT_COLUMNS, *(f["label"]["zh"] for f in columns)]
+    if widths is not None:
+        widths[:] = column_widths(header, columns, REPEAT_WIDTHS)
+    yield header
+    for row in store.iter_export_submissions(form_id, villages, month=month, batch=batch):
+        instances = json.loads(row["answers"]).get(group["name"])
+        if not isinstance(instances, list):
+            continue
+        for number, instance in enumerate(instances, start=1):
+            if not isinstance(instance, dict):
+                continue
+            base = [row["id"], number, row["village_name"], row["record_name"]]
+            values = [
+                cell_value(f, instance.get(f["name"]), photo_url, field_labels) for f in columns
+            ]
+            yield [_safe_text(v) for v in base + values]
 
 
 def _export_scope():
@@ -403,12 +480,16 @@ def csv_stream(rows, *, bom: bool = True):
     yield buffer.getvalue().encode("utf-8")
 
 
-def _form_export(export: str, form_id: str) -> tuple[list[str], str | None, str | None]:
+def _form_export(
+    export: str, form_id: str, repeat: str | None = None
+) -> tuple[list[str], str | None, str | None]:
     """Check the form, read ?village= and ?month= and log the export: (villages, village, month)."""
     _form_or_404(form_id)
     villages, village = _export_scope()
     month = _month_arg()
-    _audit_export(export, form_id, village=village, month=month, villages=len(villages))
+    _audit_export(
+        export, form_id, village=village, month=month, villages=len(villages), repeat=repeat
+    )
     return villages, village, month
 
 
@@ -438,13 +519,35 @@ def _closing(reader, chunks):
 @bp.get("/desk/exports/forms/<form_id>.csv")
 @login_required
 def export_form_csv(form_id):
-    villages, village, month = _form_export("csv", form_id)
+    """One row per submission; with ?repeat=NAME, one row per instance of that repeat group
+    (a long-format file keyed by submission and instance number)."""
+    repeat = request.args.get("repeat") or None
+    group = None
+    if repeat is not None:
+        _form_or_404(form_id)
+        groups = {g["name"]: g for g in repeat_groups(storage().form_versions(form_id))}
+        if repeat not in groups:
+            abort(404, description="表单没有这个重复组")
+        group = groups[repeat]
+    villages, village, month = _form_export("csv", form_id, repeat=repeat)
     reader = _open_reader()
-    rows = _form_rows(reader, form_id, villages, month)
+    if group is None:
+        rows = _form_rows(reader, form_id, villages, month)
+    else:
+        rows = _repeat_rows(
+            reader,
+            form_id,
+            group,
+            villages,
+            month,
+            _photo_url_maker(),
+            current_app.config["EXPORT_BATCH_ROWS"],
+        )
+    stem = form_id if group is None else f"{form_id}-{repeat}"
     return Response(
         _closing(reader, csv_stream(rows)),
         mimetype="text/csv",
-        headers=_attachment(_file_name(form_id, village, month, "csv")),
+        headers=_attachment(_file_name(stem, village, month, "csv")),
     )
 
 
@@ -457,24 +560,39 @@ def _file_name(stem, village, month, ext) -> str:
 @bp.get("/desk/exports/forms/<form_id>.xlsx")
 @login_required
 def export_form_xlsx(form_id):
+    """The submissions' sheet, then one sheet per repeat group (a row per instance), then notes."""
     villages, village, month = _form_export("xlsx", form_id)
     title = _sheet_title(form_id)
+    groups = repeat_groups(storage().form_versions(form_id))
     reader = _open_reader()
     widths: list[int] = []
     rows = _form_rows(reader, form_id, villages, month, widths)
+    photo_url, batch = _photo_url_maker(), current_app.config["EXPORT_BATCH_ROWS"]
+    sheets = []
+    for group in groups:  # generators: each runs its query when its sheet is written
+        group_widths: list[int] = []
+        group_rows = _repeat_rows(
+            reader, form_id, group, villages, month, photo_url, batch, group_widths
+        )
+        sheets.append((group["label"], group_rows, group_widths))
     return Response(
-        _closing(reader, _xlsx_chunks(rows, title, widths)),
+        _closing(reader, _xlsx_chunks(rows, title, widths, sheets)),
         mimetype=XLSX_MIME,
         headers=_attachment(_file_name(form_id, village, month, "xlsx")),
     )
 
 
-def _xlsx_chunks(rows, title: str, widths: list[int]):
-    """The workbook's bytes; the header row (made first) fills in `widths` before the sheet."""
+def _xlsx_chunks(rows, title: str, widths: list[int], sheets=()):
+    """The workbook's bytes; the header row (made first) fills in `widths` before the sheet.
+    A repeat group's sheet fills in its widths list the same way when its header is made."""
     rows = iter(rows)
     header = next(rows, [])
     yield from xlsx_stream(
-        _prepend(header, rows), title=title, widths=widths or None, notes=PERSONAL_NOTES
+        _prepend(header, rows),
+        title=title,
+        widths=widths or None,
+        notes=PERSONAL_NOTES,
+        sheets=sheets,
     )
 
 
@@ -575,6 +693,7 @@ MANIFEST_COLUMNS = (
     "表单",
     "检查对象",
     "照片字段",
+    "照片题目",
     "拍摄时间",
     "检查时间",
     "填报人",
@@ -600,11 +719,12 @@ def photo_name(row: dict) -> str:
     return f"{record[:60]}/{day}_{row['field']}_{row['sha256'][:12]}{ext}"
 
 
-def zip_stream(rows, media, *, manifest_name: str = "manifest.csv"):
+def zip_stream(rows, media, *, manifest_name: str = "manifest.csv", label_of=None):
     """A ZIP of the photos (stored, not recompressed: they are JPEGs) and a manifest CSV.
 
     Each photo is written once even when several submissions use it; the manifest has one row
-    per use, naming the file it is in, or why there is none (not uploaded yet).
+    per use, naming the file it is in, or why there is none (not uploaded yet). `label_of(row)`
+    names the photo's question ("厕所间 第2项 · 照片" for rooms[2].room_photo).
     """
     sink = _Sink()
     written: dict[str, str] = {}
@@ -633,6 +753,7 @@ def zip_stream(rows, media, *, manifest_name: str = "manifest.csv"):
                     row["form_id"],
                     row["record_name"],
                     row["field"],
+                    label_of(row) if label_of else "",
                     row["captured_at"],
                     row["observed_at"],
                     row["author"],
@@ -651,6 +772,17 @@ def zip_stream(rows, media, *, manifest_name: str = "manifest.csv"):
     yield sink.take()
 
 
+def _photo_labeller():
+    """row -> its photo field's label ("厕所间 第2项 · 照片"), through the definition of the row's
+    form version (every published definition read now: a few, and no query mid-stream)."""
+    from .supervisor import field_path_label  # imported here: supervisor's peers import us
+
+    definitions = {(d["id"], d["version"]): d for d in storage().forms()}
+    return lambda row: field_path_label(
+        definitions.get((row["form_id"], row.get("form_version"))), row["field"]
+    )
+
+
 @bp.get("/desk/exports/villages/<code>/photos.zip")
 @login_required
 def export_village_photos(code):
@@ -661,7 +793,7 @@ def export_village_photos(code):
     reader = _open_reader()
     rows = reader.iter_village_photos(code, month=month)
     return Response(
-        _closing(reader, zip_stream(rows, media_store())),
+        _closing(reader, zip_stream(rows, media_store(), label_of=_photo_labeller())),
         mimetype="application/zip",
         headers=_attachment(_file_name(f"photos-{code}", None, month, "zip")),
     )

@@ -49,6 +49,11 @@ def problems_in(answers: dict, columns: list[dict]) -> list[str]:
                 found.append(f"{label}：{'是' if value else '否'}")
         elif field["name"] == "failed_items" and isinstance(value, list) and value:
             found.append("未达标项：" + "、".join(str(labels.get(v, v)) for v in value))
+        elif field["type"] == "repeat" and isinstance(value, list):
+            inner = [f for f in field.get("fields", []) if f.get("type") != "note"]
+            for number, instance in enumerate(value, start=1):
+                if isinstance(instance, dict):
+                    found += [f"{label} 第{number}项 · {p}" for p in problems_in(instance, inner)]
     return found
 
 

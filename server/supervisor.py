@@ -23,6 +23,7 @@ from flask import (
 )
 from markupsafe import Markup
 
+from forms import diff as form_diff
 from media.stamp_code import display as code_display
 from sync import review
 
@@ -231,7 +232,10 @@ def _submission_in_scope(submission_id: str) -> dict:
 
 
 def _answers(definition: dict | None, answers: dict) -> list[dict]:
-    """The answers in form order with their Chinese labels; photos as lists of hashes."""
+    """The answers in form order with their Chinese labels; photos as lists of hashes.
+
+    A repeat group is one entry with its text ("共 2 项") and its numbered `instances`, each
+    with its own answers (photos included) in the group's order."""
     out = []
     for field in (definition or {}).get("fields", []):
         name = field["name"]
@@ -239,12 +243,34 @@ def _answers(definition: dict | None, answers: dict) -> list[dict]:
             continue
         value = answers[name]
         spec = resolving.spec_of_form_field(field)
-        if field["type"] == "photo":
+        if field["type"] == "repeat":
+            instances = [
+                {
+                    "number": number,
+                    "label": f"{spec['label']} 第{number}项",
+                    "answers": _answers({"fields": field.get("fields", [])}, instance),
+                }
+                for number, instance in enumerate(value if isinstance(value, list) else [], 1)
+                if isinstance(instance, dict)
+            ]
             out.append(
                 {
                     "name": name,
                     "label": spec["label"],
-                    "photos": [p["sha256"] for p in value if isinstance(p, dict) and "sha256" in p],
+                    "text": f"共 {len(instances)} 项",
+                    "instances": instances,
+                }
+            )
+        elif field["type"] == "photo":
+            out.append(
+                {
+                    "name": name,
+                    "label": spec["label"],
+                    "photos": [
+                        p["sha256"]
+                        for p in (value if isinstance(value, list) else [])
+                        if isinstance(p, dict) and "sha256" in p
+                    ],
                 }
             )
         else:
@@ -252,6 +278,41 @@ def _answers(definition: dict | None, answers: dict) -> list[dict]:
                 {"name": name, "label": spec["label"], "text": resolving.display_value(spec, value)}
             )
     return out
+
+
+def _flat_answers(answers: list[dict]) -> list[dict]:
+    """Answers side by side: a repeat group's row, then each instance's answers as their own
+    rows named by path (rooms[2].room_ok) and labelled "厕所间 第2项 · 是否可用"."""
+    out = []
+    for a in answers:
+        out.append(a)
+        for instance in a.get("instances", []):
+            for b in instance["answers"]:
+                path = f"{a['name']}[{instance['number']}].{b['name']}"
+                out.append({**b, "name": path, "label": f"{instance['label']} · {b['label']}"})
+    return out
+
+
+#: A field inside a repeat group's instance, as answers and photos name it: rooms[2].room_photo.
+REPEAT_PATH = re.compile(r"(?P<repeat>[^\[\].]+)\[(?P<number>[0-9]{1,6})\]\.(?P<field>[^\[\]]+)")
+
+
+def field_path_label(definition: dict | None, path: str | None) -> str:
+    """The Chinese label of a field path: "厕所间 第2项 · 照片" for rooms[2].room_photo, the
+    field's label for a top-level name, the path itself for a name the definition lacks."""
+    if not path:
+        return ""
+    fields = {name: spec for name, (spec, _) in form_diff.fields_of(definition).items()}
+
+    def label(name: str) -> str:
+        spec = fields.get(name)
+        return _zh(spec.get("label")) or name if spec else name
+
+    match = REPEAT_PATH.fullmatch(path)
+    if match:
+        number = int(match["number"])
+        return f"{label(match['repeat'])} 第{number}项 · {label(match['field'])}"
+    return label(path)
 
 
 def _reference(record: dict | None, record_type: str, village: dict) -> tuple | None:
@@ -374,6 +435,7 @@ def _submission_page(submission_id: str, *, error: str | None = None, status: in
     ingesting = store.ingest_states(p["sha256"] for p in photos if not p["held"])
     codes = stamps.codes_for(store, submission_id) if row["state"] != "received" else {}
     for p in photos:
+        p["field_label"] = field_path_label(definition, p.get("field"))
         p["ingest"] = ingesting.get(p["sha256"])
         code = codes.get(p["sha256"]) if p["held"] and not p.get("withheld") else None
         p["code"] = code_display(code["code"]) if code else None
@@ -652,10 +714,14 @@ def _side(store, observation_id: str, value, spec: dict, clock: str | None) -> d
     }
     if sub:
         definition = store.form_definition(sub["form_id"], sub["form_version"])
-        side["answers"] = {a["name"]: a for a in _answers(definition, sub["answers"])}
-        side["order"] = [a["name"] for a in _answers(definition, sub["answers"])]
+        flat = _flat_answers(_answers(definition, sub["answers"]))
+        side["answers"] = {a["name"]: a for a in flat}
+        side["order"] = [a["name"] for a in flat]
         side["author"] = store.desk_user_names([sub["author_id"]]).get(sub["author_id"])
-        side["photos"] = _visible_photos(store, store.desk_photos([observation_id]))
+        side["photos"] = [
+            {**p, "field_label": field_path_label(definition, p.get("field"))}
+            for p in _visible_photos(store, store.desk_photos([observation_id]))
+        ]
     return side
 
 

@@ -10,12 +10,15 @@ What the workbook has, and openpyxl / Excel / WPS / LibreOffice read:
 - `datetime` cells as real date-times (serial numbers with a `yyyy-mm-dd hh:mm:ss` format; aware
   values are written in their own offset's wall time, so pass them already in local time) and
   `date` cells with `yyyy-mm-dd`;
+- any number of data sheets, written one after another (each sheet's rows are read only when
+  the sheet before it is done, so each can stream from its own query), then a notes sheet;
 - a bold, frozen header row and column widths chosen per column;
 - `Link` cells as real hyperlinks (blue, underlined). Excel allows 65,530 hyperlinks per sheet;
   past that a link becomes a HYPERLINK() formula with the URL as its cached value, still
   clickable and readable.
 """
 
+import re
 import tempfile
 import unicodedata
 import zipfile
@@ -43,13 +46,6 @@ ROOT_RELS = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
     '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
-    "</Relationships>"
-)  # fmt: skip
-WORKBOOK_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>'
-    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>'
     "</Relationships>"
 )  # fmt: skip
 STYLES = (
@@ -106,27 +102,56 @@ def _serial(value) -> float:
     return float((value - EPOCH.date()).days)
 
 
-def _workbook(title: str, notes_title: str | None = None) -> str:
-    notes = f'<sheet name={quoteattr(notes_title)} sheetId="2" r:id="rId3"/>' if notes_title else ""
+def _workbook(titles: list[str]) -> str:
+    sheets = "".join(
+        f'<sheet name={quoteattr(t)} sheetId="{n}" r:id="rId{n + 1}"/>'
+        for n, t in enumerate(titles, start=1)
+    )
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f"<workbook {NS}><bookViews><workbookView/></bookViews>"
-        f'<sheets><sheet name={quoteattr(title)} sheetId="1" r:id="rId1"/>{notes}</sheets>'
-        "</workbook>"
+        f"<sheets>{sheets}</sheets></workbook>"
     )
 
 
-#: A second sheet of notes (说明: the export holds personal data; issue 13): its parts.
 _SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
 _SHEET_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet"
-NOTES_CONTENT_TYPES = CONTENT_TYPES.replace(
-    "</Types>",
-    f'<Override PartName="/xl/worksheets/sheet2.xml" ContentType="{_SHEET_TYPE}"/></Types>',
-)
-NOTES_WORKBOOK_RELS = WORKBOOK_RELS.replace(
-    "</Relationships>",
-    f'<Relationship Id="rId3" Type="{_SHEET_REL}" Target="worksheets/sheet2.xml"/></Relationships>',
-)
+
+
+def _content_types(count: int) -> str:
+    """Content types for `count` worksheets (sheet1.xml is in CONTENT_TYPES already)."""
+    more = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="{_SHEET_TYPE}"/>'
+        for n in range(2, count + 1)
+    )
+    return CONTENT_TYPES.replace("</Types>", more + "</Types>")
+
+
+def _workbook_rels(count: int) -> str:
+    """Styles are rId1; worksheet n is rId(n + 1)."""
+    rels = "".join(
+        f'<Relationship Id="rId{n + 1}" Type="{_SHEET_REL}" Target="worksheets/sheet{n}.xml"/>'
+        for n in range(1, count + 1)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+        f'relationships/styles" Target="styles.xml"/>{rels}</Relationships>'
+    )
+
+
+def sheet_titles(titles: list[str]) -> list[str]:
+    """Valid, distinct sheet names: no []:*?/\\, at most 31 characters, never blank."""
+    out: list[str] = []
+    for n, title in enumerate(titles, start=1):
+        base = re.sub(r"[\[\]:*?/\\]", "", str(title or "")).strip("' ")[:31] or f"Sheet{n}"
+        name, k = base, 2
+        while name.lower() in (t.lower() for t in out):
+            suffix = f"（{k}）"
+            name, k = base[: 31 - len(suffix)] + suffix, k + 1
+        out.append(name)
+    return out
 
 
 def _notes_sheet(lines: list[str]) -> str:
@@ -189,41 +214,51 @@ class _Sink:
 def xlsx_stream(
     rows, *, title: str, widths: list[float] | None = None, compresslevel: int = 1,
     max_links: int = MAX_HYPERLINKS, notes: list[str] | None = None,
-    notes_title: str = "说明",
+    notes_title: str = "说明", sheets=(),
 ):  # fmt: skip
     """Yield the bytes of an .xlsx of `rows` (an iterable: the header row, then data rows).
 
-    `notes`: lines of a second sheet, `notes_title` (what the export holds, e.g. personal data).
+    `sheets`: more data sheets after the first, each `(title, rows, widths or None)`; a sheet's
+    rows are read only once the sheet before it is written, so each may stream from its own
+    query, and its widths may be a list those rows fill in when their header is made. `notes`: lines of a last sheet, `notes_title` (what the export holds, e.g. personal
+    data). Sheet names are made valid and distinct (sheet_titles).
 
     `widths` are the column widths (Excel character units); without them each column is as
     wide as its header. Compression level 1: a sheet of text deflates almost as well at 1 as at
     6 and four times faster, and the time is the user's wait.
     """
+    data = [(title, rows, widths), *sheets]
+    titles = sheet_titles([t for t, _, _ in data] + ([notes_title] if notes else []))
     sink = _Sink()
-    links = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+", encoding="utf-8")
-    with (
-        links,
-        zipfile.ZipFile(
-            sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
-        ) as archive,
-    ):
+    with zipfile.ZipFile(
+        sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+    ) as archive:
         for name, body in (
-            ("[Content_Types].xml", NOTES_CONTENT_TYPES if notes else CONTENT_TYPES),
+            ("[Content_Types].xml", _content_types(len(titles))),
             ("_rels/.rels", ROOT_RELS),
-            ("xl/workbook.xml", _workbook(title[:31] or "Sheet1", notes_title if notes else None)),
-            ("xl/_rels/workbook.xml.rels", NOTES_WORKBOOK_RELS if notes else WORKBOOK_RELS),
+            ("xl/workbook.xml", _workbook(titles)),
+            ("xl/_rels/workbook.xml.rels", _workbook_rels(len(titles))),
             ("xl/styles.xml", STYLES),
-            *([("xl/worksheets/sheet2.xml", _notes_sheet(notes))] if notes else []),
+            *([(f"xl/worksheets/sheet{len(titles)}.xml", _notes_sheet(notes))] if notes else []),
         ):
             archive.writestr(name, body)
         yield sink.take()
+        for number, (_, sheet_rows, sheet_widths) in enumerate(data, start=1):
+            yield from _sheet(archive, sink, number, sheet_rows, sheet_widths, max_links)
+    yield sink.take()
+
+
+def _sheet(archive, sink, sheet_number: int, rows, widths, max_links: int):
+    """Write worksheet `sheet_number` (and its hyperlinks' part), yielding bytes as they come."""
+    links = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+", encoding="utf-8")
+    with links:
         rows = iter(rows)
         header = [str(h) for h in next(rows, [])]
-        if widths is None:
+        if not widths:  # none given, or a list its rows were to fill in with their header
             widths = [min(60, text_width(h) + 4) for h in header]
         letters = [column_letter(i) for i in range(max(len(header), len(widths)))]
         linked = 0
-        with archive.open("xl/worksheets/sheet1.xml", "w") as sheet:
+        with archive.open(f"xl/worksheets/sheet{sheet_number}.xml", "w") as sheet:
             parts = [_sheet_head(widths), '<row r="1">']
             parts += [_text(f"{letters[i]}1", h, HEADER) for i, h in enumerate(header)]
             parts.append("</row>")
@@ -283,7 +318,7 @@ def xlsx_stream(
             sheet.write("".join(parts).encode("utf-8"))
         yield sink.take()
         if linked:
-            with archive.open("xl/worksheets/_rels/sheet1.xml.rels", "w") as rels:
+            with archive.open(f"xl/worksheets/_rels/sheet{sheet_number}.xml.rels", "w") as rels:
                 rels.write(
                     b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
                     b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
@@ -300,4 +335,3 @@ def xlsx_stream(
                         sink.size = 0
                         yield sink.take()
                 rels.write(b"</Relationships>")
-    yield sink.take()

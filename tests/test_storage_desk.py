@@ -493,6 +493,7 @@ def test_export_village_photos_only_what_the_village_may_read(desk, export):
         "position": json.dumps({"lat": 24.5, "lon": 110.2, "accuracy": 8}),
         "submission_id": S1,
         "form_id": "toilet",
+        "form_version": 1,
         "observed_at": "2026-11-03T09:00:00+08:00",
         "record_id": "fac-a",
         "record_name": "一号户厕",
@@ -517,3 +518,24 @@ def test_an_abandoned_export_ends_only_its_own_transaction(desk):
         rows.close()
         assert desk.in_transaction()
         assert desk.desk_conflict("c-1")["id"] == "c-1"
+
+
+def test_form_versions_with_when_published_and_submissions_in_scope(desk):
+    with desk.write():
+        for form_id, version in (("toilet", 2), ("toilet", 1), ("monthly_task", 1)):
+            definition = {"id": form_id, "version": version, "fields": []}
+            desk.publish_form(definition, f"sha-{form_id}-{version}", at=f"2026-11-0{version}")
+
+    def seen(villages):
+        return [
+            (r["form_id"], r["version"], r["published_at"], r["submissions"], r["definition"]["id"])
+            for r in desk.desk_form_versions(villages)
+        ]
+
+    assert seen([A]) == [
+        ("monthly_task", 1, "2026-11-01", 2, "monthly_task"),
+        ("toilet", 1, "2026-11-01", 2, "toilet"),
+        ("toilet", 2, "2026-11-02", 0, "toilet"),
+    ]
+    assert [r[3] for r in seen([A, B])] == [2, 3, 0]
+    assert [r[3] for r in seen([])] == [0, 0, 0]

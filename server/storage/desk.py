@@ -65,7 +65,7 @@ class DeskMixin:
         """Every photo used by a village's submissions, with what the manifest needs."""
         sql = (
             "SELECT m.sha256, m.field, m.captured_at, m.position, s.id AS submission_id,"
-            " s.form_id, s.observed_at, s.record_id,"
+            " s.form_id, s.form_version, s.observed_at, s.record_id,"
             f" {self._record_name()} AS record_name,"
             " u.display_name AS author, media.mime, media.size FROM submission_media m"
             " JOIN submissions s ON s.id = m.submission_id"
@@ -263,3 +263,32 @@ class DeskMixin:
             " ORDER BY s.record_id, s.clock DESC, sm.seq",
             ids=ids,
         )
+
+    # -- published form versions (admin forms page) -------------------------------------------
+
+    def desk_form_versions(self, village_codes: Iterable[str]) -> list[dict]:
+        """Every published version of every form, by form then version: its definition, when it
+        was published, and how many submissions of it these villages hold."""
+        rows = self.rows(
+            "SELECT form_id, version, published_at, definition FROM forms ORDER BY form_id, version"
+        )
+        counts = {}
+        if codes := sorted(village_codes):
+            counts = {
+                (r["form_id"], r["form_version"]): r["n"]
+                for r in self.rows(
+                    "SELECT form_id, form_version, COUNT(*) AS n FROM submissions"
+                    " WHERE village_code IN :codes GROUP BY form_id, form_version",
+                    codes=codes,
+                )
+            }
+        return [
+            {
+                "form_id": r["form_id"],
+                "version": r["version"],
+                "published_at": r["published_at"],
+                "definition": json.loads(r["definition"]),
+                "submissions": counts.get((r["form_id"], r["version"]), 0),
+            }
+            for r in rows
+        ]
