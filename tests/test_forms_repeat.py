@@ -179,6 +179,8 @@ def test_min_max_count_required_and_the_hard_cap():
     assert codes(validate(big, {"rooms": [{}] * MAX_REPEAT_INSTANCES}), "rooms") == []
     v = validate(big, {"rooms": [{"ok": "bad"}] * (MAX_REPEAT_INSTANCES + 1)})
     assert list(v.errors) == ["rooms"] and codes(v, "rooms") == ["count"]  # instances not read
+    assert v.errors["rooms"][0]["message"] == {"zh": "最多只能添加 100 项", "en": "At most 100"}
+    assert validate(form, {"rooms": [{}]}).errors["rooms"][0]["message"]["zh"] == "至少要添加 2 项"
     assert "min_count above the limit" in problems(with_fields({**rep, "min_count": 101}))[0]
 
 
@@ -274,6 +276,30 @@ def test_choice_filter_inside_a_repeat_uses_position():
     ]}  # fmt: skip
     v = validate(with_fields(rooms), {"rooms": [{"kind": "main"}, {"kind": "main"}]})
     assert {k: codes(v, k) for k in v.errors} == {"rooms[2].kind": ["choice"]}
+
+
+def test_a_rule_that_cannot_run_is_an_expression_error_and_now_is_observed_at():
+    # now() needs the observation time; without it every rule calling it fails (reported once
+    # per field), and a choice_filter that fails offers its choices
+    pick = {
+        "name": "pick",
+        "type": "select_one",
+        "label": t("选"),
+        "choice_filter": "name = 'a' or now() != ''",
+        "choices": [{"value": v, "label": t(v)} for v in ("a", "b")],
+    }
+    stamp = {
+        "name": "stamp",
+        "type": "calculate",
+        "label": t("时"),
+        "calculation": "format-date-time(now(), '%H:%M')",
+    }
+    form = compile_form(with_fields(pick, stamp))
+    v = form.validate({"pick": "b"}, observed_on=DAY)
+    assert {k: codes(v, k) for k in v.errors} == {"pick": ["expression"], "stamp": ["expression"]}
+    assert v.answers == {"pick": "b"}
+    at = form.validate({"pick": "b"}, observed_on=DAY, observed_at="2026-11-20T10:31:05+08:00")
+    assert at.errors == {} and at.answers == {"pick": "b", "stamp": "10:31"}
 
 
 def test_required_message_replaces_the_default():
@@ -399,6 +425,14 @@ TOP = {"name": "top", "type": "integer", "label": t("顶")}
                              {"name": "c", "type": "calculate", "label": t("c"),
                               "calculation": "not(${ok})"}]}], None,
          "circular relevance/calculation: ok -> c -> ok"),
+        ([{**REP, "fields": ["ok"]}], None, "field 'rooms' fields[0]: must be an object"),
+        ([{**REP, "min_count": -1}], None, "field 'rooms': min_count must be 0 or more"),
+        ([{**REP, "min_count": 3, "max_count": 2}], None,
+         "field 'rooms': max_count must be at least 1 and min_count"),
+        ([{**REP, "min_count": 100, "max_count": 100}], None, None),
+        ([{**REP, "min_count": 1, "max_count": 1}], None, None),
+        ([{**REP, "fields": [{**INNER, "default": "yes"}]}], None,
+         "field 'ok': default 'yes' is not a valid yes_no"),
         ([TOP, {**REP, "fields": [{"name": "w", "type": "calculate", "label": t("w"),
                                    "names_where": {"fields": ["top"], "equals": "x"}}]}], None,
          "field 'w': names_where refers to unknown field 'top' (same level)"),
@@ -418,6 +452,13 @@ def test_dependency_order_runs_through_repeats():
     # and block (a calculate inside reads ${block})
     assert form.order == ["room_total", "block", "rooms", "broken_rooms"]
     assert form.levels["rooms"].order == ["room_ok", "why", "room_photo", "room_no"]
+    # inside a repeat too, a field moves after the later field its relevance reads
+    later = {"name": "later", "type": "yes_no", "label": t("后")}
+    rep = {**REP, "fields": [{**INNER, "relevant": "${later}"}, later]}
+    compiled = compile_form(with_fields(rep))
+    assert compiled.levels["rooms"].order == ["later", "ok"]
+    v = compiled.validate({"rooms": [{"ok": True, "later": False}]}, observed_on=DAY)
+    assert v.dropped == ["rooms[1].ok"]
 
 
 # ------------------------------------------------------------------------------ the server
