@@ -890,8 +890,14 @@ def _evaluate(source: str, env: Mapping[str, Any], run: _Run, *, current=None, p
         return None, True
 
 
+_NUMERIC_TEXT = re.compile(r"[ \t\r\n]*-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*")
+
+
 def _repeat_count(value) -> int | None:
-    """The number of instances a repeat_count result asks for; None when it is not a number."""
+    """The number of instances a repeat_count result asks for (a number or numeric text, as
+    XPath's number() reads it, truncated into 0..100); None when it is not a number."""
+    if isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return max(0, min(MAX_REPEAT_INSTANCES, int(value)))

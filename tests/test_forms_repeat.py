@@ -162,6 +162,23 @@ def test_repeat_count_requires_exactly_that_many(total, n, expected):
         assert v.errors["rooms"][0]["message"]["zh"] == f"应添加 {total} 项，现在是 {n} 项"
 
 
+def test_repeat_count_reads_numeric_text_and_ignores_the_rest():
+    rep = next(f for f in FORM["fields"] if f["name"] == "rooms")
+    for source, total, n, expected in [
+        ("concat(' ', ${room_total}, ' ')", 3, 2, ["repeat_count"]),  # " 3 " is 3
+        ("concat(${room_total}, '.9')", 2, 2, []),  # 2.9 truncated
+        ("concat('x', ${room_total})", 3, 2, []),  # not a number: no count applies
+        ("${room_total} * 1000", 1, 2, ["repeat_count"]),  # capped at 100
+        ("0 - ${room_total}", 1, 0, []),  # below 0 is 0
+    ]:
+        fields = [{**f, "repeat_count": source} if f is rep else f for f in FORM["fields"]]
+        v = validate({**FORM, "fields": fields}, {**GOOD, "room_total": total,
+                                                  "rooms": GOOD["rooms"][:n]})  # fmt: skip
+        assert codes(v, "rooms") == expected, source
+        if source.endswith("1000"):
+            assert v.errors["rooms"][0]["message"]["zh"] == "应添加 100 项，现在是 2 项"
+
+
 def test_min_max_count_required_and_the_hard_cap():
     room = {"name": "ok", "type": "yes_no", "label": t("好")}
     rep = {"name": "rooms", "type": "repeat", "label": t("间"), "min_count": 2, "max_count": 3,

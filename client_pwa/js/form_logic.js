@@ -269,7 +269,11 @@ function run(source, env, ctx, { current = null, position = null, choice = null 
   }
 }
 
-function repeatCount(value) {
+// A repeat_count result: a number or numeric text (as XPath's number() reads it), truncated
+// into 0..100; null when it is not a number.
+const NUMERIC_TEXT = /^[ \t\r\n]*-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*$/;
+function repeatCount(given) {
+  const value = typeof given === 'string' && NUMERIC_TEXT.test(given) ? Number(given) : given;
   if (typeof value !== 'number' || !Number.isFinite(value)) return null;
   return Math.max(0, Math.min(MAX_REPEAT_INSTANCES, Math.trunc(value))) + 0;
 }
