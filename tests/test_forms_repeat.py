@@ -234,12 +234,15 @@ def test_evaluation_contexts_inside_and_outside_instances():
         {"name": "s", "type": "calculate", "label": t("和"), "calculation": "sum(${x2})"},
         {"name": "first", "type": "calculate", "label": t("首"), "calculation": "${x} + 0"},
         {"name": "top", "type": "calculate", "label": t("最"), "calculation": "max(${y})"},
+        {"name": "avg", "type": "calculate", "label": t("均"),
+         "calculation": "sum(${x}) div count(${a})"},
     ]  # fmt: skip
     form = with_fields(*fields)
     v = validate(form, {"limit": 5, "a": [{"x": 1}, {"x": 4}], "b": [{"y": 10}, {"y": 11}]})
     assert v.answers["a"] == [{"x": 1, "x2": 2}, {"x": 4, "x2": 8}]
     assert v.answers["b"] == [{"y": 10, "pick": 1}, {"y": 11, "pick": 4}]
     assert (v.answers["s"], v.answers["first"], v.answers["top"]) == (10, 1, 11)
+    assert v.answers["avg"] == 2.5  # a fraction stays a number
     assert {k: codes(v, k) for k in v.errors} == {"b[2].y": ["constraint"]}
     bad = validate(form, {"limit": 3, "a": [{"x": 4}, {"x": 1}]})
     assert {k: codes(bad, k) for k in bad.errors} == {
