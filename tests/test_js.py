@@ -255,6 +255,11 @@ POOL = [
     [{"sha256": "a" * 64, "captured_at": None, "position": None}], [{"sha256": "a" * 64, "x": 1}],
     [photo("a", captured_at="2026-11-20T10:31:05")], [photo("a", position={"lat": 1})],
     [photo("a", position={"lat": 1, "lon": 2})], ["a" * 64], "a" * 64,
+    # boundaries: coordinates, accuracy 0, the largest safe integers, list lengths
+    {"lat": -91, "lon": 0}, {"lat": 0, "lon": 181}, {"lat": 0, "lon": -181},
+    {"lat": -90, "lon": -180, "accuracy": 0}, {"lat": 90, "lon": 180},
+    2**53 - 1, -(2**53), float(2**53 - 1), ["red"] * 100, ["red"] * 101,
+    [{"sha256": f"{i:064x}"} for i in range(100)], [{"sha256": f"{i:064x}"} for i in range(101)],
 ]  # fmt: skip
 
 
