@@ -260,7 +260,7 @@ def check_submission(item: Item, caller: Caller, store: Storage, forms: FormCach
         errors["replaces"] = [BAD_REPLACES]
     if errors:
         return _invalid(item, errors)
-    validation = form.validate(answers, observed_on=observed.date())
+    validation = form.validate(answers, observed_on=observed.date(), observed_at=observed)
     if validation.errors:
         return _invalid(item, validation.errors)
     item.record_type = record_type

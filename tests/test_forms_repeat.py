@@ -512,3 +512,40 @@ def test_a_repeat_submission_through_push(phone, store, facilities):
     result = result.json["results"][0]
     assert result["status"] == "invalid"
     assert [e["code"] for e in result["errors"]["rooms[3].why"]] == ["constraint"]
+
+
+def test_now_in_a_calculate_is_the_observation_time_whatever_the_phone_sent(
+    phone, store, facilities
+):
+    """now() reads the submission's observed_at on the server, and the phone cannot plant a
+    time: the calculate is recomputed."""
+    from conftest import YUNYU, submission
+
+    form = {
+        "id": "stamped_check",
+        "version": 1,
+        "target": "toilet",
+        "title": t("带时间的检查"),
+        "fields": [
+            {"name": "ok", "type": "yes_no", "label": t("正常"), "required": True},
+            {"name": "sent_at", "type": "calculate", "label": t("时间"),
+             "calculation": "once(now())"},
+        ],
+        "updates": {"last_inspected": "${observed_on}"},
+    }  # fmt: skip
+    compile_form(form)
+    assert store.publish_form(form, "sha-stamped", at="2026-11-20T02:00:00.000+00:00")
+    toilet = facilities[(YUNYU, "toilet")]["id"]
+    item = submission(
+        toilet,
+        phone.clock(),
+        form="stamped_check",
+        answers={"ok": True, "sent_at": "2020-01-01T00:00:00+08:00"},
+        observed_at="2026-11-20T10:35:00+08:00",
+    )
+    result = phone.push([item]).json["results"][0]
+    assert result["status"] == "accepted", result
+    stored = json.loads(
+        store.scalar("SELECT answers FROM submissions WHERE id = :id", id=item["id"])
+    )
+    assert stored["sent_at"] == "2026-11-20T10:35:00+08:00"

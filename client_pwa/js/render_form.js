@@ -49,7 +49,7 @@ function setAnswer(target, name, value) {
  * `confirm(message) → boolean` asks before removing an instance with answers (window.confirm).
  * Returns {el, update(), showErrors(errors) → first element with an error}.
  */
-export function renderForm(definition, answers, { today, onChange, photos, confirm = (m) => window.confirm(m) }) {
+export function renderForm(definition, answers, { today, now = () => null, onChange, photos, confirm = (m) => window.confirm(m) }) {
   const parts = new Map(); // name → part: {box, reqMark, errorsEl, apply(state), …}
   const el = h('div.form');
   const ctx = { definition, photos, today, confirm, update: () => update(), onChange: (name) => onChange(name) };
@@ -75,7 +75,7 @@ export function renderForm(definition, answers, { today, onChange, photos, confi
   const stash = new Map();
 
   function update() {
-    const states = settleAnswers(definition, answers, today, stash);
+    const states = settleAnswers(definition, answers, today, now, stash);
     for (const [name, part] of parts) {
       applyState(part, states[name], answers, name, today);
     }
@@ -120,8 +120,8 @@ function showPartErrors(part, list) {
  * offered (choice_filter) is cleared, and a repeat whose repeat_count gives n keeps exactly n
  * instances. Each change can change the states, so this runs until nothing changes.
  */
-function settleAnswers(definition, answers, today, stash) {
-  let states = fieldStates(definition, answers, { today });
+function settleAnswers(definition, answers, today, now, stash) {
+  let states = fieldStates(definition, answers, { today, now: now() });
   for (let round = 0; round < 20; round += 1) {
     let moved = false;
     for (const field of definition.fields) {
@@ -141,7 +141,7 @@ function settleAnswers(definition, answers, today, stash) {
       });
     }
     if (!moved) break;
-    states = fieldStates(definition, answers, { today });
+    states = fieldStates(definition, answers, { today, now: now() });
   }
   return states;
 }

@@ -115,7 +115,7 @@ export async function show(app, seq, draftId) {
     },
   };
 
-  const form = renderForm(definition, draft.answers, { today, onChange: save, photos });
+  const form = renderForm(definition, draft.answers, { today, now: store.isoWithOffset, onChange: save, photos });
   const head = h('div.form-head',
     h('div.muted', draft.name || ''),
     draft.serverErrors ? h('div.card.warn', t('state_invalid')) : null,
@@ -127,7 +127,8 @@ export async function show(app, seq, draftId) {
   async function submit() {
     await saving;
     const day = store.localDate();
-    const checked = validate(definition, draft.answers, { today: day });
+    const observedAt = store.isoWithOffset(); // what now() gives, here and on the server
+    const checked = validate(definition, draft.answers, { today: day, now: observedAt });
     const count = Object.keys(checked.errors).length;
     if (count) {
       const first = form.showErrors(checked.errors);
@@ -143,7 +144,7 @@ export async function show(app, seq, draftId) {
       version: definition.version,
       record: draft.record,
       clock: await sync.nextClock(),
-      observed_at: store.isoWithOffset(),
+      observed_at: observedAt,
       answers: checked.answers,
       base: baseClocks(definition, record),
     };
