@@ -584,6 +584,7 @@ def _check_definition(definition) -> list[str]:
     types, scope, repeat_fields = _collect_fields(specs, problems)
     known = set(types) | RESERVED_NAMES
     valueless = {n for n, t in types.items() if t == "note"}
+    selects = {n for n, t in types.items() if t in ("select_one", "select_many")}
     in_repeats = {n for n, r in scope.items() if r is not None} | set(repeat_fields)
 
     def top_node(name: str) -> str:
@@ -618,6 +619,8 @@ def _check_definition(definition) -> list[str]:
                 problems.append(f"{where}: {bare_name!r} is not a property of the choices")
         if inside is None and expr.uses_position(source):
             problems.append(f"{where}: position(..) only inside a repeat")
+        for named in sorted(expr.choice_name_fields(source) - selects):
+            problems.append(f"{where}: jr:choice-name() names {named!r}, not a select field")
         return set(refs & known) - RESERVED_NAMES - {self_name}
 
     # ordering edges: top-level node -> top-level nodes; repeat -> inner name -> inner names
@@ -884,6 +887,7 @@ def _evaluate(source: str, env: Mapping[str, Any], run: _Run, *, current=None, p
             now=run.now,
             position=position,
             choice=choice,
+            labels=run.labels,
         )
         return value, False
     except Exception:  # noqa: BLE001
@@ -923,6 +927,7 @@ class _Run:
     now: datetime.datetime | str | None = None
     errors: dict[str, list[dict]] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
+    labels: Mapping[str, Mapping[str, str]] | None = None  # for jr:choice-name()
 
     def add(self, key: str, code: str, message: dict) -> None:
         self.errors.setdefault(key, []).append(_error(code, message))
@@ -967,6 +972,13 @@ class CompiledForm:
             for name, spec in self.fields.items()
             if spec["type"] == REPEAT
         }
+        #: select field name -> choice value -> Chinese label, for jr:choice-name()
+        self.labels: dict[str, dict[str, str]] = {
+            spec["name"]: {c["value"]: c["label"]["zh"] for c in spec["choices"]}
+            for level in (self.top, *self.levels.values())
+            for spec in level.fields.values()
+            if spec["type"] in ("select_one", "select_many")
+        }
         #: name -> the repeat that holds it (inner fields only)
         self.inner_of: dict[str, str] = {
             inner: rep for rep, level in self.levels.items() for inner in level.fields
@@ -1007,7 +1019,7 @@ class CompiledForm:
         ``expression`` error."""
         if isinstance(observed_on, datetime.datetime):
             observed_on = observed_on.date()
-        run = _Run(observed_on, observed_at)
+        run = _Run(observed_on, observed_at, labels=self.labels)
         if not isinstance(answers, dict):
             run.add("_form", "type", TYPE_MESSAGES["form"])
             return Validation(answers={}, errors=run.errors, dropped=[], updates={}, photos=[])

@@ -27,6 +27,7 @@ __all__ = [
     "ExprError",
     "Expr",
     "Nodeset",
+    "choice_name_fields",
     "parse",
     "references",
     "bare_names",
@@ -178,6 +179,7 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "digest": (2, 3),
     "distance": (1, None),
     "area": (1, 1),
+    "jr:choice-name": (2, 2),
 }
 
 # functions of XLSForm's library refused at parse time, with the reason (docs/EXPRESSIONS.md)
@@ -211,7 +213,7 @@ _TOKEN = re.compile(
     |(?P<ref>\$\{[A-Za-z_][A-Za-z0-9_.-]*\})
     |(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)
     |(?P<str>'[^']*'|"[^"]*")
-    |(?P<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)
+    |(?P<name>(?:jr:)?[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)
     |(?P<op>!=|<=|>=|\.\.|[=<>+\-*(),.])""",
     re.VERBOSE,
 )
@@ -306,6 +308,8 @@ class _Parser:
                 return self.call(tok)
             if tok.text in _BINARY:
                 raise ExprError(f"operator {tok.text!r} is missing its left operand", tok.pos)
+            if tok.text.startswith("jr:"):
+                raise ExprError(f"{tok.text} is a function: write {tok.text}(...)", tok.pos)
             return Name(tok.text), 1
         if tok.kind == "op" and tok.text == "..":
             raise ExprError("paths are not supported; '..' only in position(..)", tok.pos)
@@ -416,6 +420,20 @@ def bare_names(source: str) -> frozenset[str]:
 def uses_position(source: str) -> bool:
     """True if the expression calls position(..) (it then needs the instance number)."""
     return any(isinstance(n, Call) and n.name == "position" for n in _nodes(source))
+
+
+@functools.lru_cache(maxsize=2048)
+def choice_name_fields(source: str) -> frozenset[str]:
+    """The fields jr:choice-name() names by a literal ('${f}', 'f' or '/data/f') in an
+    expression, so a form checker can refuse one that is not a select."""
+    found = set()
+    for node in _nodes(source):
+        if isinstance(node, Call) and node.name == "jr:choice-name":
+            named = node.args[1]
+            if isinstance(named, Str):
+                m = _FIELD_NAMED.fullmatch(named.value or "")
+                found.add(m.group(1) if m.group(1) is not None else m.group(2))
+    return frozenset(found)
 
 
 # ---------------------------------------------------------------- values
@@ -624,6 +642,7 @@ class _Context:
     position: Any = None
     choice: Mapping[str, Any] | None = None
     raw_current: Any = None
+    labels: Mapping[str, Mapping[str, str]] | None = None
 
 
 def evaluate(
@@ -635,15 +654,17 @@ def evaluate(
     now: datetime.datetime | str | None = None,
     position: int | None = None,
     choice: Mapping[str, Any] | None = None,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Any:
     """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`.
 
     `now` (an aware datetime or ISO text with offset) is needed only if now() is reached;
     `position` (the 1-based repeat instance) only by position(..); `choice` (a choice's
-    properties plus `name`) only by bare names, as in a choice_filter.
+    properties plus `name`) only by bare names, as in a choice_filter; `labels` (select field
+    name -> choice value -> label) only by jr:choice-name().
     """
     node = parse(source) if isinstance(source, str) else source
-    ctx = _Context(answers, _load(current), today, now, position, choice, current)
+    ctx = _Context(answers, _load(current), today, now, position, choice, current, labels)
     return _out(_scalar(_eval(node, ctx)))
 
 
@@ -709,6 +730,8 @@ def _call(node: Call, ctx: _Context) -> Any:
         return ctx.current if ctx.current is not None else _scalar(_eval(args[0], ctx))
     if name in ("distance", "area"):  # geopoint objects are read as they are, not as text
         return _geo(name, [_raw(arg, ctx) for arg in args])
+    if name == "jr:choice-name":
+        return _choice_name(*[_text(_scalar(_eval(arg, ctx))) for arg in args], ctx.labels)
     if name == "position":
         position = _number(_load(ctx.position))
         if position is None:
@@ -935,6 +958,19 @@ def _indexed_repeat(values: list[Any], args: Any) -> Any:
         return None
     i = math.trunc(n)
     return _load(items[i - 1]) if 1 <= i <= len(items) else None
+
+
+_FIELD_NAMED = re.compile(r"[ \t\r\n]*(?:\$\{([^}]*)\}|(?:[^/]*/)*([^/]*?))[ \t\r\n]*")
+
+
+def _choice_name(value: str, field: str, labels) -> str | None:
+    """jr:choice-name(value, '${field}'): the label of the field's choice `value` (empty when it
+    is not one); the field may be written '${field}' or as an XPath '/data/field'."""
+    m = _FIELD_NAMED.fullmatch(field)
+    name = m.group(1) if m.group(1) is not None else m.group(2)
+    if labels is None or name not in labels:
+        raise ExprError(f"jr:choice-name() needs a select field, not {field!r}")
+    return labels[name].get(value.strip(" \t\r\n")) or None
 
 
 def _within(bounds: list[Any], count: float) -> bool:

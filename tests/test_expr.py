@@ -37,6 +37,7 @@ def options_of(case):
         "now": VECTORS["now"],
         "position": case.get("position"),
         "choice": case.get("choice"),
+        "labels": case.get("labels"),
     }
 
 
@@ -60,14 +61,15 @@ def test_vectors_file_shape():
     for case in CASES:
         assert set(case) <= {
             "name", "expr", "answers", "current", "result", "error", "references",
-            "bare_names", "uses_position", "position", "choice",
+            "bare_names", "uses_position", "position", "choice", "labels",
         }  # fmt: skip
         assert ("result" in case) != ("error" in case), case["name"]
         assert case.get("error", "parse") in ("parse", "eval")
 
 
 def test_vectors_call_every_function():
-    called = {name for case in CASES for name in re.findall(r"([a-z][a-z0-9-]*)\(", case["expr"])}
+    call = re.compile(r"((?:jr:)?[a-z][a-z0-9-]*)\(")
+    called = {name for case in CASES for name in call.findall(case["expr"])}
     assert set(expr.FUNCTIONS) <= called
 
 

@@ -910,3 +910,26 @@ def test_datetime_length_bounds_on_the_server():
     assert not ok("2026-11-20T103105Z")  # 18: a valid ISO form, refused by length
     assert ok("2026-11-20T10:31:05.12345678901234+08:00")  # 40
     assert not ok("2026-11-20T10:31:05.123456789012345+08:00")  # 41
+
+
+def test_jr_choice_name_gives_the_chinese_label_and_must_name_a_select():
+    text = {"zh": "类", "en": "Kind"}
+    form = {
+        "id": "labelled", "version": 1, "target": "toilet", "title": text,
+        "fields": [
+            {"name": "kind", "type": "select_one", "label": text,
+             "choices": [{"value": "a", "label": {"zh": "甲", "en": "A"}},
+                         {"value": "b", "label": {"zh": "乙", "en": "B"}}]},
+            {"name": "kind_name", "type": "calculate", "label": text,
+             "calculation": "jr:choice-name(${kind}, '${kind}')"},
+        ],
+        "updates": {},
+    }  # fmt: skip
+    day = datetime.date(2026, 11, 20)
+    assert compiler.compile_form(form).validate({"kind": "b"}, observed_on=day).answers == {
+        "kind": "b",
+        "kind_name": "乙",
+    }
+    form["fields"][1]["calculation"] = "jr:choice-name(${kind}, '${kind_name}')"
+    with pytest.raises(compiler.DefinitionError, match="names 'kind_name', not a select field"):
+        compiler.compile_form(form)

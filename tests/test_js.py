@@ -149,6 +149,9 @@ REPEATS = {
          "calculation": "indexed-repeat(${why}, ${rooms}, 2)"},
         {"name": "stamp", "type": "calculate", "label": _t("时刻"),
          "calculation": "format-date-time(now(), '%H:%M')"},
+        {"name": "town_name", "type": "calculate", "label": _t("镇名"),
+         "calculation": "concat(jr:choice-name(${town}, '${town}'), '/', "
+                        "jr:choice-name(${kind}, '/data/kind'))"},
     ],
     "updates": {"status": "if(count(${rooms}) > 0, 'done', 'in_progress')",
                 "income_progress": "sum(${score})"},

@@ -89,6 +89,7 @@ export const FUNCTIONS = Object.freeze({
   digest: [2, 3],
   distance: [1, null],
   area: [1, 1],
+  'jr:choice-name': [2, 2],
 });
 
 // functions of XLSForm's library refused at parse time, with the reason (docs/EXPRESSIONS.md)
@@ -113,7 +114,7 @@ const TOKEN = new RegExp(
     '(?<ref>\\$\\{[A-Za-z_][A-Za-z0-9_.-]*\\})',
     '(?<num>[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)',
     `(?<str>'[^']*'|"[^"]*")`,
-    '(?<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)',
+    '(?<name>(?:jr:)?[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)',
     '(?<op>!=|<=|>=|\\.\\.|[=<>+\\-*(),.])',
   ].join('|'),
   'y',
@@ -219,6 +220,7 @@ class Parser {
       if (has(BINARY, tok.text)) {
         throw new ExprError(`operator '${tok.text}' is missing its left operand`, tok.pos);
       }
+      if (tok.text.startsWith('jr:')) throw new ExprError(`${tok.text} is a function: write ${tok.text}(...)`, tok.pos);
       return [Object.freeze({ type: 'name', name: tok.text }), 1];
     }
     if (isOp(tok, '..')) throw new ExprError("paths are not supported; '..' only in position(..)", tok.pos);
@@ -466,14 +468,15 @@ const items = (value) => (value instanceof Nodeset ? value.items.map(load) : [va
  */
 // `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached; `position` (the 1-based
 // repeat instance) only by position(..); `choice` (a choice's properties plus `name`) only by bare
-// names, as in a choice_filter.
+// names, as in a choice_filter; `labels` (select field name -> choice value -> label) only by
+// jr:choice-name().
 export function evaluate(source, answers, {
-  current = null, today = null, now = null, position = null, choice = null,
+  current = null, today = null, now = null, position = null, choice = null, labels = null,
 } = {}) {
   const node = typeof source === 'string' ? parse(source) : source;
   const ctx = {
     answers: answers || {}, current: load(current ?? null), rawCurrent: current ?? null, today, now,
-    position: position ?? null, choice: choice ?? null,
+    position: position ?? null, choice: choice ?? null, labels: labels ?? null,
   };
   return out(scalar(evalNode(node, ctx)));
 }
@@ -543,6 +546,9 @@ function call(node, ctx) {
   if (name === 'once') return ctx.current !== null ? ctx.current : scalar(evalNode(args[0], ctx)); // the answer already there, else x
   if (name === 'distance' || name === 'area') { // geopoint objects are read as they are, not as text
     return geo(name, args.map((arg) => rawArgument(arg, ctx)));
+  }
+  if (name === 'jr:choice-name') {
+    return choiceName(...args.map((arg) => text(scalar(evalNode(arg, ctx)))), ctx.labels);
   }
   if (name === 'position') {
     const position = number(load(ctx.position));
@@ -781,6 +787,18 @@ const NODESET_FUNCTIONS = {
 };
 
 // checklist's test: min <= count <= max, where -1 (or empty) means no limit.
+const FIELD_NAMED = /^[ \t\r\n]*(?:\$\{([^}]*)\}|(?:[^/]*\/)*([^/]*?))[ \t\r\n]*$/;
+
+// jr:choice-name(value, '${field}'): the label of the field's choice `value` (empty when it is not
+// one); the field may be written '${field}' or as an XPath '/data/field'.
+function choiceName(value, field, labels) {
+  const m = FIELD_NAMED.exec(field);
+  const name = m[1] !== undefined ? m[1] : m[2];
+  if (labels === null || !has(labels, name)) throw new ExprError(`jr:choice-name() needs a select field, not '${field}'`);
+  const label = has(labels[name], trim(value)) ? labels[name][trim(value)] : null;
+  return label || null;
+}
+
 function within(bounds, count) {
   const [low, high] = bounds.map(number);
   return (low === null || low === -1 || count >= low) && (high === null || high === -1 || count <= high);

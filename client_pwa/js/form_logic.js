@@ -255,7 +255,16 @@ function compile(definition) {
     }
   }
   top.order = evaluationOrder(definition.id, [...top.fields.keys()], topDeps);
-  form = { top, levels };
+  // select field name -> choice value -> Chinese label, for jr:choice-name() (as the server)
+  const labels = Object.create(null);
+  for (const level of [top, ...levels.values()]) {
+    for (const [name, spec] of level.fields) {
+      if (spec.type !== 'select_one' && spec.type !== 'select_many') continue;
+      labels[name] = Object.create(null);
+      for (const c of spec.choices) labels[name][c.value] = c.label.zh;
+    }
+  }
+  form = { top, levels, labels };
   compiledForms.set(definition, form);
   return form;
 }
@@ -263,7 +272,7 @@ function compile(definition) {
 // Evaluate a rule; a rule that cannot run must not crash the form. Returns [value, failed].
 function run(source, env, ctx, { current = null, position = null, choice = null } = {}) {
   try {
-    return [evaluate(source, env, { current, today: ctx.today, now: ctx.now, position, choice }), false];
+    return [evaluate(source, env, { current, today: ctx.today, now: ctx.now, position, choice, labels: ctx.labels }), false];
   } catch {
     return [null, true];
   }
@@ -432,6 +441,7 @@ function settle(definition, answers, today, now) {
   const ctx = {
     today,
     now,
+    labels: form.labels,
     errors,
     dropped: [],
     add(key, code, message) {

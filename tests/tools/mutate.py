@@ -384,7 +384,9 @@ def _run_vectors(module, vectors) -> str | None:
     error = module.ExprError
     for case in vectors["cases"]:
         kwargs = {"current": case.get("current"), "today": today, "now": vectors["now"]}
-        kwargs.update(position=case.get("position"), choice=case.get("choice"))
+        kwargs.update(
+            position=case.get("position"), choice=case.get("choice"), labels=case.get("labels")
+        )
         answers = {
             key: module.Nodeset(value["$nodeset"])
             if isinstance(value, dict) and "$nodeset" in value
