@@ -250,7 +250,33 @@ EQUIVALENT: dict[tuple[str, str], str] = {
 }
 
 # forms/compiler.py: (stripped line, change) -> why no input can tell the mutant apart.
-EQUIVALENT_COMPILER: dict[tuple[str, str], str] = {}
+EQUIVALENT_COMPILER: dict[tuple[str, str], str] = {
+    (
+        'lo, hi = spec.get("min_count", 0), spec.get("max_count")',
+        "0 -> 1",
+    ): "checker: a default min_count of 1 only matters through hi < lo, which hi < 1 covers; "
+    "in validate the default is read only for a non-empty list (len >= 1 is never < 1)",
+    (
+        'lo, hi = spec.get("min_count", 0), spec.get("max_count")',
+        "0 -> -1",
+    ): "validate: the default is read only for a non-empty list (len >= 1 is never < 0 or < -1)",
+    (
+        'code = messages[0] if isinstance(messages, list) and messages else "type"',
+        "and -> or",
+    ): "marshmallow gives every failing field a non-empty list of messages",
+    (
+        'code = messages[0] if isinstance(messages, list) and messages else "type"',
+        "0 -> -1",
+    ): "each answer field raises one ValidationError: its list has exactly one message",
+    (
+        'add(name, "required", _required_message(ftype, spec.get("min_count", 0)))',
+        "0 -> 1",
+    ): "_required_message uses max(1, min_count): a default of 0, 1 or -1 gives 1",
+    (
+        'add(name, "required", _required_message(ftype, spec.get("min_count", 0)))',
+        "0 -> -1",
+    ): "_required_message uses max(1, min_count): a default of 0, 1 or -1 gives 1",
+}
 EQUIVALENT.update(EQUIVALENT_COMPILER)
 
 _CMP_SWAP = {
@@ -469,8 +495,11 @@ def _expand(fn) -> list[tuple]:
     out = []
     for value in values:
         value = getattr(value, "values", value)  # pytest.param(...)
-        out.append(tuple(value) if len(names) > 1 else (value if isinstance(value, tuple)
-                                                         and len(value) == 1 else (value,)))
+        out.append(
+            tuple(value)
+            if len(names) > 1
+            else (value if isinstance(value, tuple) and len(value) == 1 else (value,))
+        )
     return out
 
 
