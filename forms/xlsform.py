@@ -90,7 +90,7 @@ SETTINGS_COLUMNS = {
 }
 CHOICES_COLUMNS = {"list_name", "name", "label"}
 # A choices column that becomes a choice property must be readable as a bare name.
-PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RESERVED_WORDS = {"and", "or", "div", "mod", "name"}
 
 
