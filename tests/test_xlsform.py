@@ -500,3 +500,17 @@ def test_compiler_problems_inside_a_repeat_point_at_the_row():
     rows = {(e.row, e.column) for e in es}
     assert (3, "required_message") in rows, [str(e) for e in es]
     assert any(e.row == 4 for e in es), [str(e) for e in es]
+
+
+def test_cli_publishes_a_form_with_repeats_and_exports_it_again(runner, tmp_path, store):
+    path = tmp_path / "rooms.xlsx"
+    path.write_bytes(book(REPEAT_SURVEY, REPEAT_CHOICES))
+    result = runner.invoke(args=["import-xlsform", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "sewage v1: 5 个字段（另有重复组内 6 个），检查通过" in result.output
+    assert store.form_versions("sewage") == []
+    result = runner.invoke(args=["import-xlsform", str(path), "--publish"])
+    assert result.exit_code == 0 and "已发布 sewage v1" in result.output, result.output
+    out = tmp_path / "again.xlsx"
+    assert runner.invoke(args=["export-xlsform", "sewage", "-o", str(out)]).exit_code == 0
+    assert import_xlsform(out.read_bytes()).definition == _repeat_form()
