@@ -215,6 +215,36 @@ def test_instance_counts(kw, n, got, code, zh):
         assert v.errors["rooms"][0]["message"]["zh"] == zh
 
 
+def test_ordering_and_position_reach_the_checks():
+    form = compile_form(
+        definition(
+            rooms(
+                field("a", "text", required="position(..) = 2"),
+                field("b", "integer", constraint=". = position(..)"),
+                repeat_count="${m}",  # reads a field defined after the repeat
+            ),
+            field("m", "integer"),
+        )
+    )
+    v = form.validate({"m": 2, "rooms": [{"b": 1}, {"b": 3}]}, observed_on=DAY)
+    assert codes(v) == {"rooms[2].a": ["required"], "rooms[2].b": ["constraint"]}
+    v = form.validate({"m": 2, "rooms": [{"b": 1}]}, observed_on=DAY)
+    assert codes(v) == {"rooms": ["repeat_count"]}
+    v = check({"n": 1, "rooms": [{}] * 101})
+    assert v.errors["rooms"][0]["message"] == {"zh": "最多只能添加 100 项", "en": "At most 100"}
+
+
+def test_problems_name_where_they_are():
+    d = _with(_inner(1, name="Bad"))
+    d["fields"].append({"name": "Top", "type": "text", "label": T})
+    problems = _problems(d)
+    assert any(p.startswith("field 'rooms' fields[1]: name 'Bad'") for p in problems), problems
+    assert any(p.startswith("fields[5]: name 'Top'") for p in problems), problems
+    # an updates expression with an unknown field is reported once, not also as a repeat read
+    problems = _problems(_with(lambda d: d["updates"].update(status="${size} + ${ghost}")))
+    assert problems == ["updates 'status': reference to unknown field ${ghost}"], problems
+
+
 def test_a_repeat_count_that_fails_is_an_expression_error():
     from forms import expr
 
@@ -318,6 +348,7 @@ BAD = [
     (lambda d: d["fields"].append(
         field("late", "calculate", calculation="${total}", relevant="${late2} = 1")) or
         d["fields"].append(field("late2", "calculate", calculation="${late}")), "circular"),
+    (_inner(1, relevant="${seen} > 0"), "circular"),  # rooms -> seen -> rooms
     (lambda d: d["fields"][1].update(relevant="${seen} > 0") or
         d["fields"][4].update(relevant="${county} = 'x'"), "circular"),
 ]  # fmt: skip

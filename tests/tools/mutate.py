@@ -276,6 +276,29 @@ EQUIVALENT_COMPILER: dict[tuple[str, str], str] = {
         'add(name, "required", _required_message(ftype, spec.get("min_count", 0)))',
         "0 -> -1",
     ): "_required_message uses max(1, min_count): a default of 0, 1 or -1 gives 1",
+    # the repeat code of issue 15
+    **{
+        ("many = _repeat_count_messages(0, MAX_REPEAT_INSTANCES)[1]", c): "only the 'many' "
+        "message is used; the min_count argument only shapes the 'few' one"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+    **{
+        ('default = _required_message(ftype, spec.get("min_count", 0))', c): "_required_message "
+        "uses max(1, min_count): a default of 0, 1 or -1 gives 1"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+    **{
+        ('lo = spec.get("min_count", 0)', c): "a repeat's min_count is compared only when it has "
+        "instances (got >= 1 is never < 1, 0 or -1)"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+    **{
+        (
+            'run.add(name, "required", spec.get("required_message", _required_message(REPEAT, 0)))',
+            c,
+        ): "the repeat's required message does not use min_count"
+        for c in ("0 -> 1", "0 -> -1")
+    },
 }
 EQUIVALENT.update(EQUIVALENT_COMPILER)
 
