@@ -10,6 +10,11 @@ validates one submission's answers:
 3. per field: required (``true`` or an expression), constraint, photo counts;
 4. the record ``updates`` (only when there are no errors) and the list of photo answers.
 
+A ``repeat`` field holds a list of instances, each an object of its inner fields' answers; every
+instance goes through steps 1-3 with its own evaluation context (its own answers, the instance
+number for ``position(..)``), and errors inside one are keyed ``rooms[2].field`` (1-based).
+Outside the repeat its values are node-sets (``expr.Nodeset``) for count(), sum() and the like.
+
 Expressions are evaluated by :mod:`forms.expr`. ``observed_on`` (the date of the observation,
 ``YYYY-MM-DD``) is provided as a read-only answer and ``today()`` is that same date, so a
 submission validates the same way whenever and wherever it is checked.
@@ -19,6 +24,7 @@ Pure logic: no Flask, no SQL, no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
@@ -37,6 +43,7 @@ __all__ = [
     "FIELD_TYPES",
     "RECORD_FIELDS",
     "TARGETS",
+    "MAX_REPEAT_INSTANCES",
     "Validation",
     "compile_form",
 ]
@@ -58,10 +65,13 @@ FIELD_TYPES = frozenset(
         "photo",
         "note",
         "calculate",
+        "repeat",
     }
 )
-#: Types whose value comes from the phone (note: none; calculate: computed by the server).
-ANSWER_TYPES = FIELD_TYPES - {"note", "calculate"}
+REPEAT = "repeat"
+#: Types whose one value comes from the phone (note: none; calculate: computed by the server;
+#: repeat: a list of instances, each checked field by field).
+ANSWER_TYPES = FIELD_TYPES - {"note", "calculate", REPEAT}
 LIST_TYPES = frozenset({"select_many", "photo"})
 
 #: Record fields per target, from docs/CONTRACTS.md. ``task`` records keep ``status``,
@@ -120,17 +130,34 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TOP_LEVEL_KEYS = frozenset({"id", "version", "target", "title", "description", "fields", "updates"})
 COMMON_FIELD_KEYS = frozenset({"name", "type", "label", "hint", "relevant", "appearance"})
 FIELD_KEYS: dict[str, frozenset[str]] = {
-    t: COMMON_FIELD_KEYS | {"required", "constraint", "constraint_message", "default", "read_only"}
+    t: COMMON_FIELD_KEYS
+    | {"required", "required_message", "constraint", "constraint_message", "default", "read_only"}
     for t in ANSWER_TYPES
 }
-for _t in ("select_one", "select_many"):
-    FIELD_KEYS[_t] = FIELD_KEYS[_t] | {"choices"}
+SELECT_TYPES = ("select_one", "select_many")
+for _t in SELECT_TYPES:
+    FIELD_KEYS[_t] = FIELD_KEYS[_t] | {"choices", "choice_filter"}
 FIELD_KEYS["photo"] = FIELD_KEYS["photo"] | {"min_count", "max_count"}
 FIELD_KEYS["note"] = COMMON_FIELD_KEYS
 FIELD_KEYS["calculate"] = COMMON_FIELD_KEYS | {"calculation", "names_where"}
+FIELD_KEYS[REPEAT] = COMMON_FIELD_KEYS | {
+    "required",
+    "required_message",
+    "min_count",
+    "max_count",
+    "repeat_count",
+    "fields",
+}
 
 MAX_TEXT = 5000
 MAX_LIST = 100
+#: At most this many instances of one repeat, whatever its max_count says.
+MAX_REPEAT_INSTANCES = 100
+#: The functions through which ``updates`` may read a repeat or its fields (node-sets).
+NODESET_FUNCTIONS = frozenset(
+    {"count", "count-non-empty", "sum", "max", "min", "join", "indexed-repeat"}
+)
+PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 # --------------------------------------------------------------------------------------------
 # Messages (plain words a village cadre understands; English second)
@@ -167,6 +194,8 @@ def _required_message(ftype: str, min_count: int) -> dict[str, str]:
         return _msg("必须选择", "Please choose")
     if ftype == "select_many":
         return _msg("至少勾选一项", "Choose at least one")
+    if ftype == REPEAT:
+        return _msg("请至少添加一项", "Add at least one")
     return _msg("必须填写", "This is required")
 
 
@@ -186,6 +215,19 @@ def _count_messages(min_count: int, max_count: int | None) -> tuple[dict, dict]:
         f"照片太多，最多 {max_count} 张", f"At most {max_count} photo(s)"
     )  # max_count None never uses it
     return few, many
+
+
+def _repeat_count_messages(min_count: int, max_count: int) -> tuple[dict, dict]:
+    few = _msg(f"至少要添加 {min_count} 项", f"Add at least {min_count}")
+    many = _msg(f"最多只能添加 {max_count} 项", f"At most {max_count}")
+    return few, many
+
+
+def _repeat_count_message(expected: int, got: int) -> dict[str, str]:
+    return _msg(f"应添加 {expected} 项，现在是 {got} 项", f"Needs exactly {expected}, has {got}")
+
+
+MSG_REPEAT_TYPE = _msg("重复组的内容格式不对", "A repeat's answer must be a list of objects")
 
 
 def _error(code: str, message: dict[str, str]) -> dict[str, Any]:
@@ -419,6 +461,10 @@ def _is_text(value) -> bool:
     )
 
 
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _expr_refs(source, where: str, problems: list[str]) -> frozenset[str] | None:
     """Parse an expression; return its ${} references, or None (problem recorded)."""
     if not isinstance(source, str) or not source.strip():
@@ -430,6 +476,84 @@ def _expr_refs(source, where: str, problems: list[str]) -> frozenset[str] | None
     except expr.ExprError as exc:
         problems.append(f"{where}: cannot parse {source!r}: {exc}")
         return None
+
+
+def _nodes_with_parent(node, parent=None):
+    """Every node of a syntax tree with its parent (generic over the node dataclasses)."""
+    yield node, parent
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        children = value if isinstance(value, tuple) else (value,)
+        for child in children:
+            if dataclasses.is_dataclass(child):
+                yield from _nodes_with_parent(child, node)
+
+
+def _reads_outside_nodeset_functions(source: str, names: set[str]) -> list[str]:
+    """Names among ``names`` that ``source`` reads other than as a node-set function argument."""
+    bad = []
+    for node, parent in _nodes_with_parent(expr.parse(source)):
+        if isinstance(node, expr.Ref) and node.name in names:
+            direct = (
+                isinstance(parent, expr.Call)
+                and parent.name in NODESET_FUNCTIONS
+                and any(arg is node for arg in parent.args)
+            )
+            if not direct and node.name not in bad:
+                bad.append(node.name)
+    return bad
+
+
+def _collect_fields(specs, problems: list[str]):
+    """Names and types across the whole form (names are unique form-wide, repeats included).
+
+    Returns (types, scope, repeat_fields): name -> type ("?" when unknown), name -> the repeat
+    that holds it (None at the top level), repeat -> its list of valid inner specs.
+    """
+    types: dict[str, str] = {}
+    scope: dict[str, str | None] = {}
+    repeat_fields: dict[str, list[dict]] = {}
+
+    def one(i: int, spec, repeat: str | None) -> str | None:
+        where = f"fields[{i}]" if repeat is None else f"field {repeat!r} fields[{i}]"
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: must be an object")
+            return None
+        name = spec.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(f"{where}: name {name!r} must be lowercase letters, digits and _")
+            return None
+        if name in RESERVED_NAMES:
+            problems.append(f"field {name!r}: the name is reserved (provided by the server)")
+        if name in types:
+            problems.append(f"field {name!r}: duplicate name (names are unique in the whole form)")
+            return None
+        ftype = spec.get("type")
+        scope[name] = repeat
+        if ftype == REPEAT and repeat is not None:
+            problems.append(f"field {name!r}: a repeat inside a repeat (one level only)")
+            types[name] = "?"
+            return None
+        if ftype not in FIELD_TYPES:
+            problems.append(f"field {name!r}: unknown type {ftype!r}")
+            types[name] = "?"
+            return None
+        types[name] = ftype
+        return name
+
+    for i, spec in enumerate(specs):
+        name = one(i, spec, None)
+        if name is None or types[name] != REPEAT:
+            continue
+        inner = spec.get("fields")
+        repeat_fields[name] = []
+        if not isinstance(inner, list) or not inner:
+            problems.append(f"field {name!r}: a repeat needs a non-empty list of fields")
+            continue
+        for j, inner_spec in enumerate(inner):
+            if one(j, inner_spec, name) is not None:
+                repeat_fields[name].append(inner_spec)
+    return types, scope, repeat_fields
 
 
 def _check_definition(definition) -> list[str]:
@@ -457,32 +581,24 @@ def _check_definition(definition) -> list[str]:
         problems.append("fields must be a non-empty list")
         specs = []
 
-    types: dict[str, str] = {}
-    for i, spec in enumerate(specs):
-        if not isinstance(spec, dict):
-            problems.append(f"fields[{i}]: must be an object")
-            continue
-        name = spec.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(f"fields[{i}]: name {name!r} must be lowercase letters, digits and _")
-            continue
-        if name in RESERVED_NAMES:
-            problems.append(f"field {name!r}: the name is reserved (provided by the server)")
-        if name in types:
-            problems.append(f"field {name!r}: duplicate name")
-            continue
-        ftype = spec.get("type")
-        if ftype not in FIELD_TYPES:
-            problems.append(f"field {name!r}: unknown type {ftype!r}")
-            types[name] = "?"
-            continue
-        types[name] = ftype
-
+    types, scope, repeat_fields = _collect_fields(specs, problems)
     known = set(types) | RESERVED_NAMES
     valueless = {n for n, t in types.items() if t == "note"}
-    deps: dict[str, set[str]] = {}
+    in_repeats = {n for n, r in scope.items() if r is not None} | set(repeat_fields)
 
-    def refs_ok(source, where: str, *, self_name: str | None = None) -> set[str]:
+    def top_node(name: str) -> str:
+        """The top-level field an ordering edge to ``name`` points at (its repeat if inside one)."""
+        return scope.get(name) or name
+
+    def refs_ok(
+        source,
+        where: str,
+        *,
+        self_name: str | None = None,
+        inside: str | None = None,
+        choice_keys: set[str] | None = None,
+    ) -> set[str]:
+        """Check one expression of a field in scope ``inside`` (a repeat, or None)."""
         refs = _expr_refs(source, where, problems)
         if refs is None:
             return set()
@@ -490,14 +606,38 @@ def _check_definition(definition) -> list[str]:
             problems.append(f"{where}: reference to unknown field ${{{ref}}}")
         for ref in sorted(refs & valueless):
             problems.append(f"{where}: ${{{ref}}} is a note and has no value")
+        bare = expr.bare_names(source)
+        if choice_keys is None:
+            for bare_name in sorted(bare):
+                problems.append(
+                    f"{where}: bare name {bare_name!r}: only a choice_filter reads choice "
+                    f"properties (write ${{{bare_name}}} for a field)"
+                )
+        else:
+            for bare_name in sorted(bare - choice_keys):
+                problems.append(f"{where}: {bare_name!r} is not a property of the choices")
+        if inside is None and expr.uses_position(source):
+            problems.append(f"{where}: position(..) only inside a repeat")
         return set(refs & known) - RESERVED_NAMES - {self_name}
 
-    for spec in specs:
-        if not isinstance(spec, dict) or types.get(spec.get("name")) in (None, "?"):
-            continue
+    # ordering edges: top-level node -> top-level nodes; repeat -> inner name -> inner names
+    deps: dict[str, set[str]] = {}
+    inner_deps: dict[str, dict[str, set[str]]] = {r: {} for r in repeat_fields}
+
+    def add_deps(name: str, inside: str | None, refs: set[str]) -> None:
+        if inside is None:
+            deps[name] |= {top_node(r) for r in refs}
+            return
+        inner_deps[inside][name] |= {r for r in refs if scope.get(r) == inside}
+        deps[inside] |= {top_node(r) for r in refs if scope.get(r) != inside and r != inside}
+
+    def check_field(spec: dict, inside: str | None) -> None:
         name, ftype = spec["name"], spec["type"]
         where = f"field {name!r}"
-        deps[name] = set()
+        if inside is None:
+            deps[name] = set()
+        else:
+            inner_deps[inside][name] = set()
         for key in sorted(set(spec) - FIELD_KEYS[ftype]):
             problems.append(f"{where}: key {key!r} is not allowed for type {ftype}")
         if not _is_text(spec.get("label")):
@@ -508,53 +648,53 @@ def _check_definition(definition) -> list[str]:
             problems.append(f"{where}: appearance must be a string")
         if "read_only" in spec and not isinstance(spec["read_only"], bool):
             problems.append(f"{where}: read_only must be true or false")
+        own = {name} | ({n for n, r in scope.items() if r == name} if ftype == REPEAT else set())
         if "relevant" in spec:
-            deps[name] |= refs_ok(spec["relevant"], f"{where} relevant", self_name=None)
-            if name in _expr_refs_quiet(spec["relevant"]):
+            refs = refs_ok(spec["relevant"], f"{where} relevant", inside=inside)
+            if own & _expr_refs_quiet(spec["relevant"]):
                 problems.append(f"{where} relevant: a field's relevance cannot depend on itself")
+            add_deps(name, inside, refs - own)
         if "required" in spec:
             req = spec["required"]
             if not isinstance(req, bool):
-                refs_ok(req, f"{where} required", self_name=name)
+                refs_ok(req, f"{where} required", self_name=name, inside=inside)
+        if "required_message" in spec:
+            if not _is_text(spec["required_message"]):
+                problems.append(f'{where}: required_message must be {{"zh": ..., "en": ...}}')
+            if "required" not in spec:
+                problems.append(f"{where}: required_message without required")
         if "constraint" in spec:
-            refs_ok(spec["constraint"], f"{where} constraint", self_name=name)
+            refs_ok(spec["constraint"], f"{where} constraint", self_name=name, inside=inside)
         if "constraint_message" in spec:
             if not _is_text(spec["constraint_message"]):
                 problems.append(f'{where}: constraint_message must be {{"zh": ..., "en": ...}}')
             if "constraint" not in spec:
                 problems.append(f"{where}: constraint_message without a constraint")
-        if ftype in ("select_one", "select_many"):
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not choices:
-                problems.append(f"{where}: a {ftype} needs a non-empty list of choices")
-            else:
-                seen: set[str] = set()
-                for j, choice in enumerate(choices):
-                    if not isinstance(choice, dict) or set(choice) != {"value", "label"}:
-                        problems.append(f"{where}: choices[{j}] must be {{value, label}}")
-                        continue
-                    value = choice["value"]
-                    if not isinstance(value, str) or not NAME_RE.match(value):
-                        problems.append(
-                            f"{where}: choice value {value!r} must be lowercase letters, "
-                            "digits and _"
-                        )
-                    elif value in seen:
-                        problems.append(f"{where}: duplicate choice value {value!r}")
-                    else:
-                        seen.add(value)
-                    if not _is_text(choice["label"]):
-                        problems.append(f"{where}: choice {value!r} needs a zh and en label")
-        if ftype == "photo":
+        if ftype in SELECT_TYPES:
+            check_choices(spec, where, inside, add_deps)
+        if ftype == "photo" or ftype == REPEAT:
             lo, hi = spec.get("min_count", 0), spec.get("max_count")
             for key, val in (("min_count", lo), ("max_count", hi)):
-                if val is not None and (isinstance(val, bool) or not isinstance(val, int)):
+                if val is not None and not _int(val):
                     problems.append(f"{where}: {key} must be an integer")
-            if isinstance(lo, int) and not isinstance(lo, bool):
+            if _int(lo):
                 if lo < 0:
                     problems.append(f"{where}: min_count must be 0 or more")
-                if isinstance(hi, int) and not isinstance(hi, bool) and (hi < 1 or hi < lo):
+                if ftype == REPEAT and lo > MAX_REPEAT_INSTANCES:
+                    problems.append(
+                        f"{where}: min_count above the limit of {MAX_REPEAT_INSTANCES} instances"
+                    )
+                if _int(hi) and (hi < 1 or hi < lo):
                     problems.append(f"{where}: max_count must be at least 1 and min_count")
+        if ftype == REPEAT:
+            if "repeat_count" in spec:
+                refs = refs_ok(spec["repeat_count"], f"{where} repeat_count")
+                if refs & own:
+                    problems.append(f"{where} repeat_count: cannot read its own repeat")
+                deps[name] |= {top_node(r) for r in refs - own}
+            for inner_spec in repeat_fields.get(name, ()):
+                if types.get(inner_spec["name"]) not in (None, "?"):
+                    check_field(inner_spec, name)
         if ftype == "calculate":
             has_calc, has_names = "calculation" in spec, "names_where" in spec
             if has_calc == has_names:
@@ -562,22 +702,84 @@ def _check_definition(definition) -> list[str]:
                     f"{where}: a calculate needs exactly one of calculation, names_where"
                 )
             if has_calc:
-                deps[name] |= refs_ok(spec["calculation"], f"{where} calculation")
+                refs = refs_ok(spec["calculation"], f"{where} calculation", inside=inside)
+                add_deps(name, inside, refs)
                 if name in _expr_refs_quiet(spec["calculation"]):
                     problems.append(f"{where} calculation: refers to itself")
             if has_names:
-                deps[name] |= _check_names_where(spec["names_where"], where, types, problems)
+                same_scope = {n: t for n, t in types.items() if scope.get(n) == inside}
+                add_deps(
+                    name,
+                    inside,
+                    _check_names_where(spec["names_where"], where, same_scope, problems),
+                )
         if "default" in spec:
             try:
                 value = _marshmallow_field(spec).deserialize(spec["default"])
-            except ValidationError:
+            except (ValidationError, KeyError, TypeError):
                 value = None
             if value is None:
                 problems.append(f"{where}: default {spec['default']!r} is not a valid {ftype}")
 
+    def check_choices(spec: dict, where: str, inside: str | None, add_deps) -> None:
+        ftype = spec["type"]
+        choices = spec.get("choices")
+        keys: set[str] = {"name"}
+        if not isinstance(choices, list) or not choices:
+            problems.append(f"{where}: a {ftype} needs a non-empty list of choices")
+        else:
+            seen: set[str] = set()
+            for j, choice in enumerate(choices):
+                if (
+                    not isinstance(choice, dict)
+                    or not {"value", "label"} <= set(choice)
+                    or not set(choice) <= {"value", "label", "properties"}
+                ):
+                    problems.append(f"{where}: choices[{j}] must be {{value, label, properties?}}")
+                    continue
+                value = choice["value"]
+                if not isinstance(value, str) or not NAME_RE.match(value):
+                    problems.append(
+                        f"{where}: choice value {value!r} must be lowercase letters, digits and _"
+                    )
+                elif value in seen:
+                    problems.append(f"{where}: duplicate choice value {value!r}")
+                else:
+                    seen.add(value)
+                if not _is_text(choice["label"]):
+                    problems.append(f"{where}: choice {value!r} needs a zh and en label")
+                props = choice.get("properties", {})
+                if not isinstance(props, dict) or not all(
+                    isinstance(k, str)
+                    and PROPERTY_RE.match(k)
+                    and k != "name"
+                    and isinstance(v, str)
+                    for k, v in props.items()
+                ):
+                    problems.append(
+                        f"{where}: choice {value!r} properties must map names (letters, digits, "
+                        "_; not 'name') to text"
+                    )
+                else:
+                    keys |= set(props)
+        if "choice_filter" in spec:
+            refs = refs_ok(
+                spec["choice_filter"], f"{where} choice_filter", inside=inside, choice_keys=keys
+            )
+            if spec["name"] in _expr_refs_quiet(spec["choice_filter"]):
+                problems.append(f"{where} choice_filter: refers to itself")
+            add_deps(spec["name"], inside, refs - {spec["name"]})
+
+    for spec in specs:
+        if isinstance(spec, dict) and types.get(spec.get("name")) not in (None, "?"):
+            if scope.get(spec["name"]) is None:
+                check_field(spec, None)
+
     if not problems:
         try:
             _order(deps)
+            for inner in inner_deps.values():
+                _order(inner)
         except ValueError as exc:
             problems.append(str(exc))
 
@@ -593,7 +795,14 @@ def _check_definition(definition) -> list[str]:
             problems.append(
                 f"updates {rec_field!r}: not a record field of {target} (docs/CONTRACTS.md)"
             )
-        refs_ok(source, f"updates {rec_field!r}")
+        before = len(problems)
+        refs = refs_ok(source, f"updates {rec_field!r}")
+        if len(problems) == before and refs & in_repeats:
+            for name in _reads_outside_nodeset_functions(source, in_repeats):
+                problems.append(
+                    f"updates {rec_field!r}: reads ${{{name}}} of a repeat; use a function over "
+                    f"its instances ({', '.join(sorted(NODESET_FUNCTIONS))})"
+                )
     return problems
 
 
@@ -616,7 +825,7 @@ def _check_names_where(spec, where: str, types: dict[str, str], problems: list[s
         return set()
     for n in names:
         if n not in types:
-            problems.append(f"{where}: names_where refers to unknown field {n!r}")
+            problems.append(f"{where}: names_where refers to unknown field {n!r} (same level)")
         elif types[n] not in ("select_one", "select_many", "text"):
             problems.append(f"{where}: names_where field {n!r} must be a select or text")
     return {n for n in names if n in types}
@@ -637,7 +846,8 @@ def _order(deps: Mapping[str, set[str]]) -> list[str]:
         state[name] = 1
         # Sets have no stable order across runs: visit dependencies in definition order.
         for dep in sorted(deps.get(name, ()), key=lambda d: position.get(d, len(position))):
-            visit(dep, path + [name])
+            if dep in position:
+                visit(dep, path + [name])
         state[name] = 2
         order.append(name)
 
@@ -662,6 +872,72 @@ def _normalize_number(value):
     return value
 
 
+def _evaluate(source: str, env: Mapping[str, Any], today, *, current=None, position=None,
+              choice=None):  # fmt: skip
+    """Evaluate; returns (value, failed). A rule that cannot run must not crash a sync."""
+    try:
+        value = expr.evaluate(
+            source, env, current=current, today=today, position=position, choice=choice
+        )
+        return value, False
+    except Exception:  # noqa: BLE001
+        return None, True
+
+
+def _repeat_count(value) -> int | None:
+    """The number of instances a repeat_count result asks for; None when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return max(0, min(MAX_REPEAT_INSTANCES, int(value)))
+
+
+class _Level:
+    """The fields of the form's top level or of one repeat: specs, evaluation order, schema."""
+
+    def __init__(self, specs: list[dict], name: str):
+        self.fields: dict[str, dict] = {f["name"]: f for f in specs}
+        self.schema: Schema = Schema.from_dict(
+            {n: _marshmallow_field(s) for n, s in self.fields.items() if s["type"] in ANSWER_TYPES},
+            name=name,
+        )(unknown=EXCLUDE)
+        self.order: list[str] = []  # set by CompiledForm once every level is known
+
+
+@dataclass
+class _Run:
+    """The state of one validation."""
+
+    today: datetime.date
+    errors: dict[str, list[dict]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+
+    def add(self, key: str, code: str, message: dict) -> None:
+        self.errors.setdefault(key, []).append(_error(code, message))
+
+    def drop_errors(self, key: str) -> None:
+        self.errors.pop(key, None)
+
+
+@dataclass
+class _Settled:
+    """One level's settled values: the answers (env), what is shown, what had a bad type."""
+
+    env: dict[str, Any]
+    relevant: dict[str, bool]
+    bad: set[str]
+    position: int | None
+    prefix: str = ""
+    repeats: dict[str, _RepeatResult] = field(default_factory=dict)
+
+
+@dataclass
+class _RepeatResult:
+    count: int | None  # what repeat_count asked for (None: min/max_count apply)
+    instances: list[_Settled]  # empty when the answer had a bad shape
+    cleaned: list[dict]
+    ok: bool  # False: a bad shape (type/count error at the repeat's key), nothing settled
+
+
 class CompiledForm:
     """A checked form definition that validates answers. Build with :func:`compile_form`."""
 
@@ -672,174 +948,322 @@ class CompiledForm:
         self.target: str = definition["target"]
         self.fields: dict[str, dict] = {f["name"]: f for f in definition["fields"]}
         self.updates: dict[str, str] = dict(definition.get("updates", {}))
-        deps: dict[str, set[str]] = {}
-        for name, spec in self.fields.items():
-            refs: set[str] = set()
-            for key in ("relevant", "calculation"):
-                if key in spec:
-                    refs |= set(expr.references(spec[key]))
-            if "names_where" in spec:
-                refs |= set(spec["names_where"]["fields"])
-            deps[name] = (refs - RESERVED_NAMES) & set(self.fields)
-        self.order: list[str] = _order(deps)
-        answer_fields = {
-            name: _marshmallow_field(spec)
+        self.top = _Level(definition["fields"], f"Form_{self.id}")
+        self.levels: dict[str, _Level] = {
+            name: _Level(spec["fields"], f"Form_{self.id}_{name}")
             for name, spec in self.fields.items()
-            if spec["type"] in ANSWER_TYPES
+            if spec["type"] == REPEAT
         }
-        self.schema: Schema = Schema.from_dict(answer_fields, name=f"Form_{self.id}")(
-            unknown=EXCLUDE
-        )
+        #: name -> the repeat that holds it (inner fields only)
+        self.inner_of: dict[str, str] = {
+            inner: rep for rep, level in self.levels.items() for inner in level.fields
+        }
+        top_deps: dict[str, set[str]] = {name: set() for name in self.fields}
+        for rep, level in self.levels.items():
+            inner_deps: dict[str, set[str]] = {}
+            for name, spec in level.fields.items():
+                refs = _ordering_refs(spec) - {rep}
+                inner_deps[name] = {r for r in refs if self.inner_of.get(r) == rep}
+                top_deps[rep] |= {self.inner_of.get(r, r) for r in refs} - {rep}
+            level.order = _order(inner_deps)
+        for name, spec in self.fields.items():
+            refs = _ordering_refs(spec)
+            if spec["type"] == REPEAT and "repeat_count" in spec:
+                refs |= set(expr.references(spec["repeat_count"]))
+            top_deps[name] |= {self.inner_of.get(r, r) for r in refs} - {name}
+        for name in top_deps:
+            top_deps[name] &= set(self.fields)
+        self.order: list[str] = _order(top_deps)
+        self.top.order = self.order
+        self.schema = self.top.schema
 
     def __repr__(self) -> str:
         return f"<CompiledForm {self.id} v{self.version} target={self.target}>"
 
-    # -- evaluation helpers ------------------------------------------------------------------
-
-    def _eval(self, source: str, env: Mapping[str, Any], today, *, current=None):
-        """Evaluate; returns (value, failed)."""
-        try:
-            return expr.evaluate(source, env, current=current, today=today), False
-        except Exception:  # noqa: BLE001 - a rule that cannot run must not crash a sync
-            return None, True
-
     # -- validation --------------------------------------------------------------------------
 
     def validate(self, answers: dict, *, observed_on: datetime.date) -> Validation:
-        errors: dict[str, list[dict]] = {}
-
-        def add(name: str, code: str, message: dict) -> None:
-            errors.setdefault(name, []).append(_error(code, message))
-
         if isinstance(observed_on, datetime.datetime):
             observed_on = observed_on.date()
+        run = _Run(observed_on)
         if not isinstance(answers, dict):
-            add("_form", "type", TYPE_MESSAGES["form"])
-            return Validation(answers={}, errors=errors, dropped=[], updates={}, photos=[])
+            run.add("_form", "type", TYPE_MESSAGES["form"])
+            return Validation(answers={}, errors=run.errors, dropped=[], updates={}, photos=[])
 
+        env: dict[str, Any] = {OBSERVED_ON: observed_on.isoformat()}
+        top = self._settle(self.top, answers, env, run, position=None, prefix="")
+        self._check(self.top, top, run)
+
+        cleaned: dict[str, Any] = {}
+        photos: list[dict] = []
+        for name, spec in self.fields.items():
+            if spec["type"] == REPEAT:
+                result = top.repeats.get(name)
+                if result is None or not result.ok or not top.relevant.get(name):
+                    continue
+                cleaned[name] = result.cleaned
+                level = self.levels[name]
+                for i, instance in enumerate(result.cleaned, start=1):
+                    for inner, inner_spec in level.fields.items():
+                        if inner_spec["type"] == "photo":
+                            photos += [
+                                {"field": f"{name}[{i}].{inner}", **p}
+                                for p in instance.get(inner, [])
+                            ]
+            elif name in top.env and spec["type"] != "note":
+                cleaned[name] = top.env[name]
+                if spec["type"] == "photo":
+                    photos += [{"field": name, **p} for p in cleaned[name]]
+        updates = {} if run.errors else self._updates(top.env, observed_on, run.errors)
+        return Validation(
+            answers=cleaned,
+            errors=run.errors,
+            dropped=run.dropped,
+            updates=updates if not run.errors else {},
+            photos=photos,
+        )
+
+    def _settle(
+        self,
+        level: _Level,
+        answers: dict,
+        env: dict[str, Any],
+        run: _Run,
+        *,
+        position: int | None,
+        prefix: str,
+    ) -> _Settled:
+        """Steps 1-3 for one level: keys, shapes, then relevance and calculations in order.
+
+        ``env`` already holds what this level may read from outside it; its own values are
+        added as they settle.
+        """
         # 1. keys
         raw: dict[str, Any] = {}
         for key, value in answers.items():
-            spec = self.fields.get(key)
+            spec = level.fields.get(key)
             if key == OBSERVED_ON:
-                add(key, "read_only", MSG_READ_ONLY)
+                run.add(prefix + key, "read_only", MSG_READ_ONLY)
             elif spec is None:
-                add(str(key), "unknown_field", MSG_UNKNOWN)
+                run.add(prefix + str(key), "unknown_field", MSG_UNKNOWN)
             elif spec["type"] in ANSWER_TYPES:
                 raw[key] = value
-            # note: nothing to store; calculate: recomputed below, the phone's value is ignored
+            # note: nothing to store; calculate: recomputed below, the phone's value is ignored;
+            # repeat: its instances are read when it settles
 
         # 2. types and shapes (marshmallow)
         try:
-            loaded = self.schema.load(raw)
+            loaded = level.schema.load(raw)
             type_errors: dict = {}
         except ValidationError as exc:
             loaded = exc.valid_data or {}
             type_errors = exc.messages if isinstance(exc.messages, dict) else {}
-        bad_type: set[str] = set()
+        bad: set[str] = set()
         for name, messages in type_errors.items():
-            if name not in self.fields:
+            if name not in level.fields:
                 continue
-            bad_type.add(name)
+            bad.add(name)
             code = messages[0] if isinstance(messages, list) and messages else "type"
-            ftype = self.fields[name]["type"]
+            ftype = level.fields[name]["type"]
+            key = prefix + name
             if code == "choice":
-                add(name, "choice", MSG_CHOICE)
+                run.add(key, "choice", MSG_CHOICE)
             elif code == "duplicate":
-                add(name, "duplicate", MSG_DUPLICATE_PHOTO)
+                run.add(key, "duplicate", MSG_DUPLICATE_PHOTO)
             elif code == "type:text_long":
-                add(name, "type", TYPE_MESSAGES["text_long"])
+                run.add(key, "type", TYPE_MESSAGES["text_long"])
             else:
-                add(name, "type", TYPE_MESSAGES[ftype])
+                run.add(key, "type", TYPE_MESSAGES[ftype])
 
         # 3. relevance and calculations, in dependency order
-        iso_day = observed_on.isoformat()
-        env: dict[str, Any] = {OBSERVED_ON: iso_day}
-        relevant: dict[str, bool] = {}
-        dropped: list[str] = []
-        for name in self.order:
-            spec = self.fields[name]
+        settled = _Settled(env=env, relevant={}, bad=bad, position=position, prefix=prefix)
+        today = run.today
+        for name in level.order:
+            spec = level.fields[name]
             ftype = spec["type"]
+            key = prefix + name
             shown = True
             if "relevant" in spec:
-                value, failed = self._eval(spec["relevant"], env, observed_on)
+                value, failed = _evaluate(spec["relevant"], env, today, position=position)
                 if failed:
-                    add(name, "expression", MSG_EXPRESSION)
+                    run.add(key, "expression", MSG_EXPRESSION)
                 shown = failed or expr.truthy(value)
-            relevant[name] = shown
+            settled.relevant[name] = shown
             if ftype == "calculate":
                 if shown:
-                    value = self._calculate(spec, env, observed_on, add)
+                    value = self._calculate(spec, env, today, run, key, position)
                     if not _empty(value) or isinstance(value, list):
                         env[name] = value
                 continue
             if ftype == "note":
                 continue
+            if ftype == REPEAT:
+                self._settle_repeat(spec, answers.get(name), shown, settled, run)
+                continue
             value = loaded.get(name)
             if not shown:
                 if name in answers and not _empty(answers[name]):
-                    dropped.append(name)
-                errors.pop(name, None)  # a hidden answer is dropped, not judged
+                    run.dropped.append(key)
+                run.drop_errors(key)  # a hidden answer is dropped, not judged
                 continue
-            if name in bad_type:
+            if "choice_filter" in spec:
+                offered = self._offered(spec, env, today, run, key, position)
+                given = value if isinstance(value, list) else [value]
+                if name not in bad and not _empty(value) and any(v not in offered for v in given):
+                    run.add(key, "choice", MSG_CHOICE)
+                    bad.add(name)
+            if name in bad:
                 continue
             if ftype in LIST_TYPES and value is None:
                 value = []
             if value is not None and (value != "" or ftype in LIST_TYPES):
                 env[name] = value
+        return settled
 
-        # 4. required, constraint, counts (values are settled now)
-        for name in self.order:
-            spec = self.fields[name]
+    def _offered(self, spec, env, today, run: _Run, key: str, position) -> list[str]:
+        """The choice values a choice_filter offers; a filter that cannot run offers the choice."""
+        keys = sorted({k for c in spec["choices"] for k in c.get("properties", {})})
+        offered, failed_once = [], False
+        for choice in spec["choices"]:
+            props = choice.get("properties", {})
+            mapping = {**{k: props.get(k) for k in keys}, "name": choice["value"]}
+            value, failed = _evaluate(
+                spec["choice_filter"], env, today, position=position, choice=mapping
+            )
+            if failed and not failed_once:
+                run.add(key, "expression", MSG_EXPRESSION)
+                failed_once = True
+            if failed or expr.truthy(value):
+                offered.append(choice["value"])
+        return offered
+
+    def _settle_repeat(self, spec, answer, shown: bool, parent: _Settled, run: _Run) -> None:
+        name = spec["name"]
+        env = parent.env
+        level = self.levels[name]
+        # until settled (hidden, or a bad shape: for good), the repeat reads as no instances
+        env[name] = expr.Nodeset(())
+        env.update({inner: expr.Nodeset(()) for inner in level.fields})
+        if not shown:
+            if not _empty(answer):
+                run.dropped.append(name)
+            return
+        count = None
+        if "repeat_count" in spec:
+            value, failed = _evaluate(spec["repeat_count"], env, run.today)
+            if failed:
+                run.add(name, "expression", MSG_EXPRESSION)
+            else:
+                count = _repeat_count(value)
+        if answer is None:
+            answer = []
+        if not isinstance(answer, list) or not all(isinstance(i, dict) for i in answer):
+            run.add(name, "type", MSG_REPEAT_TYPE)
+            parent.repeats[name] = _RepeatResult(count, [], [], ok=False)
+            return
+        if len(answer) > MAX_REPEAT_INSTANCES:
+            many = _repeat_count_messages(0, MAX_REPEAT_INSTANCES)[1]
+            run.add(name, "count", many)
+            parent.repeats[name] = _RepeatResult(count, [], [], ok=False)
+            return
+        instances: list[_Settled] = []
+        cleaned: list[dict] = []
+        sent = expr.Nodeset(tuple(answer))
+        outside = {k: v for k, v in env.items() if k not in level.fields}
+        for i, instance in enumerate(answer, start=1):
+            inner_env = {**outside, name: sent}
+            settled = self._settle(
+                level, instance, inner_env, run, position=i, prefix=f"{name}[{i}]."
+            )
+            instances.append(settled)
+            cleaned.append(
+                {
+                    inner: settled.env[inner]
+                    for inner, inner_spec in level.fields.items()
+                    if inner in settled.env and inner_spec["type"] != "note"
+                }
+            )
+        env[name] = expr.Nodeset(tuple(cleaned))
+        for inner in level.fields:
+            env[inner] = expr.Nodeset(tuple(c.get(inner) for c in cleaned))
+        parent.repeats[name] = _RepeatResult(count, instances, cleaned, ok=True)
+
+    def _required(self, spec, env, run: _Run, key: str, *, current, position) -> bool:
+        required = spec.get("required", False)
+        if isinstance(required, bool):
+            return required
+        result, failed = _evaluate(required, env, run.today, current=current, position=position)
+        if failed:
+            run.add(key, "expression", MSG_EXPRESSION)
+        return (not failed) and expr.truthy(result)
+
+    def _check(self, level: _Level, settled: _Settled, run: _Run) -> None:
+        """Step 4: required, constraint, counts; the values of every level are settled now."""
+        env, position, prefix = settled.env, settled.position, settled.prefix
+        for name in level.order:
+            spec = level.fields[name]
             ftype = spec["type"]
-            if ftype not in ANSWER_TYPES or not relevant[name] or name in bad_type:
+            if not settled.relevant[name] or name in settled.bad:
                 continue
+            if ftype == REPEAT:
+                self._check_repeat(spec, settled, run)
+                continue
+            if ftype not in ANSWER_TYPES:
+                continue
+            key = prefix + name
             value = env.get(name)
-            required = spec.get("required", False)
-            if not isinstance(required, bool):
-                result, failed = self._eval(required, env, observed_on, current=value)
-                if failed:
-                    add(name, "expression", MSG_EXPRESSION)
-                required = (not failed) and expr.truthy(result)
+            required = self._required(spec, env, run, key, current=value, position=position)
             if _empty(value):
                 if required:
-                    add(name, "required", _required_message(ftype, spec.get("min_count", 0)))
+                    default = _required_message(ftype, spec.get("min_count", 0))
+                    run.add(key, "required", spec.get("required_message", default))
                 continue
             if "constraint" in spec:
-                result, failed = self._eval(spec["constraint"], env, observed_on, current=value)
+                result, failed = _evaluate(
+                    spec["constraint"], env, run.today, current=value, position=position
+                )
                 if failed:
-                    add(name, "expression", MSG_EXPRESSION)
+                    run.add(key, "expression", MSG_EXPRESSION)
                 elif not expr.truthy(result):
-                    add(name, "constraint", spec.get("constraint_message", MSG_CONSTRAINT))
+                    run.add(key, "constraint", spec.get("constraint_message", MSG_CONSTRAINT))
             if ftype == "photo":
                 lo, hi = spec.get("min_count", 0), spec.get("max_count")
                 few, many = _count_messages(lo, hi)
                 if len(value) < lo:
-                    add(name, "count", few)
+                    run.add(key, "count", few)
                 elif hi is not None and len(value) > hi:
-                    add(name, "count", many)
+                    run.add(key, "count", many)
 
-        cleaned = {
-            name: env[name]
-            for name in self.fields
-            if name in env and self.fields[name]["type"] != "note"
-        }
-        photos = [
-            {"field": name, **photo}
-            for name in self.fields
-            if self.fields[name]["type"] == "photo"
-            for photo in cleaned.get(name, [])
-        ]
-        updates = {} if errors else self._updates(env, observed_on, errors)
-        return Validation(
-            answers=cleaned,
-            errors=errors,
-            dropped=dropped,
-            updates=updates if not errors else {},
-            photos=photos,
-        )
+    def _check_repeat(self, spec, top: _Settled, run: _Run) -> None:
+        name = spec["name"]
+        result = top.repeats[name]
+        if not result.ok:
+            return
+        got = len(result.cleaned)
+        required = self._required(spec, top.env, run, name, current=None, position=None)
+        lo = spec.get("min_count", 0)
+        hi = min(spec.get("max_count", MAX_REPEAT_INSTANCES), MAX_REPEAT_INSTANCES)
+        if got == 0 and required:
+            run.add(name, "required", spec.get("required_message", _required_message(REPEAT, 0)))
+        elif result.count is not None:
+            if got != result.count:
+                run.add(name, "repeat_count", _repeat_count_message(result.count, got))
+        elif got:
+            few, many = _repeat_count_messages(lo, hi)
+            if got < lo:
+                run.add(name, "count", few)
+            elif got > hi:
+                run.add(name, "count", many)
+        level = self.levels[name]
+        for i, instance in enumerate(result.instances):
+            # the instance's own values over the form's final ones (its repeat's other
+            # instances are not read: inner names mean this instance)
+            own = {inner: instance.env.get(inner) for inner in level.fields}
+            env = {**top.env, name: instance.env[name], **own}
+            self._check(level, _Settled(env, instance.relevant, instance.bad, i + 1,
+                                        instance.prefix), run)  # fmt: skip
 
-    def _calculate(self, spec, env, today, add):
+    def _calculate(self, spec, env, today, run: _Run, key: str, position):
         if "names_where" in spec:
             rule = spec["names_where"]
             out = []
@@ -848,9 +1272,9 @@ class CompiledForm:
                 if value == rule["equals"] or (isinstance(value, list) and rule["equals"] in value):
                     out.append(name)
             return out
-        value, failed = self._eval(spec["calculation"], env, today)
+        value, failed = _evaluate(spec["calculation"], env, today, position=position)
         if failed:
-            add(spec["name"], "expression", MSG_EXPRESSION)
+            run.add(key, "expression", MSG_EXPRESSION)
             return None
         return _normalize_number(value)
 
@@ -861,7 +1285,7 @@ class CompiledForm:
             if name is not None:
                 value = env.get(name)  # the stored value, type kept (lists, booleans, numbers)
             else:
-                value, failed = self._eval(source, env, today)
+                value, failed = _evaluate(source, env, today)
                 if failed:
                     errors.setdefault(f"updates.{rec_field}", []).append(
                         _error("expression", MSG_EXPRESSION)
@@ -871,6 +1295,17 @@ class CompiledForm:
             if not _empty(value) or isinstance(value, list):
                 out[rec_field] = value
         return out
+
+
+def _ordering_refs(spec: Mapping[str, Any]) -> set[str]:
+    """What a field's relevance, calculation and choice_filter read (they order evaluation)."""
+    refs: set[str] = set()
+    for key in ("relevant", "calculation", "choice_filter"):
+        if key in spec:
+            refs |= set(expr.references(spec[key]))
+    if "names_where" in spec:
+        refs |= set(spec["names_where"]["fields"])
+    return (refs - RESERVED_NAMES) - {spec["name"]}
 
 
 _PLAIN_REF = re.compile(r"^\s*\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*$")

@@ -5,12 +5,16 @@ Pure functions, no eval, no I/O. The semantics are specified in docs/EXPRESSIONS
 forms/expr_vectors.json, which the PWA's JavaScript twin must pass as well. Internally a value is
 always one of: None (no answer; the empty string is the same value), bool, a finite float, or a
 non-empty str. Select-many answers are seen as their space-separated string, as in XLSForm.
+A repeat's values come in as a Nodeset (built by the caller, never by the evaluator): functions
+over node-sets (count, sum, join...) read its items, everything else reads its first item.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
+import hashlib
 import math
 import random as _random
 import re
@@ -19,7 +23,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExprError", "Expr", "parse", "references", "evaluate", "truthy", "FUNCTIONS"]
+__all__ = [
+    "ExprError",
+    "Expr",
+    "Nodeset",
+    "parse",
+    "references",
+    "bare_names",
+    "uses_position",
+    "evaluate",
+    "truthy",
+    "FUNCTIONS",
+]
 
 MAX_DEPTH = 100  # deepest allowed syntax tree; keeps both implementations clear of stack limits
 
@@ -58,6 +73,13 @@ class Current:
 
 
 @dataclass(frozen=True)
+class Name:
+    """A bare name: in a choice_filter, the choice's property of that name (`name`: its value)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Neg:
     operand: Expr
 
@@ -75,7 +97,21 @@ class Call:
     args: tuple[Expr, ...]
 
 
-Expr = Num | Str | Ref | Current | Neg | Binary | Call
+Expr = Num | Str | Ref | Current | Name | Neg | Binary | Call
+
+
+@dataclass(frozen=True)
+class Nodeset:
+    """The values of one field across a repeat's instances (or the instance objects themselves).
+
+    The caller builds these into `answers`; the evaluator never builds one from a definition.
+    """
+
+    items: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))
+
 
 # name -> (fewest, most) arguments; None means any number
 FUNCTIONS: dict[str, tuple[int, int | None]] = {
@@ -134,6 +170,20 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "once": (1, 1),
     "random": (0, 0),
     "uuid": (0, 1),
+    # repeats (node-sets)
+    "count": (1, 1),
+    "indexed-repeat": (3, 3),
+    "position": (1, 1),  # only as position(..)
+    # other
+    "digest": (2, 3),
+    "distance": (1, None),
+    "area": (1, 1),
+}
+
+# functions of XLSForm's library refused at parse time, with the reason (docs/EXPRESSIONS.md)
+REFUSED: dict[str, str] = {
+    "pulldata": "pulldata() reads a CSV file attached to the form; forms here have no "
+    "attachments, so write the values as choices (with choice_filter) instead",
 }
 
 # binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -162,7 +212,7 @@ _TOKEN = re.compile(
     |(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)
     |(?P<str>'[^']*'|"[^"]*")
     |(?P<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)
-    |(?P<op>!=|<=|>=|[=<>+\-*(),.])""",
+    |(?P<op>!=|<=|>=|\.\.|[=<>+\-*(),.])""",
     re.VERBOSE,
 )
 
@@ -256,19 +306,23 @@ class _Parser:
                 return self.call(tok)
             if tok.text in _BINARY:
                 raise ExprError(f"operator {tok.text!r} is missing its left operand", tok.pos)
-            raise ExprError(
-                f"bare name {tok.text!r}: write ${{{tok.text}}} for a field or {tok.text}() "
-                "for a function",
-                tok.pos,
-            )
+            return Name(tok.text), 1
+        if tok.kind == "op" and tok.text == "..":
+            raise ExprError("paths are not supported; '..' only in position(..)", tok.pos)
         if tok.kind == "end":
             raise ExprError("unexpected end of expression", tok.pos)
         raise ExprError(f"unexpected {_describe(tok)}", tok.pos)
 
     def call(self, name: _Token) -> tuple[Expr, int]:
+        if name.text in REFUSED:
+            raise ExprError(REFUSED[name.text], name.pos)
         if name.text not in FUNCTIONS:
             raise ExprError(f"unknown function {name.text}()", name.pos)
         self.take()  # (
+        if name.text == "position":  # XPath's position(..): the number of the repeat instance
+            self.expect("..")
+            self.expect(")")
+            return Call("position", ()), 1
         args, depth = [], 0
         if self.peek().text != ")" or self.peek().kind != "op":
             while True:
@@ -290,6 +344,12 @@ class _Parser:
             raise ExprError(
                 "weighted-checklist() takes min, max, then value/weight pairs", name.pos
             )
+        if name.text == "digest":
+            for arg, known, what in zip(
+                args[1:], (_DIGESTS, _ENCODINGS), ("algorithm", "encoding"), strict=False
+            ):
+                if isinstance(arg, Str) and (arg.value or "").lower() not in known:
+                    raise ExprError(f"digest() has no {what} {arg.value or ''!r}", name.pos)
         if name.text == "regex":
             if not isinstance(args[1], Str):
                 raise ExprError("regex() needs a string literal as its pattern", name.pos)
@@ -325,21 +385,37 @@ def parse(source: str) -> Expr:
     return node
 
 
-@functools.lru_cache(maxsize=2048)
-def references(source: str) -> frozenset[str]:
-    """Fields an expression reads, so callers know what to re-evaluate when an answer changes."""
-    found, stack = set(), [parse(source)]
+def _nodes(source: str) -> list[Expr]:
+    """Every node of an expression's tree."""
+    found, stack = [], [parse(source)]
     while stack:
         node = stack.pop()
-        if isinstance(node, Ref):
-            found.add(node.name)
-        elif isinstance(node, Neg):
+        found.append(node)
+        if isinstance(node, Neg):
             stack.append(node.operand)
         elif isinstance(node, Binary):
             stack += [node.left, node.right]
         elif isinstance(node, Call):
             stack += node.args
-    return frozenset(found)
+    return found
+
+
+@functools.lru_cache(maxsize=2048)
+def references(source: str) -> frozenset[str]:
+    """Fields an expression reads, so callers know what to re-evaluate when an answer changes."""
+    return frozenset(node.name for node in _nodes(source) if isinstance(node, Ref))
+
+
+@functools.lru_cache(maxsize=2048)
+def bare_names(source: str) -> frozenset[str]:
+    """Bare names (choice properties in a choice_filter) an expression reads."""
+    return frozenset(node.name for node in _nodes(source) if isinstance(node, Name))
+
+
+@functools.lru_cache(maxsize=2048)
+def uses_position(source: str) -> bool:
+    """True if the expression calls position(..) (it then needs the instance number)."""
+    return any(isinstance(n, Call) and n.name == "position" for n in _nodes(source))
 
 
 # ---------------------------------------------------------------- values
@@ -353,6 +429,8 @@ def _load(value: Any) -> Any:
     """Normalise an answer of any type to an internal value; never raises."""
     if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, Nodeset):  # outside node-set functions: its first item
+        return _load(value.items[0]) if value.items else None
     if isinstance(value, int | float):
         try:
             number = float(value)
@@ -524,6 +602,16 @@ def _tokens(value: Any) -> list[str]:
     return [t for t in _SPLIT.split(_text(value)) if t]
 
 
+def _scalar(value: Any) -> Any:
+    """A node-set outside the node-set functions reads as its first item (XPath's string value)."""
+    return _load(value) if isinstance(value, Nodeset) else value
+
+
+def _items(value: Any) -> list[Any]:
+    """A node-set's items as values (empty ones included); any other value is one item."""
+    return [_load(item) for item in value.items] if isinstance(value, Nodeset) else [value]
+
+
 # ---------------------------------------------------------------- evaluator
 
 
@@ -533,6 +621,9 @@ class _Context:
     current: Any
     today: Any
     now: Any = None
+    position: Any = None
+    choice: Mapping[str, Any] | None = None
+    raw_current: Any = None
 
 
 def evaluate(
@@ -542,13 +633,18 @@ def evaluate(
     current: Any = None,
     today: datetime.date,
     now: datetime.datetime | str | None = None,
+    position: int | None = None,
+    choice: Mapping[str, Any] | None = None,
 ) -> Any:
     """Evaluate to a JSON value (None, bool, int, float or str); `.` is `current`.
 
-    `now` (an aware datetime or ISO text with offset) is needed only if now() is reached.
+    `now` (an aware datetime or ISO text with offset) is needed only if now() is reached;
+    `position` (the 1-based repeat instance) only by position(..); `choice` (a choice's
+    properties plus `name`) only by bare names, as in a choice_filter.
     """
     node = parse(source) if isinstance(source, str) else source
-    return _out(_eval(node, _Context(answers, _load(current), today, now)))
+    ctx = _Context(answers, _load(current), today, now, position, choice, current)
+    return _out(_scalar(_eval(node, ctx)))
 
 
 def _eval(node: Expr, ctx: _Context) -> Any:
@@ -557,20 +653,29 @@ def _eval(node: Expr, ctx: _Context) -> Any:
     if isinstance(node, Str):
         return node.value
     if isinstance(node, Ref):
-        return _load(ctx.answers.get(node.name))
+        value = ctx.answers.get(node.name)
+        return value if isinstance(value, Nodeset) else _load(value)
     if isinstance(node, Current):
         return ctx.current
+    if isinstance(node, Name):
+        if ctx.choice is None:
+            raise ExprError(
+                f"bare name {node.name!r} reads a choice property, only in a choice_filter: "
+                f"write ${{{node.name}}} for a field, '{node.name}' for text or "
+                f"{node.name}() for a function"
+            )
+        return _load(ctx.choice.get(node.name))
     if isinstance(node, Neg):
-        x = _number(_eval(node.operand, ctx))
+        x = _number(_scalar(_eval(node.operand, ctx)))
         return None if x is None else -x
     if isinstance(node, Binary):
         op = node.op
-        left = _eval(node.left, ctx)
+        left = _scalar(_eval(node.left, ctx))
         if op == "and":
-            return _bool(left) and _bool(_eval(node.right, ctx))
+            return _bool(left) and _bool(_scalar(_eval(node.right, ctx)))
         if op == "or":
-            return _bool(left) or _bool(_eval(node.right, ctx))
-        right = _eval(node.right, ctx)
+            return _bool(left) or _bool(_scalar(_eval(node.right, ctx)))
+        right = _scalar(_eval(node.right, ctx))
         if op == "=":
             return _equal(left, right)
         if op == "!=":
@@ -586,10 +691,10 @@ def _eval(node: Expr, ctx: _Context) -> Any:
 def _call(node: Call, ctx: _Context) -> Any:
     name, args = node.name, node.args
     if name == "if":
-        return _eval(args[1] if _bool(_eval(args[0], ctx)) else args[2], ctx)
+        return _eval(args[1] if _bool(_scalar(_eval(args[0], ctx))) else args[2], ctx)
     if name == "coalesce":
-        first = _eval(args[0], ctx)
-        return first if first is not None else _eval(args[1], ctx)
+        first = _scalar(_eval(args[0], ctx))
+        return first if first is not None else _scalar(_eval(args[1], ctx))
     if name == "today":
         today = ctx.today
         if not isinstance(today, datetime.date):
@@ -601,8 +706,17 @@ def _call(node: Call, ctx: _Context) -> Any:
             raise ExprError("now() needs evaluate(..., now=<date-time>)")
         return now
     if name == "once":  # the answer already there, else x
-        return ctx.current if ctx.current is not None else _eval(args[0], ctx)
+        return ctx.current if ctx.current is not None else _scalar(_eval(args[0], ctx))
+    if name in ("distance", "area"):  # geopoint objects are read as they are, not as text
+        return _geo(name, [_raw(arg, ctx) for arg in args])
+    if name == "position":
+        if ctx.position is None:
+            raise ExprError("position(..) is only defined inside a repeat instance")
+        return float(ctx.position)
     values = [_eval(arg, ctx) for arg in args]
+    if name in _NODESET_FUNCTIONS:
+        return _NODESET_FUNCTIONS[name](values, args)
+    values = [_scalar(v) for v in values]
     if name == "true":
         return True
     if name == "false":
@@ -630,8 +744,6 @@ def _call(node: Call, ctx: _Context) -> Any:
         return result if isinstance(result, bool) else result or None
     if name == "substr":
         return _substr(_text(values[0]), values[1:])
-    if name == "join":
-        return _join(values)
     if name in _MATH_FUNCTIONS:
         return _math(_MATH_FUNCTIONS[name], [_number(v) for v in values])
     if name == "pi":
@@ -645,10 +757,6 @@ def _call(node: Call, ctx: _Context) -> Any:
         if n is None or not 0 <= n < len(items):
             return None
         return items[math.trunc(n)]
-    if name == "count-non-empty":
-        return float(len(_tokens(values[0])))
-    if name in ("sum", "max", "min"):
-        return _aggregate(name, values)
     if name == "checklist":
         return _within(values[:2], float(sum(_bool(v) for v in values[2:])))
     if name == "weighted-checklist":
@@ -661,6 +769,8 @@ def _call(node: Call, ctx: _Context) -> Any:
         for w in weights:
             total += w
         return _within(values[:2], total)
+    if name == "digest":
+        return _digest(*[_text(v) for v in values])
     if name == "random":
         return _RANDOM.random()
     if name == "uuid":
@@ -718,10 +828,14 @@ def _substr(s: str, bounds: list[Any]) -> str | None:
     return s[start:end] or None
 
 
-def _join(values: list[Any]) -> str | None:
-    """join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values."""
-    sep = _text(values[0])
-    items = _tokens(values[1]) if len(values) == 2 else [_text(v) for v in values[1:]]
+def _join(values: list[Any], args: Any) -> str | None:
+    """join(sep, x): the items of x (a node-set or select-many); join(sep, a, b, ...): the values
+    (node-sets give all their items); empty items left out."""
+    sep = _text(_scalar(values[0]))
+    if len(values) == 2 and not isinstance(values[1], Nodeset):
+        items = _tokens(values[1])
+    else:
+        items = [_text(v) for value in values[1:] for v in _items(value)]
     return sep.join(item for item in items if item) or None
 
 
@@ -773,7 +887,10 @@ _UUID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _aggregate(name: str, values: list[Any]) -> float | None:
-    items = _tokens(values[0]) if len(values) == 1 else values
+    if len(values) == 1 and not isinstance(values[0], Nodeset):
+        items: list[Any] = _tokens(values[0])
+    else:
+        items = [v for value in values for v in _items(value)]
     numbers = [_number(v) for v in items if v is not None]
     if not numbers or any(x is None for x in numbers):
         return 0.0 if name == "sum" and not numbers else None
@@ -783,6 +900,40 @@ def _aggregate(name: str, values: list[Any]) -> float | None:
             total += x
         return _finite(total)
     return max(numbers) if name == "max" else min(numbers)
+
+
+def _count(values: list[Any], args: Any) -> float:
+    """count(ns): its items (instances of a repeat count even when empty); a value: 1 or 0."""
+    value = values[0]
+    if isinstance(value, Nodeset):
+        return float(len(value.items))
+    return 1.0 if value is not None else 0.0
+
+
+def _count_non_empty(values: list[Any], args: Any) -> float:
+    """count-non-empty(ns): its non-empty items; of a select-many (or text): its items."""
+    value = values[0]
+    if isinstance(value, Nodeset):
+        return float(sum(1 for v in _items(value) if v is not None))
+    return float(len(_tokens(value)))
+
+
+def _indexed_repeat(values: list[Any], args: Any) -> Any:
+    """indexed-repeat(${field}, ${repeat}, n): the field's value in instance n (1-based)."""
+    field, repeat, n = values[0], values[1], _number(_scalar(values[2]))
+    if n is None:
+        return None
+    if isinstance(field, Nodeset):
+        items = field.items
+    elif isinstance(repeat, Nodeset) and isinstance(args[0], Ref):
+        # inside an instance ${field} is that instance's value: read instance n's own object
+        items = tuple(
+            item.get(args[0].name) if isinstance(item, Mapping) else None for item in repeat.items
+        )
+    else:
+        return None
+    i = math.trunc(n)
+    return _load(items[i - 1]) if 1 <= i <= len(items) else None
 
 
 def _within(bounds: list[Any], count: float) -> bool:
@@ -800,6 +951,135 @@ def _uuid(length: Any) -> str | None:
     if n is None or not 1 <= n <= 1000:
         return None
     return "".join(_RANDOM.choice(_UUID_CHARS) for _ in range(math.trunc(n)))
+
+
+_NODESET_FUNCTIONS = {
+    "count": _count,
+    "count-non-empty": _count_non_empty,
+    "sum": lambda values, args: _aggregate("sum", values),
+    "max": lambda values, args: _aggregate("max", values),
+    "min": lambda values, args: _aggregate("min", values),
+    "join": _join,
+    "indexed-repeat": _indexed_repeat,
+}
+
+# ---------------------------------------------------------------- digest, distance, area
+
+_DIGESTS = {"md5": "md5", "sha-1": "sha1", "sha-256": "sha256", "sha-384": "sha384",
+            "sha-512": "sha512"}  # fmt: skip
+_ENCODINGS = ("base64", "hex")
+
+
+def _digest(data: str, algorithm: str, encoding: str = "base64") -> str | None:
+    """ODK's digest(): the hash of the text's UTF-8 bytes, in base64 (default) or hex."""
+    algorithm, encoding = algorithm.lower(), encoding.lower()
+    if algorithm not in _DIGESTS or encoding not in _ENCODINGS:
+        return None
+    raw = hashlib.new(_DIGESTS[algorithm], data.encode("utf-8", "surrogatepass")).digest()
+    return raw.hex() if encoding == "hex" else base64.b64encode(raw).decode("ascii")
+
+
+_EARTH_RADIUS = 6_378_100.0  # metres, JavaRosa's and Enketo's sphere
+_POINT_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def _raw(node: Expr, ctx: _Context) -> Any:
+    """An argument as the answer itself: a reference or `.` unread, anything else evaluated."""
+    if isinstance(node, Ref):
+        return ctx.answers.get(node.name)
+    if isinstance(node, Current):
+        return ctx.raw_current
+    return _scalar(_eval(node, ctx))
+
+
+def _points(value: Any) -> list[tuple[float, float]] | None:
+    """The points of a geopoint object, geopoint/geotrace/geoshape text ("lat lon alt acc" joined
+    by ";") or a node-set of them; None if any point is malformed."""
+    if isinstance(value, Nodeset):
+        found: list[tuple[float, float]] = []
+        for item in value.items:
+            points = _points(item)
+            if points is None:
+                return None
+            found += points
+        return found
+    if isinstance(value, Mapping):
+        if not value:
+            return []
+        lat, lon = _load(value.get("lat")), _load(value.get("lon"))  # numbers stay finite floats
+        if not (isinstance(lat, float) and isinstance(lon, float)):
+            return None
+        return _point([lat, lon])
+    text = _text(_load(value)) if not isinstance(value, str) else value
+    found = []
+    for part in text.split(";"):
+        words = _SPLIT.split(part.strip(_WS))
+        if words == [""]:
+            continue
+        if not 2 <= len(words) <= 4 or not all(_POINT_NUMBER.fullmatch(w) for w in words):
+            return None
+        numbers = [float(w) for w in words]
+        if len(numbers) == 4 and numbers[3] < 0:  # accuracy
+            return None
+        point = _point(numbers)
+        if point is None:
+            return None
+        found += point
+    return found
+
+
+def _point(numbers: list[float]) -> list[tuple[float, float]] | None:
+    lat, lon = numbers[0], numbers[1]
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return [(lat, lon)]
+
+
+def _geo(name: str, values: list[Any]) -> float | None:
+    """distance(): metres along the points (great-circle legs on JavaRosa's sphere);
+    area(): square metres inside them (JavaRosa's projection and triangle fan). Empty with no
+    points at all or a malformed one; 0 with too few."""
+    points: list[tuple[float, float]] = []
+    for value in values:
+        found = _points(value)
+        if found is None:
+            return None
+        points += found
+    if not points:
+        return None
+    if name == "distance":
+        total = 0.0
+        for (lat1, lon1), (lat2, lon2) in zip(points, points[1:], strict=False):
+            total += _arc(lat1, lon1, lat2, lon2) * _EARTH_RADIUS
+        return total
+    return _area(points)
+
+
+def _radians(degrees: float) -> float:
+    return degrees * math.pi / 180  # the JS twin's steps (math.radians rounds differently)
+
+
+def _arc(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The angle between two points: JavaRosa's spherical law of cosines, written with atan2 so
+    that short legs do not lose digits in acos (both twins then agree to the last few bits)."""
+    p1, p2, dl = _radians(lat1), _radians(lat2), _radians(lon1 - lon2)
+    cosine = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
+    across = math.cos(p2) * math.sin(dl)
+    along = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return math.atan2(math.sqrt(across * across + along * along), cosine)
+
+
+def _area(points: list[tuple[float, float]]) -> float:
+    if len(points) < 3:
+        return 0.0
+    metres_per_degree = 2 * _EARTH_RADIUS * math.pi / 360
+    lat0, lon0 = points[0]
+    xs = [(lon - lon0) * metres_per_degree * math.cos(_radians(lat)) for lat, lon in points[1:]]
+    ys = [(lat - lat0) * metres_per_degree for lat, _ in points[1:]]
+    total = 0.0
+    for i in range(1, len(xs)):
+        total += (ys[i - 1] * xs[i] - xs[i - 1] * ys[i]) / 2
+    return abs(total)
 
 
 # ---------------------------------------------------------------- dates

@@ -20,6 +20,26 @@ TODAY = datetime.date.fromisoformat(VECTORS["today"])
 CASES = VECTORS["cases"]
 
 
+def answers_of(case, nodeset=expr.Nodeset):
+    """The case's answers, with {"$nodeset": [...]} values made node-sets."""
+    return {
+        key: nodeset(value["$nodeset"])
+        if isinstance(value, dict) and "$nodeset" in value
+        else value
+        for key, value in case["answers"].items()
+    }
+
+
+def options_of(case):
+    return {
+        "current": case.get("current"),
+        "today": TODAY,
+        "now": VECTORS["now"],
+        "position": case.get("position"),
+        "choice": case.get("choice"),
+    }
+
+
 def same(got, want):
     """JSON equality, with numbers equal within 1e-9 (relative above 1) and bool never a number."""
     if isinstance(want, bool) or isinstance(got, bool) or want is None or got is None:
@@ -38,9 +58,12 @@ def test_vectors_file_shape():
     assert len(names) == len(set(names)), "vector names must be unique"
     assert len(CASES) >= 100
     for case in CASES:
-        assert set(case) <= {"name", "expr", "answers", "current", "result", "error", "references"}
+        assert set(case) <= {
+            "name", "expr", "answers", "current", "result", "error", "references",
+            "bare_names", "uses_position", "position", "choice",
+        }  # fmt: skip
         assert ("result" in case) != ("error" in case), case["name"]
-        assert case.get("error", "parse") == "parse"
+        assert case.get("error", "parse") in ("parse", "eval")
 
 
 def test_vectors_call_every_function():
@@ -50,18 +73,23 @@ def test_vectors_call_every_function():
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_vector(case):
-    kwargs = {"current": case.get("current"), "today": TODAY, "now": VECTORS["now"]}
-    if "error" in case:
+    kwargs = options_of(case)
+    if case.get("error") == "parse":
         with pytest.raises(ExprError):
             parse(case["expr"])
+    if "error" in case:
         with pytest.raises(ExprError):
-            evaluate(case["expr"], case["answers"], **kwargs)
+            evaluate(case["expr"], answers_of(case), **kwargs)
         return
-    got = evaluate(case["expr"], case["answers"], **kwargs)
+    got = evaluate(case["expr"], answers_of(case), **kwargs)
     assert same(got, case["result"]), f"{case['expr']!r} gave {got!r}"
     json.dumps(got, allow_nan=False)
     if "references" in case:
         assert references(case["expr"]) == frozenset(case["references"])
+    if "bare_names" in case:
+        assert expr.bare_names(case["expr"]) == frozenset(case["bare_names"])
+    if "uses_position" in case:
+        assert expr.uses_position(case["expr"]) is case["uses_position"]
 
 
 # ---------------------------------------------------------------- API rules
@@ -91,12 +119,20 @@ def test_expr_error_is_a_value_error_and_says_where():
         ("if(1, 2)", "if() takes 3 arguments, got 2"),
         ("'abc", "unclosed string"),
         ("${a b}", "bad field reference"),
-        ("yes", "write ${yes} for a field"),
+        ("..", "'..' only in position(..)"),
+        ("position(.)", "expected '..'"),
     ],
 )
 def test_error_messages_name_the_problem(source, message):
     with pytest.raises(ExprError, match=re.escape(message)):
         parse(source)
+
+
+def test_bare_name_outside_a_choice_filter_says_what_to_write():
+    with pytest.raises(ExprError, match=re.escape("write ${yes} for a field, 'yes' for text")):
+        evaluate("yes", {}, today=TODAY)
+    with pytest.raises(ExprError, match=re.escape("position(..) is only defined inside a repeat")):
+        evaluate("position(..)", {}, today=TODAY)
 
 
 def test_and_or_if_coalesce_short_circuit():
@@ -266,17 +302,43 @@ VALID = [
     "weighted-checklist(${a}, ${b}, ${c}, .)",
     "once(${a})",
     "uuid(${a})",
+    "count(${a}) + count-non-empty(${b}) + sum(${c}) + max(${a}) + min(${b})",
+    "join(${a}, ${b}) = join(',', ${a}, ${c})",
+    "indexed-repeat(${a}, ${b}, ${c}) = indexed-repeat(${a}, ${b}, position(..) - 1)",
+    "if(${a}, ${b}, ${c}) + sum(if(${a}, ${b}, ${c}))",
+    "digest(${a}, ${b}, ${c})",
+    "digest(${a}, 'SHA-512')",
+    "distance(${a}, ${b}, .) + area(${c})",
+    "area(.)",
+    "name = ${a} or county != ${b}",
 ]
+nodesets = st.lists(json_values, max_size=4).map(expr.Nodeset)
+geo_values = st.one_of(
+    st.fixed_dictionaries(
+        {"lat": st.floats(-100, 100), "lon": st.floats(-200, 200)},
+        optional={"accuracy": st.floats(0, 50)},
+    ),
+    st.sampled_from(["0 1 0 0; 0 91 0 0;", "24.3 109.4", "1 2;3 4;5 6", "x y", "91 0", ";"]),
+)
 
 
 @settings(max_examples=400)
 @given(
     st.sampled_from(VALID),
-    st.dictionaries(st.sampled_from(FIELDS), json_values),
-    json_values,
+    st.dictionaries(
+        st.sampled_from(FIELDS),
+        st.one_of(
+            json_values, nodesets, geo_values, st.lists(geo_values, max_size=3).map(expr.Nodeset)
+        ),
+    ),
+    st.one_of(json_values, geo_values),
+    st.integers(1, 100),
+    st.dictionaries(st.sampled_from(["name", "county"]), json_values),
 )
-def test_evaluate_never_raises_and_returns_json(source, answers, current):
-    result = evaluate(source, answers, current=current, today=TODAY)
+def test_evaluate_never_raises_and_returns_json(source, answers, current, position, choice):
+    result = evaluate(
+        source, answers, current=current, today=TODAY, position=position, choice=choice
+    )
     assert result is None or isinstance(result, bool | int | float | str)
     assert result != ""
     if isinstance(result, float):

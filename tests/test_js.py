@@ -48,9 +48,9 @@ CHECKLIST = [
     "doorstep_duties",
 ]  # fmt: skip
 
-# A form outside the built-ins that uses every field type, names_where on a select_many and a
-# text, a relevance reading a later field, required-if, a regex constraint and chained
-# calculations.
+# A form outside the built-ins that uses every field type but repeat, names_where on a
+# select_many and a text, a relevance reading a later field, required-if, a regex constraint and
+# chained calculations.
 ALL_TYPES = {
     "id": "all_types",
     "version": 1,
@@ -89,6 +89,82 @@ ALL_TYPES = {
     ],
     "updates": {"amount": "${amount}"},
 }  # fmt: skip
+
+
+def _t(text: str) -> dict:
+    return {"zh": text, "en": text}
+
+
+# A form with two repeats (one sized by repeat_count, one by min/max_count), per-instance
+# relevance, calculates, photos, position(..), node-set functions across repeats, a
+# choice_filter at the top level and inside a repeat, and required_message.
+REPEATS = {
+    "id": "repeats",
+    "version": 1,
+    "target": "task",
+    "title": _t("重复组"),
+    "fields": [
+        {"name": "county", "type": "select_one", "label": _t("县"),
+         "choices": [{"value": v, "label": _t(v)} for v in ("east", "west")]},
+        {"name": "town", "type": "select_one", "label": _t("镇"), "required": True,
+         "required_message": {"zh": "请选镇", "en": "Pick a town"},
+         "choice_filter": "county = ${county} or ${county} = ''",
+         "choices": [{"value": v, "label": _t(v), "properties": {"county": c}}
+                     for v, c in (("e1", "east"), ("e2", "east"), ("w1", "west"))]},
+        {"name": "n_rooms", "type": "integer", "label": _t("间数"), "constraint": ". <= 4"},
+        {"name": "rooms", "type": "repeat", "label": _t("厕所间"), "repeat_count": "${n_rooms}",
+         "required": "${county} = 'east'",
+         "required_message": {"zh": "请添加厕所间", "en": "Add the rooms"},
+         "fields": [
+             {"name": "room_note", "type": "note", "label": _t("说明")},
+             {"name": "room_ok", "type": "yes_no", "label": _t("好"), "required": True,
+              "required_message": {"zh": "好不好？", "en": "OK or not?"}},
+             {"name": "why", "type": "text", "label": _t("为何"), "relevant": "not(${room_ok})",
+              "required": "position(..) > 1", "constraint": "string-length(.) >= position(..)"},
+             {"name": "room_photo", "type": "photo", "label": _t("照片"), "relevant": "${room_ok}",
+              "required": True, "min_count": 1, "max_count": 2},
+             {"name": "kind", "type": "select_many", "label": _t("种类"),
+              "choice_filter": "position(..) > 1 or size != 'big'",
+              "choices": [{"value": v, "label": _t(v), "properties": {"size": z}}
+                          for v, z in (("squat", "small"), ("seat", "small"), ("bath", "big"))]},
+             {"name": "idx", "type": "calculate", "label": _t("序"),
+              "calculation": "position(..) * 10 + count(${rooms})"},
+             {"name": "kinds_bath", "type": "calculate", "label": _t("浴"),
+              "names_where": {"fields": ["kind"], "equals": "bath"}},
+         ]},
+        {"name": "checks", "type": "repeat", "label": _t("检查"), "min_count": 1,
+         "max_count": 3, "relevant": "count(${rooms}) > 0",
+         "fields": [
+             {"name": "score", "type": "integer", "label": _t("分"),
+              "constraint": ". <= sum(${idx}) + ${n_rooms}"},
+             {"name": "item", "type": "text", "label": _t("项"), "required": "${score} > 3"},
+         ]},
+        {"name": "total", "type": "calculate", "label": _t("总"),
+         "calculation": "sum(${idx}) + count(${checks}) + count-non-empty(${why})"},
+        {"name": "best", "type": "calculate", "label": _t("最好"), "calculation": "max(${score})"},
+        {"name": "first_why", "type": "calculate", "label": _t("第一"),
+         "calculation": "indexed-repeat(${why}, ${rooms}, 2)"},
+    ],
+    "updates": {"status": "if(count(${rooms}) > 0, 'done', 'in_progress')",
+                "income_progress": "sum(${score})"},
+}  # fmt: skip
+
+ROOM_OK = {"room_ok": True, "room_photo": [photo("a")], "kind": ["seat"]}
+ROOM_BAD = {"room_ok": False, "why": "门坏了", "kind": ["bath", "squat"]}
+REPEATS_BASE = {
+    "county": "east", "town": "e2", "n_rooms": 2, "rooms": [ROOM_OK, ROOM_BAD],
+    "checks": [{"score": 3}, {"score": 5, "item": "x"}],
+}  # fmt: skip
+#: Instances tried in place of the base's: each key of one instance, missing or wrong.
+INSTANCE_POOL = [
+    {}, {"room_ok": False}, {"room_ok": True}, {"why": "x"}, {"room_ok": False, "why": ""},
+    {"room_ok": False, "why": " a "}, {"room_ok": True, "why": "hidden", "room_photo": []},
+    {"room_ok": True, "room_photo": [photo("a"), photo("b"), photo("c")]},
+    {"room_ok": True, "room_photo": [photo("a"), photo("a")]}, {"kind": ["bath"]},
+    {"kind": ["nope"]}, {"kind": "seat"}, {"idx": 99, "room_note": "x"}, {"score": 3},
+    {"observed_on": TODAY}, {"__proto__": 1}, {"score": 9, "item": ""}, {"score": "x"},
+    {"room_ok": "yes"},
+]  # fmt: skip
 
 TOILET = {
     "toilet_type": "household", "sanitary": True, "harmless": True, "construction": "septic3",
@@ -142,6 +218,12 @@ BASES = {
          "cleaning_scope": "全村"},
         {"task_kind": "party_day", "status": "in_progress"},
     ],
+    "repeats": [
+        REPEATS_BASE,
+        {"county": "west", "town": "w1", "rooms": [], "checks": [{"score": 1}]},
+        {"county": "", "town": "e1", "n_rooms": 1, "rooms": [ROOM_BAD],
+         "checks": [{"score": 4}] * 4},
+    ],
     "all_types": [
         {"phone": "13812345678", "amount": 60, "when": "2026-11-20T10:31:05+08:00",
          "day": "2026-11-19", "where": {"lat": 24.3, "lon": 109.4, "accuracy": None},
@@ -175,6 +257,7 @@ POOL = [
 def form_cases() -> tuple[dict, list[dict]]:
     definitions = {d["id"]: d for d in load_builtin()}
     definitions["all_types"] = ALL_TYPES
+    definitions["repeats"] = REPEATS
     compiled = {key: compile_form(d) for key, d in definitions.items()}
     day = datetime.date.fromisoformat(TODAY)
     cases = []
@@ -203,6 +286,31 @@ def form_cases() -> tuple[dict, list[dict]]:
         add(form, {"constructor": 1, "toString": "x"})
         for not_an_object in (None, [], "answers", 3):
             add(form, not_an_object)
+    # repeats: every instance of the base replaced by each pool instance, instances added and
+    # removed, and the hard cap
+    for rep, size in (("rooms", 2), ("checks", 2)):
+        for index in range(size):
+            for instance in INSTANCE_POOL:
+                items = [dict(i) for i in REPEATS_BASE[rep]]
+                items[index] = instance
+                add("repeats", {**REPEATS_BASE, rep: items})
+                add("repeats", {**REPEATS_BASE, rep: [*REPEATS_BASE[rep], instance]})
+        for value in POOL:  # each value in each key of the first instance
+            for key in {"rooms": ["room_ok", "why", "room_photo", "kind"],
+                        "checks": ["score", "item"]}[rep]:  # fmt: skip
+                first = {**REPEATS_BASE[rep][0], key: value}
+                add("repeats", {**REPEATS_BASE, rep: [first, *REPEATS_BASE[rep][1:]]})
+    for _ in range(150):
+        answers = copy.deepcopy(REPEATS_BASE)
+        for rep in ("rooms", "checks"):
+            answers[rep] = [rand.choice(INSTANCE_POOL) for _ in range(rand.randint(0, 5))]
+        answers["n_rooms"] = rand.choice([None, 0, 1, 2, 3, 4.0, 5, -1, "2", 2.5, 200])
+        answers["county"] = rand.choice(["east", "west", "", None, "north"])
+        answers["town"] = rand.choice(["e1", "w1", "", None, "zz"])
+        add("repeats", answers)
+    add("repeats", {**REPEATS_BASE, "n_rooms": None, "checks": [{}] * 101})
+    add("repeats", {**REPEATS_BASE, "n_rooms": None, "checks": [{"score": 1}] * 3})
+    add("repeats", {**REPEATS_BASE, "county": "west", "town": "w1", "n_rooms": 0, "rooms": []})
     for text in ("x" * 5000, "字" * 5001, "😀" * 5000, " " * 5001):  # length in code points
         add("all_types", {"where": {"lat": 1, "lon": 2}, "word": text, "phone": text})
     # answered while hidden: dropped, and its errors not reported
@@ -299,9 +407,22 @@ def test_fixtures_cover_every_error_code():
     _, cases = form_cases()
     codes = {e["code"] for c in cases for errs in c["expected"]["errors"].values() for e in errs}
     assert codes >= {"required", "type", "choice", "constraint", "count", "duplicate",
-                     "unknown_field", "read_only"}  # fmt: skip
+                     "unknown_field", "read_only", "repeat_count"}  # fmt: skip
     assert any(c["expected"]["dropped"] for c in cases)
     assert any(not c["expected"]["errors"] for c in cases)
+    # the repeat form is exercised where it matters: keys inside instances, hidden inner
+    # answers dropped, a filtered choice refused, required_message used, valid answer sets
+    rep = [c["expected"] for c in cases if c["form"] == "repeats"]
+    keys = {k for e in rep for k in e["errors"]}
+    assert {"rooms[2].why", "rooms[1].room_photo", "checks[2].item", "rooms", "checks", "town",
+            "rooms[3].room_ok", "rooms[1].kind"} <= keys, sorted(keys)  # fmt: skip
+    assert any("rooms[1].why" in e["dropped"] for e in rep)
+    assert any(e["photos"] and e["photos"][0]["field"] == "rooms[1].room_photo" for e in rep)
+    refused = [e for e in rep if any(x["code"] == "choice" for x in e["errors"].get("town", []))]
+    assert refused
+    messages = {x["message"]["zh"] for e in rep for errs in e["errors"].values() for x in errs}
+    assert {"请选镇", "请添加厕所间", "好不好？"} <= messages
+    assert sum(not e["errors"] for e in rep) >= 10
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed: the JavaScript twins are untested")

@@ -3,6 +3,8 @@
 // Same syntax, same values, same errors: both twins pass forms/expr_vectors.json. Internally a
 // value is one of: null (no answer; '' is the same value), a boolean, a finite number or a
 // non-empty string. Select-many answers are seen as their space-separated string, as in XLSForm.
+// A repeat's values come in as a Nodeset (built by the caller, never by the evaluator): functions
+// over node-sets (count, sum, join...) read its items, everything else reads its first item.
 
 const MAX_DEPTH = 100; // deepest allowed syntax tree; keeps both twins clear of stack limits
 
@@ -11,6 +13,14 @@ export class ExprError extends Error {
     super(position === null ? message : `${message} at column ${position + 1}`);
     this.name = 'ExprError';
     this.position = position;
+  }
+}
+
+/** The values of one field across a repeat's instances (or the instance objects themselves). */
+export class Nodeset {
+  constructor(items = []) {
+    this.items = Object.freeze([...items]);
+    Object.freeze(this);
   }
 }
 
@@ -71,6 +81,20 @@ export const FUNCTIONS = Object.freeze({
   once: [1, 1],
   random: [0, 0],
   uuid: [0, 1],
+  // repeats (node-sets)
+  count: [1, 1],
+  'indexed-repeat': [3, 3],
+  position: [1, 1], // only as position(..)
+  // other
+  digest: [2, 3],
+  distance: [1, null],
+  area: [1, 1],
+});
+
+// functions of XLSForm's library refused at parse time, with the reason (docs/EXPRESSIONS.md)
+export const REFUSED = Object.freeze({
+  pulldata: 'pulldata() reads a CSV file attached to the form; forms here have no '
+    + 'attachments, so write the values as choices (with choice_filter) instead',
 });
 
 // binding power of binary operators, XPath order; unary minus binds tighter than all of them
@@ -90,7 +114,7 @@ const TOKEN = new RegExp(
     '(?<num>[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)',
     `(?<str>'[^']*'|"[^"]*")`,
     '(?<name>[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)',
-    '(?<op>!=|<=|>=|[=<>+\\-*(),.])',
+    '(?<op>!=|<=|>=|\\.\\.|[=<>+\\-*(),.])',
   ].join('|'),
   'y',
 );
@@ -195,18 +219,22 @@ class Parser {
       if (has(BINARY, tok.text)) {
         throw new ExprError(`operator '${tok.text}' is missing its left operand`, tok.pos);
       }
-      throw new ExprError(
-        `bare name '${tok.text}': write \${${tok.text}} for a field or ${tok.text}() for a function`,
-        tok.pos,
-      );
+      return [Object.freeze({ type: 'name', name: tok.text }), 1];
     }
+    if (isOp(tok, '..')) throw new ExprError("paths are not supported; '..' only in position(..)", tok.pos);
     if (tok.kind === 'end') throw new ExprError('unexpected end of expression', tok.pos);
     throw new ExprError(`unexpected ${describe(tok)}`, tok.pos);
   }
 
   call(name) {
+    if (has(REFUSED, name.text)) throw new ExprError(REFUSED[name.text], name.pos);
     if (!has(FUNCTIONS, name.text)) throw new ExprError(`unknown function ${name.text}()`, name.pos);
     this.take(); // (
+    if (name.text === 'position') { // XPath's position(..): the number of the repeat instance
+      this.expect('..');
+      this.expect(')');
+      return [Object.freeze({ type: 'call', name: 'position', args: Object.freeze([]) }), 1];
+    }
     const args = [];
     let depth = 0;
     if (!isOp(this.peek(), ')')) {
@@ -227,6 +255,13 @@ class Parser {
     }
     if (name.text === 'weighted-checklist' && args.length % 2) {
       throw new ExprError('weighted-checklist() takes min, max, then value/weight pairs', name.pos);
+    }
+    if (name.text === 'digest') {
+      for (const [arg, known, what] of [[args[1], DIGESTS, 'algorithm'], [args[2], ENCODINGS, 'encoding']]) {
+        if (arg && arg.type === 'str' && !has(known, (arg.value || '').toLowerCase())) {
+          throw new ExprError(`digest() has no ${what} '${arg.value || ''}'`, name.pos);
+        }
+      }
     }
     if (name.text === 'regex') {
       if (args[1].type !== 'str') {
@@ -272,22 +307,36 @@ export function parse(source) {
   return parseCached(source);
 }
 
-const referencesCached = memo(2048, (source) => {
-  const found = new Set();
+// Every node of an expression's tree.
+function nodes(source) {
+  const found = [];
   const stack = [parse(source)];
   while (stack.length) {
     const node = stack.pop();
-    if (node.type === 'ref') found.add(node.name);
-    else if (node.type === 'neg') stack.push(node.operand);
+    found.push(node);
+    if (node.type === 'neg') stack.push(node.operand);
     else if (node.type === 'binary') stack.push(node.left, node.right);
     else if (node.type === 'call') stack.push(...node.args);
   }
   return found;
-});
+}
+
+const referencesCached = memo(2048, (source) => new Set(nodes(source).filter((n) => n.type === 'ref').map((n) => n.name)));
+const bareNamesCached = memo(2048, (source) => new Set(nodes(source).filter((n) => n.type === 'name').map((n) => n.name)));
 
 /** The field names an expression reads (a new Set), so callers know what to re-evaluate. */
 export function references(source) {
   return new Set(referencesCached(source));
+}
+
+/** The bare names (choice properties in a choice_filter) an expression reads (a new Set). */
+export function bareNames(source) {
+  return new Set(bareNamesCached(source));
+}
+
+/** True if the expression calls position(..) (it then needs the instance number). */
+export function usesPosition(source) {
+  return nodes(source).some((n) => n.type === 'call' && n.name === 'position');
 }
 
 // ---------------------------------------------------------------- values
@@ -301,6 +350,7 @@ const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
 // Normalise an answer of any type to an internal value; never throws.
 function load(value) {
   if (value === null || typeof value === 'boolean') return value;
+  if (value instanceof Nodeset) return value.items.length ? load(value.items[0]) : null; // first item
   if (typeof value === 'number') return Number.isFinite(value) ? value : null;
   if (typeof value === 'string') return value || null;
   if (Array.isArray(value)) return value.map(itemText).filter(Boolean).join(' ') || null;
@@ -403,6 +453,10 @@ function round(x, digits) {
 
 const trim = (s) => s.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
 const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
+// A node-set outside the node-set functions reads as its first item (XPath's string value).
+const scalar = (value) => (value instanceof Nodeset ? load(value) : value);
+// A node-set's items as values (empty ones included); any other value is one item.
+const items = (value) => (value instanceof Nodeset ? value.items.map(load) : [value]);
 
 // ---------------------------------------------------------------- evaluator
 
@@ -410,10 +464,18 @@ const tokens = (value) => text(value).split(SPLIT).filter(Boolean);
  * Evaluate to a JSON value (null, boolean, finite number or non-empty string).
  * `current` is `.`; `today` is "YYYY-MM-DD" (needed only if today() is reached).
  */
-// `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached.
-export function evaluate(source, answers, { current = null, today = null, now = null } = {}) {
+// `now` ("YYYY-MM-DDTHH:MM:SS+08:00") is needed only if now() is reached; `position` (the 1-based
+// repeat instance) only by position(..); `choice` (a choice's properties plus `name`) only by bare
+// names, as in a choice_filter.
+export function evaluate(source, answers, {
+  current = null, today = null, now = null, position = null, choice = null,
+} = {}) {
   const node = typeof source === 'string' ? parse(source) : source;
-  return out(evalNode(node, { answers: answers || {}, current: load(current), today, now }));
+  const ctx = {
+    answers: answers || {}, current: load(current ?? null), rawCurrent: current ?? null, today, now,
+    position: position ?? null, choice: choice ?? null,
+  };
+  return out(scalar(evalNode(node, ctx)));
 }
 
 function evalNode(node, ctx) {
@@ -421,20 +483,29 @@ function evalNode(node, ctx) {
     case 'num':
     case 'str':
       return node.value;
-    case 'ref':
-      return load(has(ctx.answers, node.name) ? ctx.answers[node.name] : null);
+    case 'ref': {
+      const value = has(ctx.answers, node.name) ? ctx.answers[node.name] : null;
+      return value instanceof Nodeset ? value : load(value ?? null);
+    }
     case 'current':
       return ctx.current;
+    case 'name': {
+      if (ctx.choice === null) {
+        throw new ExprError(`bare name '${node.name}' reads a choice property, only in a choice_filter: `
+          + `write \${${node.name}} for a field, '${node.name}' for text or ${node.name}() for a function`);
+      }
+      return load(has(ctx.choice, node.name) ? (ctx.choice[node.name] ?? null) : null);
+    }
     case 'neg': {
-      const x = number(evalNode(node.operand, ctx));
+      const x = number(scalar(evalNode(node.operand, ctx)));
       return x === null ? null : -x;
     }
     case 'binary': {
       const { op } = node;
-      const left = evalNode(node.left, ctx);
-      if (op === 'and') return bool(left) && bool(evalNode(node.right, ctx));
-      if (op === 'or') return bool(left) || bool(evalNode(node.right, ctx));
-      const right = evalNode(node.right, ctx);
+      const left = scalar(evalNode(node.left, ctx));
+      if (op === 'and') return bool(left) && bool(scalar(evalNode(node.right, ctx)));
+      if (op === 'or') return bool(left) || bool(scalar(evalNode(node.right, ctx)));
+      const right = scalar(evalNode(node.right, ctx));
       if (op === '=') return equal(left, right);
       if (op === '!=') return !equal(left, right);
       if (op === '<' || op === '<=' || op === '>' || op === '>=') return order(op, left, right);
@@ -451,10 +522,10 @@ const ISO_DATE = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
 
 function call(node, ctx) {
   const { name, args } = node;
-  if (name === 'if') return evalNode(bool(evalNode(args[0], ctx)) ? args[1] : args[2], ctx);
+  if (name === 'if') return evalNode(bool(scalar(evalNode(args[0], ctx))) ? args[1] : args[2], ctx);
   if (name === 'coalesce') {
-    const first = evalNode(args[0], ctx);
-    return first !== null ? first : evalNode(args[1], ctx);
+    const first = scalar(evalNode(args[0], ctx));
+    return first !== null ? first : scalar(evalNode(args[1], ctx));
   }
   if (name === 'today') {
     if (typeof ctx.today !== 'string' || !ISO_DATE.test(ctx.today)) {
@@ -469,8 +540,17 @@ function call(node, ctx) {
     }
     return now;
   }
-  if (name === 'once') return ctx.current !== null ? ctx.current : evalNode(args[0], ctx); // the answer already there, else x
-  const values = args.map((arg) => evalNode(arg, ctx));
+  if (name === 'once') return ctx.current !== null ? ctx.current : scalar(evalNode(args[0], ctx)); // the answer already there, else x
+  if (name === 'distance' || name === 'area') { // geopoint objects are read as they are, not as text
+    return geo(name, args.map((arg) => rawArgument(arg, ctx)));
+  }
+  if (name === 'position') {
+    if (ctx.position === null) throw new ExprError('position(..) is only defined inside a repeat instance');
+    return ctx.position;
+  }
+  const raw = args.map((arg) => evalNode(arg, ctx));
+  if (has(NODESET_FUNCTIONS, name)) return NODESET_FUNCTIONS[name](raw, args);
+  const values = raw.map(scalar);
   switch (name) {
     case 'true':
       return true;
@@ -510,8 +590,6 @@ function call(node, ctx) {
     }
     case 'substr':
       return substr(text(values[0]), values.slice(1));
-    case 'join':
-      return join(values);
     case 'pow':
     case 'abs':
     case 'sqrt':
@@ -535,12 +613,6 @@ function call(node, ctx) {
       if (n === null || !(n >= 0 && n < items.length)) return null;
       return items[Math.trunc(n)];
     }
-    case 'count-non-empty':
-      return tokens(values[0]).length;
-    case 'sum':
-    case 'max':
-    case 'min':
-      return aggregate(name, values);
     case 'checklist':
       return within(values.slice(0, 2), values.slice(2).filter(bool).length);
     case 'weighted-checklist': {
@@ -552,6 +624,8 @@ function call(node, ctx) {
       }
       return within(values.slice(0, 2), total);
     }
+    case 'digest':
+      return digest(...values.map(text));
     case 'random':
       return Math.random();
     case 'uuid':
@@ -620,11 +694,13 @@ function substr(s, bounds) {
   return cs.slice(start, end).join('') || null;
 }
 
-// join(sep, x): the items of x (a select-many); join(sep, a, b, ...): the non-empty values.
+// join(sep, x): the items of x (a node-set or select-many); join(sep, a, b, ...): the values
+// (node-sets give all their items); empty items left out.
 function join(values) {
-  const sep = text(values[0]);
-  const items = values.length === 2 ? tokens(values[1]) : values.slice(1).map(text);
-  return items.filter(Boolean).join(sep) || null;
+  const sep = text(scalar(values[0]));
+  const parts = values.length === 2 && !(values[1] instanceof Nodeset)
+    ? tokens(values[1]) : values.slice(1).flatMap(items).map(text);
+  return parts.filter(Boolean).join(sep) || null;
 }
 
 const MATH_FUNCTIONS = {
@@ -652,8 +728,8 @@ function maths(fn, args) {
 const UUID_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
 function aggregate(name, values) {
-  const items = values.length === 1 ? tokens(values[0]) : values;
-  const numbers = items.filter((v) => v !== null).map(number);
+  const list = values.length === 1 && !(values[0] instanceof Nodeset) ? tokens(values[0]) : values.flatMap(items);
+  const numbers = list.filter((v) => v !== null).map(number);
   if (!numbers.length) return name === 'sum' ? 0 : null;
   if (numbers.some((x) => x === null)) return null;
   if (name === 'sum') {
@@ -663,6 +739,45 @@ function aggregate(name, values) {
   }
   return name === 'max' ? Math.max(...numbers) : Math.min(...numbers);
 }
+
+// count(ns): its items (instances of a repeat count even when empty); a value: 1 or 0.
+function count(values) {
+  const value = values[0];
+  if (value instanceof Nodeset) return value.items.length;
+  return value !== null ? 1 : 0;
+}
+
+// count-non-empty(ns): its non-empty items; of a select-many (or text): its items.
+function countNonEmpty(values) {
+  const value = values[0];
+  if (value instanceof Nodeset) return items(value).filter((v) => v !== null).length;
+  return tokens(value).length;
+}
+
+// indexed-repeat(${field}, ${repeat}, n): the field's value in instance n (1-based).
+function indexedRepeat(values, args) {
+  const [field, repeat] = values;
+  const n = number(scalar(values[2]));
+  if (n === null) return null;
+  let list;
+  if (field instanceof Nodeset) list = field.items;
+  else if (repeat instanceof Nodeset && args[0].type === 'ref') {
+    // inside an instance ${field} is that instance's value: read instance n's own object
+    list = repeat.items.map((item) => (isObject(item) && has(item, args[0].name) ? item[args[0].name] : null));
+  } else return null;
+  const i = Math.trunc(n);
+  return i >= 1 && i <= list.length ? load(list[i - 1] ?? null) : null;
+}
+
+const NODESET_FUNCTIONS = {
+  count,
+  'count-non-empty': countNonEmpty,
+  sum: (values) => aggregate('sum', values),
+  max: (values) => aggregate('max', values),
+  min: (values) => aggregate('min', values),
+  join,
+  'indexed-repeat': indexedRepeat,
+};
 
 // checklist's test: min <= count <= max, where -1 (or empty) means no limit.
 function within(bounds, count) {
@@ -691,6 +806,281 @@ function uuid(length) {
   const n = number(length);
   if (n === null || !(n >= 1 && n <= 1000)) return null;
   return Array.from({ length: Math.trunc(n) }, () => UUID_CHARS[randomInt(UUID_CHARS.length)]).join('');
+}
+
+// ---------------------------------------------------------------- digest, distance, area
+
+const DIGESTS = { md5: md5, 'sha-1': sha1, 'sha-256': sha256, 'sha-384': (b) => sha512(b, 384), 'sha-512': sha512 };
+const ENCODINGS = { base64: true, hex: true };
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+// UTF-8 bytes of a string; a lone surrogate as its own three bytes, like Python's surrogatepass.
+function utf8(s) {
+  const out = [];
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    if (c < 0x80) out.push(c);
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return out;
+}
+
+// ODK's digest(): the hash of the text's UTF-8 bytes, in base64 (default) or hex.
+function digest(data, algorithm, encoding = 'base64') {
+  const algo = algorithm.toLowerCase();
+  const enc = encoding.toLowerCase();
+  if (!has(DIGESTS, algo) || !has(ENCODINGS, enc)) return null;
+  const bytes = DIGESTS[algo](utf8(data));
+  if (enc === 'hex') return bytes.map((b) => b.toString(16).padStart(2, '0')).join('');
+  let result = '';
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    result += BASE64[n >> 18] + BASE64[(n >> 12) & 63];
+    result += i + 1 < bytes.length ? BASE64[(n >> 6) & 63] : '=';
+    result += i + 2 < bytes.length ? BASE64[n & 63] : '=';
+  }
+  return result;
+}
+
+// Message padding shared by the Merkle-Damgard hashes: 0x80, zeros, then the bit length.
+function padded(bytes, block, lengthBytes, littleEndian) {
+  const out = bytes.slice();
+  out.push(0x80);
+  while ((out.length + lengthBytes) % block) out.push(0);
+  const bits = BigInt(bytes.length) * 8n;
+  const length = [];
+  for (let i = 0; i < lengthBytes; i++) length.push(Number((bits >> BigInt(8 * i)) & 255n));
+  return out.concat(littleEndian ? length : length.reverse());
+}
+
+const rotl = (x, n) => (x << n) | (x >>> (32 - n));
+const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+const wordsBE = (bytes, at, n) => Array.from({ length: n }, (_, i) => (
+  (bytes[at + 4 * i] << 24) | (bytes[at + 4 * i + 1] << 16) | (bytes[at + 4 * i + 2] << 8) | bytes[at + 4 * i + 3]));
+const bytesBE = (words) => words.flatMap((w) => [(w >>> 24) & 255, (w >>> 16) & 255, (w >>> 8) & 255, w & 255]);
+
+const MD5_S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+const MD5_K = Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) | 0);
+
+function md5(input) {
+  const m = padded(input, 64, 8, true);
+  const h = [0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476];
+  for (let at = 0; at < m.length; at += 64) {
+    const w = Array.from({ length: 16 }, (_, i) => m[at + 4 * i] | (m[at + 4 * i + 1] << 8)
+      | (m[at + 4 * i + 2] << 16) | (m[at + 4 * i + 3] << 24));
+    let [a, b, c, d] = h;
+    for (let i = 0; i < 64; i++) {
+      let f;
+      let g;
+      if (i < 16) [f, g] = [(b & c) | (~b & d), i];
+      else if (i < 32) [f, g] = [(d & b) | (~d & c), (5 * i + 1) % 16];
+      else if (i < 48) [f, g] = [b ^ c ^ d, (3 * i + 5) % 16];
+      else [f, g] = [c ^ (b | ~d), (7 * i) % 16];
+      const t = d;
+      d = c;
+      c = b;
+      b = (b + rotl((a + f + MD5_K[i] + w[g]) | 0, MD5_S[(i >> 4) * 4 + (i % 4)])) | 0;
+      a = t;
+    }
+    [a, b, c, d].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+  }
+  return h.flatMap((x) => [x & 255, (x >>> 8) & 255, (x >>> 16) & 255, (x >>> 24) & 255]);
+}
+
+function sha1(input) {
+  const m = padded(input, 64, 8, false);
+  const h = [0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476, 0xc3d2e1f0 | 0];
+  for (let at = 0; at < m.length; at += 64) {
+    const w = wordsBE(m, at, 16);
+    for (let i = 16; i < 80; i++) w.push(rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1));
+    let [a, b, c, d, e] = h;
+    for (let i = 0; i < 80; i++) {
+      let f;
+      let k;
+      if (i < 20) [f, k] = [(b & c) | (~b & d), 0x5a827999];
+      else if (i < 40) [f, k] = [b ^ c ^ d, 0x6ed9eba1];
+      else if (i < 60) [f, k] = [(b & c) | (b & d) | (c & d), 0x8f1bbcdc | 0];
+      else [f, k] = [b ^ c ^ d, 0xca62c1d6 | 0];
+      const t = (rotl(a, 5) + f + e + k + w[i]) | 0;
+      [e, d, c, b, a] = [d, c, rotl(b, 30), a, t];
+    }
+    [a, b, c, d, e].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+  }
+  return bytesBE(h);
+}
+
+// The first 32 (64) bits of the fractional parts of the square and cube roots of the primes.
+const PRIMES = [];
+for (let n = 2; PRIMES.length < 80; n++) if (PRIMES.every((p) => n % p)) PRIMES.push(n);
+
+// floor(frac(p^(1/k)) * 2^bits), exact, with BigInt integer roots.
+function rootBits(p, k, bits) {
+  const scaled = BigInt(p) << BigInt(k * bits);
+  let lo = 0n;
+  let hi = 1n << BigInt(bits + 8);
+  while (lo < hi) { // the largest r with r^k <= p * 2^(k*bits)
+    const mid = (lo + hi + 1n) >> 1n;
+    if (mid ** BigInt(k) <= scaled) lo = mid;
+    else hi = mid - 1n;
+  }
+  return lo & ((1n << BigInt(bits)) - 1n);
+}
+
+const SHA256_K = PRIMES.slice(0, 64).map((p) => Number(rootBits(p, 3, 32)) | 0);
+const SHA256_H = PRIMES.slice(0, 8).map((p) => Number(rootBits(p, 2, 32)) | 0);
+
+function sha256(input) {
+  const m = padded(input, 64, 8, false);
+  const h = SHA256_H.slice();
+  for (let at = 0; at < m.length; at += 64) {
+    const w = wordsBE(m, at, 16);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w.push((w[i - 16] + s0 + w[i - 7] + s1) | 0);
+    }
+    let [a, b, c, d, e, f, g, hh] = h;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      [hh, g, f, e, d, c, b, a] = [g, f, e, (d + t1) | 0, c, b, a, (t1 + t2) | 0];
+    }
+    [a, b, c, d, e, f, g, hh].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+  }
+  return bytesBE(h);
+}
+
+const MASK64 = (1n << 64n) - 1n;
+const SHA512_K = PRIMES.map((p) => rootBits(p, 3, 64));
+const SHA512_H = PRIMES.slice(0, 8).map((p) => rootBits(p, 2, 64));
+// SHA-384's start: the square roots of the 9th to 16th primes
+const SHA384_H = PRIMES.slice(8, 16).map((p) => rootBits(p, 2, 64));
+const rotr64 = (x, n) => ((x >> n) | (x << (64n - n))) & MASK64;
+
+function sha512(input, size = 512) {
+  const m = padded(input, 128, 16, false);
+  const h = (size === 384 ? SHA384_H : SHA512_H).slice();
+  for (let at = 0; at < m.length; at += 128) {
+    const w = [];
+    for (let i = 0; i < 16; i++) {
+      let x = 0n;
+      for (let j = 0; j < 8; j++) x = (x << 8n) | BigInt(m[at + 8 * i + j]);
+      w.push(x);
+    }
+    for (let i = 16; i < 80; i++) {
+      const s0 = rotr64(w[i - 15], 1n) ^ rotr64(w[i - 15], 8n) ^ (w[i - 15] >> 7n);
+      const s1 = rotr64(w[i - 2], 19n) ^ rotr64(w[i - 2], 61n) ^ (w[i - 2] >> 6n);
+      w.push((w[i - 16] + s0 + w[i - 7] + s1) & MASK64);
+    }
+    let [a, b, c, d, e, f, g, hh] = h;
+    for (let i = 0; i < 80; i++) {
+      const t1 = (hh + (rotr64(e, 14n) ^ rotr64(e, 18n) ^ rotr64(e, 41n)) + ((e & f) ^ (~e & MASK64 & g))
+        + SHA512_K[i] + w[i]) & MASK64;
+      const t2 = ((rotr64(a, 28n) ^ rotr64(a, 34n) ^ rotr64(a, 39n)) + ((a & b) ^ (a & c) ^ (b & c))) & MASK64;
+      [hh, g, f, e, d, c, b, a] = [g, f, e, (d + t1) & MASK64, c, b, a, (t1 + t2) & MASK64];
+    }
+    [a, b, c, d, e, f, g, hh].forEach((v, i) => { h[i] = (h[i] + v) & MASK64; });
+  }
+  const out = [];
+  for (const x of h.slice(0, size / 64)) for (let j = 7; j >= 0; j--) out.push(Number((x >> BigInt(8 * j)) & 255n));
+  return out;
+}
+
+const EARTH_RADIUS = 6378100; // metres, JavaRosa's and Enketo's sphere
+const POINT_NUMBER = /^-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/;
+const WS_EDGES = /^[ \t\r\n]+|[ \t\r\n]+$/g;
+
+// An argument as the answer itself: a reference or `.` unread, anything else evaluated.
+function rawArgument(node, ctx) {
+  if (node.type === 'ref') return has(ctx.answers, node.name) ? (ctx.answers[node.name] ?? null) : null;
+  if (node.type === 'current') return ctx.rawCurrent;
+  return scalar(evalNode(node, ctx));
+}
+
+const isCoordinate = (v) => typeof v === 'number';
+
+function point(numbers) {
+  const [lat, lon] = numbers;
+  if (!(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180)) return null;
+  return [[lat, lon]];
+}
+
+// The points of a geopoint object, geopoint/geotrace/geoshape text ("lat lon alt acc" joined by
+// ";") or a node-set of them; null if any point is malformed.
+function points(value) {
+  if (value instanceof Nodeset) {
+    const found = [];
+    for (const item of value.items) {
+      const more = points(item);
+      if (more === null) return null;
+      found.push(...more);
+    }
+    return found;
+  }
+  if (isObject(value)) {
+    if (!Object.keys(value).length) return [];
+    if (!isCoordinate(value.lat) || !isCoordinate(value.lon)) return null;
+    return point([value.lat, value.lon]);
+  }
+  const found = [];
+  for (const part of (typeof value === 'string' ? value : text(load(value ?? null))).split(';')) {
+    const trimmed = part.replace(WS_EDGES, '');
+    if (!trimmed) continue;
+    const words = trimmed.split(SPLIT);
+    if (words.length < 2 || words.length > 4 || !words.every((w) => POINT_NUMBER.test(w))) return null;
+    const numbers = words.map(Number);
+    if (numbers.length === 4 && numbers[3] < 0) return null; // accuracy
+    const p = point(numbers);
+    if (p === null) return null;
+    found.push(...p);
+  }
+  return found;
+}
+
+// distance(): metres along the points (great-circle legs on JavaRosa's sphere); area():
+// square metres inside them (JavaRosa's projection and triangle fan). Empty with no points at all
+// or a malformed one; 0 with too few.
+function geo(name, values) {
+  const all = [];
+  for (const value of values) {
+    const found = points(value);
+    if (found === null) return null;
+    all.push(...found);
+  }
+  if (!all.length) return null;
+  if (name === 'distance') {
+    let total = 0;
+    for (let i = 1; i < all.length; i++) total += arc(...all[i - 1], ...all[i]) * EARTH_RADIUS;
+    return total;
+  }
+  return area(all);
+}
+
+const radians = (deg) => (deg * Math.PI) / 180;
+
+// The angle between two points: JavaRosa's spherical law of cosines, written with atan2 so that
+// short legs do not lose digits in acos (both twins then agree to the last few bits).
+function arc(lat1, lon1, lat2, lon2) {
+  const p1 = radians(lat1);
+  const p2 = radians(lat2);
+  const dl = radians(lon1 - lon2);
+  const cosine = Math.sin(p1) * Math.sin(p2) + Math.cos(p1) * Math.cos(p2) * Math.cos(dl);
+  const across = Math.cos(p2) * Math.sin(dl);
+  const along = Math.cos(p1) * Math.sin(p2) - Math.sin(p1) * Math.cos(p2) * Math.cos(dl);
+  return Math.atan2(Math.sqrt(across * across + along * along), cosine);
+}
+
+function area(all) {
+  if (all.length < 3) return 0;
+  const metresPerDegree = (2 * EARTH_RADIUS * Math.PI) / 360;
+  const [lat0, lon0] = all[0];
+  const xs = all.slice(1).map(([lat, lon]) => (lon - lon0) * metresPerDegree * Math.cos(radians(lat)));
+  const ys = all.slice(1).map(([lat]) => (lat - lat0) * metresPerDegree);
+  let total = 0;
+  for (let i = 1; i < xs.length; i++) total += (ys[i - 1] * xs[i] - xs[i - 1] * ys[i]) / 2;
+  return Math.abs(total);
 }
 
 // ---------------------------------------------------------------- dates

@@ -3,10 +3,12 @@
 // The renderer asks fieldStates() what to show on every change, and validate() before a
 // submission goes to the outbox. validate() gives the same answers, error codes, messages and
 // dropped list as the server (tests/test_js.py checks it on generated answer sets), so what the
-// phone accepts the server accepts. Definitions are trusted: the server checked them before
+// phone accepts the server accepts. A repeat's answer is a list of instance objects; each
+// instance is settled with its own answers and position (errors keyed `rooms[2].field`), and
+// outside it the repeat's values are node-sets. Definitions are trusted: the server checked them before
 // publishing. `today` is the observation date "YYYY-MM-DD": `${observed_on}` and today().
 
-import { evaluate, references, truthy } from './expr.js';
+import { Nodeset, evaluate, references, truthy } from './expr.js';
 
 const OBSERVED_ON = 'observed_on';
 const ANSWER_TYPES = new Set(['text', 'integer', 'decimal', 'yes_no', 'select_one', 'select_many',
@@ -14,6 +16,8 @@ const ANSWER_TYPES = new Set(['text', 'integer', 'decimal', 'yes_no', 'select_on
 const LIST_TYPES = new Set(['select_many', 'photo']);
 const MAX_TEXT = 5000;
 const MAX_LIST = 100;
+export const MAX_REPEAT_INSTANCES = 100;
+const REPEAT = 'repeat';
 
 // ---------------------------------------------------------------- messages (copied from the compiler)
 
@@ -47,8 +51,16 @@ function requiredMessage(type, minCount) {
   }
   if (type === 'select_one' || type === 'yes_no') return msg('必须选择', 'Please choose');
   if (type === 'select_many') return msg('至少勾选一项', 'Choose at least one');
+  if (type === REPEAT) return msg('请至少添加一项', 'Add at least one');
   return msg('必须填写', 'This is required');
 }
+
+const repeatCountMessages = (lo, hi) => [
+  msg(`至少要添加 ${lo} 项`, `Add at least ${lo}`),
+  msg(`最多只能添加 ${hi} 项`, `At most ${hi}`),
+];
+const repeatCountMessage = (expected, got) => msg(`应添加 ${expected} 项，现在是 ${got} 项`, `Needs exactly ${expected}, has ${got}`);
+const MSG_REPEAT_TYPE = msg('重复组的内容格式不对', "A repeat's answer must be a list of objects");
 
 const error = (code, message) => ({ code, message: { ...message } });
 
@@ -170,48 +182,97 @@ function readAnswer(spec, choices, value) {
 
 const compiledForms = new WeakMap();
 
-// Fields by name, their choices, and the evaluation order: definition order, except that a
-// field moves after the fields its relevance or calculation reads.
-function compile(definition) {
-  let form = compiledForms.get(definition);
-  if (form) return form;
-  const fields = new Map(definition.fields.map((spec) => [spec.name, spec]));
-  const names = [...fields.keys()];
-  const deps = new Map();
-  for (const [name, spec] of fields) {
-    const refs = new Set(spec.names_where ? spec.names_where.fields : []);
-    for (const key of ['relevant', 'calculation']) {
-      if (typeof spec[key] === 'string') for (const ref of references(spec[key])) refs.add(ref);
-    }
-    deps.set(name, names.filter((n) => refs.has(n)));
+// What a field's relevance, calculation and choice_filter read (they order evaluation).
+function orderingRefs(spec) {
+  const refs = new Set(spec.names_where ? spec.names_where.fields : []);
+  for (const key of ['relevant', 'calculation', 'choice_filter']) {
+    if (typeof spec[key] === 'string') for (const ref of references(spec[key])) refs.add(ref);
   }
+  refs.delete(OBSERVED_ON);
+  refs.delete(spec.name);
+  return refs;
+}
+
+// Definition order, except that a field moves after the fields it reads.
+function evaluationOrder(id, names, deps) {
   const order = [];
   const state = new Map();
   const visit = (name) => {
     if (state.get(name) === 2) return;
-    if (state.get(name) === 1) throw new Error(`form ${definition.id}: circular relevance/calculation at ${name}`);
+    if (state.get(name) === 1) throw new Error(`form ${id}: circular relevance/calculation at ${name}`);
     state.set(name, 1);
-    for (const dep of deps.get(name)) visit(dep);
+    for (const dep of names) if (deps.get(name).has(dep)) visit(dep);
     state.set(name, 2);
     order.push(name);
   };
   names.forEach(visit);
+  return order;
+}
+
+function makeLevel(specs) {
+  const fields = new Map(specs.map((spec) => [spec.name, spec]));
   const choices = new Map([...fields].map(([name, spec]) => [name, new Set((spec.choices || []).map((c) => c.value))]));
-  form = { fields, order, choices };
+  return { fields, choices, order: [] };
+}
+
+// The top level and one level per repeat: fields by name, their choices, evaluation orders.
+function compile(definition) {
+  let form = compiledForms.get(definition);
+  if (form) return form;
+  const top = makeLevel(definition.fields);
+  const levels = new Map();
+  const innerOf = new Map();
+  for (const [name, spec] of top.fields) {
+    if (spec.type !== REPEAT) continue;
+    const level = makeLevel(spec.fields);
+    levels.set(name, level);
+    for (const inner of level.fields.keys()) innerOf.set(inner, name);
+  }
+  const topDeps = new Map([...top.fields.keys()].map((name) => [name, new Set()]));
+  for (const [rep, level] of levels) {
+    const innerDeps = new Map();
+    for (const [name, spec] of level.fields) {
+      const refs = orderingRefs(spec);
+      refs.delete(rep);
+      innerDeps.set(name, new Set([...refs].filter((r) => innerOf.get(r) === rep)));
+      for (const r of refs) {
+        const node = innerOf.get(r) ?? r;
+        if (node !== rep) topDeps.get(rep).add(node);
+      }
+    }
+    level.order = evaluationOrder(definition.id, [...level.fields.keys()], innerDeps);
+  }
+  for (const [name, spec] of top.fields) {
+    const refs = orderingRefs(spec);
+    if (spec.type === REPEAT && typeof spec.repeat_count === 'string') {
+      for (const ref of references(spec.repeat_count)) if (ref !== OBSERVED_ON) refs.add(ref);
+    }
+    for (const r of refs) {
+      const node = innerOf.get(r) ?? r;
+      if (node !== name) topDeps.get(name).add(node);
+    }
+  }
+  top.order = evaluationOrder(definition.id, [...top.fields.keys()], topDeps);
+  form = { top, levels };
   compiledForms.set(definition, form);
   return form;
 }
 
 // Evaluate a rule; a rule that cannot run must not crash the form. Returns [value, failed].
-function run(source, env, today, current = null) {
+function run(source, env, today, { current = null, position = null, choice = null } = {}) {
   try {
-    return [evaluate(source, env, { current, today }), false];
+    return [evaluate(source, env, { current, today, position, choice }), false];
   } catch {
     return [null, true];
   }
 }
 
-function calculate(spec, env, today, add) {
+function repeatCount(value) {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return null;
+  return Math.max(0, Math.min(MAX_REPEAT_INSTANCES, Math.trunc(value))) + 0;
+}
+
+function calculate(spec, env, ctx, key, position) {
   if (spec.names_where) {
     const { fields, equals } = spec.names_where;
     return fields.filter((name) => {
@@ -219,92 +280,270 @@ function calculate(spec, env, today, add) {
       return value === equals || (Array.isArray(value) && value.includes(equals));
     });
   }
-  const [value, failed] = run(spec.calculation, env, today);
-  if (failed) add(spec.name, 'expression', MSG_EXPRESSION);
+  const [value, failed] = run(spec.calculation, env, ctx.today, { position });
+  if (failed) ctx.add(key, 'expression', MSG_EXPRESSION);
   return value;
 }
 
-// Steps 1-3 of the compiler: keys, shapes, then relevance and calculations in order.
-function settle(definition, answers, today) {
-  const form = compile(definition);
-  // Maps and prototype-less objects: answer keys such as "__proto__" or "constructor" are data.
-  const errors = new Map();
-  const add = (name, code, message) => {
-    if (!errors.has(name)) errors.set(name, []);
-    errors.get(name).push(error(code, message));
-  };
+// The choice values a choice_filter offers; a filter that cannot run offers the choice.
+function offeredChoices(spec, env, ctx, key, position) {
+  const keys = [...new Set(spec.choices.flatMap((c) => Object.keys(c.properties || {})))].sort();
+  const offered = [];
+  let failedOnce = false;
+  for (const choice of spec.choices) {
+    const props = choice.properties || {};
+    const mapping = Object.create(null);
+    for (const k of keys) mapping[k] = has(props, k) ? props[k] : null;
+    mapping.name = choice.value;
+    const [value, failed] = run(spec.choice_filter, env, ctx.today, { position, choice: mapping });
+    if (failed && !failedOnce) {
+      ctx.add(key, 'expression', MSG_EXPRESSION);
+      failedOnce = true;
+    }
+    if (failed || truthy(value)) offered.push(choice.value);
+  }
+  return offered;
+}
+
+// Steps 1-3 of the compiler for one level: keys, shapes, then relevance and calculations in
+// order. `env` holds what the level reads from outside; its own values are added as they settle.
+function settleLevel(form, level, answers, env, ctx, position, prefix) {
   const loaded = Object.create(null);
-  const badType = new Set();
+  const bad = new Set();
   for (const [key, value] of Object.entries(answers)) {
-    const spec = form.fields.get(key);
-    if (key === OBSERVED_ON) add(key, 'read_only', MSG_READ_ONLY);
-    else if (spec === undefined) add(key, 'unknown_field', MSG_UNKNOWN);
+    const spec = level.fields.get(key);
+    if (key === OBSERVED_ON) ctx.add(prefix + key, 'read_only', MSG_READ_ONLY);
+    else if (spec === undefined) ctx.add(prefix + key, 'unknown_field', MSG_UNKNOWN);
     else if (ANSWER_TYPES.has(spec.type)) {
       try {
-        loaded[key] = readAnswer(spec, form.choices.get(key), value);
+        loaded[key] = readAnswer(spec, level.choices.get(key), value);
       } catch (e) {
         if (!(e instanceof Bad)) throw e;
-        badType.add(key);
-        if (e.message === 'choice') add(key, 'choice', MSG_CHOICE);
-        else if (e.message === 'duplicate') add(key, 'duplicate', MSG_DUPLICATE_PHOTO);
-        else add(key, 'type', TYPE_MESSAGES[e.message === 'type:text_long' ? 'text_long' : spec.type]);
+        bad.add(key);
+        if (e.message === 'choice') ctx.add(prefix + key, 'choice', MSG_CHOICE);
+        else if (e.message === 'duplicate') ctx.add(prefix + key, 'duplicate', MSG_DUPLICATE_PHOTO);
+        else ctx.add(prefix + key, 'type', TYPE_MESSAGES[e.message === 'type:text_long' ? 'text_long' : spec.type]);
       }
-    } // note: nothing to store; calculate: recomputed, what the phone holds is ignored
+    } // note: nothing to store; calculate: recomputed; repeat: read when it settles
   }
 
-  const env = Object.assign(Object.create(null), { [OBSERVED_ON]: today });
-  const relevant = Object.create(null);
-  const dropped = [];
-  for (const name of form.order) {
-    const spec = form.fields.get(name);
+  const settled = { env, relevant: Object.create(null), bad, position, prefix, repeats: new Map(), offered: new Map() };
+  for (const name of level.order) {
+    const spec = level.fields.get(name);
+    const key = prefix + name;
     let shown = true;
     if ('relevant' in spec) {
-      const [value, failed] = run(spec.relevant, env, today);
-      if (failed) add(name, 'expression', MSG_EXPRESSION);
+      const [value, failed] = run(spec.relevant, env, ctx.today, { position });
+      if (failed) ctx.add(key, 'expression', MSG_EXPRESSION);
       shown = failed || truthy(value);
     }
-    relevant[name] = shown;
+    settled.relevant[name] = shown;
     if (spec.type === 'calculate') {
       if (shown) {
-        const value = calculate(spec, env, today, add);
+        const value = calculate(spec, env, ctx, key, position);
         if (!isEmpty(value) || Array.isArray(value)) env[name] = value;
       }
       continue;
     }
     if (spec.type === 'note') continue;
-    if (!shown) {
-      if (has(answers, name) && !isEmpty(answers[name])) dropped.push(name);
-      errors.delete(name); // a hidden answer is dropped, not judged
+    if (spec.type === REPEAT) {
+      settleRepeat(form, spec, has(answers, name) ? answers[name] : null, shown, settled, ctx);
       continue;
     }
-    if (badType.has(name)) continue;
+    if (!shown) {
+      if (has(answers, name) && !isEmpty(answers[name])) ctx.dropped.push(key);
+      ctx.errors.delete(key); // a hidden answer is dropped, not judged
+      continue;
+    }
     let value = loaded[name] ?? null;
+    if ('choice_filter' in spec) {
+      const offered = offeredChoices(spec, env, ctx, key, position);
+      settled.offered.set(name, offered);
+      if (!bad.has(name) && !isEmpty(value) && (Array.isArray(value) ? value : [value]).some((v) => !offered.includes(v))) {
+        ctx.add(key, 'choice', MSG_CHOICE);
+        bad.add(name);
+      }
+    }
+    if (bad.has(name)) continue;
     if (LIST_TYPES.has(spec.type) && value === null) value = [];
     if (value !== null && (value !== '' || LIST_TYPES.has(spec.type))) env[name] = value;
   }
-  return { form, errors, add, env, relevant, dropped, badType };
+  return settled;
 }
 
-function isRequired(spec, env, today, add) {
+function settleRepeat(form, spec, answer, shown, parent, ctx) {
+  const { name } = spec;
+  const { env } = parent;
+  const level = form.levels.get(name);
+  // until settled (hidden, or a bad shape: for good), the repeat reads as no instances
+  env[name] = new Nodeset([]);
+  for (const inner of level.fields.keys()) env[inner] = new Nodeset([]);
+  if (!shown) {
+    if (!isEmpty(answer)) ctx.dropped.push(name);
+    return;
+  }
+  let count = null;
+  if ('repeat_count' in spec) {
+    const [value, failed] = run(spec.repeat_count, env, ctx.today);
+    if (failed) ctx.add(name, 'expression', MSG_EXPRESSION);
+    else count = repeatCount(value);
+  }
+  const list = answer ?? [];
+  if (!Array.isArray(list) || !list.every(isObject)) {
+    ctx.add(name, 'type', MSG_REPEAT_TYPE);
+    parent.repeats.set(name, { count, instances: [], cleaned: [], ok: false });
+    return;
+  }
+  if (list.length > MAX_REPEAT_INSTANCES) {
+    ctx.add(name, 'count', repeatCountMessages(0, MAX_REPEAT_INSTANCES)[1]);
+    parent.repeats.set(name, { count, instances: [], cleaned: [], ok: false });
+    return;
+  }
+  const sent = new Nodeset(list);
+  const outside = Object.create(null);
+  for (const [k, v] of Object.entries(env)) if (!level.fields.has(k)) outside[k] = v;
+  const instances = [];
+  const cleaned = [];
+  list.forEach((instance, index) => {
+    const innerEnv = Object.assign(Object.create(null), outside, { [name]: sent });
+    const settled = settleLevel(form, level, instance, innerEnv, ctx, index + 1, `${name}[${index + 1}].`);
+    instances.push(settled);
+    const values = {};
+    for (const [inner, innerSpec] of level.fields) {
+      if (has(settled.env, inner) && innerSpec.type !== 'note') values[inner] = settled.env[inner];
+    }
+    cleaned.push(values);
+  });
+  env[name] = new Nodeset(cleaned);
+  for (const inner of level.fields.keys()) env[inner] = new Nodeset(cleaned.map((c) => (has(c, inner) ? c[inner] : null)));
+  parent.repeats.set(name, { count, instances, cleaned, ok: true });
+}
+
+function settle(definition, answers, today) {
+  const form = compile(definition);
+  // Maps and prototype-less objects: answer keys such as "__proto__" or "constructor" are data.
+  const errors = new Map();
+  const ctx = {
+    today,
+    errors,
+    dropped: [],
+    add(key, code, message) {
+      if (!errors.has(key)) errors.set(key, []);
+      errors.get(key).push(error(code, message));
+    },
+  };
+  const env = Object.assign(Object.create(null), { [OBSERVED_ON]: today });
+  const top = settleLevel(form, form.top, answers, env, ctx, null, '');
+  return { form, ctx, top };
+}
+
+function isRequired(spec, env, ctx, key, current, position, report) {
   const required = spec.required ?? false;
   if (typeof required === 'boolean') return required;
-  const [result, failed] = run(required, env, today, env[spec.name] ?? null);
-  if (failed && add) add(spec.name, 'expression', MSG_EXPRESSION);
+  const [result, failed] = run(required, env, ctx.today, { current, position });
+  if (failed && report) ctx.add(key, 'expression', MSG_EXPRESSION);
   return !failed && truthy(result);
+}
+
+// The environment in which an instance's required/constraint run: the form's final values,
+// with the repeat's inner names meaning this instance.
+function instanceEnv(level, repeatName, instance, topEnv) {
+  const env = Object.assign(Object.create(null), topEnv, { [repeatName]: instance.env[repeatName] });
+  for (const inner of level.fields.keys()) env[inner] = has(instance.env, inner) ? instance.env[inner] : null;
+  return env;
+}
+
+// Step 4: required, constraint, counts; every level's values are settled now.
+function checkLevel(form, level, settled, ctx) {
+  const { env, position, prefix } = settled;
+  for (const name of level.order) {
+    const spec = level.fields.get(name);
+    if (!settled.relevant[name] || settled.bad.has(name)) continue;
+    if (spec.type === REPEAT) {
+      checkRepeat(form, spec, settled, ctx);
+      continue;
+    }
+    if (!ANSWER_TYPES.has(spec.type)) continue;
+    const key = prefix + name;
+    const value = env[name] ?? null;
+    const required = isRequired(spec, env, ctx, key, value, position, true);
+    if (isEmpty(value)) {
+      if (required) ctx.add(key, 'required', spec.required_message ?? requiredMessage(spec.type, spec.min_count ?? 0));
+      continue;
+    }
+    if ('constraint' in spec) {
+      const [result, failed] = run(spec.constraint, env, ctx.today, { current: value, position });
+      if (failed) ctx.add(key, 'expression', MSG_EXPRESSION);
+      else if (!truthy(result)) ctx.add(key, 'constraint', spec.constraint_message ?? MSG_CONSTRAINT);
+    }
+    if (spec.type === 'photo') {
+      const lo = spec.min_count ?? 0;
+      const hi = spec.max_count ?? null;
+      if (value.length < lo) ctx.add(key, 'count', msg(`请拍照，至少 ${lo} 张`, `Take at least ${lo} photo(s)`));
+      else if (hi !== null && value.length > hi) ctx.add(key, 'count', msg(`照片太多，最多 ${hi} 张`, `At most ${hi} photo(s)`));
+    }
+  }
+}
+
+function checkRepeat(form, spec, top, ctx) {
+  const { name } = spec;
+  const result = top.repeats.get(name);
+  if (!result.ok) return;
+  const got = result.cleaned.length;
+  const required = isRequired(spec, top.env, ctx, name, null, null, true);
+  const lo = spec.min_count ?? 0;
+  const hi = Math.min(spec.max_count ?? MAX_REPEAT_INSTANCES, MAX_REPEAT_INSTANCES);
+  if (got === 0 && required) ctx.add(name, 'required', spec.required_message ?? requiredMessage(REPEAT, 0));
+  else if (result.count !== null) {
+    if (got !== result.count) ctx.add(name, 'repeat_count', repeatCountMessage(result.count, got));
+  } else if (got) {
+    const [few, many] = repeatCountMessages(lo, hi);
+    if (got < lo) ctx.add(name, 'count', few);
+    else if (got > hi) ctx.add(name, 'count', many);
+  }
+  const level = form.levels.get(name);
+  result.instances.forEach((instance, index) => {
+    const env = instanceEnv(level, name, instance, top.env);
+    checkLevel(form, level, { ...instance, env, position: index + 1 }, ctx);
+  });
+}
+
+function levelStates(level, settled, ctx, report) {
+  const states = {};
+  for (const [name, spec] of level.fields) {
+    const visible = settled.relevant[name];
+    const required = visible && ANSWER_TYPES.has(spec.type)
+      && isRequired(spec, settled.env, ctx, settled.prefix + name, settled.env[name] ?? null, settled.position, report);
+    states[name] = { visible, required, value: has(settled.env, name) ? settled.env[name] : null };
+    if ('choice_filter' in spec) states[name].choices = settled.offered.get(name) ?? [];
+  }
+  return states;
 }
 
 /**
  * What to show for each field, in definition order:
- * {name: {visible, required, value}} — value is the cleaned answer or the calculated value
- * (null when none). Hidden fields are never required.
+ * {name: {visible, required, value, choices?}} — value is the cleaned answer or the calculated
+ * value (null when none); choices, for a select with a choice_filter, the values offered.
+ * Hidden fields are never required. A repeat gives {visible, required, value (the cleaned
+ * instances), count (the number of instances to keep when repeat_count gives one, else null),
+ * instances: [{inner name: state} per instance]}.
  */
 export function fieldStates(definition, answers, { today }) {
-  const { form, env, relevant } = settle(definition, isObject(answers) ? answers : {}, today);
-  const states = {};
-  for (const [name, spec] of form.fields) {
-    const visible = relevant[name];
-    const required = visible && ANSWER_TYPES.has(spec.type) && isRequired(spec, env, today, null);
-    states[name] = { visible, required, value: has(env, name) ? env[name] : null };
+  const { form, ctx, top } = settle(definition, isObject(answers) ? answers : {}, today);
+  const states = levelStates(form.top, top, ctx, false);
+  for (const [name, spec] of form.top.fields) {
+    if (spec.type !== REPEAT) continue;
+    const state = states[name];
+    const result = top.repeats.get(name);
+    const visible = state.visible;
+    state.required = visible && isRequired(spec, top.env, ctx, name, null, null, false);
+    state.value = visible && result && result.ok ? result.cleaned : null;
+    state.count = visible && result ? result.count : null;
+    const level = form.levels.get(name);
+    state.instances = visible && result && result.ok ? result.instances.map((instance, index) => {
+      const env = instanceEnv(level, name, instance, top.env);
+      return levelStates(level, { ...instance, env, position: index + 1 }, ctx, false);
+    }) : [];
   }
   return states;
 }
@@ -312,41 +551,33 @@ export function fieldStates(definition, answers, { today }) {
 /**
  * Check answers as the server will: {answers, errors, dropped, photos} — answers cleaned
  * (hidden ones removed, calculated values computed, empty ones omitted), errors
- * {field: [{code, message: {zh, en}}]}, dropped the names of hidden answers removed, photos
- * every kept photo answer with its field.
+ * {field: [{code, message: {zh, en}}]} (inside a repeat `rooms[2].field`), dropped the keys of
+ * hidden answers removed, photos every kept photo answer with its field (`rooms[2].photo`).
  */
 export function validate(definition, answers, { today }) {
   if (!isObject(answers)) {
     return { answers: {}, errors: { _form: [error('type', TYPE_MESSAGES.form)] }, dropped: [], photos: [] };
   }
-  const { form, errors, add, env, relevant, dropped, badType } = settle(definition, answers, today);
-  for (const name of form.order) {
-    const spec = form.fields.get(name);
-    if (!ANSWER_TYPES.has(spec.type) || !relevant[name] || badType.has(name)) continue;
-    const value = env[name] ?? null;
-    const required = isRequired(spec, env, today, add);
-    if (isEmpty(value)) {
-      if (required) add(name, 'required', requiredMessage(spec.type, spec.min_count ?? 0));
-      continue;
-    }
-    if ('constraint' in spec) {
-      const [result, failed] = run(spec.constraint, env, today, value);
-      if (failed) add(name, 'expression', MSG_EXPRESSION);
-      else if (!truthy(result)) add(name, 'constraint', spec.constraint_message ?? MSG_CONSTRAINT);
-    }
-    if (spec.type === 'photo') {
-      const lo = spec.min_count ?? 0;
-      const hi = spec.max_count ?? null;
-      if (value.length < lo) add(name, 'count', msg(`请拍照，至少 ${lo} 张`, `Take at least ${lo} photo(s)`));
-      else if (hi !== null && value.length > hi) add(name, 'count', msg(`照片太多，最多 ${hi} 张`, `At most ${hi} photo(s)`));
-    }
-  }
+  const { form, ctx, top } = settle(definition, answers, today);
+  checkLevel(form, form.top, top, ctx);
   const cleaned = {};
   const photos = [];
-  for (const [name, spec] of form.fields) {
-    if (!has(env, name) || spec.type === 'note') continue;
-    cleaned[name] = env[name];
-    if (spec.type === 'photo') for (const photo of env[name]) photos.push({ field: name, ...photo });
+  for (const [name, spec] of form.top.fields) {
+    if (spec.type === REPEAT) {
+      const result = top.repeats.get(name);
+      if (!result || !result.ok || !top.relevant[name]) continue;
+      cleaned[name] = result.cleaned;
+      const level = form.levels.get(name);
+      result.cleaned.forEach((instance, index) => {
+        for (const [inner, innerSpec] of level.fields) {
+          if (innerSpec.type !== 'photo' || !has(instance, inner)) continue;
+          for (const photo of instance[inner]) photos.push({ field: `${name}[${index + 1}].${inner}`, ...photo });
+        }
+      });
+    } else if (has(top.env, name) && spec.type !== 'note') {
+      cleaned[name] = top.env[name];
+      if (spec.type === 'photo') for (const photo of top.env[name]) photos.push({ field: name, ...photo });
+    }
   }
-  return { answers: cleaned, errors: Object.fromEntries(errors), dropped, photos };
+  return { answers: cleaned, errors: Object.fromEntries(ctx.errors), dropped: ctx.dropped, photos };
 }

@@ -4,10 +4,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-import { ExprError, FUNCTIONS, evaluate, parse, references, truthy } from '../../client_pwa/js/expr.js';
+import {
+  ExprError, FUNCTIONS, Nodeset, bareNames, evaluate, parse, references, truthy, usesPosition,
+} from '../../client_pwa/js/expr.js';
 
 const VECTORS = JSON.parse(readFileSync(new URL('../../forms/expr_vectors.json', import.meta.url), 'utf8'));
 const TODAY = VECTORS.today;
+
+// The case's answers, with {"$nodeset": [...]} values made node-sets.
+const answersOf = (c) => Object.fromEntries(Object.entries(c.answers).map(([k, v]) => [
+  k, v !== null && typeof v === 'object' && !Array.isArray(v) && '$nodeset' in v ? new Nodeset(v.$nodeset) : v]));
 
 // JSON equality as tests/test_expr.py has it: numbers within 1e-9 (relative above 1), a
 // boolean never equal to a number.
@@ -31,9 +37,13 @@ test('the vectors file has the expected shape', () => {
 test('every shared vector', () => {
   const failures = [];
   for (const c of VECTORS.cases) {
-    const options = { current: c.current ?? null, today: TODAY, now: VECTORS.now };
+    const options = {
+      current: c.current ?? null, today: TODAY, now: VECTORS.now, position: c.position ?? null, choice: c.choice ?? null,
+    };
     if ('error' in c) {
-      for (const run of [() => parse(c.expr), () => evaluate(c.expr, c.answers, options)]) {
+      const runs = [() => evaluate(c.expr, answersOf(c), options)];
+      if (c.error === 'parse') runs.push(() => parse(c.expr));
+      for (const run of runs) {
         try {
           run();
           failures.push(`${c.name}: no error`);
@@ -45,7 +55,7 @@ test('every shared vector', () => {
     }
     let got;
     try {
-      got = evaluate(c.expr, c.answers, options);
+      got = evaluate(c.expr, answersOf(c), options);
     } catch (e) {
       failures.push(`${c.name}: threw ${e}`);
       continue;
@@ -54,6 +64,10 @@ test('every shared vector', () => {
     if (c.references && JSON.stringify([...references(c.expr)].sort()) !== JSON.stringify([...c.references].sort())) {
       failures.push(`${c.name}: references ${[...references(c.expr)]}`);
     }
+    if (c.bare_names && JSON.stringify([...bareNames(c.expr)].sort()) !== JSON.stringify([...c.bare_names].sort())) {
+      failures.push(`${c.name}: bare names ${[...bareNames(c.expr)]}`);
+    }
+    if ('uses_position' in c && usesPosition(c.expr) !== c.uses_position) failures.push(`${c.name}: usesPosition`);
   }
   assert.deepEqual(failures, []);
   assert.ok(VECTORS.cases.length >= 300);
@@ -74,12 +88,23 @@ test('ExprError says where', () => {
     ['if(1, 2)', 'if() takes 3 arguments, got 2'],
     ["'abc", 'unclosed string'],
     ['${a b}', 'bad field reference'],
-    ['yes', 'write ${yes} for a field'],
+    ['..', "'..' only in position(..)"],
+    ['position(.)', "expected '..'"],
     ["regex(., '(?=a)')", 'bad regex pattern'],
   ]) {
     assert.throws(() => parse(source), (e) => e instanceof ExprError && e.message.includes(message), source);
   }
   assert.throws(() => parse(42), ExprError);
+});
+
+test('a bare name outside a choice_filter, position(..) outside a repeat', () => {
+  assert.throws(() => evaluate('yes', {}, { today: TODAY }), (e) => e instanceof ExprError
+    && e.message.includes("write ${yes} for a field, 'yes' for text"));
+  assert.throws(() => evaluate('position(..)', {}, { today: TODAY }), (e) => e instanceof ExprError
+    && e.message.includes('position(..) is only defined inside a repeat'));
+  const ns = new Nodeset([1, 2]);
+  assert.ok(Object.isFrozen(ns) && Object.isFrozen(ns.items));
+  assert.deepEqual([...bareNames('size = 3 and name != ${a}')].sort(), ['name', 'size']);
 });
 
 test('and, or, if and coalesce short-circuit', () => {
@@ -172,4 +197,23 @@ test('agrees with forms/expr.py on generated expressions', { skip: !fixture && '
   }
   assert.deepEqual(failures.slice(0, 10), []);
   assert.ok(cases.length > 1000);
+});
+
+// (whole code points: a lone surrogate is encoded as Python's surrogatepass does, to agree with the
+// Python twin, where Buffer would write U+FFFD)
+test('digest() matches node:crypto for every algorithm, message lengths 0 to 140 and non-ASCII', async () => {
+  const { createHash } = await import('node:crypto');
+  const algorithms = [['MD5', 'md5'], ['SHA-1', 'sha1'], ['SHA-256', 'sha256'], ['SHA-384', 'sha384'], ['SHA-512', 'sha512']];
+  const failures = [];
+  for (const n of [...Array(141).keys(), 200, 260]) {
+    const data = n % 7 === 3 ? '村'.repeat(n) : [...'ab😀c'.repeat(n)].slice(0, n).join('');
+    for (const [name, node] of algorithms) {
+      for (const encoding of ['hex', 'base64']) {
+        const got = evaluate(`digest(\${d}, '${name}', '${encoding}')`, { d: data }, { today: TODAY });
+        const want = createHash(node).update(Buffer.from(data, 'utf8')).digest(encoding);
+        if (got !== want) failures.push(`${name} ${encoding} ${n}`);
+      }
+    }
+  }
+  assert.deepEqual(failures.slice(0, 5), []);
 });

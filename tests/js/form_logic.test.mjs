@@ -117,6 +117,84 @@ test('datetimes: the canonical ISO forms only (stricter than Python 3.11 fromiso
   }
 });
 
+// ---------------------------------------------------------------- repeats, choice_filter, required_message
+
+const t = (text) => ({ zh: text, en: text });
+const BLOCK = {
+  id: 'toilet_block',
+  version: 1,
+  target: 'toilet',
+  title: t('公厕分间检查'),
+  fields: [
+    { name: 'county', type: 'select_one', label: t('县'), choices: [{ value: 'east', label: t('东') }, { value: 'west', label: t('西') }] },
+    {
+      name: 'town', type: 'select_one', label: t('镇'), choice_filter: 'county = ${county}',
+      required: true, required_message: { zh: '请选镇', en: 'Pick a town' },
+      choices: [['e1', 'east'], ['e2', 'east'], ['w1', 'west']].map(([value, county]) => ({ value, label: t(value), properties: { county } })),
+    },
+    { name: 'room_total', type: 'integer', label: t('间数') },
+    {
+      name: 'rooms', type: 'repeat', label: t('厕所间'), repeat_count: '${room_total}', required: true,
+      fields: [
+        { name: 'room_ok', type: 'yes_no', label: t('能用'), required: true },
+        { name: 'why', type: 'text', label: t('原因'), relevant: 'not(${room_ok})', required: 'position(..) > 1' },
+        { name: 'room_photo', type: 'photo', label: t('照片'), relevant: '${room_ok}' },
+        {
+          name: 'kind', type: 'select_one', label: t('种'), choice_filter: "position(..) = 1 or level = 'any'",
+          choices: [{ value: 'main', label: t('主'), properties: { level: 'first' } }, { value: 'side', label: t('侧'), properties: { level: 'any' } }],
+        },
+        { name: 'room_no', type: 'calculate', label: t('号'), calculation: "concat(position(..), '/', count(${rooms}))" },
+      ],
+    },
+    { name: 'broken', type: 'calculate', label: t('坏'), calculation: 'count(${rooms}) - count-non-empty(${room_photo})' },
+  ],
+  updates: { in_use: 'count(${rooms}) > ${broken}' },
+};
+const BLOCK_ANSWERS = {
+  county: 'east', town: 'e1', room_total: 2,
+  rooms: [{ room_ok: true, room_photo: [photo('a')], kind: 'main' }, { room_ok: false, why: '堵了', kind: 'side' }],
+};
+
+test('fieldStates of a repeat: count, instances with their own relevance, required and choices', () => {
+  const states = fieldStates(BLOCK, { ...BLOCK_ANSWERS, room_total: 3 }, { today: TODAY });
+  assert.equal(states.rooms.visible, true);
+  assert.equal(states.rooms.required, true);
+  assert.equal(states.rooms.count, 3); // the phone keeps three instances
+  assert.equal(states.rooms.instances.length, 2);
+  const [first, second] = states.rooms.instances;
+  assert.deepEqual(Object.keys(first), ['room_ok', 'why', 'room_photo', 'kind', 'room_no']);
+  assert.deepEqual(first.why, { visible: false, required: false, value: null });
+  assert.deepEqual(second.why, { visible: true, required: true, value: '堵了' });
+  assert.deepEqual(first.kind.choices, ['main', 'side']);
+  assert.deepEqual(second.kind.choices, ['side']);
+  assert.equal(first.room_no.value, '1/2');
+  assert.deepEqual(states.rooms.value.map((r) => r.room_no), ['1/2', '2/2']);
+  assert.equal(states.broken.value, 1);
+  assert.deepEqual(states.town.choices, ['e1', 'e2']);
+  assert.deepEqual(fieldStates(BLOCK, { county: 'west' }, { today: TODAY }).town.choices, ['w1']);
+  const noCount = fieldStates(BLOCK, { county: 'east' }, { today: TODAY }).rooms;
+  assert.equal(noCount.count, null);
+  assert.deepEqual(noCount.instances, []);
+});
+
+test('validate keys errors, dropped answers and photos by instance', () => {
+  assert.deepEqual(validate(BLOCK, BLOCK_ANSWERS, { today: TODAY }).errors, {});
+  const v = validate(BLOCK, {
+    ...BLOCK_ANSWERS,
+    town: 'w1',
+    rooms: [{ room_ok: true, why: 'hidden', room_photo: [photo('a')] }, { room_ok: false, kind: 'main' }],
+  }, { today: TODAY });
+  const got = Object.fromEntries(Object.entries(v.errors).map(([k, errs]) => [k, errs.map((e) => e.code)]));
+  assert.deepEqual(got, { town: ['choice'], 'rooms[2].why': ['required'], 'rooms[2].kind': ['choice'] });
+  assert.deepEqual(v.dropped, ['rooms[1].why']);
+  assert.deepEqual(v.photos.map((p) => p.field), ['rooms[1].room_photo']);
+  assert.equal('why' in v.answers.rooms[0], false);
+  assert.deepEqual(validate(BLOCK, { county: 'east' }, { today: TODAY }).errors.town,
+    [{ code: 'required', message: { zh: '请选镇', en: 'Pick a town' } }]);
+  const count = validate(BLOCK, { ...BLOCK_ANSWERS, room_total: 3 }, { today: TODAY }).errors.rooms;
+  assert.deepEqual(count.map((e) => e.code), ['repeat_count']);
+});
+
 const fixture = process.env.VILLAGECHECK_JS_FIXTURES;
 test('agrees with forms/compiler.py on every generated answer set', { skip: !fixture && 'run through tests/test_js.py' }, () => {
   const { definitions, cases } = JSON.parse(readFileSync(`${fixture}/form_cases.json`, 'utf8'));

@@ -418,19 +418,28 @@ def _run_vectors(module, vectors) -> str | None:
     error = module.ExprError
     for case in vectors["cases"]:
         kwargs = {"current": case.get("current"), "today": today, "now": vectors["now"]}
+        kwargs.update(position=case.get("position"), choice=case.get("choice"))
+        answers = {
+            key: module.Nodeset(value["$nodeset"])
+            if isinstance(value, dict) and "$nodeset" in value
+            else value
+            for key, value in case["answers"].items()
+        }
         try:
             if "error" in case:
                 for run_it in (False, True):
+                    if not run_it and case["error"] != "parse":
+                        continue
                     try:
                         if run_it:
-                            module.evaluate(case["expr"], case["answers"], **kwargs)
+                            module.evaluate(case["expr"], answers, **kwargs)
                         else:
                             module.parse(case["expr"])
                     except error:
                         continue
                     return f"{case['name']}: no error"
                 continue
-            got = module.evaluate(case["expr"], case["answers"], **kwargs)
+            got = module.evaluate(case["expr"], answers, **kwargs)
             if not _same(got, case["result"]):
                 return f"{case['name']}: got {got!r}"
             json.dumps(got, allow_nan=False)
@@ -438,6 +447,15 @@ def _run_vectors(module, vectors) -> str | None:
                 case["references"]
             ):
                 return f"{case['name']}: references"
+            if "bare_names" in case and module.bare_names(case["expr"]) != frozenset(
+                case["bare_names"]
+            ):
+                return f"{case['name']}: bare names"
+            if (
+                "uses_position" in case
+                and module.uses_position(case["expr"]) is not (case["uses_position"])
+            ):
+                return f"{case['name']}: uses_position"
         except _Timeout:
             raise
         except Exception as e:  # noqa: BLE001 - any crash kills the mutant
