@@ -669,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {int(x) for x in args.only.split(",")} if args.only else None
     signal.signal(signal.SIGALRM, _alarm)
     killed = survived = equivalent = 0
-    survivors = []
+    survivors, equivalents = [], []
     started = time.monotonic()
     for target, (line, change) in enumerate(counter.sites):
         if only and line not in only:
@@ -697,9 +697,13 @@ def main(argv: list[str] | None = None) -> int:
             killed += 1
         elif (lines[line - 1].strip(), change) in EQUIVALENT:
             equivalent += 1
+            equivalents.append((line, change))
         else:
             survived += 1
             survivors.append((line, change))
+    for line, change in equivalents:
+        reason = EQUIVALENT[(lines[line - 1].strip(), change)]
+        print(f"EQUIVALENT {args.module}:{line}: {change:<26} | {reason[:90]}")
     for line, change in survivors:
         text = source.splitlines()[line - 1].strip()
         print(f"SURVIVED {args.module}:{line}: {change:<28} | {text[:80]}")
