@@ -19,14 +19,17 @@ forms/expr_vectors.json is run against it in-process, exactly as tests/test_expr
 (a copy of the tree in a temporary directory holding the mutated module; the hypothesis property
 tests are deselected for time: they check that nothing raises, which the vectors cover too).
 For forms/compiler.py (no vectors) the fast stage runs, in-process, every plain and parametrized
-test function of tests/test_compiler_cases.py and tests/test_forms.py against the mutant (the mutant
-stands in for ``forms.compiler``; forms/definitions.py and the test modules are loaded afresh over
-it; hypothesis tests and tests taking fixtures wait for the second stage); each survivor then runs
-both files under pytest in a scratch tree (forms/ copied, compiler.py mutated), hypothesis included.
+test function of the files in SUITES (tests/test_compiler_cases.py, test_compiler_repeats.py,
+test_forms.py, test_forms_repeat.py) against the mutant (the mutant stands in for
+``forms.compiler``; forms/definitions.py and the test modules are loaded afresh over it;
+hypothesis tests and tests taking fixtures wait for the second stage); each survivor then runs
+those files under pytest in a scratch tree (forms/ copied, compiler.py mutated), hypothesis
+included, tests needing the app's fixtures deselected.
 
 A mutant is *killed* when a vector or test fails, the module fails to import, or it runs longer
-than ``--timeout`` seconds (an endless loop). It
-prints each survivor with its line and the change, then the kill rate. Equivalent mutants (a
+than ``--timeout`` seconds (an endless loop; for the compiler at least ten times what the
+unmutated module takes). It prints each equivalent mutant it left out with the reason, each
+survivor with its line and the change, then the kill rate. Equivalent mutants (a
 change no input can observe) have to be judged by hand: list them in EQUIVALENT below with the
 reason, and they are left out of the rate.
 """
