@@ -388,6 +388,7 @@ REPEAT_SURVEY = [
     ["end group", "", "", "", "", "", "", "", "", "", "", "", "", ""],
     ["calculate", "pos", "", "", "", "", "", "", "", "", "", "position(..)", "", ""],
     ["image", "room_photo", "照片", "Photo", "", "", "", "", "", "", "", "", "", "2"],
+    ["select_one yn", "room_ok", "能用", "Usable", "", "", "", "", "", "", "", "", "", ""],
     ["end repeat", "", "", "", "", "", "", "", "", "", "", "", "", ""],
     ["begin repeat", "visits", "走访", "Visits", "", "yes", "至少走访一户", "Visit one at least",
      "", "", "", "", "1", "5"],
@@ -400,6 +401,7 @@ REPEAT_CHOICES = [
     ["list_name", "name", ZH, EN, "county"],
     ["county", "a", "甲县", "A", ""], ["county", "b", "乙县", "B", ""],
     ["town", "t1", "一镇", "T1", "a"], ["town", "t2", "二镇", "T2", "b"],
+    ["yn", "yes", "是", "Yes", ""], ["yn", "no", "否", "No", ""],
 ]  # fmt: skip
 
 
@@ -422,7 +424,8 @@ def test_repeat_choice_filter_and_required_message_are_translated():
         "relevant": "(${county} != '') and (${n_rooms} > 0)", "repeat_count": "${n_rooms}",
         "appearance": "field-list",
     }  # fmt: skip
-    assert list(inner) == ["town", "detail", "room_note", "pos", "room_photo"]
+    assert list(inner) == ["town", "detail", "room_note", "pos", "room_photo", "room_ok"]
+    assert inner["room_ok"]["type"] == "yes_no"  # exported again with the yes_no list
     assert inner["town"]["choice_filter"] == "county = ${county}"
     assert inner["town"]["choices"] == [
         {"value": "t1", "label": {"zh": "一镇", "en": "T1"}, "properties": {"county": "a"}},
@@ -507,7 +510,7 @@ def test_cli_publishes_a_form_with_repeats_and_exports_it_again(runner, tmp_path
     path.write_bytes(book(REPEAT_SURVEY, REPEAT_CHOICES))
     result = runner.invoke(args=["import-xlsform", str(path), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "sewage v1: 5 个字段（另有重复组内 6 个），检查通过" in result.output
+    assert "sewage v1: 5 个字段（另有重复组内 7 个），检查通过" in result.output
     assert store.form_versions("sewage") == []
     result = runner.invoke(args=["import-xlsform", str(path), "--publish"])
     assert result.exit_code == 0 and "已发布 sewage v1" in result.output, result.output
