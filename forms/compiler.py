@@ -872,20 +872,32 @@ def _normalize_number(value):
     return value
 
 
-def _evaluate(source: str, env: Mapping[str, Any], today, *, current=None, position=None,
+def _evaluate(source: str, env: Mapping[str, Any], run: _Run, *, current=None, position=None,
               choice=None):  # fmt: skip
     """Evaluate; returns (value, failed). A rule that cannot run must not crash a sync."""
     try:
         value = expr.evaluate(
-            source, env, current=current, today=today, position=position, choice=choice
+            source,
+            env,
+            current=current,
+            today=run.today,
+            now=run.now,
+            position=position,
+            choice=choice,
         )
         return value, False
     except Exception:  # noqa: BLE001
         return None, True
 
 
+_NUMERIC_TEXT = re.compile(r"[ \t\r\n]*-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*")
+
+
 def _repeat_count(value) -> int | None:
-    """The number of instances a repeat_count result asks for; None when it is not a number."""
+    """The number of instances a repeat_count result asks for (a number or numeric text, as
+    XPath's number() reads it, truncated into 0..100); None when it is not a number."""
+    if isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return max(0, min(MAX_REPEAT_INSTANCES, int(value)))
@@ -908,6 +920,7 @@ class _Run:
     """The state of one validation."""
 
     today: datetime.date
+    now: datetime.datetime | str | None = None
     errors: dict[str, list[dict]] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
 
@@ -982,10 +995,19 @@ class CompiledForm:
 
     # -- validation --------------------------------------------------------------------------
 
-    def validate(self, answers: dict, *, observed_on: datetime.date) -> Validation:
+    def validate(
+        self,
+        answers: dict,
+        *,
+        observed_on: datetime.date,
+        observed_at: datetime.datetime | str | None = None,
+    ) -> Validation:
+        """Check one submission's answers. ``observed_at`` (an aware datetime or ISO text with
+        its offset) is what ``now()`` gives; without it a rule calling now() is an
+        ``expression`` error."""
         if isinstance(observed_on, datetime.datetime):
             observed_on = observed_on.date()
-        run = _Run(observed_on)
+        run = _Run(observed_on, observed_at)
         if not isinstance(answers, dict):
             run.add("_form", "type", TYPE_MESSAGES["form"])
             return Validation(answers={}, errors=run.errors, dropped=[], updates={}, photos=[])
@@ -1014,7 +1036,7 @@ class CompiledForm:
                 cleaned[name] = top.env[name]
                 if spec["type"] == "photo":
                     photos += [{"field": name, **p} for p in cleaned[name]]
-        updates = {} if run.errors else self._updates(top.env, observed_on, run.errors)
+        updates = {} if run.errors else self._updates(top.env, run, run.errors)
         return Validation(
             answers=cleaned,
             errors=run.errors,
@@ -1077,21 +1099,20 @@ class CompiledForm:
 
         # 3. relevance and calculations, in dependency order
         settled = _Settled(env=env, relevant={}, bad=bad, position=position, prefix=prefix)
-        today = run.today
         for name in level.order:
             spec = level.fields[name]
             ftype = spec["type"]
             key = prefix + name
             shown = True
             if "relevant" in spec:
-                value, failed = _evaluate(spec["relevant"], env, today, position=position)
+                value, failed = _evaluate(spec["relevant"], env, run, position=position)
                 if failed:
                     run.add(key, "expression", MSG_EXPRESSION)
                 shown = failed or expr.truthy(value)
             settled.relevant[name] = shown
             if ftype == "calculate":
                 if shown:
-                    value = self._calculate(spec, env, today, run, key, position)
+                    value = self._calculate(spec, env, run, key, position)
                     if not _empty(value) or isinstance(value, list):
                         env[name] = value
                 continue
@@ -1107,7 +1128,7 @@ class CompiledForm:
                 run.drop_errors(key)  # a hidden answer is dropped, not judged
                 continue
             if "choice_filter" in spec:
-                offered = self._offered(spec, env, today, run, key, position)
+                offered = self._offered(spec, env, run, key, position)
                 given = value if isinstance(value, list) else [value]
                 if name not in bad and not _empty(value) and any(v not in offered for v in given):
                     run.add(key, "choice", MSG_CHOICE)
@@ -1120,7 +1141,7 @@ class CompiledForm:
                 env[name] = value
         return settled
 
-    def _offered(self, spec, env, today, run: _Run, key: str, position) -> list[str]:
+    def _offered(self, spec, env, run: _Run, key: str, position) -> list[str]:
         """The choice values a choice_filter offers; a filter that cannot run offers the choice."""
         keys = sorted({k for c in spec["choices"] for k in c.get("properties", {})})
         offered, failed_once = [], False
@@ -1128,7 +1149,7 @@ class CompiledForm:
             props = choice.get("properties", {})
             mapping = {**{k: props.get(k) for k in keys}, "name": choice["value"]}
             value, failed = _evaluate(
-                spec["choice_filter"], env, today, position=position, choice=mapping
+                spec["choice_filter"], env, run, position=position, choice=mapping
             )
             if failed and not failed_once:
                 run.add(key, "expression", MSG_EXPRESSION)
@@ -1150,7 +1171,7 @@ class CompiledForm:
             return
         count = None
         if "repeat_count" in spec:
-            value, failed = _evaluate(spec["repeat_count"], env, run.today)
+            value, failed = _evaluate(spec["repeat_count"], env, run)
             if failed:
                 run.add(name, "expression", MSG_EXPRESSION)
             else:
@@ -1192,7 +1213,7 @@ class CompiledForm:
         required = spec.get("required", False)
         if isinstance(required, bool):
             return required
-        result, failed = _evaluate(required, env, run.today, current=current, position=position)
+        result, failed = _evaluate(required, env, run, current=current, position=position)
         if failed:
             run.add(key, "expression", MSG_EXPRESSION)
         return (not failed) and expr.truthy(result)
@@ -1220,7 +1241,7 @@ class CompiledForm:
                 continue
             if "constraint" in spec:
                 result, failed = _evaluate(
-                    spec["constraint"], env, run.today, current=value, position=position
+                    spec["constraint"], env, run, current=value, position=position
                 )
                 if failed:
                     run.add(key, "expression", MSG_EXPRESSION)
@@ -1263,7 +1284,7 @@ class CompiledForm:
             self._check(level, _Settled(env, instance.relevant, instance.bad, i + 1,
                                         instance.prefix), run)  # fmt: skip
 
-    def _calculate(self, spec, env, today, run: _Run, key: str, position):
+    def _calculate(self, spec, env, run: _Run, key: str, position):
         if "names_where" in spec:
             rule = spec["names_where"]
             out = []
@@ -1272,20 +1293,20 @@ class CompiledForm:
                 if value == rule["equals"] or (isinstance(value, list) and rule["equals"] in value):
                     out.append(name)
             return out
-        value, failed = _evaluate(spec["calculation"], env, today, position=position)
+        value, failed = _evaluate(spec["calculation"], env, run, position=position)
         if failed:
             run.add(key, "expression", MSG_EXPRESSION)
             return None
         return _normalize_number(value)
 
-    def _updates(self, env, today, errors) -> dict:
+    def _updates(self, env, run: _Run, errors) -> dict:
         out: dict[str, Any] = {}
         for rec_field, source in self.updates.items():
             name = _plain_reference(source)
             if name is not None:
                 value = env.get(name)  # the stored value, type kept (lists, booleans, numbers)
             else:
-                value, failed = _evaluate(source, env, today)
+                value, failed = _evaluate(source, env, run)
                 if failed:
                     errors.setdefault(f"updates.{rec_field}", []).append(
                         _error("expression", MSG_EXPRESSION)

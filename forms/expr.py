@@ -710,9 +710,10 @@ def _call(node: Call, ctx: _Context) -> Any:
     if name in ("distance", "area"):  # geopoint objects are read as they are, not as text
         return _geo(name, [_raw(arg, ctx) for arg in args])
     if name == "position":
-        if ctx.position is None:
+        position = _number(_load(ctx.position))
+        if position is None:
             raise ExprError("position(..) is only defined inside a repeat instance")
-        return float(ctx.position)
+        return position
     values = [_eval(arg, ctx) for arg in args]
     if name in _NODESET_FUNCTIONS:
         return _NODESET_FUNCTIONS[name](values, args)

@@ -121,6 +121,9 @@ def test_expr_error_is_a_value_error_and_says_where():
         ("${a b}", "bad field reference"),
         ("..", "'..' only in position(..)"),
         ("position(.)", "expected '..'"),
+        ("digest('a', '')", "digest() has no algorithm ''"),
+        ("digest('a', 'MD5', 'base32')", "digest() has no encoding 'base32'"),
+        ("pulldata('a', 'b', 'c', 'd')", "forms here have no attachments"),
     ],
 )
 def test_error_messages_name_the_problem(source, message):

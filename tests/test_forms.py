@@ -827,3 +827,39 @@ def test_photo_hash_with_a_trailing_newline_is_refused():
     bad = [{"sha256": "a" * 64 + "\n", "captured_at": None, "position": None}]
     result = form.validate({"photo_outside": bad}, observed_on=datetime.date(2026, 11, 20))
     assert "photo_outside" in result.errors
+
+
+def test_number_and_text_boundaries():
+    form = compile_form(
+        minimal_definition(
+            fields=[
+                {"name": "n", "type": "integer", "label": T},
+                {"name": "d", "type": "decimal", "label": T},
+            ],
+            updates={},
+        )
+    )
+
+    def errors(**answers):
+        return sorted(form.validate(answers, observed_on=DAY).errors)
+
+    assert errors(n=float(2**53 - 1), d=2**53 - 1) == []
+    assert form.validate({"n": float(2**53 - 1)}, observed_on=DAY).answers == {"n": 2**53 - 1}
+    assert errors(n=float(2**53)) == ["n"]  # a float: beyond the safe integers
+    assert errors(n=2**53, d=-(2**53)) == ["d", "n"]
+    assert errors(d=float(2**53)) == []  # a float decimal may be large
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda d: d.update(id=5), "id must be"),
+        (lambda d: d.update(description={"zh": "只有中文"}), "description"),
+        (lambda d: d["fields"][0].update(label={"zh": "", "en": "x"}), "label"),
+        (lambda d: d["fields"][1].update(relevant="  "), "non-empty string"),
+    ],
+)
+def test_definition_checker_catches_more(change, needle):
+    definition = minimal_definition()
+    change(definition)
+    assert any(needle in p for p in problems_of(definition))

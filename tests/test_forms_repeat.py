@@ -162,6 +162,23 @@ def test_repeat_count_requires_exactly_that_many(total, n, expected):
         assert v.errors["rooms"][0]["message"]["zh"] == f"应添加 {total} 项，现在是 {n} 项"
 
 
+def test_repeat_count_reads_numeric_text_and_ignores_the_rest():
+    rep = next(f for f in FORM["fields"] if f["name"] == "rooms")
+    for source, total, n, expected in [
+        ("concat(' ', ${room_total}, ' ')", 3, 2, ["repeat_count"]),  # " 3 " is 3
+        ("concat(${room_total}, '.9')", 2, 2, []),  # 2.9 truncated
+        ("concat('x', ${room_total})", 3, 2, []),  # not a number: no count applies
+        ("${room_total} * 1000", 1, 2, ["repeat_count"]),  # capped at 100
+        ("0 - ${room_total}", 1, 0, []),  # below 0 is 0
+    ]:
+        fields = [{**f, "repeat_count": source} if f is rep else f for f in FORM["fields"]]
+        v = validate({**FORM, "fields": fields}, {**GOOD, "room_total": total,
+                                                  "rooms": GOOD["rooms"][:n]})  # fmt: skip
+        assert codes(v, "rooms") == expected, source
+        if source.endswith("1000"):
+            assert v.errors["rooms"][0]["message"]["zh"] == "应添加 100 项，现在是 2 项"
+
+
 def test_min_max_count_required_and_the_hard_cap():
     room = {"name": "ok", "type": "yes_no", "label": t("好")}
     rep = {"name": "rooms", "type": "repeat", "label": t("间"), "min_count": 2, "max_count": 3,
@@ -179,6 +196,8 @@ def test_min_max_count_required_and_the_hard_cap():
     assert codes(validate(big, {"rooms": [{}] * MAX_REPEAT_INSTANCES}), "rooms") == []
     v = validate(big, {"rooms": [{"ok": "bad"}] * (MAX_REPEAT_INSTANCES + 1)})
     assert list(v.errors) == ["rooms"] and codes(v, "rooms") == ["count"]  # instances not read
+    assert v.errors["rooms"][0]["message"] == {"zh": "最多只能添加 100 项", "en": "At most 100"}
+    assert validate(form, {"rooms": [{}]}).errors["rooms"][0]["message"]["zh"] == "至少要添加 2 项"
     assert "min_count above the limit" in problems(with_fields({**rep, "min_count": 101}))[0]
 
 
@@ -215,12 +234,15 @@ def test_evaluation_contexts_inside_and_outside_instances():
         {"name": "s", "type": "calculate", "label": t("和"), "calculation": "sum(${x2})"},
         {"name": "first", "type": "calculate", "label": t("首"), "calculation": "${x} + 0"},
         {"name": "top", "type": "calculate", "label": t("最"), "calculation": "max(${y})"},
+        {"name": "avg", "type": "calculate", "label": t("均"),
+         "calculation": "sum(${x}) div count(${a})"},
     ]  # fmt: skip
     form = with_fields(*fields)
     v = validate(form, {"limit": 5, "a": [{"x": 1}, {"x": 4}], "b": [{"y": 10}, {"y": 11}]})
     assert v.answers["a"] == [{"x": 1, "x2": 2}, {"x": 4, "x2": 8}]
     assert v.answers["b"] == [{"y": 10, "pick": 1}, {"y": 11, "pick": 4}]
     assert (v.answers["s"], v.answers["first"], v.answers["top"]) == (10, 1, 11)
+    assert v.answers["avg"] == 2.5  # a fraction stays a number
     assert {k: codes(v, k) for k in v.errors} == {"b[2].y": ["constraint"]}
     bad = validate(form, {"limit": 3, "a": [{"x": 4}, {"x": 1}]})
     assert {k: codes(bad, k) for k in bad.errors} == {
@@ -274,6 +296,30 @@ def test_choice_filter_inside_a_repeat_uses_position():
     ]}  # fmt: skip
     v = validate(with_fields(rooms), {"rooms": [{"kind": "main"}, {"kind": "main"}]})
     assert {k: codes(v, k) for k in v.errors} == {"rooms[2].kind": ["choice"]}
+
+
+def test_a_rule_that_cannot_run_is_an_expression_error_and_now_is_observed_at():
+    # now() needs the observation time; without it every rule calling it fails (reported once
+    # per field), and a choice_filter that fails offers its choices
+    pick = {
+        "name": "pick",
+        "type": "select_one",
+        "label": t("选"),
+        "choice_filter": "name = 'a' or now() != ''",
+        "choices": [{"value": v, "label": t(v)} for v in ("a", "b")],
+    }
+    stamp = {
+        "name": "stamp",
+        "type": "calculate",
+        "label": t("时"),
+        "calculation": "format-date-time(now(), '%H:%M')",
+    }
+    form = compile_form(with_fields(pick, stamp))
+    v = form.validate({"pick": "b"}, observed_on=DAY)
+    assert {k: codes(v, k) for k in v.errors} == {"pick": ["expression"], "stamp": ["expression"]}
+    assert v.answers == {"pick": "b"}
+    at = form.validate({"pick": "b"}, observed_on=DAY, observed_at="2026-11-20T10:31:05+08:00")
+    assert at.errors == {} and at.answers == {"pick": "b", "stamp": "10:31"}
 
 
 def test_required_message_replaces_the_default():
@@ -399,6 +445,14 @@ TOP = {"name": "top", "type": "integer", "label": t("顶")}
                              {"name": "c", "type": "calculate", "label": t("c"),
                               "calculation": "not(${ok})"}]}], None,
          "circular relevance/calculation: ok -> c -> ok"),
+        ([{**REP, "fields": ["ok"]}], None, "field 'rooms' fields[0]: must be an object"),
+        ([{**REP, "min_count": -1}], None, "field 'rooms': min_count must be 0 or more"),
+        ([{**REP, "min_count": 3, "max_count": 2}], None,
+         "field 'rooms': max_count must be at least 1 and min_count"),
+        ([{**REP, "min_count": 100, "max_count": 100}], None, None),
+        ([{**REP, "min_count": 1, "max_count": 1}], None, None),
+        ([{**REP, "fields": [{**INNER, "default": "yes"}]}], None,
+         "field 'ok': default 'yes' is not a valid yes_no"),
         ([TOP, {**REP, "fields": [{"name": "w", "type": "calculate", "label": t("w"),
                                    "names_where": {"fields": ["top"], "equals": "x"}}]}], None,
          "field 'w': names_where refers to unknown field 'top' (same level)"),
@@ -418,6 +472,13 @@ def test_dependency_order_runs_through_repeats():
     # and block (a calculate inside reads ${block})
     assert form.order == ["room_total", "block", "rooms", "broken_rooms"]
     assert form.levels["rooms"].order == ["room_ok", "why", "room_photo", "room_no"]
+    # inside a repeat too, a field moves after the later field its relevance reads
+    later = {"name": "later", "type": "yes_no", "label": t("后")}
+    rep = {**REP, "fields": [{**INNER, "relevant": "${later}"}, later]}
+    compiled = compile_form(with_fields(rep))
+    assert compiled.levels["rooms"].order == ["later", "ok"]
+    v = compiled.validate({"rooms": [{"ok": True, "later": False}]}, observed_on=DAY)
+    assert v.dropped == ["rooms[1].ok"]
 
 
 # ------------------------------------------------------------------------------ the server

@@ -29,6 +29,7 @@ from sync.clock import Clock, encode, receive, tick
 ROOT = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
 TODAY = "2026-11-20"
+NOW = "2026-11-20T10:31:05+08:00"  # observed_at: what now() gives
 
 
 def photo(char: str, **extra) -> dict:
@@ -112,7 +113,9 @@ REPEATS = {
          "choices": [{"value": v, "label": _t(v), "properties": {"county": c}}
                      for v, c in (("e1", "east"), ("e2", "east"), ("w1", "west"))]},
         {"name": "n_rooms", "type": "integer", "label": _t("间数"), "constraint": ". <= 4"},
-        {"name": "rooms", "type": "repeat", "label": _t("厕所间"), "repeat_count": "${n_rooms}",
+        {"name": "n_text", "type": "text", "label": _t("间数文字")},
+        {"name": "rooms", "type": "repeat", "label": _t("厕所间"),
+         "repeat_count": "coalesce(${n_text}, ${n_rooms})",
          "required": "${county} = 'east'",
          "required_message": {"zh": "请添加厕所间", "en": "Add the rooms"},
          "fields": [
@@ -124,7 +127,7 @@ REPEATS = {
              {"name": "room_photo", "type": "photo", "label": _t("照片"), "relevant": "${room_ok}",
               "required": True, "min_count": 1, "max_count": 2},
              {"name": "kind", "type": "select_many", "label": _t("种类"),
-              "choice_filter": "position(..) > 1 or size != 'big'",
+              "choice_filter": "position(..) > 1 or size != 'big' or now() = ''",
               "choices": [{"value": v, "label": _t(v), "properties": {"size": z}}
                           for v, z in (("squat", "small"), ("seat", "small"), ("bath", "big"))]},
              {"name": "idx", "type": "calculate", "label": _t("序"),
@@ -144,6 +147,8 @@ REPEATS = {
         {"name": "best", "type": "calculate", "label": _t("最好"), "calculation": "max(${score})"},
         {"name": "first_why", "type": "calculate", "label": _t("第一"),
          "calculation": "indexed-repeat(${why}, ${rooms}, 2)"},
+        {"name": "stamp", "type": "calculate", "label": _t("时刻"),
+         "calculation": "format-date-time(now(), '%H:%M')"},
     ],
     "updates": {"status": "if(count(${rooms}) > 0, 'done', 'in_progress')",
                 "income_progress": "sum(${score})"},
@@ -250,6 +255,11 @@ POOL = [
     [{"sha256": "a" * 64, "captured_at": None, "position": None}], [{"sha256": "a" * 64, "x": 1}],
     [photo("a", captured_at="2026-11-20T10:31:05")], [photo("a", position={"lat": 1})],
     [photo("a", position={"lat": 1, "lon": 2})], ["a" * 64], "a" * 64,
+    # boundaries: coordinates, accuracy 0, the largest safe integers, list lengths
+    {"lat": -91, "lon": 0}, {"lat": 0, "lon": 181}, {"lat": 0, "lon": -181},
+    {"lat": -90, "lon": -180, "accuracy": 0}, {"lat": 90, "lon": 180},
+    2**53 - 1, -(2**53), float(2**53 - 1), ["red"] * 100, ["red"] * 101,
+    [{"sha256": f"{i:064x}"} for i in range(100)], [{"sha256": f"{i:064x}"} for i in range(101)],
 ]  # fmt: skip
 
 
@@ -262,11 +272,12 @@ def form_cases() -> tuple[dict, list[dict]]:
     day = datetime.date.fromisoformat(TODAY)
     cases = []
 
-    def add(form: str, answers) -> None:
-        v = compiled[form].validate(copy.deepcopy(answers), observed_on=day)
+    def add(form: str, answers, now: str | None = None) -> None:
+        v = compiled[form].validate(copy.deepcopy(answers), observed_on=day, observed_at=now)
         expected = {"answers": v.answers, "errors": v.errors, "dropped": v.dropped,
                     "photos": v.photos}  # fmt: skip
-        cases.append({"form": form, "today": TODAY, "answers": answers, "expected": expected})
+        cases.append({"form": form, "today": TODAY, "now": now, "answers": answers,
+                      "expected": expected})  # fmt: skip
 
     rand = random.Random(20261120)
     for form, bases in BASES.items():
@@ -293,21 +304,23 @@ def form_cases() -> tuple[dict, list[dict]]:
             for instance in INSTANCE_POOL:
                 items = [dict(i) for i in REPEATS_BASE[rep]]
                 items[index] = instance
-                add("repeats", {**REPEATS_BASE, rep: items})
-                add("repeats", {**REPEATS_BASE, rep: [*REPEATS_BASE[rep], instance]})
+                add("repeats", {**REPEATS_BASE, rep: items}, NOW)
+                add("repeats", {**REPEATS_BASE, rep: [*REPEATS_BASE[rep], instance]}, NOW)
         for value in POOL:  # each value in each key of the first instance
             for key in {"rooms": ["room_ok", "why", "room_photo", "kind"],
                         "checks": ["score", "item"]}[rep]:  # fmt: skip
                 first = {**REPEATS_BASE[rep][0], key: value}
-                add("repeats", {**REPEATS_BASE, rep: [first, *REPEATS_BASE[rep][1:]]})
+                add("repeats", {**REPEATS_BASE, rep: [first, *REPEATS_BASE[rep][1:]]}, NOW)
     for _ in range(150):
         answers = copy.deepcopy(REPEATS_BASE)
         for rep in ("rooms", "checks"):
             answers[rep] = [rand.choice(INSTANCE_POOL) for _ in range(rand.randint(0, 5))]
         answers["n_rooms"] = rand.choice([None, 0, 1, 2, 3, 4.0, 5, -1, "2", 2.5, 200])
+        if rand.random() < 0.3:  # numeric text counts as XPath's number() reads it
+            answers["n_text"] = rand.choice(["", " 2 ", "1.9", "x", "-1", "3", ".5", "2e0"])
         answers["county"] = rand.choice(["east", "west", "", None, "north"])
         answers["town"] = rand.choice(["e1", "w1", "", None, "zz"])
-        add("repeats", answers)
+        add("repeats", answers, rand.choice([NOW, NOW, "2026-11-20T23:59:59.5-03:30", None]))
     add("repeats", {**REPEATS_BASE, "n_rooms": None, "checks": [{}] * 101})
     add("repeats", {**REPEATS_BASE, "n_rooms": None, "checks": [{"score": 1}] * 3})
     add("repeats", {**REPEATS_BASE, "county": "west", "town": "w1", "n_rooms": 0, "rooms": []})

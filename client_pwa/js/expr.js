@@ -545,8 +545,9 @@ function call(node, ctx) {
     return geo(name, args.map((arg) => rawArgument(arg, ctx)));
   }
   if (name === 'position') {
-    if (ctx.position === null) throw new ExprError('position(..) is only defined inside a repeat instance');
-    return ctx.position;
+    const position = number(load(ctx.position));
+    if (position === null) throw new ExprError('position(..) is only defined inside a repeat instance');
+    return position;
   }
   const raw = args.map((arg) => evalNode(arg, ctx));
   if (has(NODESET_FUNCTIONS, name)) return NODESET_FUNCTIONS[name](raw, args);

@@ -6,7 +6,9 @@
 // phone accepts the server accepts. A repeat's answer is a list of instance objects; each
 // instance is settled with its own answers and position (errors keyed `rooms[2].field`), and
 // outside it the repeat's values are node-sets. Definitions are trusted: the server checked them before
-// publishing. `today` is the observation date "YYYY-MM-DD": `${observed_on}` and today().
+// publishing. `today` is the observation date "YYYY-MM-DD": `${observed_on}` and today();
+// `now` (optional) the observation time with its offset, what now() gives (the server's
+// validate(observed_at=...)); without it a rule calling now() is an `expression` error.
 
 import { Nodeset, evaluate, references, truthy } from './expr.js';
 
@@ -259,15 +261,19 @@ function compile(definition) {
 }
 
 // Evaluate a rule; a rule that cannot run must not crash the form. Returns [value, failed].
-function run(source, env, today, { current = null, position = null, choice = null } = {}) {
+function run(source, env, ctx, { current = null, position = null, choice = null } = {}) {
   try {
-    return [evaluate(source, env, { current, today, position, choice }), false];
+    return [evaluate(source, env, { current, today: ctx.today, now: ctx.now, position, choice }), false];
   } catch {
     return [null, true];
   }
 }
 
-function repeatCount(value) {
+// A repeat_count result: a number or numeric text (as XPath's number() reads it), truncated
+// into 0..100; null when it is not a number.
+const NUMERIC_TEXT = /^[ \t\r\n]*-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*$/;
+function repeatCount(given) {
+  const value = typeof given === 'string' && NUMERIC_TEXT.test(given) ? Number(given) : given;
   if (typeof value !== 'number' || !Number.isFinite(value)) return null;
   return Math.max(0, Math.min(MAX_REPEAT_INSTANCES, Math.trunc(value))) + 0;
 }
@@ -280,7 +286,7 @@ function calculate(spec, env, ctx, key, position) {
       return value === equals || (Array.isArray(value) && value.includes(equals));
     });
   }
-  const [value, failed] = run(spec.calculation, env, ctx.today, { position });
+  const [value, failed] = run(spec.calculation, env, ctx, { position });
   if (failed) ctx.add(key, 'expression', MSG_EXPRESSION);
   return value;
 }
@@ -295,7 +301,7 @@ function offeredChoices(spec, env, ctx, key, position) {
     const mapping = Object.create(null);
     for (const k of keys) mapping[k] = has(props, k) ? props[k] : null;
     mapping.name = choice.value;
-    const [value, failed] = run(spec.choice_filter, env, ctx.today, { position, choice: mapping });
+    const [value, failed] = run(spec.choice_filter, env, ctx, { position, choice: mapping });
     if (failed && !failedOnce) {
       ctx.add(key, 'expression', MSG_EXPRESSION);
       failedOnce = true;
@@ -333,7 +339,7 @@ function settleLevel(form, level, answers, env, ctx, position, prefix) {
     const key = prefix + name;
     let shown = true;
     if ('relevant' in spec) {
-      const [value, failed] = run(spec.relevant, env, ctx.today, { position });
+      const [value, failed] = run(spec.relevant, env, ctx, { position });
       if (failed) ctx.add(key, 'expression', MSG_EXPRESSION);
       shown = failed || truthy(value);
     }
@@ -384,7 +390,7 @@ function settleRepeat(form, spec, answer, shown, parent, ctx) {
   }
   let count = null;
   if ('repeat_count' in spec) {
-    const [value, failed] = run(spec.repeat_count, env, ctx.today);
+    const [value, failed] = run(spec.repeat_count, env, ctx);
     if (failed) ctx.add(name, 'expression', MSG_EXPRESSION);
     else count = repeatCount(value);
   }
@@ -419,12 +425,13 @@ function settleRepeat(form, spec, answer, shown, parent, ctx) {
   parent.repeats.set(name, { count, instances, cleaned, ok: true });
 }
 
-function settle(definition, answers, today) {
+function settle(definition, answers, today, now) {
   const form = compile(definition);
   // Maps and prototype-less objects: answer keys such as "__proto__" or "constructor" are data.
   const errors = new Map();
   const ctx = {
     today,
+    now,
     errors,
     dropped: [],
     add(key, code, message) {
@@ -440,7 +447,7 @@ function settle(definition, answers, today) {
 function isRequired(spec, env, ctx, key, current, position, report) {
   const required = spec.required ?? false;
   if (typeof required === 'boolean') return required;
-  const [result, failed] = run(required, env, ctx.today, { current, position });
+  const [result, failed] = run(required, env, ctx, { current, position });
   if (failed && report) ctx.add(key, 'expression', MSG_EXPRESSION);
   return !failed && truthy(result);
 }
@@ -472,7 +479,7 @@ function checkLevel(form, level, settled, ctx) {
       continue;
     }
     if ('constraint' in spec) {
-      const [result, failed] = run(spec.constraint, env, ctx.today, { current: value, position });
+      const [result, failed] = run(spec.constraint, env, ctx, { current: value, position });
       if (failed) ctx.add(key, 'expression', MSG_EXPRESSION);
       else if (!truthy(result)) ctx.add(key, 'constraint', spec.constraint_message ?? MSG_CONSTRAINT);
     }
@@ -528,8 +535,8 @@ function levelStates(level, settled, ctx, report) {
  * instances), count (the number of instances to keep when repeat_count gives one, else null),
  * instances: [{inner name: state} per instance]}.
  */
-export function fieldStates(definition, answers, { today }) {
-  const { form, ctx, top } = settle(definition, isObject(answers) ? answers : {}, today);
+export function fieldStates(definition, answers, { today, now = null }) {
+  const { form, ctx, top } = settle(definition, isObject(answers) ? answers : {}, today, now);
   const states = levelStates(form.top, top, ctx, false);
   for (const [name, spec] of form.top.fields) {
     if (spec.type !== REPEAT) continue;
@@ -554,11 +561,11 @@ export function fieldStates(definition, answers, { today }) {
  * {field: [{code, message: {zh, en}}]} (inside a repeat `rooms[2].field`), dropped the keys of
  * hidden answers removed, photos every kept photo answer with its field (`rooms[2].photo`).
  */
-export function validate(definition, answers, { today }) {
+export function validate(definition, answers, { today, now = null }) {
   if (!isObject(answers)) {
     return { answers: {}, errors: { _form: [error('type', TYPE_MESSAGES.form)] }, dropped: [], photos: [] };
   }
-  const { form, ctx, top } = settle(definition, answers, today);
+  const { form, ctx, top } = settle(definition, answers, today, now);
   checkLevel(form, form.top, top, ctx);
   const cleaned = {};
   const photos = [];

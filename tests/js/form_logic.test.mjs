@@ -200,7 +200,7 @@ test('agrees with forms/compiler.py on every generated answer set', { skip: !fix
   const { definitions, cases } = JSON.parse(readFileSync(`${fixture}/form_cases.json`, 'utf8'));
   const failures = [];
   for (const c of cases) {
-    const got = validate(definitions[c.form], c.answers, { today: c.today });
+    const got = validate(definitions[c.form], c.answers, { today: c.today, now: c.now });
     try {
       assert.deepStrictEqual(got, c.expected);
     } catch {

@@ -250,6 +250,31 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         '0 if zone == "Z" else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 60 + int(zone[4:6]))',  # noqa: E501
         "6 -> 7",
     ): "zone is exactly 6 characters: [4:7] is [4:6]",
+    # issue 15: node-sets, position(..), geometry
+    ('"position": (1, 1),  # only as position(..)', "1 -> 2"): "position(..) has its own parse "
+    "rule; its arity entry only lists it",
+    ('"position": (1, 1),  # only as position(..)', "1 -> 0"): "position(..) has its own parse "
+    "rule; its arity entry only lists it",
+    ("return Name(tok.text), 1", "1 -> 0"): "literal depth: the level guard rejects the same "
+    "nesting",
+    ('return Call("position", ()), 1', "1 -> 0"): "literal depth: the level guard rejects the "
+    "same nesting",
+    (
+        "return ctx.current if ctx.current is not None else _scalar(_eval(args[0], ctx))",
+        "0 -> -1",
+    ): "once() has exactly one argument: args[-1] is args[0]",
+    (
+        "if len(values) == 1 and not isinstance(values[0], Nodeset):",
+        "0 -> -1",
+    ): "one value: values[-1] is values[0]",
+    ("items: list[Any] = _tokens(values[0])", "0 -> -1"): "one value: values[-1] is values[0]",
+    ("value = values[0]", "0 -> -1"): "count() and count-non-empty() have exactly one argument",
+    ("if len(points) < 3:", "3 -> 2"): "two points: the fan has one leg and adds nothing, 0 "
+    "either way",
+    (
+        "total += (ys[i - 1] * xs[i] - xs[i - 1] * ys[i]) / 2",
+        "+= -> -=",
+    ): "subtracting every term negates the total, and abs() takes the sign off",
 }
 
 # forms/compiler.py: (stripped line, change) -> why no input can tell the mutant apart.
