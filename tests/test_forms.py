@@ -850,6 +850,10 @@ def test_number_and_text_boundaries():
     assert errors(d=float(2**53)) == []  # a float decimal may be large
 
 
+def _names_where(rule) -> dict:
+    return {"name": "c", "type": "calculate", "label": T, "names_where": rule}
+
+
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
@@ -857,9 +861,52 @@ def test_number_and_text_boundaries():
         (lambda d: d.update(description={"zh": "只有中文"}), "description"),
         (lambda d: d["fields"][0].update(label={"zh": "", "en": "x"}), "label"),
         (lambda d: d["fields"][1].update(relevant="  "), "non-empty string"),
+        (lambda d: d["fields"][1].update(type="select_one", choices=[]), "non-empty list"),
+        (
+            lambda d: d["fields"][1].update(type="select_one", choices=[{"value": "a"}]),
+            "choices[0] must be",
+        ),
+        (
+            lambda d: d["fields"][1].update(type="select_one", choices=[{"value": 5, "label": T}]),
+            "choice value 5",
+        ),
+        (lambda d: d["fields"].append(_names_where("x")), "names_where must be"),
+        (lambda d: d["fields"].append(_names_where({"fields": [], "equals": "a"})), "non-empty"),
+        (
+            lambda d: d["fields"].append(_names_where({"fields": ["why"], "equals": "a", "x": 1})),
+            "names_where must be",
+        ),
+        (lambda d: d["fields"].append(_names_where({"fields": ["why", 5], "equals": "a"})), "list"),
+        (
+            lambda d: d["fields"].append(_names_where({"fields": ["why"], "equals": ""})),
+            "names_where.equals",
+        ),
+        (  # a cycle through names_where: why is shown by the calculate that names it
+            lambda d: (
+                d["fields"].append(_names_where({"fields": ["why"], "equals": "a"}))
+                or d["fields"][1].update(relevant="count-selected(${c}) = 0")
+            ),
+            "circular",
+        ),
     ],
 )
 def test_definition_checker_catches_more(change, needle):
     definition = minimal_definition()
     change(definition)
     assert any(needle in p for p in problems_of(definition))
+
+
+def test_datetime_length_bounds_on_the_server():
+    # the server reads ISO 8601 with Python (a superset of what the phone makes), within 19 to
+    # 40 characters: these shapes are refused by the phone and pinned here for the server
+    form = compile_form(
+        minimal_definition(fields=[{"name": "w", "type": "datetime", "label": T}], updates={})
+    )
+
+    def ok(text):
+        return form.validate({"w": text}, observed_on=DAY).errors == {}
+
+    assert ok("2026-11-20T10:31+08")  # 19 characters
+    assert not ok("2026-11-20T103105Z")  # 18: a valid ISO form, refused by length
+    assert ok("2026-11-20T10:31:05.12345678901234+08:00")  # 40
+    assert not ok("2026-11-20T10:31:05.123456789012345+08:00")  # 41

@@ -83,6 +83,16 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "after a problem the source still parses (an unparsable one returns no refs), so the "
         "node-set check only adds a message next to an existing problem"
     ),
+    ('lo, hi = spec.get("min_count", 0), spec.get("max_count")', "0 -> 1"): (
+        "photo counts are checked only for a non-empty list (a minimum of 0 and 1 agree); in the "
+        "checker a default minimum of 1 changes no verdict: max_count below 1 is refused either way"
+    ),
+    ('code = messages[0] if isinstance(messages, list) and messages else "type"', "and -> or"): (
+        "marshmallow reports a field's errors as a non-empty list"
+    ),
+    ('code = messages[0] if isinstance(messages, list) and messages else "type"', "0 -> -1"): (
+        "each answer field raises one ValidationError: its list has one message"
+    ),
     (
         'return f"<CompiledForm {self.id} v{self.version} target={self.target}>"',
         "return x -> return None",
