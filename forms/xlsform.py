@@ -89,6 +89,9 @@ SETTINGS_COLUMNS = {
     "style",
 }
 CHOICES_COLUMNS = {"list_name", "name", "label"}
+# A choices column that becomes a choice property must be readable as a bare name.
+PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+RESERVED_WORDS = {"and", "or", "div", "mod", "name"}
 
 
 @dataclass
@@ -171,19 +174,26 @@ class _Translator:
         return {"zh": out["zh"], "en": out["en"]}
 
     def choices(self) -> dict[str, list[dict]]:
+        """The choice lists. Columns other than list_name, name and label (with its languages)
+        are the choices' properties, read by a choice_filter (bare names)."""
         lists: dict[str, list[dict]] = {}
+        header = (self.book.get("choices_header") or [{}])[0] or {}
+        for column in header:
+            base, lang = _split(column)
+            if base in CHOICES_COLUMNS and (base == "label" or lang is None):
+                continue
+            if lang is not None or not PROPERTY_RE.match(column) or column in RESERVED_WORDS:
+                self.err(
+                    "choices",
+                    1,
+                    column,
+                    "选项表的这一列不支持（选项属性列名只能是字母、数字和 _，且不能带 ::）",
+                    "this choices column is not supported (a property column is a name of "
+                    "letters, digits and _, without ::)",
+                )
         for i, row in enumerate(self.book.get("choices") or [], start=2):
             if not row:
                 continue
-            for column in row:
-                if _split(column)[0] not in CHOICES_COLUMNS:
-                    self.err(
-                        "choices",
-                        i,
-                        column,
-                        "选项表的这一列暂不支持（如 choice_filter 用的列）",
-                        "this choices column is not supported (e.g. a choice_filter column)",
-                    )
             name, value = row.get("list_name"), row.get("name")
             if not name or value is None:
                 self.err(
@@ -198,7 +208,17 @@ class _Translator:
             if label is None:
                 self.err("choices", i, "label", "选项缺少标签", "a choice needs a label")
                 continue
-            lists.setdefault(name, []).append({"value": str(value), "label": label})
+            choice = {"value": str(value), "label": label}
+            properties = {
+                column: str(text)
+                for column, text in row.items()
+                if _split(column)[0] not in CHOICES_COLUMNS
+                and "::" not in column
+                and text not in (None, "")
+            }
+            if properties:
+                choice["properties"] = properties
+            lists.setdefault(name, []).append(choice)
         return lists
 
     def translate(self) -> dict | None:
@@ -236,7 +256,34 @@ class _Translator:
         lists = self.choices()
         fields: list[dict] = []
         self.rows: dict[str, int] = {}
-        groups: list[tuple[str, str | None, int]] = []  # (kind, relevant, row)
+        # Open groups and repeats, outermost first: (kind, relevant, row, repeat spec or None).
+        # Groups are flattened: a group's label becomes a note, its relevant is ANDed into
+        # each field inside it. A repeat is one field whose "fields" hold the rows inside it.
+        stack: list[tuple[str, str | None, int, dict | None]] = []
+
+        def container() -> list[dict]:
+            repeat = next((f for k, _r, _i, f in reversed(stack) if k == "repeat"), None)
+            return repeat["fields"] if repeat is not None else fields
+
+        def outer_relevant() -> list[str]:
+            """Relevants of the groups around a row, inside its repeat (the repeat's own
+            relevant hides the whole repeat)."""
+            out: list[str] = []
+            for k, rel, _i, _f in stack:
+                if k == "repeat":
+                    out = []
+                elif rel:
+                    out.append(str(rel))
+            return out
+
+        def add(spec: dict) -> None:
+            outer = outer_relevant()
+            if outer:
+                parts = [*outer, *([spec["relevant"]] if "relevant" in spec else [])]
+                spec["relevant"] = " and ".join(f"({p})" for p in parts)
+            other = spec.pop("_other", None)
+            container().extend([spec] if other is None else [spec, other])
+
         for i, row in enumerate(rows, start=2):
             if not row:
                 continue
@@ -246,55 +293,143 @@ class _Translator:
             rtype = str(row.get("type") or "").strip()
             words = rtype.split()
             kind = (
-                " ".join(words[:2]).lower()
+                " ".join(words[:2]).lower().replace("_", " ")
                 if words[:1] in (["begin"], ["end"])
-                else (words[0] if words else "")
+                else (words[0].lower().replace("_", " ") if words else "")
             )
-            if kind in ("begin repeat", "end repeat", "begin_repeat", "end_repeat") or row.get(
-                "repeat_count"
-            ):
-                self.err(
-                    "survey", i, "type", "重复组暂不支持", "repeat groups are not supported yet"
-                )
-                if kind in ("begin repeat", "begin_repeat"):
-                    groups.append(("repeat", None, i))
-                elif kind in ("end repeat", "end_repeat") and groups:
-                    groups.pop()
-                continue
-            if kind in ("begin group", "begin_group"):
-                groups.append(("group", row.get("relevant"), i))
-                label = self.texts(row, "label", "survey", i)
-                if label is not None:  # the group's title becomes a note, so it is not lost
-                    note = self.field_base(row, i, "note", label)
-                    if note:
-                        fields.append(note)
-                continue
-            if kind in ("end group", "end_group"):
-                if not groups:
+            if kind == "begin repeat":
+                open_repeat = next((r for k, _r, r, _f in stack if k == "repeat"), None)
+                spec = self.repeat_field(row, i)
+                if open_repeat is not None:
                     self.err(
                         "survey",
                         i,
                         "type",
-                        "end group 没有对应的 begin group",
-                        "end group without a begin group",
+                        f"重复组不能嵌套（第{open_repeat}行的重复组还没有结束）",
+                        f"a repeat cannot be inside another repeat (the one of row "
+                        f"{open_repeat} is still open)",
+                    )
+                elif spec is not None:
+                    add(spec)
+                stack.append(("repeat", None, i, spec if open_repeat is None else None))
+                continue
+            if kind == "end repeat":
+                while stack and stack[-1][0] == "group":
+                    self.err(
+                        "survey",
+                        stack[-1][2],
+                        "type",
+                        f"begin group 在第{i}行的 end repeat 之前没有结束（组不能跨出重复组）",
+                        f"begin group is not ended before the end repeat of row {i} (a group "
+                        "cannot cross a repeat's end)",
+                    )
+                    stack.pop()
+                if not stack:
+                    self.err(
+                        "survey",
+                        i,
+                        "type",
+                        "end repeat 没有对应的 begin repeat",
+                        "end repeat without a begin repeat",
                     )
                 else:
-                    groups.pop()
+                    stack.pop()
+                continue
+            if kind == "begin group":
+                label = self.texts(row, "label", "survey", i)
+                if label is not None:  # the group's title becomes a note, so it is not lost
+                    note = self.field_base(row, i, "note", label)
+                    if note:
+                        add(note)
+                stack.append(("group", row.get("relevant"), i, None))
+                continue
+            if kind == "end group":
+                if not stack or stack[-1][0] != "group":
+                    self.err(
+                        "survey",
+                        i,
+                        "type",
+                        "end group 没有对应的 begin group"
+                        + ("（重复组还没有结束）" if stack else ""),
+                        "end group without a begin group"
+                        + (" (a repeat is still open)" if stack else ""),
+                    )
+                else:
+                    stack.pop()
                 continue
             if not rtype:
                 self.err("survey", i, "type", "缺少题型", "the type is missing")
                 continue
+            if row.get("repeat_count"):
+                self.err(
+                    "survey",
+                    i,
+                    "repeat_count",
+                    "只有 begin repeat 行可以写 repeat_count",
+                    "only a begin repeat row may have a repeat_count",
+                )
             spec = self.row_field(row, i, words, lists)
-            if spec is None:
-                continue
-            outer = [g[1] for g in groups if g[1]]
-            if outer:
-                parts = [*outer, *([spec["relevant"]] if "relevant" in spec else [])]
-                spec["relevant"] = " and ".join(f"({p})" for p in parts)
-            fields.extend([spec] if "_other" not in spec else [spec, spec.pop("_other")])
-        for _kind, _rel, i in groups:
-            self.err("survey", i, "type", "begin 没有对应的 end", "begin without a matching end")
+            if spec is not None:
+                add(spec)
+        for kind, _rel, i, _f in stack:
+            self.err(
+                "survey",
+                i,
+                "type",
+                f"begin {kind} 没有对应的 end {kind}",
+                f"begin {kind} without a matching end {kind}",
+            )
         return self.top(fields)
+
+    def repeat_field(self, row, i) -> dict | None:
+        label = self.texts(row, "label", "survey", i)
+        if label is None:
+            self.err("survey", i, "label", "缺少标签", "the label is missing")
+            return None
+        spec = self.field_base(row, i, "repeat", label)
+        if spec is None:
+            return None
+        self.required(row, i, spec, answerable=True)
+        if row.get("repeat_count") not in (None, ""):
+            spec["repeat_count"] = str(row["repeat_count"]).strip()
+        self.counts(row, i, spec)
+        for column in ("constraint", "calculation", "default", "read_only", "choice_filter"):
+            if row.get(column) not in (None, ""):
+                self.err(
+                    "survey",
+                    i,
+                    column,
+                    f"重复组不能写 {column}",
+                    f"a repeat cannot have a {column}",
+                )
+        spec["fields"] = []
+        return spec
+
+    def required(self, row, i, spec, *, answerable: bool) -> None:
+        if row.get("required"):
+            if not answerable:
+                self.err(
+                    "survey", i, "required", "这一题型不能设为必填", "this type cannot be required"
+                )
+            else:
+                word = str(row["required"]).strip()
+                if word.lower() in TRUE_WORDS:
+                    spec["required"] = True
+                elif word.lower() in FALSE_WORDS:
+                    spec["required"] = False
+                else:
+                    spec["required"] = word
+        message = self.texts(row, "required_message", "survey", i)
+        if message:
+            spec["required_message"] = message
+
+    def counts(self, row, i, spec) -> None:
+        for key in ("min_count", "max_count"):
+            if row.get(key) not in (None, ""):
+                try:
+                    spec[key] = int(float(row[key]))
+                except ValueError:
+                    self.err("survey", i, key, f"{key} 必须是整数", f"{key} must be an integer")
 
     def field_base(self, row, i, ftype, label) -> dict | None:
         name = str(row.get("name") or "").strip()
@@ -348,7 +483,8 @@ class _Translator:
                 return None
             choices = [dict(c) for c in lists[list_name]]
             values = [c["value"] for c in choices]
-            if head == "select_one" and not extra and sorted(values) == ["no", "yes"]:
+            plain = not row.get("choice_filter") and not any("properties" in c for c in choices)
+            if head == "select_one" and not extra and plain and sorted(values) == ["no", "yes"]:
                 ftype, choices = "yes_no", None
             else:
                 ftype = "select_one" if head == "select_one" else "select_many"
@@ -377,32 +513,18 @@ class _Translator:
             return None
         if choices is not None:
             spec["choices"] = choices
-        for column, (zh, en) in {
-            "choice_filter": (
-                "按条件筛选选项（choice_filter）暂不支持",
-                "choice_filter is not supported yet",
-            ),
-            "required_message": (
-                "自定义必填提示（required_message）暂不支持",
-                "required_message is not supported yet",
-            ),
-        }.items():
-            if row.get(column):
-                self.err("survey", i, column, zh, en)
-        answerable = ftype not in ("note", "calculate")
-        if row.get("required"):
-            if not answerable:
+        if row.get("choice_filter"):
+            if choices is None:
                 self.err(
-                    "survey", i, "required", "这一题型不能设为必填", "this type cannot be required"
+                    "survey",
+                    i,
+                    "choice_filter",
+                    "只有选择题可以写 choice_filter",
+                    "only a select may have a choice_filter",
                 )
             else:
-                word = str(row["required"]).strip()
-                if word.lower() in TRUE_WORDS:
-                    spec["required"] = True
-                elif word.lower() in FALSE_WORDS:
-                    spec["required"] = False
-                else:
-                    spec["required"] = word
+                spec["choice_filter"] = str(row["choice_filter"])
+        self.required(row, i, spec, answerable=ftype not in ("note", "calculate"))
         constraint = row.get("constraint")
         if head == "time":
             constraint = f"({constraint}) and {TIME_CONSTRAINT}" if constraint else TIME_CONSTRAINT
@@ -449,12 +571,7 @@ class _Translator:
                     "read_only 只能是 yes 或 no",
                     "read_only must be yes or no",
                 )
-        for key in ("min_count", "max_count"):
-            if row.get(key) not in (None, ""):
-                try:
-                    spec[key] = int(float(row[key]))
-                except ValueError:
-                    self.err("survey", i, key, f"{key} 必须是整数", f"{key} must be an integer")
+        self.counts(row, i, spec)
         if "choices" in spec and extra_other(words):
             spec["_other"] = {
                 "name": f"{spec['name']}_other",
@@ -581,7 +698,28 @@ def _formula_errors(data: bytes) -> list[XlsError]:
 
 _FIELD_RE = re.compile(r"field '([a-z0-9_]+)'")
 _INDEX_RE = re.compile(r"fields\[(\d+)\]")
-_EXPR_COLUMNS = ("relevant", "constraint", "calculation", "required", "default", "choice")
+_EXPR_COLUMNS = (
+    "relevant",
+    "constraint",
+    "calculation",
+    "required_message",
+    "required",
+    "default",
+    "choice_filter",
+    "repeat_count",
+    "min_count",
+    "max_count",
+    "choice",
+)
+
+
+def _all_names(specs) -> list:
+    out = []
+    for f in specs:
+        out.append(f.get("name") if isinstance(f, dict) else None)
+        if isinstance(f, dict) and isinstance(f.get("fields"), list):
+            out.extend(_all_names(f["fields"]))
+    return out
 
 
 def import_xlsform(data: bytes) -> ImportResult:
@@ -616,7 +754,7 @@ def import_xlsform(data: bytes) -> ImportResult:
             names = [f.get("name") for f in definition["fields"]]
             for problem in exc.problems:
                 m = _FIELD_RE.search(problem)
-                n = _INDEX_RE.search(problem)
+                n = _INDEX_RE.search(problem) if not m else None
                 name = m.group(1) if m else names[int(n.group(1))] if n else None
                 row = t.rows.get(name) if name else None
                 column = next((c for c in _EXPR_COLUMNS if f" {c}" in problem), None)
@@ -635,6 +773,17 @@ def import_xlsform(data: bytes) -> ImportResult:
 # -- export --------------------------------------------------------------------------------------
 
 
+def _choice_properties(specs) -> list[str]:
+    """Every choice property name of the form, in first-seen order (the choices sheet's extra
+    columns)."""
+    out: dict[str, None] = {}
+    for f in specs:
+        for c in f.get("choices", ()):
+            out.update(dict.fromkeys(c.get("properties", {})))
+        out.update(dict.fromkeys(_choice_properties(f.get("fields", ()))))
+    return list(out)
+
+
 def export_xlsform(definition: dict) -> bytes:
     """The definition as an XLSForm workbook (bytes)."""
     import openpyxl
@@ -651,6 +800,8 @@ def export_xlsform(definition: dict) -> bytes:
         f"hint::{EN}",
         "relevant",
         "required",
+        f"required_message::{ZH}",
+        f"required_message::{EN}",
         "constraint",
         f"constraint_message::{ZH}",
         f"constraint_message::{EN}",
@@ -659,14 +810,19 @@ def export_xlsform(definition: dict) -> bytes:
         "default",
         "read_only",
         "appearance",
+        "choice_filter",
+        "repeat_count",
         "min_count",
         "max_count",
     ]
     survey.append(cols)
     choices = wb.create_sheet("choices")
-    choices.append(["list_name", "name", f"label::{ZH}", f"label::{EN}"])
+    properties = _choice_properties(definition["fields"])
+    choices.append(["list_name", "name", f"label::{ZH}", f"label::{EN}", *properties])
     need_yes_no = False
-    for f in definition["fields"]:
+
+    def emit(f: dict) -> None:
+        nonlocal need_yes_no
         ftype = f["type"]
         row = dict.fromkeys(cols, None)
         row["name"] = f["name"]
@@ -676,10 +832,16 @@ def export_xlsform(definition: dict) -> bytes:
             kind = "select_one" if ftype == "select_one" else "select_multiple"
             row["type"] = f"{kind} {f['name']}"
             for c in f["choices"]:
-                choices.append([f["name"], c["value"], c["label"]["zh"], c["label"]["en"]])
+                props = c.get("properties", {})
+                choices.append(
+                    [f["name"], c["value"], c["label"]["zh"], c["label"]["en"]]
+                    + [props.get(p) for p in properties]
+                )
+        elif ftype == "repeat":
+            row["type"] = "begin repeat"
         else:
             row["type"] = {"photo": "image"}.get(ftype, ftype)
-        for key in ("label", "hint", "constraint_message"):
+        for key in ("label", "hint", "constraint_message", "required_message"):
             if key in f:
                 row[f"{key}::{ZH}"], row[f"{key}::{EN}"] = f[key]["zh"], f[key]["en"]
         for key in (
@@ -687,6 +849,8 @@ def export_xlsform(definition: dict) -> bytes:
             "constraint",
             "calculation",
             "appearance",
+            "choice_filter",
+            "repeat_count",
             "min_count",
             "max_count",
         ):
@@ -707,6 +871,13 @@ def export_xlsform(definition: dict) -> bytes:
                 else d
             )
         survey.append([row[c] for c in cols])
+        if ftype == "repeat":
+            for inner in f["fields"]:
+                emit(inner)
+            survey.append(["end repeat", f["name"]] + [None] * (len(cols) - 2))
+
+    for f in definition["fields"]:
+        emit(f)
     if need_yes_no:
         choices.append([YES_NO_LIST, "yes", "是", "Yes"])
         choices.append([YES_NO_LIST, "no", "否", "No"])

@@ -67,7 +67,12 @@ def import_xlsform_command(xlsx_file: Path, publish: bool, dry_run: bool):
             f"{len(result.errors)} 个错误，未发布 / errors, nothing published"
         )
     d = result.definition
-    click.echo(f"表单 {d['id']} v{d['version']}: {len(d['fields'])} 个字段，检查通过")
+    inner = sum(len(f.get("fields", ())) for f in d["fields"] if f["type"] == "repeat")
+    click.echo(
+        f"表单 {d['id']} v{d['version']}: {len(d['fields'])} 个字段"
+        + (f"（另有重复组内 {inner} 个）" if inner else "")
+        + "，检查通过"
+    )
     if dry_run or not publish:
         if not dry_run:
             click.echo(json.dumps(d, ensure_ascii=False, indent=1))

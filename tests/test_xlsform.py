@@ -237,11 +237,13 @@ def test_formula_cell():
 
 def test_duplicate_name_unknown_reference_cycle_and_dry_run_lists_all(runner, tmp_path, store):
     survey = [
-        ["type", "name", ZH, "relevant", "calculation", "repeat_count", "required_message"],
-        ["text", "a", "甲", "", "", "", "必填"],
+        ["type", "name", ZH, "relevant", "calculation", "repeat_count", "choice_filter"],
+        ["text", "a", "甲", "", "", "", ""],
         ["text", "a", "乙", "", "", "", ""],
         ["begin repeat", "r", "重复", "", "", "", ""],
-        ["text", "b", "丙", "", "", "", ""],
+        ["begin repeat", "r2", "嵌套", "", "", "", ""],
+        ["text", "b", "丙", "", "", "3", "x = 1"],
+        ["end repeat", "", "", "", "", "", ""],
         ["end repeat", "", "", "", "", "", ""],
         ["select_one nolist", "c", "丁", "", "", "", ""],
         ["bogus", "d", "戊", "", "", "", ""],
@@ -253,15 +255,15 @@ def test_duplicate_name_unknown_reference_cycle_and_dry_run_lists_all(runner, tm
     out = result.output
     for text in (
         "第3行 [name]: 字段名 a 重复",
-        "第4行 [type]: 重复组暂不支持 / repeat groups are",
-        "第6行 [type]: 重复组",
-        "第2行 [required_message]",
-        "第7行 [type]: 选项表里没有列表",
-        "第8行 [type]: 题型 bogus 暂不支持",
+        "第5行 [type]: 重复组不能嵌套（第4行的重复组还没有结束） / a repeat cannot be inside",
+        "第6行 [repeat_count]: 只有 begin repeat 行可以写 repeat_count / only a begin repeat",
+        "第6行 [choice_filter]: 只有选择题可以写 choice_filter / only a select may",
+        "第9行 [type]: 选项表里没有列表",
+        "第10行 [type]: 题型 bogus 暂不支持",
         "未发布",
     ):
         assert text in out, out
-    assert "Traceback" not in out
+    assert "暂不支持 / repeat" not in out and "Traceback" not in out
 
     es = errors_of(book([["type", "name", ZH, "relevant"], ["text", "a", "甲", "${nope}"]]))
     assert (es[0].row, es[0].column) == (2, "relevant") and "nope" in es[0].en
@@ -335,9 +337,10 @@ def test_desk_upload_preview_publish_and_refusals(client, store):
 
     # a bad file: every error listed, nothing to publish
     bad = book([["type", "name", ZH], ["text", "a", "甲"], ["text", "a", "乙"],
-                ["begin repeat", "r", "重复"], ["end repeat", "", ""]])  # fmt: skip
+                ["begin repeat", "r", "重复"], ["begin repeat", "r2", "嵌套"],
+                ["end repeat", "", ""], ["end repeat", "", ""]])  # fmt: skip
     page = post({"file": (io.BytesIO(bad), "bad.xlsx")}).get_data(as_text=True)
-    assert "发现 3 处错误，未发布" in page and "字段名 a 重复" in page and "重复组暂不支持" in page
+    assert "发现 2 处错误，未发布" in page and "字段名 a 重复" in page and "重复组不能嵌套" in page
     assert "确认发布" not in page
     # a good one: preview shows the fields, publish needs the CSRF token, then is audited
     page = post({"file": (io.BytesIO(small_form()), "ok.xlsx")}).get_data(as_text=True)
@@ -363,3 +366,154 @@ def test_desk_upload_preview_publish_and_refusals(client, store):
     assert "v1，v2" in client.get(url).get_data(as_text=True)
     assert post({"confirm": "1", "workbook": "!!"}).status_code == 302
     assert [d["version"] for d in store.form_versions("sewage")] == [2, 1]
+
+
+# -- repeats, choice_filter, required_message ------------------------------------------------
+
+REPEAT_SURVEY = [
+    ["type", "name", ZH, EN, "relevant", "required", "required_message::中文 (zh)",
+     "required_message::English (en)", "repeat_count", "choice_filter", "appearance",
+     "calculation", "min_count", "max_count"],
+    ["integer", "n_rooms", "间数", "Rooms", "", "yes", "请填写间数", "Enter the rooms", "", "", "",
+     "", "", ""],
+    ["select_one county", "county", "县", "County", "", "", "", "", "", "", "", "", "", ""],
+    ["begin group", "", "", "", "${county} != ''", "", "", "", "", "", "", "", "", ""],
+    ["begin repeat", "rooms", "厕所间", "Toilet rooms", "${n_rooms} > 0", "", "", "", "${n_rooms}",
+     "", "field-list", "", "", ""],
+    ["select_one town", "town", "乡镇", "Town", "", "yes", "", "Pick a town", "",
+     "county = ${county}", "", "", "", ""],
+    ["begin group", "detail", "细节", "Details", "${town} != ''", "", "", "", "", "", "", "", "",
+     ""],
+    ["text", "room_note", "说明", "Note", "", "", "", "", "", "", "multiline", "", "", ""],
+    ["end group", "", "", "", "", "", "", "", "", "", "", "", "", ""],
+    ["calculate", "pos", "", "", "", "", "", "", "", "", "", "position(..)", "", ""],
+    ["image", "room_photo", "照片", "Photo", "", "", "", "", "", "", "", "", "", "2"],
+    ["select_one yn", "room_ok", "能用", "Usable", "", "", "", "", "", "", "", "", "", ""],
+    ["end repeat", "", "", "", "", "", "", "", "", "", "", "", "", ""],
+    ["begin repeat", "visits", "走访", "Visits", "", "yes", "至少走访一户", "Visit one at least",
+     "", "", "", "", "1", "5"],
+    ["text", "who", "户主", "Head", "", "", "", "", "", "", "", "", "", ""],
+    ["end repeat", "", "", "", "", "", "", "", "", "", "", "", "", ""],
+    ["end group", "", "", "", "", "", "", "", "", "", "", "", "", ""],
+    ["calculate", "rooms_seen", "", "", "", "", "", "", "", "", "", "count(${rooms})", "", ""],
+]  # fmt: skip
+REPEAT_CHOICES = [
+    ["list_name", "name", ZH, EN, "county"],
+    ["county", "a", "甲县", "A", ""], ["county", "b", "乙县", "B", ""],
+    ["town", "t1", "一镇", "T1", "a"], ["town", "t2", "二镇", "T2", "b"],
+    ["yn", "yes", "是", "Yes", ""], ["yn", "no", "否", "No", ""],
+]  # fmt: skip
+
+
+def _repeat_form() -> dict:
+    r = import_xlsform(book(REPEAT_SURVEY, REPEAT_CHOICES))
+    assert r.ok, [str(e) for e in r.errors]
+    return r.definition
+
+
+def test_repeat_choice_filter_and_required_message_are_translated():
+    d = _repeat_form()
+    top = {f["name"]: f for f in d["fields"]}
+    assert list(top) == ["n_rooms", "county", "rooms", "visits", "rooms_seen"]
+    assert top["n_rooms"]["required_message"] == {"zh": "请填写间数", "en": "Enter the rooms"}
+    assert "properties" not in top["county"]["choices"][0]  # an empty cell is no property
+    rooms = top["rooms"]
+    inner = {f["name"]: f for f in rooms.pop("fields")}
+    assert rooms == {
+        "name": "rooms", "type": "repeat", "label": {"zh": "厕所间", "en": "Toilet rooms"},
+        "relevant": "(${county} != '') and (${n_rooms} > 0)", "repeat_count": "${n_rooms}",
+        "appearance": "field-list",
+    }  # fmt: skip
+    assert list(inner) == ["town", "detail", "room_note", "pos", "room_photo", "room_ok"]
+    assert inner["room_ok"]["type"] == "yes_no"  # exported again with the yes_no list
+    assert inner["town"]["choice_filter"] == "county = ${county}"
+    assert inner["town"]["choices"] == [
+        {"value": "t1", "label": {"zh": "一镇", "en": "T1"}, "properties": {"county": "a"}},
+        {"value": "t2", "label": {"zh": "二镇", "en": "T2"}, "properties": {"county": "b"}},
+    ]
+    # a language missing from required_message falls back to the other one
+    assert inner["town"]["required_message"] == {"zh": "Pick a town", "en": "Pick a town"}
+    # a group inside a repeat is flattened there: its note, its relevant on what it holds
+    # (the group around the repeat went into the repeat's own relevant, not its fields')
+    assert inner["detail"]["type"] == "note" and inner["detail"]["relevant"] == "${town} != ''"
+    assert inner["room_note"]["relevant"] == "(${town} != '')"
+    assert inner["pos"]["calculation"] == "position(..)"
+    assert inner["room_photo"]["max_count"] == 2
+    visits = top["visits"]
+    assert (visits["required"], visits["min_count"], visits["max_count"]) == (True, 1, 5)
+    assert visits["required_message"] == {"zh": "至少走访一户", "en": "Visit one at least"}
+    assert [f["name"] for f in visits["fields"]] == ["who"]
+
+
+def test_round_trip_with_a_repeat_a_choice_filter_and_a_required_message():
+    d = _repeat_form()
+    again = import_xlsform(export_xlsform(d))
+    assert again.ok, [str(e) for e in again.errors]
+    assert again.definition == d
+    # a yes/no list with properties and a choice_filter stays a select, not a yes_no
+    d["fields"][1]["choices"] = [
+        {"value": "yes", "label": {"zh": "是", "en": "Yes"}, "properties": {"k": "1"}},
+        {"value": "no", "label": {"zh": "否", "en": "No"}},
+    ]
+    d["fields"][1]["choice_filter"] = "k = '1' or name = 'no'"
+    again = import_xlsform(export_xlsform(d))
+    assert again.ok, [str(e) for e in again.errors]
+    assert again.definition == d
+
+
+def test_repeat_errors_name_sheet_row_and_column():
+    survey = [
+        ["type", "name", ZH, "repeat_count"],
+        ["begin repeat", "outer", "外"],
+        ["begin group", "g", "组"],
+        ["text", "a", "甲"],
+        ["end repeat"],  # row 5 closes the repeat while the group of row 3 is open
+        ["end group"],  # row 6: nothing open any more
+        ["end repeat"],  # row 7
+        ["begin repeat", "open", "没结束", "${x}"],  # row 8: never ended
+        ["text", "b", "乙"],
+    ]
+    choices = [["list_name", "name", ZH, "media::image", "and"], ["l", "x", "叉", "a.png", "1"]]
+    es = errors_of(book(survey, choices))
+    got = {(e.sheet, e.row, e.column): (e.zh, e.en) for e in es}
+    assert "第5行的 end repeat 之前没有结束（组不能跨出重复组）" in got[("survey", 3, "type")][0]
+    assert "cannot cross" in got[("survey", 3, "type")][1]
+    assert "end group 没有对应的 begin group" in got[("survey", 6, "type")][0]
+    assert "end repeat without a begin repeat" in got[("survey", 7, "type")][1]
+    assert got[("survey", 8, "type")] == (
+        "begin repeat 没有对应的 end repeat",
+        "begin repeat without a matching end repeat",
+    )
+    assert "选项表的这一列不支持" in got[("choices", 1, "media::image")][0]
+    assert "property column" in got[("choices", 1, "and")][1]
+    for e in es:
+        assert e.zh and e.en and e.sheet in ("survey", "choices")
+
+
+def test_compiler_problems_inside_a_repeat_point_at_the_row():
+    survey = [
+        ["type", "name", ZH, "required_message", "choice_filter"],
+        ["begin repeat", "r", "重复"],
+        ["text", "a", "甲", "必填"],  # a required_message without required
+        ["select_one l", "s", "选", "", "colour = 'red'"],  # no choice has that property
+        ["end repeat"],
+    ]
+    choices = [["list_name", "name", ZH], ["l", "x", "叉"]]
+    es = errors_of(book(survey, choices))
+    rows = {(e.row, e.column) for e in es}
+    assert (3, "required_message") in rows, [str(e) for e in es]
+    assert any(e.row == 4 for e in es), [str(e) for e in es]
+
+
+def test_cli_publishes_a_form_with_repeats_and_exports_it_again(runner, tmp_path, store):
+    path = tmp_path / "rooms.xlsx"
+    path.write_bytes(book(REPEAT_SURVEY, REPEAT_CHOICES))
+    result = runner.invoke(args=["import-xlsform", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "sewage v1: 5 个字段（另有重复组内 7 个），检查通过" in result.output
+    assert store.form_versions("sewage") == []
+    result = runner.invoke(args=["import-xlsform", str(path), "--publish"])
+    assert result.exit_code == 0 and "已发布 sewage v1" in result.output, result.output
+    out = tmp_path / "again.xlsx"
+    assert runner.invoke(args=["export-xlsform", "sewage", "-o", str(out)]).exit_code == 0
+    assert import_xlsform(out.read_bytes()).definition == _repeat_form()

@@ -1,6 +1,6 @@
-"""Mutation testing of forms/expr.py against the shared vectors (on demand, not part of CI).
+"""Mutation testing of forms/expr.py and forms/compiler.py (on demand, not part of CI).
 
-    python tests/tools/mutate.py [--module forms/expr.py] [--only LINE,LINE] [--show-killed]
+    python tests/tools/mutate.py [--module forms/expr.py|forms/compiler.py] [--only LINE,LINE]
 
 A small AST mutator, no dependency (mutmut is not needed and not in setup.cfg). Each mutant is one
 change to the module's syntax tree:
@@ -18,9 +18,18 @@ forms/expr_vectors.json is run against it in-process, exactly as tests/test_expr
 ``references``). Each survivor of that fast stage then runs tests/test_expr.py under pytest
 (a copy of the tree in a temporary directory holding the mutated module; the hypothesis property
 tests are deselected for time: they check that nothing raises, which the vectors cover too).
+For forms/compiler.py (no vectors) the fast stage runs, in-process, every plain and parametrized
+test function of the files in SUITES (tests/test_compiler_cases.py, test_compiler_repeats.py,
+test_forms.py, test_forms_repeat.py) against the mutant (the mutant stands in for
+``forms.compiler``; forms/definitions.py and the test modules are loaded afresh over it;
+hypothesis tests and tests taking fixtures wait for the second stage); each survivor then runs
+those files under pytest in a scratch tree (forms/ copied, compiler.py mutated), hypothesis
+included, tests needing the app's fixtures deselected.
+
 A mutant is *killed* when a vector or test fails, the module fails to import, or it runs longer
-than ``--timeout`` seconds (an endless loop). It
-prints each survivor with its line and the change, then the kill rate. Equivalent mutants (a
+than ``--timeout`` seconds (an endless loop; for the compiler at least ten times what the
+unmutated module takes). It prints each equivalent mutant it left out with the reason, each
+survivor with its line and the change, then the kill rate. Equivalent mutants (a
 change no input can observe) have to be judged by hand: list them in EQUIVALENT below with the
 reason, and they are left out of the rate.
 """
@@ -268,6 +277,59 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ): "subtracting every term negates the total, and abs() takes the sign off",
 }
 
+# forms/compiler.py: (stripped line, change) -> why no input can tell the mutant apart.
+EQUIVALENT_COMPILER: dict[tuple[str, str], str] = {
+    (
+        'lo, hi = spec.get("min_count", 0), spec.get("max_count")',
+        "0 -> 1",
+    ): "checker: a default min_count of 1 only matters through hi < lo, which hi < 1 covers; "
+    "in validate the default is read only for a non-empty list (len >= 1 is never < 1)",
+    (
+        'lo, hi = spec.get("min_count", 0), spec.get("max_count")',
+        "0 -> -1",
+    ): "validate: the default is read only for a non-empty list (len >= 1 is never < 0 or < -1)",
+    (
+        'code = messages[0] if isinstance(messages, list) and messages else "type"',
+        "and -> or",
+    ): "marshmallow gives every failing field a non-empty list of messages",
+    (
+        'code = messages[0] if isinstance(messages, list) and messages else "type"',
+        "0 -> -1",
+    ): "each answer field raises one ValidationError: its list has exactly one message",
+    (
+        'add(name, "required", _required_message(ftype, spec.get("min_count", 0)))',
+        "0 -> 1",
+    ): "_required_message uses max(1, min_count): a default of 0, 1 or -1 gives 1",
+    (
+        'add(name, "required", _required_message(ftype, spec.get("min_count", 0)))',
+        "0 -> -1",
+    ): "_required_message uses max(1, min_count): a default of 0, 1 or -1 gives 1",
+    # the repeat code of issue 15
+    **{
+        ("many = _repeat_count_messages(0, MAX_REPEAT_INSTANCES)[1]", c): "only the 'many' "
+        "message is used; the min_count argument only shapes the 'few' one"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+    **{
+        ('default = _required_message(ftype, spec.get("min_count", 0))', c): "_required_message "
+        "uses max(1, min_count): a default of 0, 1 or -1 gives 1"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+    **{
+        ('lo = spec.get("min_count", 0)', c): "a repeat's min_count is compared only when it has "
+        "instances (got >= 1 is never < 1, 0 or -1)"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+    **{
+        (
+            'run.add(name, "required", spec.get("required_message", _required_message(REPEAT, 0)))',
+            c,
+        ): "the repeat's required message does not use min_count"
+        for c in ("0 -> 1", "0 -> -1")
+    },
+}
+EQUIVALENT.update(EQUIVALENT_COMPILER)
+
 _CMP_SWAP = {
     ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
     ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In,
@@ -474,6 +536,124 @@ def _pytest_kills(tree: ast.AST, module: str, vectors: str) -> bool:
         return done.returncode != 0
 
 
+# Per module: the test files of its pytest stage, and whether the shared vectors run first.
+SUITES = {
+    "forms/expr.py": {"vectors": True, "tests": ["tests/test_expr.py"]},
+    "forms/compiler.py": {
+        "vectors": False,
+        "tests": [
+            "tests/test_compiler_cases.py",
+            "tests/test_compiler_repeats.py",
+            "tests/test_forms.py",
+            "tests/test_forms_repeat.py",
+        ],
+        # needs the app's fixtures (tests/conftest.py): not in the scratch tree
+        "deselect": "not through_push",
+    },
+}
+
+
+def _expand(fn) -> list[tuple]:
+    """The argument tuples of a test function: [()] for a plain one, one per case of a single
+    @pytest.mark.parametrize; [] when it needs pytest (fixtures, hypothesis, several marks)."""
+    import inspect
+
+    if getattr(fn, "is_hypothesis_test", False):
+        return []
+    params = list(inspect.signature(fn).parameters)
+    marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"]
+    if not marks:
+        return [()] if not params else []
+    if len(marks) > 1:
+        return []
+    names, values = marks[0].args[0], marks[0].args[1]
+    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    if names != params:
+        return []
+    out = []
+    for value in values:
+        value = getattr(value, "values", value)  # pytest.param(...)
+        out.append(
+            tuple(value)
+            if len(names) > 1
+            else (value if isinstance(value, tuple) and len(value) == 1 else (value,))
+        )
+    return out
+
+
+def _run_tests_inprocess(tree: ast.AST, path: Path, test_files: list[str]) -> str | None:
+    """Run the test functions of test_files against the mutated forms.compiler; None if all
+    pass, else the first failure."""
+    import importlib.util
+
+    import pytest
+
+    import forms
+
+    saved = {k: sys.modules.get(k) for k in ("forms.compiler", "forms.definitions")}
+    saved_attrs = {k: getattr(forms, k, None) for k in ("compiler", "definitions")}
+    try:
+        mutant = _load(tree, path, "forms.compiler")
+        forms.compiler = mutant
+        defs_path = ROOT / "forms" / "definitions.py"
+        forms.definitions = _load(ast.parse(defs_path.read_text("utf-8")), defs_path,
+                                  "forms.definitions")  # fmt: skip
+        for rel in test_files:
+            spec = importlib.util.spec_from_file_location(
+                f"_mutant_tests_{Path(rel).stem}", ROOT / rel
+            )
+            tests = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(tests)
+            except pytest.skip.Exception:  # a module-level skip: no tests here
+                continue
+            for name in dir(tests):
+                fn = getattr(tests, name)
+                if not name.startswith("test_") or not callable(fn):
+                    continue
+                for case in _expand(fn):
+                    try:
+                        fn(*case)
+                    except _Timeout:
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - any failure kills the mutant
+                        return f"{rel}::{name}{case!r:.60}: {type(e).__name__}"
+        return None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+        for k, v in saved_attrs.items():
+            setattr(forms, k, v)
+
+
+def _pytest_kills_tests(
+    tree: ast.AST, module: str, test_files: list[str], deselect: str = "not _none_"
+) -> bool:
+    """Run test_files under pytest against the mutated module in a scratch tree (forms/ copied);
+    True if they fail."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(ROOT / "forms", root / "forms",
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        (root / "tests").mkdir()
+        (root / module).write_text(ast.unparse(tree), encoding="utf-8")
+        for rel in test_files:
+            shutil.copy(ROOT / rel, root / rel)
+        env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                 "-k", deselect, *[str(root / rel) for rel in test_files]],
+                cwd=root, env=env, capture_output=True, timeout=300, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return True
+        return done.returncode != 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--module", default="forms/expr.py")
@@ -482,30 +662,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated line numbers")
     parser.add_argument("--no-pytest", action="store_true", help="vectors only (fast)")
     args = parser.parse_args(argv)
+    suite = SUITES.get(args.module, SUITES["forms/expr.py"])
     path = ROOT / args.module
     source = path.read_text(encoding="utf-8")
-    vectors = json.loads((ROOT / args.vectors).read_text(encoding="utf-8"))
     pristine = ast.parse(source)
     lines = source.splitlines()
     counter = _Mutator()
     counter.visit(copy.deepcopy(pristine))
-    base = _run_vectors(_load(pristine, path, "_mutant_base"), vectors)
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(1, str(ROOT / "tests"))
+    if suite["vectors"]:
+        vectors = json.loads((ROOT / args.vectors).read_text(encoding="utf-8"))
+
+        def fast(tree, target):
+            return _run_vectors(_load(tree, path, f"_mutant_{target}"), vectors)
+
+        def slow(tree):
+            return _pytest_kills(tree, args.module, args.vectors)
+    else:
+
+        def fast(tree, target):
+            return _run_tests_inprocess(tree, path, suite["tests"])
+
+        def slow(tree):
+            return _pytest_kills_tests(
+                tree, args.module, suite["tests"], suite.get("deselect", "not _none_")
+            )
+
+    began = time.monotonic()
+    base = fast(pristine, "base")
     if base is not None:
-        print(f"the unmutated module fails a vector: {base}")
+        print(f"the unmutated module fails: {base}")
         return 2
+    # a mutant is killed by a timeout only when it runs far longer than the unmutated module
+    timeout = max(args.timeout, 10 * (time.monotonic() - began))
     only = {int(x) for x in args.only.split(",")} if args.only else None
     signal.signal(signal.SIGALRM, _alarm)
     killed = survived = equivalent = 0
-    survivors = []
+    survivors, equivalents = [], []
     started = time.monotonic()
     for target, (line, change) in enumerate(counter.sites):
         if only and line not in only:
             continue
         mutator = _Mutator(target)
         tree = ast.fix_missing_locations(mutator.visit(copy.deepcopy(pristine)))
-        signal.setitimer(signal.ITIMER_REAL, args.timeout)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            failure = _run_vectors(_load(tree, path, f"_mutant_{target}"), vectors)
+            failure = fast(tree, target)
         except _Timeout:
             failure = "timeout"
         except Exception as e:  # noqa: BLE001 - a mutant that does not import is killed
@@ -518,15 +721,19 @@ def main(argv: list[str] | None = None) -> int:
             and not args.no_pytest
             and (lines[line - 1].strip(), change) not in EQUIVALENT
         ):
-            if _pytest_kills(tree, args.module, args.vectors):
+            if slow(tree):
                 failure = "pytest"
         if failure is not None:
             killed += 1
         elif (lines[line - 1].strip(), change) in EQUIVALENT:
             equivalent += 1
+            equivalents.append((line, change))
         else:
             survived += 1
             survivors.append((line, change))
+    for line, change in equivalents:
+        reason = EQUIVALENT[(lines[line - 1].strip(), change)]
+        print(f"EQUIVALENT {args.module}:{line}: {change:<26} | {reason[:90]}")
     for line, change in survivors:
         text = source.splitlines()[line - 1].strip()
         print(f"SURVIVED {args.module}:{line}: {change:<28} | {text[:80]}")
