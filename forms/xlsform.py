@@ -54,6 +54,14 @@ SIMPLE_TYPES = {
     "acknowledge": "yes_no",
     "time": "text",
 }
+# XLSForm's metadata rows (ODK/Kobo forms nearly always have start and end). Times become
+# calculates of the observation time, so ${start} still reads; the rest the server records
+# itself (who sent it, with which account), so they are left out. Each gets a notice.
+METADATA_CALCULATIONS = {"start": "now()", "end": "now()", "today": "today()"}
+METADATA_DROPPED = {
+    "deviceid", "subscriberid", "simserial", "phonenumber", "username", "email", "audit",
+    "start-geopoint", "background-audio",
+}  # fmt: skip
 TIME_CONSTRAINT = "regex(., '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$')"
 # Columns of the survey sheet we read; others are errors (never silently dropped).
 SURVEY_COLUMNS = {
@@ -120,6 +128,8 @@ class XlsError:
 class ImportResult:
     definition: dict | None
     errors: list[XlsError] = field(default_factory=list)
+    #: what was read differently from ODK (metadata rows), said so it is never silent
+    notices: list[XlsError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -141,12 +151,16 @@ class _Translator:
     def __init__(self, book: dict):
         self.book = book
         self.errors: list[XlsError] = []
+        self.notices: list[XlsError] = []
         settings = (book.get("settings") or [{}])[0] if book.get("settings") else {}
         self.settings = settings
         self.default_lang = _lang_code(settings.get("default_language") or "zh")
 
     def err(self, sheet, row, column, zh, en):
         self.errors.append(XlsError(sheet, row, column, zh, en))
+
+    def notice(self, sheet, row, column, zh, en):
+        self.notices.append(XlsError(sheet, row, column, zh, en))
 
     def texts(self, row: dict, base: str, sheet: str, rown: int | None) -> dict | None:
         """A bilingual text from `base` / `base::lang` columns; a missing language falls back
@@ -490,6 +504,31 @@ class _Translator:
                 ftype = "select_one" if head == "select_one" else "select_many"
             if extra:
                 choices.append({"value": "other", "label": {"zh": "其他", "en": "Other"}})
+        elif head in METADATA_CALCULATIONS and len(words) == 1:
+            ftype, row = "calculate", {**row, "calculation": METADATA_CALCULATIONS[head]}
+            zh, en = (
+                ("观察日期", "observation date")
+                if head == "today"
+                else ("提交时间", "submission time")
+            )
+            self.notice(
+                "survey",
+                i,
+                "type",
+                f"{head} 记为{zh}（计算字段 {METADATA_CALCULATIONS[head]}），不是打开表单的时刻",
+                f"{head} is recorded as the {en} (a calculate of {METADATA_CALCULATIONS[head]}),"
+                " not when the form was opened",
+            )
+        elif head in METADATA_DROPPED and len(words) == 1:
+            self.notice(
+                "survey",
+                i,
+                "type",
+                f"{head} 不单独保存：服务器已记录提交人的账号和提交时间",
+                f"{head} is not kept as a field: the server records the account that sent each"
+                " submission and when",
+            )
+            return None
         elif head in SIMPLE_TYPES and len(words) == 1:
             ftype = SIMPLE_TYPES[head]
         else:
@@ -767,7 +806,7 @@ def import_xlsform(data: bytes) -> ImportResult:
                         problem,
                     )
                 )
-    return ImportResult(definition, errors)
+    return ImportResult(definition, errors, t.notices)
 
 
 # -- export --------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ def forms():
         preview = {
             "definition": d if result.ok else None,
             "errors": result.errors,
+            "notices": result.notices,
             "workbook": base64.b64encode(data).decode("ascii") if result.ok else "",
         }
     return render_template("admin_forms.html", published=published_forms(store), preview=preview)

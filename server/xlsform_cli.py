@@ -62,6 +62,8 @@ def import_xlsform_command(xlsx_file: Path, publish: bool, dry_run: bool):
     result = import_xlsform(xlsx_file.read_bytes())
     for error in result.errors:
         click.echo(str(error), err=True)
+    for notice in result.notices:
+        click.echo(f"注意 / note: {notice}", err=True)
     if result.errors:
         raise click.ClickException(
             f"{len(result.errors)} 个错误，未发布 / errors, nothing published"
