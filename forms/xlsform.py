@@ -84,6 +84,24 @@ SURVEY_COLUMNS = {
     "required_message",
     "repeat_count",
 }
+# Survey columns real ODK/Kobo workbooks carry that change nothing a phone here checks: read
+# past with one notice per column (Kobo's bookkeeping, HXL tags, label media the offline app
+# does not show, widget parameters such as max-pixels, guidance hints).
+IGNORED_COLUMNS = {
+    "$kuid": ("Kobo 的内部编号", "Kobo's internal id"),
+    "$autoname": ("Kobo 的内部编号", "Kobo's internal id"),
+    "$given_name": ("Kobo 的内部编号", "Kobo's internal id"),
+    "$prev": ("Kobo 的内部编号", "Kobo's internal id"),
+    "$autovalue": ("Kobo 的内部编号", "Kobo's internal id"),
+    "hxl": ("HXL 标签", "HXL tags"),
+    "tags": ("标签", "tags"),
+    "media": ("题目配图、配音不在手机上显示", "label images and audio are not shown on the phone"),
+    "parameters": (
+        "控件参数（如 max-pixels：照片由手机按服务器设置压缩）",
+        "widget parameters (e.g. max-pixels: photos are downsized as the server sets)",
+    ),
+    "guidance_hint": ("指导提示未导入，请写进 hint", "guidance hints are not imported: use hint"),
+}
 SETTINGS_COLUMNS = {
     "form_id",
     "version",
@@ -196,6 +214,10 @@ class _Translator:
             base, lang = _split(column)
             if base in CHOICES_COLUMNS and (base == "label" or lang is None):
                 continue
+            if base in IGNORED_COLUMNS:
+                zh, en = IGNORED_COLUMNS[base]
+                self.notice("choices", 1, column, f"这一列不读：{zh}", f"column ignored: {en}")
+                continue
             if lang is not None or not PROPERTY_RE.match(column) or column in RESERVED_WORDS:
                 self.err(
                     "choices",
@@ -227,6 +249,7 @@ class _Translator:
                 column: str(text)
                 for column, text in row.items()
                 if _split(column)[0] not in CHOICES_COLUMNS
+                and _split(column)[0] not in IGNORED_COLUMNS
                 and "::" not in column
                 and text not in (None, "")
             }
@@ -298,11 +321,20 @@ class _Translator:
             other = spec.pop("_other", None)
             container().extend([spec] if other is None else [spec, other])
 
+        ignored: set[str] = set()
         for i, row in enumerate(rows, start=2):
             if not row:
                 continue
             for column in row:
-                if _split(column)[0] not in SURVEY_COLUMNS:
+                base = _split(column)[0]
+                if base in IGNORED_COLUMNS:
+                    if base not in ignored:
+                        ignored.add(base)
+                        zh, en = IGNORED_COLUMNS[base]
+                        self.notice(
+                            "survey", i, column, f"这一列不读：{zh}", f"column ignored: {en}"
+                        )
+                elif base not in SURVEY_COLUMNS:
                     self.err("survey", i, column, "这一列暂不支持", "this column is not supported")
             rtype = str(row.get("type") or "").strip()
             words = rtype.split()

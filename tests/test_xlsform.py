@@ -473,7 +473,7 @@ def test_repeat_errors_name_sheet_row_and_column():
         ["begin repeat", "open", "没结束", "${x}"],  # row 8: never ended
         ["text", "b", "乙"],
     ]
-    choices = [["list_name", "name", ZH, "media::image", "and"], ["l", "x", "叉", "a.png", "1"]]
+    choices = [["list_name", "name", ZH, "size::big", "and"], ["l", "x", "叉", "a.png", "1"]]
     es = errors_of(book(survey, choices))
     got = {(e.sheet, e.row, e.column): (e.zh, e.en) for e in es}
     assert "第5行的 end repeat 之前没有结束（组不能跨出重复组）" in got[("survey", 3, "type")][0]
@@ -484,7 +484,7 @@ def test_repeat_errors_name_sheet_row_and_column():
         "begin repeat 没有对应的 end repeat",
         "begin repeat without a matching end repeat",
     )
-    assert "选项表的这一列不支持" in got[("choices", 1, "media::image")][0]
+    assert "选项表的这一列不支持" in got[("choices", 1, "size::big")][0]
     assert "property column" in got[("choices", 1, "and")][1]
     for e in es:
         assert e.zh and e.en and e.sheet in ("survey", "choices")
@@ -551,3 +551,22 @@ def test_metadata_rows_of_kobo_forms_import_with_a_notice_each(runner, tmp_path,
         data={"csrf_token": "t", "file": (io.BytesIO(book(KOBO_STYLE)), "kobo.xlsx")},
     ).get_data(as_text=True)
     assert 'id="notices"' in page and "deviceid 不单独保存" in page and "确认发布" in page
+
+
+def test_kobo_bookkeeping_and_media_columns_are_read_past_with_one_notice_each():
+    survey = [["type", "name", ZH, "$kuid", "media::image", "parameters", "hint"],
+              ["select_one kind", "kind", "类型", "k1", "kind.png", "randomize=true", None],
+              ["image", "photo", "照片", "k2", None, "max-pixels=1024", "拍清楚"]]  # fmt: skip
+    choices = [["list_name", "name", ZH, "$kuid", "$autovalue"],
+               ["kind", "a", "甲", "c1", "a"], ["kind", "b", "乙", "c2", "b"]]  # fmt: skip
+    result = import_xlsform(book(survey, choices))
+    assert result.ok, [str(e) for e in result.errors]
+    kind = result.definition["fields"][0]
+    assert kind["choices"] == [{"value": "a", "label": {"zh": "甲", "en": "甲"}},
+                               {"value": "b", "label": {"zh": "乙", "en": "乙"}}]  # fmt: skip
+    assert sorted((n.sheet, n.column) for n in result.notices) == [
+        ("choices", "$autovalue"), ("choices", "$kuid"),
+        ("survey", "$kuid"), ("survey", "media::image"), ("survey", "parameters"),
+    ]  # fmt: skip
+    # a column that would change what is asked is still an error
+    assert not import_xlsform(book([[*survey[0], "trigger"], [*survey[1], "${x}"]], choices)).ok
