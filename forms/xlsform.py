@@ -155,9 +155,19 @@ class ImportResult:
 
 
 def _lang_code(name: str) -> str:
-    """'中文 (zh)' -> 'zh', 'English (en)' -> 'en', 'zh' -> 'zh'."""
-    m = re.search(r"\(([A-Za-z-]+)\)\s*$", name)
-    return (m.group(1) if m else name).strip().lower()
+    """'中文 (zh)' -> 'zh', 'English (en)' -> 'en', 'zh' -> 'zh'; the names Chinese workbooks
+    use without a code ('中文', 'Chinese', 'zh-CN', 'English', '英文') too."""
+    m = re.search(r"\(([A-Za-z_-]+)\)\s*$", name)
+    code = (m.group(1) if m else name).strip().lower().replace("_", "-")
+    return _LANGUAGE_NAMES.get(code, code)
+
+
+_LANGUAGE_NAMES = {
+    **dict.fromkeys(
+        ("中文", "汉语", "简体中文", "chinese", "zh-cn", "zh-hans", "cn", "zh-hans-cn"), "zh"
+    ),
+    **dict.fromkeys(("英文", "英语", "english", "en-us", "en-gb"), "en"),
+}
 
 
 def _split(column: str) -> tuple[str, str | None]:

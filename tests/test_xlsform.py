@@ -570,3 +570,14 @@ def test_kobo_bookkeeping_and_media_columns_are_read_past_with_one_notice_each()
     ]  # fmt: skip
     # a column that would change what is asked is still an error
     assert not import_xlsform(book([[*survey[0], "trigger"], [*survey[1], "${x}"]], choices)).ok
+
+
+@pytest.mark.parametrize(
+    ("zh", "en"),
+    [("label::中文", "label::English"), ("label::Chinese", "label::英文"),
+     ("label::zh_CN", "label::English (en)"), ("label::简体中文", "label::en-US")],
+)  # fmt: skip
+def test_language_columns_named_as_chinese_workbooks_name_them(zh, en):
+    result = import_xlsform(book([["type", "name", zh, en], ["text", "a", "名称", "Name"]]))
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.definition["fields"][0]["label"] == {"zh": "名称", "en": "Name"}
