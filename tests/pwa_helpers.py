@@ -6,6 +6,7 @@
 """
 
 import hashlib
+import io
 import json
 import shutil
 import threading
@@ -182,3 +183,20 @@ def shot(page, name: str):
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def jpeg(tmp_path: Path, name: str, colour) -> str:
+    """A small JPEG of one colour, written for a file chooser (each photo its own bytes)."""
+    from PIL import Image
+
+    path = tmp_path / f"{name}.jpg"
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(buf, "JPEG")
+    path.write_bytes(buf.getvalue())
+    return str(path)
+
+
+def go(page, route: str, selector: str):
+    """Open a screen of the app by its hash route and wait for it."""
+    page.evaluate(f"() => {{ location.hash = '#{route}'; }}")
+    page.wait_for_selector(selector)

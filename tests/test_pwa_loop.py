@@ -9,15 +9,15 @@ errors, toasts that keep off the focused input, calculated values with labels, a
 completion date that defaults to today. Every wait is on a condition.
 """
 
-import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from PIL import Image
 from pwa_helpers import (
     LiveServer,
     choose,
+    go,
+    jpeg,
     logged_in_phone,
     make_app,
     shot,
@@ -49,15 +49,6 @@ def live(tmp_path_factory, demo_db):
         yield server
 
 
-def jpeg(tmp_path, name, colour) -> str:
-    """A small JPEG of one colour (each photo of the module its own bytes)."""
-    path = tmp_path / f"{name}.jpg"
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), colour).save(buf, "JPEG")
-    path.write_bytes(buf.getvalue())
-    return str(path)
-
-
 def small_targets(page, screen):
     """The tap targets of this screen under 44 px tall."""
     # The tabs at least (the query finds them); a screen may still be drawing its lists.
@@ -65,11 +56,6 @@ def small_targets(page, screen):
     targets = page.evaluate(TAP_TARGETS)
     bad = [t for t in targets if t["h"] < 43.5]
     return [(screen, t) for t in bad]
-
-
-def go(page, route, selector):
-    page.evaluate(f"() => {{ location.hash = '#{route}'; }}")
-    page.wait_for_selector(selector)
 
 
 def outbox_ids(page):

@@ -11,12 +11,19 @@ with that version is finished after a third version was published and pulled: it
 stored as version 2, while a new inspection takes version 3. Every wait is on a condition.
 """
 
-import io
 from datetime import UTC, datetime
 
 import pytest
-from PIL import Image
-from pwa_helpers import LiveServer, choose, logged_in_phone, make_app, shot, wait_sync_idle
+from pwa_helpers import (
+    LiveServer,
+    choose,
+    go,
+    jpeg,
+    logged_in_phone,
+    make_app,
+    shot,
+    wait_sync_idle,
+)
 
 from forms.compiler import compile_form
 from server.bootstrap import definition_sha256
@@ -144,19 +151,6 @@ def live(tmp_path_factory, demo_db):
     with LiveServer(app) as server:
         publish(server, toilet_v2())
         yield server
-
-
-def jpeg(tmp_path, name, colour) -> str:
-    path = tmp_path / f"{name}.jpg"
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), colour).save(buf, "JPEG")
-    path.write_bytes(buf.getvalue())
-    return str(path)
-
-
-def go(page, route, selector):
-    page.evaluate(f"() => {{ location.hash = '#{route}'; }}")
-    page.wait_for_selector(selector)
 
 
 def instance(n, inner=""):
