@@ -386,3 +386,19 @@ def test_empty_expression_error_is_at_column_1():
     with pytest.raises(ExprError, match="at column 1$") as caught:
         parse("")
     assert caught.value.position == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "fields"),
+    [
+        ("jr:choice-name(${a}, '${fruit}')", {"fruit"}),
+        ("jr:choice-name(${a}, '/data/veg')", {"veg"}),
+        ("jr:choice-name('x', 'kind')", {"kind"}),
+        ("jr:choice-name(${a}, ${b})", set()),
+        ("jr:choice-name('a', '')", {""}),
+        ("concat(jr:choice-name('x', '${p}'), jr:choice-name(${y}, ' ${q} '))", {"p", "q"}),
+        ("concat('${fruit}', ${a})", set()),
+    ],
+)
+def test_choice_name_fields_are_the_fields_named_by_a_literal(source, fields):
+    assert expr.choice_name_fields(source) == frozenset(fields)
