@@ -176,8 +176,10 @@ def _split(column: str) -> tuple[str, str | None]:
 
 
 class _Translator:
-    def __init__(self, book: dict):
+    def __init__(self, book: dict, filename: str | None = None):
         self.book = book
+        #: the uploaded file's name without .xlsx: the form id and title when settings lack them
+        self.stem = re.sub(r"\.xlsx?$", "", filename or "", flags=re.I).strip()
         self.errors: list[XlsError] = []
         self.notices: list[XlsError] = []
         settings = (book.get("settings") or [{}])[0] if book.get("settings") else {}
@@ -680,9 +682,7 @@ class _Translator:
 
     def top(self, fields) -> dict | None:
         s = self.settings
-        form_id = s.get("form_id")
-        if not form_id:
-            self.err("settings", 2, "form_id", "缺少 form_id", "form_id is missing")
+        form_id = self.form_id()
         try:
             version = int(float(s.get("version") or "1"))
         except ValueError:
@@ -698,8 +698,16 @@ class _Translator:
             if _split(column)[0] not in SETTINGS_COLUMNS:
                 self.err("settings", 2, column, "这一设置暂不支持", "this setting is not supported")
         title = self.texts(s, "title", "settings", 2) or self.texts(s, "form_title", "settings", 2)
-        if title is None:
-            self.err("settings", 2, "form_title", "缺少表单标题", "the form title is missing")
+        if title is None and form_id:
+            stem = self.stem or form_id
+            title = {"zh": stem, "en": stem}
+            self.notice(
+                "settings",
+                2,
+                "form_title",
+                f"没有表单标题，用 {stem} 作标题",
+                f"no form title: {stem} is the title",
+            )
         definition = {
             "id": form_id,
             "version": version,
@@ -723,6 +731,34 @@ class _Translator:
             updates = {}
         definition["updates"] = updates
         return definition
+
+    def form_id(self) -> str | None:
+        """The settings' form_id (else the file's name, as ODK does) made into our id: lowercase
+        letters, digits and _ ("Toilet-Survey" -> "toilet_survey"), with a notice when changed."""
+        given = str(self.settings.get("form_id") or "").strip()
+        raw = given or self.stem
+        form_id = re.sub(r"[^a-z0-9_]+", "_", raw.lower()).strip("_")[:60]
+        if form_id and not form_id[0].isalpha():
+            form_id = f"form_{form_id}"
+        if not form_id:
+            self.err(
+                "settings",
+                2,
+                "form_id",
+                "缺少 form_id（表单编号，用字母、数字和 _，如 sewage）",
+                "form_id is missing (letters, digits and _, e.g. sewage)",
+            )
+            return None
+        if form_id != raw or not given:
+            zh, en = ("form_id", "form_id") if given else ("文件名", "file name")
+            self.notice(
+                "settings",
+                2,
+                "form_id",
+                f"表单编号按{zh} {raw} 记为 {form_id}（只用小写字母、数字和 _）",
+                f"the form id is {form_id}, from the {en} {raw}",
+            )
+        return form_id
 
 
 def extra_other(words) -> bool:
@@ -803,8 +839,10 @@ def _all_names(specs) -> list:
     return out
 
 
-def import_xlsform(data: bytes) -> ImportResult:
-    """Translate an XLSForm workbook (bytes) into a form definition, or list every error."""
+def import_xlsform(data: bytes, filename: str | None = None) -> ImportResult:
+    """Translate an XLSForm workbook (bytes) into a form definition, or list every error.
+    `filename` (the uploaded file's name) gives the form id when the settings sheet has none,
+    as in ODK."""
     errors = _zip_errors(data)
     if errors:
         return ImportResult(None, errors)
@@ -823,7 +861,7 @@ def import_xlsform(data: bytes) -> ImportResult:
                 ),
             ],
         )
-    t = _Translator(book)
+    t = _Translator(book, filename)
     definition = t.translate()
     errors += t.errors
     if definition is not None and not errors:

@@ -53,7 +53,10 @@ def forms():
         except ValueError as exc:
             flash(f"未发布：{exc}")
             return redirect(url_for("admin.forms"))
-        result = import_xlsform(data)
+        filename = request.form.get("filename") or getattr(
+            request.files.get("file"), "filename", ""
+        )
+        result = import_xlsform(data, filename)
         d = result.definition
         if request.form.get("confirm") == "1" and result.ok:
             try:
@@ -76,6 +79,7 @@ def forms():
             "errors": result.errors,
             "notices": result.notices,
             "workbook": base64.b64encode(data).decode("ascii") if result.ok else "",
+            "filename": filename,
         }
     return render_template("admin_forms.html", published=published_forms(store), preview=preview)
 

@@ -59,7 +59,7 @@ def import_xlsform_command(xlsx_file: Path, publish: bool, dry_run: bool):
     """Check an XLSForm workbook and translate it into a form (optionally publish it)."""
     if xlsx_file.stat().st_size > MAX_FILE_BYTES:
         raise click.ClickException(f"文件太大（上限 {MAX_FILE_BYTES // 1048576} MB）")
-    result = import_xlsform(xlsx_file.read_bytes())
+    result = import_xlsform(xlsx_file.read_bytes(), xlsx_file.name)
     for error in result.errors:
         click.echo(str(error), err=True)
     for notice in result.notices:

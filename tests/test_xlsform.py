@@ -581,3 +581,47 @@ def test_language_columns_named_as_chinese_workbooks_name_them(zh, en):
     result = import_xlsform(book([["type", "name", zh, en], ["text", "a", "名称", "Name"]]))
     assert result.ok, [str(e) for e in result.errors]
     assert result.definition["fields"][0]["label"] == {"zh": "名称", "en": "Name"}
+
+
+def test_form_id_and_title_come_from_the_file_name_or_are_made_valid_with_a_notice(
+    runner, tmp_path, client, store
+):
+    """As ODK does, a workbook without settings takes its id (and here its title) from the
+    file's name; an id like Toilet-Survey becomes toilet_survey. Each is a notice."""
+    survey = [["type", "name", ZH], ["text", "a", "名称"]]
+    result = import_xlsform(book(survey, settings=None), "Sewage Check 2024.xlsx")
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.definition["id"] == "sewage_check_2024"
+    assert result.definition["title"] == {"zh": "Sewage Check 2024", "en": "Sewage Check 2024"}
+    assert [n.column for n in result.notices] == ["form_id", "form_title"]
+    odd = [["form_id", "version", "form_title"], ["Toilet-Survey", "2", "厕所"]]
+    assert import_xlsform(book(survey, settings=odd)).definition["id"] == "toilet_survey"
+    digits = [["form_id", "version", "form_title"], ["2024", "1", "厕所"]]
+    assert import_xlsform(book(survey, settings=digits)).definition["id"] == "form_2024"
+    chinese = import_xlsform(book(survey, settings=None), "污水检查.xlsx")
+    assert not chinese.ok and chinese.errors[0].column == "form_id"
+    assert not import_xlsform(book(survey, settings=None)).ok
+    # the CLI passes the file's name
+    path = tmp_path / "Kitchen Renovation.xlsx"
+    path.write_bytes(book(survey, settings=None))
+    out = runner.invoke(args=["import-xlsform", str(path), "--publish"])
+    assert out.exit_code == 0 and "已发布 kitchen_renovation v1" in out.output, out.output
+    # the desk carries the name from the preview to the publish step
+    import re
+
+    from desk_helpers import desk_session
+
+    desk_session(client, store, "admin", csrf="t")
+    page = client.post(
+        "/desk/admin/forms",
+        data={"csrf_token": "t", "file": (io.BytesIO(book(survey, settings=None)), "Sewage.xlsx")},
+    ).get_data(as_text=True)
+    assert "预览：Sewage（sewage v1）" in page
+    carried = re.search(r'name="workbook" value="([^"]+)"', page).group(1)
+    name = re.search(r'name="filename" value="([^"]+)"', page).group(1)
+    posted = client.post(
+        "/desk/admin/forms",
+        data={"csrf_token": "t", "confirm": "1", "workbook": carried, "filename": name},
+    )
+    assert posted.status_code == 302
+    assert [d["version"] for d in store.form_versions("sewage")] == [1]
