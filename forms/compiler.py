@@ -122,7 +122,10 @@ TARGETS = frozenset(RECORD_FIELDS)
 OBSERVED_ON = "observed_on"
 RESERVED_NAMES = frozenset({OBSERVED_ON})
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # used with fullmatch ($ would allow a "\n")
+#: A choice value: letters of any script, digits, _ . - (ODK forms use 1, 2, Yes, 卫生 …); no
+#: spaces (select-many answers are space-separated in expressions), no quotes or = + @.
+CHOICE_VALUE_RE = re.compile(r"\w[\w.-]{0,63}")
 FORM_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -520,7 +523,7 @@ def _collect_fields(specs, problems: list[str]):
             problems.append(f"{where}: must be an object")
             return None
         name = spec.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             problems.append(f"{where}: name {name!r} must be lowercase letters, digits and _")
             return None
         if name in RESERVED_NAMES:
@@ -741,9 +744,10 @@ def _check_definition(definition) -> list[str]:
                     problems.append(f"{where}: choices[{j}] must be {{value, label, properties?}}")
                     continue
                 value = choice["value"]
-                if not isinstance(value, str) or not NAME_RE.match(value):
+                if not isinstance(value, str) or not CHOICE_VALUE_RE.fullmatch(value):
                     problems.append(
-                        f"{where}: choice value {value!r} must be lowercase letters, digits and _"
+                        f"{where}: choice value {value!r} must be letters, digits, _ . or -"
+                        " (at most 64, no spaces)"
                     )
                 elif value in seen:
                     problems.append(f"{where}: duplicate choice value {value!r}")
@@ -792,7 +796,7 @@ def _check_definition(definition) -> list[str]:
         updates = {}
     allowed = RECORD_FIELDS.get(target) if target in TARGETS else None
     for rec_field, source in updates.items():
-        if not NAME_RE.match(rec_field):
+        if not NAME_RE.fullmatch(rec_field):
             problems.append(f"updates {rec_field!r}: not a valid record field name")
         elif allowed is not None and rec_field not in allowed:
             problems.append(

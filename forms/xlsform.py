@@ -20,6 +20,8 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 
+from forms.compiler import CHOICE_VALUE_RE
+
 __all__ = [
     "MAX_ENTRIES",
     "MAX_SURVEY_ROWS",
@@ -255,6 +257,15 @@ class _Translator:
             label = self.texts(row, "label", "choices", i)
             if label is None:
                 self.err("choices", i, "label", "选项缺少标签", "a choice needs a label")
+                continue
+            if not CHOICE_VALUE_RE.fullmatch(str(value)):
+                self.err(
+                    "choices",
+                    i,
+                    "name",
+                    f"选项值 {value} 只能用文字、数字、_ . -（不能有空格，最多 64 个字）",
+                    f"choice name {value} must be letters, digits, _ . or - (no spaces, up to 64)",
+                )
                 continue
             choice = {"value": str(value), "label": label}
             properties = {

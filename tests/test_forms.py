@@ -933,3 +933,37 @@ def test_jr_choice_name_gives_the_chinese_label_and_must_name_a_select():
     form["fields"][1]["calculation"] = "jr:choice-name(${kind}, '${kind_name}')"
     with pytest.raises(compiler.DefinitionError, match="names 'kind_name', not a select field"):
         compiler.compile_form(form)
+
+
+@pytest.mark.parametrize("value", ["1", "2.5", "Yes", "卫生厕所", "option-a", "a_b", "x" * 64])
+def test_choice_values_as_real_forms_write_them_are_accepted(value):
+    text = {"zh": "类", "en": "Kind"}
+    form = {
+        "id": "values", "version": 1, "target": "toilet", "title": text, "updates": {},
+        "fields": [{"name": "kind", "type": "select_many", "label": text,
+                    "choices": [{"value": value, "label": text}]}],
+    }  # fmt: skip
+    day = datetime.date(2026, 11, 20)
+    assert compiler.compile_form(form).validate({"kind": [value]}, observed_on=day).ok
+
+
+@pytest.mark.parametrize(
+    "value", ["", "a b", " a", "-1", ".5", "a'b", "=1+1", "@x", "x" * 65, "a\n", "a\tb"]
+)
+def test_choice_values_with_spaces_quotes_or_formula_signs_are_refused(value):
+    text = {"zh": "类", "en": "Kind"}
+    form = {
+        "id": "values", "version": 1, "target": "toilet", "title": text, "updates": {},
+        "fields": [{"name": "kind", "type": "select_one", "label": text,
+                    "choices": [{"value": value, "label": text}]}],
+    }  # fmt: skip
+    with pytest.raises(compiler.DefinitionError, match="choice value"):
+        compiler.compile_form(form)
+
+
+def test_a_field_name_with_a_trailing_newline_is_refused():
+    text = {"zh": "类", "en": "Kind"}
+    form = {"id": "names", "version": 1, "target": "toilet", "title": text, "updates": {},
+            "fields": [{"name": "kind\n", "type": "text", "label": text}]}  # fmt: skip
+    with pytest.raises(compiler.DefinitionError, match="name"):
+        compiler.compile_form(form)

@@ -625,3 +625,15 @@ def test_form_id_and_title_come_from_the_file_name_or_are_made_valid_with_a_noti
     )
     assert posted.status_code == 302
     assert [d["version"] for d in store.form_versions("sewage")] == [1]
+
+
+def test_choice_names_as_real_workbooks_write_them_and_one_with_a_space_named_on_its_row():
+    survey = [["type", "name", ZH], ["select_one k", "q1", "问题"]]
+    good = [["list_name", "name", ZH], ["k", "1", "是"], ["k", "2", "否"], ["k", "卫生", "丙"]]
+    result = import_xlsform(book(survey, good))
+    assert result.ok, [str(e) for e in result.errors]
+    assert [c["value"] for c in result.definition["fields"][0]["choices"]] == ["1", "2", "卫生"]
+    bad = [*good, ["k", "none of these", "都不是"]]
+    errors = import_xlsform(book(survey, bad)).errors
+    assert [(e.sheet, e.row, e.column) for e in errors] == [("choices", 5, "name")]
+    assert "不能有空格" in errors[0].zh
