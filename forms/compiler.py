@@ -123,6 +123,9 @@ OBSERVED_ON = "observed_on"
 RESERVED_NAMES = frozenset({OBSERVED_ON})
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # used with fullmatch ($ would allow a "\n")
+#: A field name: as XLSForm writes them (Name_of_village, Q2, _1_x), but no . or - (a repeat's
+#: answers are addressed as rooms[2].field) and at most 64.
+FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 #: A choice value: letters of any script, digits, _ . - (ODK forms use 1, 2, Yes, 卫生 …); no
 #: spaces (select-many answers are space-separated in expressions), no quotes or = + @.
 CHOICE_VALUE_RE = re.compile(r"\w[\w.-]{0,63}")
@@ -523,8 +526,8 @@ def _collect_fields(specs, problems: list[str]):
             problems.append(f"{where}: must be an object")
             return None
         name = spec.get("name")
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            problems.append(f"{where}: name {name!r} must be lowercase letters, digits and _")
+        if not isinstance(name, str) or not FIELD_NAME_RE.fullmatch(name):
+            problems.append(f"{where}: name {name!r} must be letters, digits and _ (at most 64)")
             return None
         if name in RESERVED_NAMES:
             problems.append(f"field {name!r}: the name is reserved (provided by the server)")

@@ -824,7 +824,7 @@ def _formula_errors(data: bytes) -> list[XlsError]:
     return out
 
 
-_FIELD_RE = re.compile(r"field '([a-z0-9_]+)'")
+_FIELD_RE = re.compile(r"field '([A-Za-z0-9_]+)'")
 _INDEX_RE = re.compile(r"fields\[(\d+)\]")
 _EXPR_COLUMNS = (
     "relevant",

@@ -231,11 +231,11 @@ def test_ordering_and_position_reach_the_checks():
 
 
 def test_problems_name_where_they_are():
-    d = _with(_inner(1, name="Bad"))
-    d["fields"].append({"name": "Top", "type": "text", "label": T})
+    d = _with(_inner(1, name="Bad.name"))
+    d["fields"].append({"name": "Top-level", "type": "text", "label": T})
     problems = _problems(d)
-    assert any(p.startswith("field 'rooms' fields[1]: name 'Bad'") for p in problems), problems
-    assert any(p.startswith("fields[5]: name 'Top'") for p in problems), problems
+    assert any(p.startswith("field 'rooms' fields[1]: name 'Bad.name'") for p in problems), problems
+    assert any(p.startswith("fields[5]: name 'Top-level'") for p in problems), problems
     # an updates expression with an unknown field is reported once, not also as a repeat read
     problems = _problems(_with(lambda d: d["updates"].update(status="${size} + ${ghost}")))
     assert problems == ["updates 'status': reference to unknown field ${ghost}"], problems

@@ -113,9 +113,9 @@ REPEATS = {
          "choices": [{"value": v, "label": _t(v), "properties": {"county": c}}
                      for v, c in (("e1", "east"), ("e2", "east"), ("w1", "west"))]},
         {"name": "n_rooms", "type": "integer", "label": _t("间数"), "constraint": ". <= 4"},
-        {"name": "n_text", "type": "text", "label": _t("间数文字")},
+        {"name": "N_Text", "type": "text", "label": _t("间数文字")},
         {"name": "rooms", "type": "repeat", "label": _t("厕所间"),
-         "repeat_count": "coalesce(${n_text}, ${n_rooms})",
+         "repeat_count": "coalesce(${N_Text}, ${n_rooms})",
          "required": "${county} = 'east'",
          "required_message": {"zh": "请添加厕所间", "en": "Add the rooms"},
          "fields": [
@@ -323,7 +323,7 @@ def form_cases() -> tuple[dict, list[dict]]:
             answers[rep] = [rand.choice(INSTANCE_POOL) for _ in range(rand.randint(0, 5))]
         answers["n_rooms"] = rand.choice([None, 0, 1, 2, 3, 4.0, 5, -1, "2", 2.5, 200])
         if rand.random() < 0.3:  # numeric text counts as XPath's number() reads it
-            answers["n_text"] = rand.choice(["", " 2 ", "1.9", "x", "-1", "3", ".5", "2e0"])
+            answers["N_Text"] = rand.choice(["", " 2 ", "1.9", "x", "-1", "3", ".5", "2e0"])
         answers["county"] = rand.choice(["east", "west", "", None, "north"])
         answers["town"] = rand.choice(["e1", "w1", "", None, "zz"])
         add("repeats", answers, rand.choice([NOW, NOW, "2026-11-20T23:59:59.5-03:30", None]))

@@ -89,7 +89,7 @@ def toilet_v2():
                         "calculation": "position(..)",
                     },
                     {
-                        "name": "room_ok",
+                        "name": "Room_OK",
                         "type": "yes_no",
                         "label": label("这间能用", "Room usable"),
                         "required": True,
@@ -198,16 +198,16 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     for n, colour in ((1, (200, 30, 30)), (2, (30, 30, 200))):
         page.set_input_files(f"#f-rooms-{n}-room_photo", jpeg(tmp_path, f"room{n}", colour))
         page.wait_for_selector(instance(n, "[data-field=room_photo] .photo img"))
-    choose_in(page, 1, "room_ok", "true")
+    choose_in(page, 1, "Room_OK", "true")
     draft = page.evaluate(f"async () => {vc}.draft('{sub_id}')")
     red, blue = (room["room_photo"][0]["sha256"] for room in draft["answers"]["rooms"])
     assert sorted(draft["photos"]) == sorted([red, blue])  # the draft keeps both rooms' photos
 
     # -- errors per instance, and the form's own required message --
     page.click("#submit")
-    page.wait_for_selector(instance(2, "[data-field=room_ok] .errors:not([hidden])"))
+    page.wait_for_selector(instance(2, "[data-field=Room_OK] .errors:not([hidden])"))
     assert page.inner_text("[data-field=usable] .errors") == REQUIRED_USABLE
-    assert page.is_hidden(instance(1, "[data-field=room_ok] .errors"))
+    assert page.is_hidden(instance(1, "[data-field=Room_OK] .errors"))
     page.locator(instance(2)).scroll_into_view_if_needed()
     shot(page, "repeats1-rooms-errors")
 
@@ -255,14 +255,14 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     assert page.is_visible("[data-field=usable] .choice.on[data-value=ok]")
 
     # -- sent: the server stores the room and its photo under rooms[1] --
-    choose_in(page, 1, "room_ok", "false")
+    choose_in(page, 1, "Room_OK", "false")
     send_and_wait(page, sub_id)
     store = connect(live.app.config["DATABASE_URL"])
     try:
         stored = store.submission(sub_id)
         assert stored["form_version"] == 2
         rooms = stored["answers"]["rooms"]
-        assert len(rooms) == 1 and rooms[0]["room_ok"] is False
+        assert len(rooms) == 1 and rooms[0]["Room_OK"] is False
         assert [p["sha256"] for p in rooms[0]["room_photo"]] == [blue]
         media = store.rows(
             "SELECT field, sha256 FROM submission_media WHERE submission_id = :id", id=sub_id
@@ -278,20 +278,20 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     old_id = draft_id(page)
     choose(page, "usable", "ok")
     page.click("[data-field=rooms] .add-instance")
-    choose_in(page, 1, "room_ok", "true")
+    choose_in(page, 1, "Room_OK", "true")
     go(page, "/drafts", ".tabs a[data-tab=drafts].active")
     publish(live, toilet_v3())
     assert page.evaluate("async () => (await window.villagecheck.sync.syncNow('test')).ok")
     assert page.evaluate(f"async () => (await {vc}.latestForms()).toilet.version") == 3
     go(page, f"/inspect/{old_id}", "#old-version")  # still the draft's own version
     assert page.locator("[data-field=smell]").count() == 0
-    assert page.is_visible(instance(1, "[data-field=room_ok] .choice.on[data-value=true]"))
+    assert page.is_visible(instance(1, "[data-field=Room_OK] .choice.on[data-value=true]"))
     send_and_wait(page, old_id)
     store = connect(live.app.config["DATABASE_URL"])
     try:
         stored = store.submission(old_id)
         assert stored["form_version"] == 2
-        assert [room["room_ok"] for room in stored["answers"]["rooms"]] == [True]
+        assert [room["Room_OK"] for room in stored["answers"]["rooms"]] == [True]
     finally:
         store.close()
     # A new inspection takes the newest version.

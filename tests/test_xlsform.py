@@ -637,3 +637,13 @@ def test_choice_names_as_real_workbooks_write_them_and_one_with_a_space_named_on
     errors = import_xlsform(book(survey, bad)).errors
     assert [(e.sheet, e.row, e.column) for e in errors] == [("choices", 5, "name")]
     assert "不能有空格" in errors[0].zh
+
+
+def test_field_names_as_kobo_writes_them_import():
+    survey = [["type", "name", ZH, "relevant"], ["text", "Name_of_village", "村名", None],
+              ["integer", "Q2", "户数", "${Name_of_village} != ''"]]  # fmt: skip
+    result = import_xlsform(book(survey))
+    assert result.ok, [str(e) for e in result.errors]
+    assert [f["name"] for f in result.definition["fields"]] == ["Name_of_village", "Q2"]
+    dotted = import_xlsform(book([["type", "name", ZH], ["text", "q.3", "问题"]]))
+    assert [(e.row, "letters, digits and _" in e.en) for e in dotted.errors] == [(2, True)]
