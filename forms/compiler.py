@@ -129,6 +129,9 @@ FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 #: A choice value: letters of any script, digits, _ . - (ODK forms use 1, 2, Yes, 卫生 …); no
 #: spaces (select-many answers are space-separated in expressions), no quotes or = + @.
 CHOICE_VALUE_RE = re.compile(r"\w[\w.-]{0,63}")
+#: A date field's `default` may be this: the phone fills in the day when the field first shows
+#: (XLSForm's dynamic default today()); the server never fills defaults in.
+TODAY_DEFAULT = "today()"
 FORM_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -722,7 +725,7 @@ def _check_definition(definition) -> list[str]:
                     inside,
                     _check_names_where(spec["names_where"], where, same_scope, problems),
                 )
-        if "default" in spec:
+        if "default" in spec and not (ftype == "date" and spec["default"] == TODAY_DEFAULT):
             try:
                 value = _marshmallow_field(spec).deserialize(spec["default"])
             except (ValidationError, KeyError, TypeError):

@@ -967,3 +967,20 @@ def test_a_field_name_with_a_trailing_newline_is_refused():
             "fields": [{"name": "kind\n", "type": "text", "label": text}]}  # fmt: skip
     with pytest.raises(compiler.DefinitionError, match="name"):
         compiler.compile_form(form)
+
+
+def test_a_date_default_of_today_is_the_phones_to_fill_and_only_for_dates():
+    text = {"zh": "日期", "en": "Date"}
+    form = {
+        "id": "dated", "version": 1, "target": "toilet", "title": text, "updates": {},
+        "fields": [{"name": "checked_on", "type": "date", "label": text, "default": "today()"}],
+    }  # fmt: skip
+    day = datetime.date(2026, 11, 20)
+    assert compiler.compile_form(form).validate({}, observed_on=day).answers == {}
+    form["fields"][0]["type"] = "text"
+    form["fields"][0]["default"] = 5
+    with pytest.raises(compiler.DefinitionError, match="default 5 is not a valid text"):
+        compiler.compile_form(form)
+    form["fields"][0].update(type="integer", default="today()")
+    with pytest.raises(compiler.DefinitionError, match="default 'today\\(\\)' is not a valid"):
+        compiler.compile_form(form)

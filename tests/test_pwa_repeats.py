@@ -110,6 +110,12 @@ def toilet_v2():
                         "label": label("这间的照片", "Photo"),
                         "max_count": 2,
                     },
+                    {
+                        "name": "checked_on",
+                        "type": "date",
+                        "label": label("检查日期", "Checked on"),
+                        "default": "today()",
+                    },
                 ],
             },
         ],
@@ -263,6 +269,7 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
         assert stored["form_version"] == 2
         rooms = stored["answers"]["rooms"]
         assert len(rooms) == 1 and rooms[0]["Room_OK"] is False
+        assert rooms[0]["checked_on"] == stored["observed_at"][:10]  # default today()
         assert [p["sha256"] for p in rooms[0]["room_photo"]] == [blue]
         media = store.rows(
             "SELECT field, sha256 FROM submission_media WHERE submission_id = :id", id=sub_id

@@ -647,3 +647,11 @@ def test_field_names_as_kobo_writes_them_import():
     assert [f["name"] for f in result.definition["fields"]] == ["Name_of_village", "Q2"]
     dotted = import_xlsform(book([["type", "name", ZH], ["text", "q.3", "问题"]]))
     assert [(e.row, "letters, digits and _" in e.en) for e in dotted.errors] == [(2, True)]
+
+
+def test_a_date_defaulting_to_today_imports_and_round_trips():
+    survey = [["type", "name", ZH, "default"], ["date", "checked_on", "检查日期", "today()"]]
+    result = import_xlsform(book(survey))
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.definition["fields"][0]["default"] == "today()"
+    assert import_xlsform(export_xlsform(result.definition)).definition == result.definition

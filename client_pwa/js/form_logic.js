@@ -19,6 +19,29 @@ const LIST_TYPES = new Set(['select_many', 'photo']);
 const MAX_TEXT = 5000;
 const MAX_LIST = 100;
 export const MAX_REPEAT_INSTANCES = 100;
+
+/** A date field's default `today()`: filled with the day when the field first shows, not stored. */
+export const isTodayDefault = (field) => field.type === 'date' && field.default === 'today()';
+
+function withDefaults(fields, out) {
+  for (const f of fields || []) if (f.default !== undefined && !isTodayDefault(f)) out[f.name] = f.default;
+  return out;
+}
+
+/** A new instance of a repeat, with its fields' defaults. */
+export function newInstance(repeat) {
+  return withDefaults(repeat.fields, {});
+}
+
+/** A new draft's answers: the defaults, and each repeat's min_count instances. */
+export function initialAnswers(definition) {
+  const answers = withDefaults(definition.fields.filter((f) => f.type !== 'repeat'), {});
+  for (const f of definition.fields) {
+    const n = f.type === 'repeat' ? Math.min(Number.isInteger(f.min_count) ? f.min_count : 0, MAX_REPEAT_INSTANCES) : 0;
+    if (n > 0) answers[f.name] = Array.from({ length: n }, () => newInstance(f));
+  }
+  return answers;
+}
 const REPEAT = 'repeat';
 
 // ---------------------------------------------------------------- messages (copied from the compiler)

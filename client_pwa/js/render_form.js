@@ -8,12 +8,9 @@
 // object, so a photo field inside an instance captures, shows and deletes its photos exactly as
 // a top-level one does. answers.rooms = [{...instance 1}, {...instance 2}] (the contract's shape).
 
-import { fieldStates } from './form_logic.js';
+import { MAX_REPEAT_INSTANCES, fieldStates, isTodayDefault, newInstance } from './form_logic.js';
 import { t, pick } from './i18n.js';
 import { currentPosition, h, icon, toast } from './screens/ui.js';
-
-/** At most this many instances of a repeat, whatever its max_count says (the contract's cap). */
-export const MAX_REPEAT_INSTANCES = 100;
 
 const isEmpty = (v) => v === null || v === undefined || v === '' || (Array.isArray(v) && v.length === 0);
 
@@ -162,12 +159,6 @@ function dropUnoffered(field, target, state) {
   return true;
 }
 
-function newInstance(repeat) {
-  const instance = {};
-  for (const f of repeat.fields || []) if (f.default !== undefined) instance[f.name] = f.default;
-  return instance;
-}
-
 /** Keep exactly n instances (repeat_count): add at the end, or set the last ones aside. */
 function fitCount(repeat, answers, count, stash) {
   const n = Math.max(0, Math.min(MAX_REPEAT_INSTANCES, Math.trunc(count)));
@@ -271,7 +262,13 @@ function buildRepeat(repeat, answers, ctx) {
     const objs = current();
     const index = objs.indexOf(obj);
     if (index < 0 || fixedCount) return;
-    const answered = Object.values(obj).some((v) => !isEmpty(v));
+    // Values the form filled in itself (defaults, today's date) are not the inspector's work.
+    const answered = (repeat.fields || []).some((f) => {
+      const v = obj[f.name];
+      if (isEmpty(v)) return false;
+      if (isTodayDefault(f)) return v !== ctx.today;
+      return f.default === undefined || JSON.stringify(v) !== JSON.stringify(f.default);
+    });
     if (answered && !ctx.confirm(t('repeat_remove_confirm', { n: index + 1 }))) return;
     const shas = instancePhotos(repeat, obj);
     answers[name] = objs.filter((x) => x !== obj);
@@ -370,7 +367,7 @@ function buildField(field, answers, changed, photos, definition, id) {
   box.append(input, errorsEl);
   if (input.paint) part.paint = input.paint;
   if (input.offer) part.offer = input.offer;
-  if (field.type === 'date' && TODAY_BY_DEFAULT.has(field.name) && !field.read_only) {
+  if (field.type === 'date' && (TODAY_BY_DEFAULT.has(field.name) || isTodayDefault(field)) && !field.read_only) {
     part.defaultToday = (day) => {
       input.value = day;
       answers[field.name] = day;

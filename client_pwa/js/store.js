@@ -7,6 +7,7 @@
 // so the rest of the app only ever sees Blobs.
 
 import { db } from './db.js';
+import { initialAnswers } from './form_logic.js';
 import { DEFAULT_MAX_EDGE, shrinkPhoto } from './photo_resize.js';
 
 // ---- meta ----------------------------------------------------------------------------------
@@ -340,20 +341,7 @@ export async function draftsOfRecord(recordId) {
 
 /** A new draft of `definition` about a record, with the form's defaults and presets filled in. */
 export async function newDraft(definition, { record, recordType, village, name, presets = {} }) {
-  const answers = {};
-  for (const f of definition.fields) {
-    if (f.type === 'repeat') {
-      // A repeat group starts with the instances it must have (min_count), defaults filled in.
-      const n = Math.min(Number.isInteger(f.min_count) ? f.min_count : 0, 100);
-      if (n > 0) {
-        answers[f.name] = Array.from({ length: n }, () => {
-          const instance = {};
-          for (const inner of f.fields || []) if (inner.default !== undefined) instance[inner.name] = inner.default;
-          return instance;
-        });
-      }
-    } else if (f.default !== undefined) answers[f.name] = f.default;
-  }
+  const answers = initialAnswers(definition);
   Object.assign(answers, presets);
   const now = new Date().toISOString();
   const row = {

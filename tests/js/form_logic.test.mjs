@@ -210,3 +210,18 @@ test('agrees with forms/compiler.py on every generated answer set', { skip: !fix
   assert.deepEqual(failures.slice(0, 3), [], `${failures.length} of ${cases.length} differ`);
   assert.ok(cases.length > 5000);
 });
+
+test("a new draft's answers: static defaults, min_count instances, no date default of today()", async () => {
+  const { initialAnswers, newInstance } = await import('../../client_pwa/js/form_logic.js');
+  const definition = {
+    fields: [
+      { name: 'd', type: 'date', default: 'today()' },
+      { name: 'x', type: 'text', default: 'a' },
+      { name: 'r', type: 'repeat', min_count: 2, fields: [{ name: 'y', type: 'integer', default: 3 }, { name: 'dd', type: 'date', default: 'today()' }] },
+      { name: 's', type: 'repeat', fields: [{ name: 'z', type: 'text' }] },
+    ],
+  };
+  assert.deepEqual(initialAnswers(definition), { x: 'a', r: [{ y: 3 }, { y: 3 }] });
+  assert.deepEqual(newInstance(definition.fields[2]), { y: 3 });
+  assert.deepEqual(initialAnswers({ fields: [{ name: 'r', type: 'repeat', min_count: 500, fields: [] }] }).r.length, 100);
+});
