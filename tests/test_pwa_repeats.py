@@ -89,6 +89,11 @@ def toilet_v2():
                         "calculation": "position(..)",
                     },
                     {
+                        "name": "room_note",
+                        "type": "note",
+                        "label": label("第 ${room_no} 间（总体：${usable}）", "Room ${room_no}"),
+                    },
+                    {
                         "name": "Room_OK",
                         "type": "yes_no",
                         "label": label("这间能用", "Room usable"),
@@ -218,7 +223,10 @@ def test_repeats_and_versions_on_the_phone(browser, live, tmp_path):
     shot(page, "repeats1-rooms-errors")
 
     # -- choice_filter: only the choices offered; an answer no longer offered is cleared --
+    assert page.inner_text(instance(2, "[data-field=room_note]")) == "第 2 间（总体：…）"
     choose(page, "usable", "broken")
+    # a label names answers as they are shown (XLSForm's ${} in labels)
+    assert page.inner_text(instance(1, "[data-field=room_note]")) == "第 1 间（总体：建了不能用）"
     assert page.is_hidden("[data-field=fault] .choice[data-value=dirty]")
     choose(page, "fault", "no_water")
     choose_in(page, 2, "room_fault", "no_water")  # inside a room, the same filter

@@ -73,8 +73,9 @@ export function renderForm(definition, answers, { today, now = () => null, onCha
 
   function update() {
     const states = settleAnswers(definition, answers, today, now, stash);
+    const values = valuesOf(states);
     for (const [name, part] of parts) {
-      applyState(part, states[name], answers, name, today);
+      applyState(part, states[name], answers, name, today, values);
     }
   }
 
@@ -94,13 +95,14 @@ export function renderForm(definition, answers, { today, now = () => null, onCha
 const NO_STATE = { visible: true, required: false, value: null };
 
 /** Show a field's state: relevance, required mark, calculated value, choices offered. */
-function applyState(part, state = NO_STATE, target, name, today) {
+function applyState(part, state = NO_STATE, target, name, today, values = {}) {
   part.box.hidden = !state.visible;
+  if (part.relabel) part.relabel(values);
   if (part.reqMark) part.reqMark.hidden = !state.required;
   if (part.showValue) part.showValue(state.value);
   if (part.offer) part.offer(Array.isArray(state.choices) ? state.choices : null);
   if (part.paint) part.paint();
-  if (part.apply) part.apply(state);
+  if (part.apply) part.apply(state, values);
   if (part.defaultToday && state.visible && !part.defaulted && isEmpty(target[name])) {
     part.defaulted = true;
     part.defaultToday(today);
@@ -282,7 +284,7 @@ function buildRepeat(repeat, answers, ctx) {
 
   add.addEventListener('click', addInstance);
 
-  part.apply = (state) => {
+  part.apply = (state, values) => {
     if (!inStep()) rebuild();
     // repeat_count decides how many instances there are: no adding or removing by hand.
     fixedCount = typeof state.count === 'number' && Number.isFinite(state.count);
@@ -294,7 +296,8 @@ function buildRepeat(repeat, answers, ctx) {
     instances.forEach((inst, i) => {
       inst.remove.hidden = fixedCount;
       const inner = (state.instances && state.instances[i]) || {};
-      for (const [innerName, p] of inst.parts) applyState(p, inner[innerName], inst.obj, innerName, ctx.today);
+      const seen = { ...values, ...valuesOf(inner) }; // an instance's own answers first
+      for (const [innerName, p] of inst.parts) applyState(p, inner[innerName], inst.obj, innerName, ctx.today, seen);
     });
   };
 
@@ -327,19 +330,56 @@ export function calcText(definition, field, v) {
 // date of a monthly task defaults to today when it appears).
 const TODAY_BY_DEFAULT = new Set(['completed_on']);
 
+const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+function valuesOf(states) {
+  return Object.fromEntries(Object.entries(states || {}).map(([n, s]) => [n, s && s.value]));
+}
+
+/** A label's text with each ${name} replaced by that answer as shown (XLSForm's output). */
+function spoken(definition, text, values) {
+  if (!text.includes('${')) return text;
+  const byName = new Map(allFields(definition).map((f) => [f.name, f]));
+  return text.replace(REFERENCE, (whole, name) => {
+    const field = byName.get(name);
+    const v = values[name];
+    if (!field || isEmpty(v)) return field ? '…' : whole;
+    const one = (x) => {
+      if (field.type === 'yes_no') return t(x ? 'yes' : 'no');
+      const choice = (field.choices || []).find((c) => c.value === x);
+      return choice ? pick(choice.label) : String(x);
+    };
+    return Array.isArray(v) ? v.map(one).join('、') : one(v);
+  });
+}
+
+/** A text node for a label or hint that follows the answers it names. */
+function liveText(definition, texts, part) {
+  const node = document.createTextNode(pick(texts));
+  if (pick(texts).includes('${')) {
+    const previous = part.relabel;
+    part.relabel = (values) => {
+      if (previous) previous(values);
+      node.data = spoken(definition, pick(texts), values);
+    };
+  }
+  return node;
+}
+
 function buildField(field, answers, changed, photos, definition, id) {
   const reqMark = h('span.req', `*${t('required_mark')}`);
   reqMark.hidden = true;
-  const label = h('label.label', { htmlFor: id }, pick(field.label), reqMark);
-  const hint = field.hint ? h('div.hint', pick(field.hint)) : null;
+  const part = { reqMark, spec: field };
+  const label = h('label.label', { htmlFor: id }, liveText(definition, field.label, part), reqMark);
+  const hint = field.hint ? h('div.hint', liveText(definition, field.hint, part)) : null;
   const errorsEl = h('div.errors', { role: 'alert' });
   errorsEl.hidden = true;
   const box = h(`div.field.t-${field.type}`, { dataset: { field: field.name } });
-  const part = { box, reqMark, errorsEl, spec: field };
+  Object.assign(part, { box, errorsEl });
 
   if (field.type === 'note') {
     box.classList.add('note');
-    box.append(pick(field.label));
+    box.append(liveText(definition, field.label, part));
     return part;
   }
   if (field.type === 'calculate') {
