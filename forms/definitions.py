@@ -24,12 +24,21 @@ __all__ = [
     "latest_builtin",
     "load_builtin",
     "load_task_templates",
+    "zh_text",
 ]
 
 HERE = Path(__file__).resolve().parent
 DEFINITIONS_DIR = HERE / "definitions"
 TASK_TEMPLATES_PATH = HERE / "task_templates.json"
 FILE_RE = re.compile(r"^(?P<id>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.json$")
+
+
+def zh_text(text) -> str:
+    """The Chinese of a bilingual text {"zh", "en"} (its English if it has no Chinese); a plain
+    value as text; None as ""."""
+    if isinstance(text, dict):
+        return str(text.get("zh") or text.get("en") or "")
+    return "" if text is None else str(text)
 
 
 def load_builtin() -> list[dict]:

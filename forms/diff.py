@@ -22,6 +22,8 @@ changed fields), and a change is one of
 Notes are fields like any other here (their label is what the inspector reads).
 """
 
+from forms.definitions import zh_text
+
 #: Properties compared as they are (missing = None), in the order changes are listed.
 COMPARED = (
     "type",
@@ -51,17 +53,11 @@ def fields_of(definition: dict | None) -> dict[str, tuple[dict, str | None]]:
     return out
 
 
-def zh(label) -> str:
-    if isinstance(label, dict):
-        return str(label.get("zh") or label.get("en") or "")
-    return "" if label is None else str(label)
-
-
 def _item(name: str, spec: dict, repeat: str | None) -> dict:
     return {
         "name": name,
         "type": spec.get("type"),
-        "label": zh(spec.get("label")),
+        "label": zh_text(spec.get("label")),
         "repeat": repeat,
     }
 
@@ -153,7 +149,7 @@ def describe(change: dict) -> str:
         if value is False:
             return "否"
         if isinstance(value, dict):
-            return zh(value)
+            return zh_text(value)
         return str(value)
 
     return f"{name}：{text(change['old'])} → {text(change['new'])}"

@@ -17,6 +17,7 @@ import binascii
 from flask import flash, g, redirect, render_template, request, url_for
 
 from forms import diff as form_diff
+from forms.definitions import zh_text
 from forms.xlsform import XlsError, import_xlsform
 
 from .admin import ADMIN, bp
@@ -114,11 +115,9 @@ def _changes(old: dict | None, new: dict) -> dict | None:
     if old is None:
         return None
     changes = form_diff.diff(old, new)
-    labels = {
-        n: form_diff.zh(s.get("label")) or n for n, (s, _) in form_diff.fields_of(old).items()
-    }
+    labels = {n: zh_text(s.get("label")) or n for n, (s, _) in form_diff.fields_of(old).items()}
     labels.update(
-        {n: form_diff.zh(s.get("label")) or n for n, (s, _) in form_diff.fields_of(new).items()}
+        {n: zh_text(s.get("label")) or n for n, (s, _) in form_diff.fields_of(new).items()}
     )
     for kind in ("added", "removed", "changed"):
         for item in changes[kind]:

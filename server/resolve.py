@@ -15,6 +15,7 @@ import re
 import uuid
 from datetime import date
 
+from forms.definitions import zh_text
 from sync.clock import Clock, decode
 from sync.merge import Observation, canonical_json, same_value
 
@@ -58,16 +59,12 @@ class ResolveError(Exception):
     """The resolution cannot be made (Chinese message for the supervisor)."""
 
 
-def _zh(text) -> str:
-    return text.get("zh", "") if isinstance(text, dict) else str(text or "")
-
-
 def spec_of_form_field(field: dict) -> dict:
     """Type, choices and label of one form field."""
     return {
         "type": FORM_TYPES.get(field.get("type"), "text"),
-        "choices": [(c["value"], _zh(c["label"])) for c in field.get("choices", [])],
-        "label": _zh(field.get("label")),
+        "choices": [(c["value"], zh_text(c["label"])) for c in field.get("choices", [])],
+        "label": zh_text(field.get("label")),
     }
 
 
@@ -111,7 +108,9 @@ def field_spec(definition: dict | None, field: str, values=(), *, record_type="f
             spec["type"] = _infer(values)
         return spec
     types = {FORM_TYPES.get(fields[r].get("type")) for r in refs}
-    label = RECORD_LABELS.get(field) or (_zh(fields[field]["label"]) if field in fields else field)
+    label = RECORD_LABELS.get(field) or (
+        zh_text(fields[field]["label"]) if field in fields else field
+    )
     if len(types) == 1 and None not in types:
         spec = spec_of_form_field(fields[refs[0]])
         return {**spec, "label": label}

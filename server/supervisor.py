@@ -24,6 +24,7 @@ from flask import (
 from markupsafe import Markup
 
 from forms import diff as form_diff
+from forms.definitions import zh_text
 from media.stamp_code import display as code_display
 from sync import review
 
@@ -306,7 +307,7 @@ def field_path_label(definition: dict | None, path: str | None) -> str:
 
     def label(name: str) -> str:
         spec = fields.get(name)
-        return _zh(spec.get("label")) or name if spec else name
+        return zh_text(spec.get("label")) or name if spec else name
 
     match = REPEAT_PATH.fullmatch(path)
     if match:
@@ -850,7 +851,7 @@ def _record_conflicts_page(record_id: str, *, error=None, status=200):
                 "conflicts": conflicts,
             }
         )
-    name = rows[0]["record_name"] if rows else record.get("name") or _zh(record.get("title"))
+    name = rows[0]["record_name"] if rows else record.get("name") or zh_text(record.get("title"))
     return render_template(
         "record_conflicts.html",
         record=record,
@@ -861,10 +862,6 @@ def _record_conflicts_page(record_id: str, *, error=None, status=200):
         error=error,
         form=request.form if request.method == "POST" else {},
     ), status
-
-
-def _zh(text) -> str:
-    return text.get("zh", "") if isinstance(text, dict) else str(text or "")
 
 
 @bp.get("/records/<record_id>/conflicts")
