@@ -343,19 +343,18 @@ export async function draftsOfRecord(recordId) {
 export async function newDraft(definition, { record, recordType, village, name, presets = {} }) {
   const answers = initialAnswers(definition);
   Object.assign(answers, presets);
+  return putDraft(definition, { record, recordType, village, name, presets, answers, photos: [] });
+}
+
+/** Store a new draft of `definition` with `fields` (record, answers, photos …). */
+async function putDraft(definition, fields) {
   const now = new Date().toISOString();
   const row = {
     id: uuid(),
     form: definition.id,
     version: definition.version,
     title: definition.title,
-    record,
-    recordType,
-    village,
-    name,
-    presets,
-    answers,
-    photos: [],
+    ...fields,
     createdAt: now,
     updatedAt: now,
   };
@@ -371,12 +370,7 @@ export async function newDraft(definition, { record, recordType, village, name, 
  */
 export async function draftReplacing(entry, definition) {
   const answers = fillable(definition.fields, entry.item.answers || {});
-  const now = new Date().toISOString();
-  const row = {
-    id: uuid(),
-    form: definition.id,
-    version: definition.version,
-    title: definition.title,
+  return putDraft(definition, {
     record: entry.record,
     recordType: entry.recordType,
     village: entry.village,
@@ -385,11 +379,7 @@ export async function draftReplacing(entry, definition) {
     answers,
     photos: photoHashes(definition, answers),
     replaces: entry.id,
-    createdAt: now,
-    updatedAt: now,
-  };
-  await (await db()).put('drafts', row);
-  return row;
+  });
 }
 
 /**
